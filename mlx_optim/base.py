@@ -1,0 +1,352 @@
+"""The base class every mlx_optim optimizer subclasses.
+
+It keeps the ``mlx.optimizers.Optimizer`` contract (``init_single`` /
+``apply_single``, one state dict, ``_maybe_schedule``) and adds, once for all
+optimizers:
+
+* validation helpers whose ``ValueError`` names the argument, its value and the
+  allowed range;
+* tunable hyperparameters kept as arrays in ``state`` (so they can be schedules,
+  can be changed after ``mx.compile`` traced the step, and are saved with the
+  state), read in ``update_single`` through the per-step namespace ``self.hp``;
+* per-step scalars (bias corrections, ...) computed once per step in
+  :meth:`Optimizer.step_scalars` instead of once per parameter;
+* the dtype policy: float32 state and math for bf16/fp16 parameters
+  (``state_dtype`` overrides), updated parameters keep their dtype;
+* shared math: weight decay modes, AMSGrad, cautious masking, gradient
+  centralization, ``maximize``;
+* gradient-tree checking with the offending path in the message;
+* the calling convention for optimizers that need the loss or re-evaluate it:
+  ``opt.update(model, grads, loss=loss)`` and
+  ``opt.step_with(model, loss_and_grad_fn, *args)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from mlx_optim import functional as F
+
+__all__ = ["Optimizer", "check_range", "check_choice"]
+
+_LOW_PRECISION = (mx.bfloat16, mx.float16)
+
+Schedule = Callable[[mx.array], mx.array]
+Tunable = float | Schedule
+
+
+def _fmt_interval(low: float | None, high: float | None, interval: str) -> str:
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    return f"{interval[0]}{lo}, {hi}{interval[1]}"
+
+
+def check_range(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    interval: str = "[]",
+) -> None:
+    """Raise ``ValueError`` unless ``low <=/< value <=/< high``.
+
+    ``interval`` is two characters, each ``[`` / ``]`` (closed) or ``(`` / ``)``
+    (open), e.g. ``"[)"`` for ``low <= value < high``. ``None`` bounds are open.
+    The message names the owner, the argument, its value and the allowed range.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name}={value!r} must be a number in {_fmt_interval(low, high, interval)}") from None
+    ok = not math.isnan(v)
+    if ok and low is not None:
+        ok = v >= low if interval[0] == "[" else v > low
+    if ok and high is not None:
+        ok = v <= high if interval[1] == "]" else v < high
+    if not ok:
+        raise ValueError(f"{owner}: {name}={value!r} is out of range; allowed {_fmt_interval(low, high, interval)}")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{owner}: {name}={value!r} is not allowed; choose one of {tuple(choices)}")
+
+
+def _match(gradients: Any, parameters: Any, path: str = "") -> Any:
+    """Return the sub-tree of ``parameters`` shaped like ``gradients``.
+
+    Raises ``ValueError`` naming the first path where the trees disagree.
+    """
+    where = path or "<root>"
+    if isinstance(gradients, dict):
+        if not isinstance(parameters, dict):
+            raise ValueError(f"gradient tree does not match the parameters at '{where}': expected a dict there")
+        out = {}
+        for k, g in gradients.items():
+            if k not in parameters:
+                raise ValueError(f"gradient at '{path}{k}' has no matching parameter")
+            out[k] = _match(g, parameters[k], f"{path}{k}.")
+        return out
+    if isinstance(gradients, (list, tuple)):
+        if not isinstance(parameters, (list, tuple)) or len(parameters) < len(gradients):
+            raise ValueError(f"gradient tree does not match the parameters at '{where}': list lengths differ")
+        return type(gradients)(_match(g, p, f"{path}{i}.") for i, (g, p) in enumerate(zip(gradients, parameters)))
+    if isinstance(gradients, mx.array):
+        if not isinstance(parameters, mx.array):
+            raise ValueError(f"gradient at '{where[:-1]}' has no matching parameter array")
+        if gradients.shape != parameters.shape:
+            raise ValueError(
+                f"gradient at '{where[:-1]}' has shape {tuple(gradients.shape)} "
+                f"but the parameter has shape {tuple(parameters.shape)}"
+            )
+        return parameters
+    raise ValueError(f"gradient at '{where[:-1]}' is a {type(gradients).__name__}, expected an mx.array")
+
+
+class Optimizer(optim.Optimizer):
+    """Base class of all mlx_optim optimizers.
+
+    Subclasses implement :meth:`init_single` (fill the per-parameter ``state``
+    dict; it receives the *parameter*, also on the lazy first update) and
+    :meth:`update_single` (return the new parameter, computed in the compute
+    dtype, updating ``state`` in place). Per-step scalars go in
+    :meth:`step_scalars`; hyperparameters are read from ``self.hp``.
+
+    Class attributes describe the optimizer for the registry and the docs:
+    ``name`` (registry name), ``family``, ``reference`` (the class it is
+    parity-checked against), ``needs_loss`` (the update needs the loss value)
+    and ``compilable`` (its update can run inside ``mx.compile``).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "other"
+    reference: ClassVar[str] = ""
+    needs_loss: ClassVar[bool] = False
+    compilable: ClassVar[bool] = True
+
+    def __init__(self, learning_rate: Tunable, *, maximize: bool = False, state_dtype: mx.Dtype | None = None):
+        super().__init__()
+        object.__setattr__(self, "_tunables", [])
+        self._zero = set()  # tunables fixed at 0.0 at construction: their math is skipped
+        self.maximize = bool(maximize)
+        if state_dtype is not None and not isinstance(state_dtype, mx.Dtype):
+            raise ValueError(f"{type(self).__name__}: state_dtype={state_dtype!r} must be an mx.Dtype or None")
+        self.state_dtype = state_dtype
+        self.decay_filter: Callable[[str], bool] | None = None
+        self.hp = SimpleNamespace()
+        self._leaf_path = ""
+        self._hyper("learning_rate", learning_rate, low=0.0)
+
+    # ------------------------------------------------------------------ validation
+    def _check(self, name: str, value: Any, low=None, high=None, interval: str = "[]") -> None:
+        check_range(type(self).__name__, name, value, low, high, interval)
+
+    def _choice(self, name: str, value: Any, choices: Sequence[Any]) -> None:
+        check_choice(type(self).__name__, name, value, choices)
+
+    def _hyper(self, name: str, value: Tunable, low=None, high=None, interval: str = "[]") -> None:
+        """Validate a tunable scalar and keep it in ``state`` (it may be a schedule)."""
+        if callable(value):
+            self._check(name, float(value(mx.array(0))), low, high, interval)
+        else:
+            self._check(name, value, low, high, interval)
+            if float(value) == 0.0:
+                self._zero.add(name)
+            value = mx.array(float(value), mx.float32)
+        self._maybe_schedule(name, value)
+        self._tunables.append(name)
+
+    def _betas(self, betas: Sequence[float], n: int | None = None, name: str = "betas", interval: str = "[)") -> None:
+        """Validate a tuple of betas in [0, 1) and keep them as tunables ``beta1``, ``beta2``, ..."""
+        betas = tuple(betas)
+        if n is not None and len(betas) != n:
+            raise ValueError(f"{type(self).__name__}: {name}={betas!r} must have {n} values")
+        for i, b in enumerate(betas):
+            self._hyper(f"beta{i + 1}", b, 0.0, 1.0, interval)
+
+    def __getattr__(self, name: str) -> Any:
+        tunables = self.__dict__.get("_tunables", ())
+        if name in tunables:
+            return self._state[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_tunables", ()) and name != "learning_rate":
+            self._state[name] = mx.array(value, mx.float32)
+            self._zero.discard(name)
+            return
+        super().__setattr__(name, value)
+
+    # ------------------------------------------------------------------ dtypes
+    def compute_dtype(self, parameter: mx.array) -> mx.Dtype:
+        """float32 for low-precision parameters, the parameter's dtype otherwise."""
+        return mx.float32 if parameter.dtype in _LOW_PRECISION else parameter.dtype
+
+    def zeros(self, parameter: mx.array, shape: Sequence[int] | None = None) -> mx.array:
+        """A zero state array for ``parameter`` in the state dtype."""
+        dtype = self.state_dtype or self.compute_dtype(parameter)
+        return mx.zeros(parameter.shape if shape is None else tuple(shape), dtype=dtype)
+
+    def full(self, parameter: mx.array, value: float) -> mx.array:
+        return mx.full(parameter.shape, value, dtype=self.state_dtype or self.compute_dtype(parameter))
+
+    # ------------------------------------------------------------------ the update
+    def update(self, model: nn.Module, gradients: dict, loss: mx.array | None = None) -> None:
+        """Apply ``gradients`` to ``model``; ``loss`` is required by loss-driven optimizers."""
+        model.update(self.apply_gradients(gradients, model, loss=loss))
+
+    def step_with(self, model: nn.Module, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
+        """One optimization step that evaluates ``loss_and_grad_fn`` itself.
+
+        ``loss_and_grad_fn(model, *args, **kwargs)`` must return ``(loss, grads)``
+        for the model's trainable parameters, as ``nn.value_and_grad(model, loss_fn)``
+        does for a ``loss_fn(model, *args)``. Optimizers that evaluate the loss
+        more than once per step (L-BFGS, SAM, Hessian-based ones) override this;
+        for all others it is one evaluation and one :meth:`update`. Returns the
+        loss of the first evaluation.
+        """
+        loss, grads = loss_and_grad_fn(model, *args, **kwargs)
+        self.update(model, grads, loss=loss)
+        return loss
+
+    def _reserved_clash(self, gradients: Any) -> None:
+        if isinstance(gradients, dict):
+            for k in gradients:
+                if k in self._state and not isinstance(self._state[k], (dict, list, tuple)):
+                    raise ValueError(
+                        f"top-level parameter '{k}' clashes with the optimizer's state entry of the same name; "
+                        "nest the parameters one level deeper"
+                    )
+
+    def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
+        """Return the updated parameters (with the structure of ``gradients``).
+
+        ``parameters`` may be a superset of ``gradients`` (e.g. the whole model).
+        A gradient whose path or shape has no matching parameter raises
+        ``ValueError`` naming the path.
+        """
+        if self.needs_loss and loss is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the loss value: call opt.update(model, grads, loss=loss) "
+                "or opt.step_with(model, loss_and_grad_fn, *batch)"
+            )
+        self._reserved_clash(gradients)
+        params = _match(gradients, parameters)
+        if not self._initialized:
+            self.init(params)
+        for name, scheduler in self._schedulers.items():
+            self.state[name] = scheduler(self.step)
+        self.state["step"] = self.step + 1
+        self.hp = self._hyperparameters(loss)
+        self.prepare(gradients, params)
+        if self.decay_filter is None:
+            return _tree_map3(self.apply_single, gradients, params, self.state)
+        return self._apply_with_paths(gradients, params, self.state, "")
+
+    def _apply_with_paths(self, g: Any, p: Any, s: Any, path: str) -> Any:
+        if isinstance(g, dict):
+            return {k: self._apply_with_paths(g[k], p[k], s[k], f"{path}{k}.") for k in g}
+        if isinstance(g, (list, tuple)):
+            return type(g)(self._apply_with_paths(a, b, c, f"{path}{i}.") for i, (a, b, c) in enumerate(zip(g, p, s)))
+        self._leaf_path = path[:-1]
+        return self.apply_single(g, p, s)
+
+    def _hyperparameters(self, loss: mx.array | None) -> SimpleNamespace:
+        hp = SimpleNamespace(**{name: self._state[name] for name in self._tunables})
+        hp.lr = hp.learning_rate
+        hp.step = self._state["step"].astype(mx.float32)
+        hp.loss = loss
+        self.step_scalars(hp)
+        return hp
+
+    def step_scalars(self, hp: SimpleNamespace) -> None:
+        """Add per-step scalars (bias corrections, ...) to ``hp``; computed once per step."""
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        """Hook for global reductions over the whole tree before the per-leaf updates."""
+
+    def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
+        dtype = self.compute_dtype(parameter)
+        g = gradient if gradient.dtype == dtype else gradient.astype(dtype)
+        if self.maximize:
+            g = -g
+        p = parameter if parameter.dtype == dtype else parameter.astype(dtype)
+        new = self.update_single(g, p, state)
+        if self.state_dtype is not None and self.state_dtype != dtype:
+            for k, v in state.items():
+                if isinstance(v, mx.array) and v.dtype == dtype:
+                    state[k] = v.astype(self.state_dtype)
+        return new if new.dtype == parameter.dtype else new.astype(parameter.dtype)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        """Return the updated parameter; ``g`` and ``p`` are in the compute dtype."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared math
+    def decays(self) -> bool:
+        """Whether weight decay applies to the current leaf."""
+        if "weight_decay" in self._zero:
+            return False
+        return self.decay_filter is None or self.decay_filter(self._leaf_path)
+
+    def apply_weight_decay(
+        self,
+        p: mx.array,
+        g: mx.array,
+        *,
+        decouple: bool,
+        fixed: bool = False,
+        ratio: Any = 1.0,
+        lr: Any = None,
+    ) -> tuple[mx.array, mx.array]:
+        """Apply weight decay; returns ``(p, g)``.
+
+        ``decouple``: shrink the parameter, ``p * (1 - wd * lr * ratio)`` (``fixed``:
+        without ``lr``); otherwise fold the L2 penalty into the gradient.
+        """
+        if not self.decays():
+            return p, g
+        wd = self.hp.weight_decay
+        if decouple:
+            return F.decoupled_decay(p, self.hp.lr if lr is None else lr, wd, fixed=fixed, ratio=ratio), g
+        return p, F.coupled_decay(g, p, wd)
+
+    @staticmethod
+    def apply_amsgrad(state: dict, v: mx.array, key: str = "max_exp_avg_sq") -> mx.array:
+        """AMSGrad: keep and return the running element-wise maximum of ``v``."""
+        v_max = mx.maximum(state[key], v)
+        state[key] = v_max
+        return v_max
+
+    @staticmethod
+    def apply_adanorm(g: mx.array, state: dict, r: Any, key: str = "exp_grad_adanorm") -> mx.array:
+        """AdaNorm: rescale ``g`` up to the running average of its norm (kept in ``state[key]``)."""
+        g_norm = F.norm(g)
+        avg = r * state[key] + (1 - r) * g_norm
+        state[key] = avg
+        return mx.where((g_norm > 0) & (avg > g_norm), g * (avg / g_norm), g)
+
+    @staticmethod
+    def apply_cautious(update: mx.array, g: mx.array) -> mx.array:
+        return F.cautious_mask(update, g)
+
+    @staticmethod
+    def apply_gc(g: mx.array, conv_only: bool = False) -> mx.array:
+        return F.centralize(g, conv_only=conv_only)
+
+
+def _tree_map3(fn: Callable, g: Any, p: Any, s: Any) -> Any:
+    if isinstance(g, dict):
+        return {k: _tree_map3(fn, g[k], p[k], s[k]) for k in g}
+    if isinstance(g, (list, tuple)):
+        return type(g)(_tree_map3(fn, a, b, c) for a, b, c in zip(g, p, s))
+    return fn(g, p, s)

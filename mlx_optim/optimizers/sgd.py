@@ -1,0 +1,66 @@
+"""Stochastic gradient descent with torch.optim semantics."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.registry import register
+
+
+def momentum_buffer(buf: mx.array, d_p: mx.array, momentum, dampening) -> mx.array:
+    """``buf <- momentum * buf + (1 - dampening) * d_p`` (callers pass dampening 0 on the first step)."""
+    return momentum * buf + (1 - dampening) * d_p
+
+
+@register
+class SGD(Optimizer):
+    r"""SGD with momentum, dampening, Nesterov and L2 weight decay, as ``torch.optim.SGD``.
+
+    .. math::
+        d_t = g_t + \lambda p_{t-1},\quad b_t = \mu b_{t-1} + (1-\tau) d_t,\quad
+        p_t = p_{t-1} - \eta\,(d_t + \mu b_t \text{ if nesterov else } b_t)
+
+    As in PyTorch the first momentum step is undampened (:math:`b_1 = d_1`),
+    which ``mlx.optimizers.SGD`` does not do.
+    """
+
+    name = "sgd"
+    family = "sgd"
+    reference = "torch.optim.SGD"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        momentum: Tunable = 0.0,
+        dampening: Tunable = 0.0,
+        weight_decay: Tunable = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("momentum", momentum, 0.0)
+        self._hyper("dampening", dampening)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        if nesterov and (momentum == 0 or dampening != 0):
+            raise ValueError("SGD: nesterov=True requires momentum > 0 and dampening=0")
+        self.nesterov = nesterov
+        self.use_momentum = callable(momentum) or momentum != 0
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        if self.use_momentum:
+            state["momentum_buffer"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        hp.damp = mx.where(hp.step > 1, hp.dampening, 0.0)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, d_p = self.apply_weight_decay(p, g, decouple=False)
+        if self.use_momentum:
+            buf = momentum_buffer(state["momentum_buffer"], d_p, hp.momentum, hp.damp)
+            state["momentum_buffer"] = buf
+            d_p = d_p + hp.momentum * buf if self.nesterov else buf
+        return p - hp.lr * d_p

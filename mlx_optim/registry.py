@@ -1,0 +1,97 @@
+"""Name registry: ``load_optimizer``, ``get_supported_optimizers``, ``create_optimizer``."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_optim.base import Optimizer
+
+__all__ = ["register", "load_optimizer", "get_supported_optimizers", "create_optimizer", "OPTIMIZERS"]
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
+# pytorch_optimizer's default ban list plus MLX's normalization layers.
+DEFAULT_WD_BAN_LIST = ("bias", "LayerNorm.bias", "LayerNorm.weight", "RMSNorm.weight", "GroupNorm", "BatchNorm")
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: add ``cls`` to the registry under ``cls.name`` (lowercase)."""
+    name = cls.name.lower()
+    if not name:
+        raise ValueError(f"{cls.__name__} has no registry name")
+    if name in OPTIMIZERS and OPTIMIZERS[name] is not cls:
+        raise ValueError(f"registry name {name!r} is taken by {OPTIMIZERS[name].__name__}")
+    OPTIMIZERS[name] = cls
+    return cls
+
+
+def load_optimizer(name: str) -> type[Optimizer]:
+    """Return the optimizer class registered as ``name`` (case-insensitive).
+
+    An unknown name raises ``ValueError`` listing the closest registered names.
+    """
+    key = name.lower()
+    if key not in OPTIMIZERS:
+        close = difflib.get_close_matches(key, OPTIMIZERS, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see mlx_optim.get_supported_optimizers()"
+        raise ValueError(f"unknown optimizer {name!r}{hint}")
+    return OPTIMIZERS[key]
+
+
+def get_supported_optimizers(filters: str | Iterable[str] | None = None) -> list[str]:
+    """Registered names, sorted; ``filters`` are glob patterns (e.g. ``"ada*"``) a name must match."""
+    names = sorted(OPTIMIZERS)
+    if filters is None:
+        return names
+    patterns = [filters] if isinstance(filters, str) else list(filters)
+    return [n for n in names if any(fnmatch.fnmatch(n, pat.lower()) for pat in patterns)]
+
+
+def banned_paths(model: nn.Module, wd_ban_list: Sequence[str]) -> set[str]:
+    """Paths of the parameters excluded from weight decay.
+
+    Like pytorch_optimizer, a parameter is banned when a ban entry is a substring of
+    its full path, of its module's class name, or of ``ClassName.param_name``.
+    """
+    banned = set()
+    for module_path, module in model.named_modules():
+        cls = type(module).__name__
+        for pname in _direct_parameters(module):
+            full = f"{module_path}.{pname}" if module_path else pname
+            if any(b in pat for b in wd_ban_list for pat in (full, cls, f"{cls}.{pname}")):
+                banned.add(full)
+    return banned
+
+
+def _direct_parameters(module: nn.Module) -> list[str]:
+    return [k for k, v in module.items() if isinstance(v, mx.array)]
+
+
+def create_optimizer(
+    model: nn.Module,
+    optimizer_name: str,
+    learning_rate: Any = 1e-3,
+    weight_decay: float = 0.0,
+    wd_ban_list: Sequence[str] = DEFAULT_WD_BAN_LIST,
+    **kwargs: Any,
+) -> Optimizer:
+    """Build the optimizer ``optimizer_name`` for ``model``.
+
+    With ``weight_decay > 0`` the parameters matched by ``wd_ban_list`` (biases and
+    normalization layers by default) are kept out of weight decay; MLX has no
+    parameter groups, so this is a per-parameter filter on the optimizer.
+    """
+    cls = load_optimizer(optimizer_name)
+    if weight_decay:
+        kwargs["weight_decay"] = weight_decay
+    opt = cls(learning_rate=learning_rate, **kwargs)
+    if weight_decay:
+        banned = banned_paths(model, wd_ban_list)
+        opt.decay_filter = lambda path: path not in banned
+    return opt
