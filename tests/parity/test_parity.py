@@ -7,8 +7,15 @@ from tests.parity.harness import DEFAULT_ATOL, DEFAULT_RTOL, all_rows, check_row
 ROWS = all_rows()
 
 
-@pytest.mark.parametrize("mode", ["eager", "compiled"])
-@pytest.mark.parametrize("row", ROWS, ids=[r.label for r in ROWS])
+# Both modes of a row share one reference run: keep them on one xdist worker.
+PARAMS = [
+    pytest.param(row, mode, id=f"{row.label}-{mode}", marks=pytest.mark.xdist_group(row.label))
+    for row in ROWS
+    for mode in ("eager", "compiled")
+]
+
+
+@pytest.mark.parametrize("row,mode", PARAMS)
 def test_parity(row, mode):
     check_row(row, mode)
 

@@ -1,0 +1,110 @@
+"""ms/step of mlx_optim.AdamW against mlx.optimizers.AdamW(bias_correction=True), measured in one run.
+
+    python benchmarks/step_time.py [--rounds 7] [--steps 3] [--json out.json]
+
+Trees: (a) "large": six 2048x2048 matrices (~25.2M parameters); (b) "lora": 224
+leaves alternating 8x2048 and 2048x8 (~3.7M parameters). Modes: eager
+(``apply_gradients`` + ``mx.eval``) and compiled (``mx.compile`` with the state
+captured). The two optimizers alternate round by round (interleaved), and the
+ratio of their medians is printed: < 1 means mlx_optim is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import mlx.core as mx
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten, tree_map
+
+import mlx_optim
+
+
+def make_tree(kind: str) -> dict:
+    mx.random.seed(0)
+    if kind == "large":
+        return {f"w{i}": mx.random.normal((2048, 2048)) * 0.02 for i in range(6)}
+    return {
+        f"layer{i}": {"lora_a": mx.random.normal((8, 2048)) * 0.02, "lora_b": mx.random.normal((2048, 8)) * 0.02}
+        for i in range(112)
+    }
+
+
+class Runner:
+    """One optimizer on its own copy of the tree, eager or compiled."""
+
+    def __init__(self, opt, tree: dict, grads: dict, compiled: bool):
+        self.opt, self.grads = opt, grads
+        self.holder = {"params": tree_map(lambda x: x, tree)}  # own containers: compile writes into them
+        opt.init(self.holder["params"])
+
+        def step(g):
+            self.holder["params"] = opt.apply_gradients(g, self.holder["params"])
+
+        if compiled:
+            state = [self.holder, opt.state]
+            step = mx.compile(step, inputs=state, outputs=state)
+        self._step = step
+        mx.eval(self.holder, opt.state)
+
+    def run(self, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            self._step(self.grads)
+            mx.eval(self.holder, self.opt.state)
+        return (time.perf_counter() - start) / n * 1000
+
+
+def bench(kind: str, compiled: bool, rounds: int, steps: int) -> dict:
+    tree = make_tree(kind)
+    grads = make_tree(kind)
+    mx.eval(tree, grads)
+    ours = Runner(mlx_optim.AdamW(learning_rate=1e-3), tree, grads, compiled)
+    base = Runner(optim.AdamW(learning_rate=1e-3, bias_correction=True), tree, grads, compiled)
+    for r in (ours, base):
+        r.run(2)  # warm-up: tracing, g++ JIT, allocator
+    times = {"mlx_optim": [], "mlx": []}
+    for i in range(rounds):
+        order = [("mlx_optim", ours), ("mlx", base)]
+        for key, runner in order if i % 2 == 0 else order[::-1]:  # alternate who goes first
+            times[key].append(runner.run(steps))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n_params = sum(v.size for _, v in tree_flatten(tree))
+    return {
+        "tree": kind,
+        "mode": "compiled" if compiled else "eager",
+        "params": n_params,
+        "ms_mlx_optim": med["mlx_optim"],
+        "ms_mlx": med["mlx"],
+        "ratio": med["mlx_optim"] / med["mlx"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--trees", default="large,lora")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    results = []
+    print(f"{'tree':<6} {'mode':<9} {'params':>10} {'mlx_optim ms':>13} {'mlx ms':>9} {'ratio':>6}")
+    for kind in args.trees.split(","):
+        for compiled in (False, True):
+            r = bench(kind, compiled, args.rounds, args.steps)
+            results.append(r)
+            print(
+                f"{r['tree']:<6} {r['mode']:<9} {r['params']:>10,} {r['ms_mlx_optim']:>13.2f} {r['ms_mlx']:>9.2f}"
+                f" {r['ratio']:>6.2f}"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,558 @@
+"""The Ranger line: RAdam/Adam variants with built-in Lookahead.
+
+Ranger and Ranger21 follow pytorch_optimizer; Ranger2020 is Ranger with the Keras
+seed's ``gc_loc`` option; RangerQH and RangerVA follow ``pytorch_ranger`` 0.1.1.
+Lookahead's slow weights live in per-parameter state (``slow_buffer`` /
+``lookahead_params``) and the every-``k`` synchronisation is an ``mx.where`` on the
+global step, so the whole step compiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+from mlx_optim import functional as F
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.registry import register
+
+
+# ---------------------------------------------------------------------------- shared pure functions
+def lookahead_merge(p: mx.array, slow: mx.array, alpha, sync: mx.array) -> tuple[mx.array, mx.array]:
+    """Lookahead (Zhang et al., 2019): where ``sync``, ``slow <- slow + alpha (p - slow)`` and ``p <- slow``.
+
+    Returns ``(p, slow)``; both are unchanged where ``sync`` is false.
+    """
+    merged = slow + alpha * (p - slow)
+    return mx.where(sync, merged, p), mx.where(sync, merged, slow)
+
+
+def every(step: mx.array, k: int) -> mx.array:
+    """``step % k == 0`` for the float32 step counter."""
+    return mx.remainder(step, k) == 0
+
+
+def softplus(x: mx.array, beta, threshold: float = 20.0) -> mx.array:
+    """``torch.nn.functional.softplus``: ``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
+    bx = beta * x
+    return mx.where(bx > threshold, x, mx.logaddexp(bx, 0.0) / beta)
+
+
+def torch_unit_norm(x: mx.array) -> mx.array:
+    """pytorch_optimizer's ``unit_norm``: whole norm for ndim <= 1, axis 1 for 2-D/3-D, axes 1.. for ndim >= 4.
+
+    Differs from :func:`mlx_optim.functional.unit_norm` for 3-D tensors (axis 1 only).
+    """
+    if x.ndim <= 1:
+        return mx.sqrt(mx.sum(mx.square(x)))
+    axes = 1 if x.ndim in (2, 3) else tuple(range(1, x.ndim))
+    return mx.sqrt(mx.sum(mx.square(x), axis=axes, keepdims=True))
+
+
+def torch_agc(p: mx.array, g: mx.array, agc_eps, clip_val, eps: float = 1e-6) -> mx.array:
+    """pytorch_optimizer's ``agc`` (adaptive gradient clipping with :func:`torch_unit_norm`)."""
+    max_norm = mx.maximum(torch_unit_norm(p), agc_eps) * clip_val
+    g_norm = mx.maximum(torch_unit_norm(g), eps)
+    return mx.where(g_norm > max_norm, g * (max_norm / g_norm), g)
+
+
+def normalize_gradient(g: mx.array, eps: float = 1e-8) -> mx.array:
+    """pytorch_optimizer's ``normalize_gradient``: divide by the unbiased std (tensors with > 2 elements)."""
+    if g.size <= 2:
+        return g
+    centered = g - mx.mean(g)
+    std = mx.sqrt(mx.sum(mx.square(centered)) / (g.size - 1))
+    return g / (std + eps)
+
+
+# ---------------------------------------------------------------------------- Ranger
+@register
+class Ranger(Optimizer):
+    r"""Ranger (Wright, 2019): RAdam + Lookahead + gradient centralization, pytorch_optimizer semantics.
+
+    The gradient is centralized (``use_gc``; only for ndim > 3 with ``gc_conv_only``),
+    weight decay is decoupled by default, then a RAdam step with rectification
+    :math:`r_t` (see :class:`~mlx_optim.optimizers.adam.RAdam`); every ``k`` steps the
+    Lookahead slow weights :math:`\phi` are merged:
+
+    .. math::
+        p_t = p_{t-1} - \frac{\eta\, r_t}{1-\beta_1^t} \frac{m_t}{\sqrt{v_t} + \epsilon},\qquad
+        t \bmod k = 0:\ \phi \leftarrow \phi + \alpha (p_t - \phi),\ p_t \leftarrow \phi
+
+    Reference quirk kept for parity: while the SMA length is below ``n_sma_threshold``
+    and ``degenerated_to_sgd=False``, pytorch_optimizer's Ranger uses :math:`r_t=-1`
+    in ``p -= step_size * m`` (RAdam skips that step instead), i.e. it moves *along*
+    the first moment for the first few steps. ``adam_debias``, ``adanorm`` and
+    ``adanorm_r`` are the reference's ``**kwargs`` options.
+    Papers: RAdam (arXiv 1908.03265), Lookahead (arXiv 1907.08610), GC (arXiv 2004.01461).
+    The Keras seed's defaults equal the reference's.
+    """
+
+    name = "ranger"
+    family = "ranger"
+    reference = "pytorch_optimizer.Ranger"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        betas: Sequence[float] = (0.95, 0.999),
+        alpha: Tunable = 0.5,
+        k: int = 6,
+        n_sma_threshold: int = 5,
+        degenerated_to_sgd: bool = False,
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        use_gc: bool = True,
+        gc_conv_only: bool = False,
+        eps: Tunable = 1e-5,
+        maximize: bool = False,
+        *,
+        adam_debias: bool = False,
+        adanorm: bool = False,
+        adanorm_r: float = 0.95,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._hyper("alpha", alpha, 0.0, 1.0)
+        self._check("k", k, 0, None, "(]")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("eps", eps, 0.0)
+        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
+        self.k, self.n_sma_threshold, self.degenerated_to_sgd = int(k), n_sma_threshold, degenerated_to_sgd
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self.use_gc, self.gc_conv_only = use_gc, gc_conv_only
+        self.adam_debias, self.adanorm = adam_debias, adanorm
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+        if self.adanorm:
+            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+
+    def step_scalars(self, hp) -> None:
+        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+        hp.rectified = n_sma >= self.n_sma_threshold
+        step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
+        if not self.adam_debias:
+            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = step_size
+        hp.sync = every(hp.step, self.k)
+
+    def direction(self, m: mx.array, v: mx.array) -> mx.array:
+        """The RAdam direction: ``m / (sqrt(v) + eps)`` once rectified, else ``m``."""
+        return mx.where(self.hp.rectified, m / (mx.sqrt(v) + self.hp.eps), m)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        if self.use_gc:
+            g = self.apply_gc(g, conv_only=self.gc_conv_only)
+        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
+        m = F.ema(state["exp_avg"], s_grad, hp.beta1)
+        v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        p = p - hp.step_size * self.direction(m, v)
+        p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
+        return p
+
+
+@register
+class Ranger2020(Ranger):
+    r"""Ranger with the ``gc_loc`` option of lessw2020's ``ranger2020.py`` (the Keras seed's Ranger2020).
+
+    ``gc_loc=True`` (default) centralizes the gradient before the moments, exactly
+    :class:`Ranger`; ``gc_loc=False`` leaves the gradient alone and centralizes the
+    update direction (:math:`m_t/(\sqrt{v_t}+\epsilon)`, or :math:`m_t` before
+    rectification) instead. Everything else is pytorch_optimizer's Ranger (parity
+    reference for ``gc_loc=True``; ``gc_loc=False`` is checked against a torch
+    transcription of Ranger with the option). Deliberately *not* ported from
+    ``ranger2020.py``: its strict ``N_sma > threshold``, its SGD-momentum fallback
+    and its weight decay added to the update (this class keeps Ranger's decoupled
+    decay and rectification rules).
+    """
+
+    name = "ranger2020"
+    reference = "pytorch_optimizer.Ranger (gc_loc=True); Ranger + gc_loc transcription otherwise"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        betas: Sequence[float] = (0.95, 0.999),
+        alpha: Tunable = 0.5,
+        k: int = 6,
+        n_sma_threshold: int = 5,
+        degenerated_to_sgd: bool = False,
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        use_gc: bool = True,
+        gc_conv_only: bool = False,
+        eps: Tunable = 1e-5,
+        maximize: bool = False,
+        *,
+        gc_loc: bool = True,
+        adam_debias: bool = False,
+        adanorm: bool = False,
+        adanorm_r: float = 0.95,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(
+            learning_rate, betas, alpha, k, n_sma_threshold, degenerated_to_sgd, weight_decay, weight_decouple,
+            fixed_decay, gc_loc and use_gc, gc_conv_only, eps, maximize, adam_debias=adam_debias, adanorm=adanorm,
+            adanorm_r=adanorm_r, state_dtype=state_dtype,
+        )  # fmt: skip
+        self.gc_loc = gc_loc
+        self.gc_update = use_gc and not gc_loc
+
+    def direction(self, m: mx.array, v: mx.array) -> mx.array:
+        d = super().direction(m, v)
+        return self.apply_gc(d, conv_only=self.gc_conv_only) if self.gc_update else d
+
+
+# ---------------------------------------------------------------------------- Ranger21
+def pn_momentum(grad_ma: mx.array, neg_grad_ma: mx.array, beta0) -> mx.array:
+    """Positive-negative momentum: ``((1 + beta0) m_this - beta0 m_other) / sqrt((1+beta0)^2 + beta0^2)``."""
+    return ((1 + beta0) * grad_ma - beta0 * neg_grad_ma) / mx.sqrt(mx.square(1 + beta0) + mx.square(beta0))
+
+
+@register
+class Ranger21(Optimizer):
+    r"""Ranger21 (Wright & Demeure, 2021), pytorch_optimizer semantics.
+
+    Per step: gradients are AGC-clipped, centralized and normalized (``preprocess``);
+    the second moment :math:`v_t` uses the preprocessed gradient and the global
+    :math:`\sigma = \sqrt{(1 + \sum v_t/(1-\beta_2^t)) / N}`; stable decoupled weight
+    decay :math:`p \leftarrow p(1 - \eta_t\lambda/\sigma)`; norm loss
+    :math:`p \leftarrow p(1 - 2\eta_t \nu (1 - 1/(\lVert p\rVert_{unit}+\epsilon)))`;
+    positive-negative momentum with two buffers that swap roles each step
+    (:math:`\hat m \leftarrow \hat m + (1-\beta_1^2)(g - \hat m)` on the buffer of
+    this step's parity), AMSGrad + softplus denominator, and Lookahead every
+    ``lookahead_merge_time`` steps (:math:`p \leftarrow \alpha p + (1-\alpha)\phi`,
+    :math:`\phi \leftarrow p`). The learning rate :math:`\eta_t` follows the built-in
+    linear warm-up / warm-down schedule unless ``disable_lr_scheduler``.
+
+    .. math::
+        p_t = p - \frac{\eta_t}{1-\beta_1^t}
+        \frac{\mathrm{pn}(m^{+}, m^{-})}{\mathrm{softplus}(\sqrt{\max_s v_s}/\sqrt{1-\beta_2^t} + \epsilon)}
+
+    Reference quirks kept for parity: the gradient is preprocessed (centralize +
+    normalize) a second time before the momentum update; with
+    ``weight_decouple=False`` no weight decay is applied at all; the warm-down
+    starts from the learning rate (the reference uses the constructor ``lr``, the
+    same unless ``learning_rate`` is a schedule). Paper: arXiv 2106.13731.
+    """
+
+    name = "ranger21"
+    family = "ranger"
+    reference = "pytorch_optimizer.Ranger21"
+
+    def __init__(
+        self,
+        num_iterations: int,
+        learning_rate: Tunable = 1e-3,
+        beta0: Tunable = 0.9,
+        betas: Sequence[float] = (0.9, 0.999),
+        use_softplus: bool = True,
+        beta_softplus: Tunable = 50.0,
+        disable_lr_scheduler: bool = False,
+        num_warm_up_iterations: int | None = None,
+        num_warm_down_iterations: int | None = None,
+        warm_down_min_lr: Tunable = 3e-5,
+        agc_clipping_value: Tunable = 1e-2,
+        agc_eps: Tunable = 1e-3,
+        centralize_gradients: bool = True,
+        normalize_gradients: bool = True,
+        lookahead_merge_time: int = 5,
+        lookahead_blending_alpha: Tunable = 0.5,
+        weight_decay: Tunable = 1e-4,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        norm_loss_factor: Tunable = 1e-4,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        adam_debias: bool = False,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._check("num_iterations", num_iterations, 0, None, "(]")
+        self._hyper("warm_down_min_lr", warm_down_min_lr, 0.0)
+        self._betas(betas, 2)
+        self._hyper("beta0", beta0, 0.0, 1.0, "[)")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("agc_clipping_value", agc_clipping_value, 0.0)
+        self._hyper("eps", eps, 0.0)
+        self._hyper("agc_eps", agc_eps, 0.0)
+        self._hyper("beta_softplus", beta_softplus)
+        self._hyper("lookahead_blending_alpha", lookahead_blending_alpha)
+        self._hyper("norm_loss_factor", norm_loss_factor)
+        self._check("lookahead_merge_time", lookahead_merge_time, 0, None, "(]")
+        self.use_softplus, self.disable_lr_scheduler = use_softplus, disable_lr_scheduler
+        self.centralize_gradients, self.normalize_gradients = centralize_gradients, normalize_gradients
+        self.lookahead_merge_time = int(lookahead_merge_time)
+        self.weight_decouple, self.fixed_decay, self.adam_debias = weight_decouple, fixed_decay, adam_debias
+        num_iterations = int(num_iterations)
+        if num_warm_up_iterations is None:  # the reference's build_warm_up_iterations
+            warm_up = math.ceil(2.0 / (1.0 - betas[1]))
+            num_warm_up_iterations = int(0.22 * num_iterations) if warm_up / num_iterations > 0.45 else warm_up
+        if num_warm_down_iterations is None:  # the reference's build_warm_down_iterations
+            num_warm_down_iterations = num_iterations - int(0.72 * num_iterations)
+        self.num_warm_up_iterations = int(num_warm_up_iterations)
+        self.num_warm_down_iterations = int(num_warm_down_iterations)
+        self.start_warm_down = num_iterations - self.num_warm_down_iterations
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["grad_ma"] = self.zeros(parameter)
+        state["variance_ma"] = self.zeros(parameter)
+        state["lookahead_params"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+        state["neg_grad_ma"] = self.zeros(parameter)
+        state["max_variance_ma"] = self.zeros(parameter)
+
+    def scheduled_lr(self, lr: mx.array, step: mx.array, min_lr: mx.array) -> mx.array:
+        """The built-in linear warm-up, then linear warm-down to ``warm_down_min_lr``."""
+        if self.disable_lr_scheduler:
+            return lr
+        n_up = self.num_warm_up_iterations
+        if n_up > 0:
+            lr_up = mx.where(step > n_up, lr, lr * mx.minimum(step / n_up, 1.0))
+        else:
+            lr_up = lr
+        pct = mx.minimum(mx.maximum(step + 1 - self.start_warm_down, 1.0) / (self.num_warm_down_iterations + 1), 1.0)
+        lr_down = mx.maximum(lr - (lr - min_lr) * pct, min_lr)
+        return mx.where(step < self.start_warm_down, lr_up, lr_down)
+
+    def step_scalars(self, hp) -> None:
+        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2_sqrt = mx.sqrt(hp.bc2)
+        hp.r_lr = self.scheduled_lr(hp.lr, hp.step, hp.warm_down_min_lr)
+        hp.step_size = hp.r_lr if self.adam_debias else hp.r_lr / F.bias_correction(hp.beta1, hp.step)
+        hp.odd = mx.remainder(hp.step, 2) == 1
+        hp.sync = every(hp.step, self.lookahead_merge_time)
+
+    def preprocess(self, g: mx.array) -> mx.array:
+        if self.centralize_gradients:
+            g = F.centralize(g)
+        if self.normalize_gradients:
+            g = normalize_gradient(g)
+        return g
+
+    def clipped(self, g: mx.array, p: mx.array) -> mx.array:
+        """The gradient after AGC and one preprocessing pass (what the second moment sees)."""
+        return self.preprocess(torch_agc(p, g, self.hp.agc_eps, self.hp.agc_clipping_value))
+
+    def prepare(self, gradients, parameters) -> None:
+        """Update every ``variance_ma`` and compute the global variance normalizer ``hp.sigma``."""
+        hp = self.hp
+        total, count = mx.array(1.0, mx.float32), 0
+        for g, p, state in _leaves(gradients, parameters, self.state):
+            dtype = self.compute_dtype(p)
+            g, p = g.astype(dtype), p.astype(dtype)
+            if self.maximize:
+                g = -g
+            g = self.clipped(g, p)
+            v = F.ema(state["variance_ma"], mx.square(g), hp.beta2)
+            state["variance_ma"] = v
+            total = total + mx.sum(v / hp.bc2).astype(mx.float32)
+            count += g.size
+        hp.sigma = mx.sqrt(total / max(count, 1))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        g = self.preprocess(self.clipped(g, p))  # the reference preprocesses twice
+        if self.weight_decouple:
+            p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay, ratio=1 / hp.sigma, lr=hp.r_lr)
+        correction = 2 * hp.norm_loss_factor * (1 - 1 / (torch_unit_norm(p) + hp.eps))
+        p = p * (1 - hp.r_lr * correction)
+        v_max = self.apply_amsgrad(state, state["variance_ma"], "max_variance_ma")
+        denom = mx.sqrt(v_max) / hp.bc2_sqrt + hp.eps
+        if self.use_softplus:
+            denom = softplus(denom, hp.beta_softplus)
+        this = mx.where(hp.odd, state["grad_ma"], state["neg_grad_ma"])
+        other = mx.where(hp.odd, state["neg_grad_ma"], state["grad_ma"])
+        this = this + (1 - mx.square(hp.beta1)) * (g - this)
+        state["grad_ma"] = mx.where(hp.odd, this, state["grad_ma"])
+        state["neg_grad_ma"] = mx.where(hp.odd, state["neg_grad_ma"], this)
+        p = p - hp.step_size * pn_momentum(this, other, hp.beta0) / denom
+        # Lookahead: p <- alpha p + (1 - alpha) slow, slow <- p
+        slow = state["lookahead_params"]
+        p, state["lookahead_params"] = lookahead_merge(p, slow, hp.lookahead_blending_alpha, hp.sync)
+        return p
+
+
+def _leaves(g, p, s):
+    """Yield ``(gradient, parameter, state)`` for every leaf of the gradient tree."""
+    if isinstance(g, dict):
+        for k in g:
+            yield from _leaves(g[k], p[k], s[k])
+    elif isinstance(g, (list, tuple)):
+        for a, b, c in zip(g, p, s, strict=False):
+            yield from _leaves(a, b, c)
+    else:
+        yield g, p, s
+
+
+# ---------------------------------------------------------------------------- pytorch_ranger
+@register
+class RangerQH(Optimizer):
+    r"""RangerQH (lessw2020): QHAdam (Ma & Yarats, 2019) + Lookahead, ``pytorch_ranger`` semantics.
+
+    The moments use QHAdam's bias-free weights :math:`w_{i,t} = 1 + \beta_i w_{i,t-1}`,
+    :math:`\bar\beta_{i,t} = 1 - 1/w_{i,t}` (kept in ``state["beta1_weight"]`` /
+    ``state["beta2_weight"]``):
+
+    .. math::
+        m_t = \bar\beta_{1,t} m_{t-1} + (1-\bar\beta_{1,t}) g_t,\quad
+        v_t = \bar\beta_{2,t} v_{t-1} + (1-\bar\beta_{2,t}) g_t^2 \\
+        p_t = p_{t-1} - \eta \frac{(1-\nu_1) g_t + \nu_1 m_t}{\sqrt{(1-\nu_2) g_t^2 + \nu_2 v_t} + \epsilon}
+
+    then Lookahead every ``k`` steps. ``weight_decay`` is L2 unless
+    ``decouple_weight_decay`` (``p *= 1 - lr wd``). The reference has no ``maximize``.
+    Papers: arXiv 1810.06801, 1907.08610.
+    """
+
+    name = "rangerqh"
+    family = "ranger"
+    reference = "pytorch_ranger.RangerQH"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        nus: Sequence[float] = (0.7, 1.0),
+        weight_decay: Tunable = 0.0,
+        k: int = 6,
+        alpha: Tunable = 0.5,
+        decouple_weight_decay: bool = False,
+        eps: Tunable = 1e-8,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        nus = tuple(nus)
+        if len(nus) != 2:
+            raise ValueError(f"RangerQH: nus={nus!r} must have 2 values")
+        self._hyper("nu1", nus[0])
+        self._hyper("nu2", nus[1])
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._check("k", k, 0, None, "(]")
+        self._hyper("alpha", alpha)
+        self._hyper("eps", eps, 0.0)
+        self.k, self.decouple_weight_decay = int(k), decouple_weight_decay
+        self.state["beta1_weight"] = mx.array(0.0, mx.float32)
+        self.state["beta2_weight"] = mx.array(0.0, mx.float32)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+
+    def step_scalars(self, hp) -> None:
+        w1 = 1.0 + hp.beta1 * self.state["beta1_weight"]
+        w2 = 1.0 + hp.beta2 * self.state["beta2_weight"]
+        self.state["beta1_weight"], self.state["beta2_weight"] = w1, w2
+        hp.beta1_adj, hp.beta2_adj = 1.0 - 1.0 / w1, 1.0 - 1.0 / w2
+        hp.sync = every(hp.step, self.k)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.apply_weight_decay(p, g, decouple=self.decouple_weight_decay)
+        g2 = mx.square(g)
+        m = F.ema(state["exp_avg"], g, hp.beta1_adj)
+        v = F.ema(state["exp_avg_sq"], g2, hp.beta2_adj)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        num = hp.nu1 * m + (1 - hp.nu1) * g
+        denom = mx.sqrt(hp.nu2 * v + (1 - hp.nu2) * g2) + hp.eps
+        p = p - hp.lr * num / denom
+        p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
+        return p
+
+
+@register
+class RangerVA(Optimizer):
+    r"""RangerVA (lessw2020, version 9.13.19A): Adam + Lookahead + calibrated (softplus) denominator.
+
+    ``pytorch_ranger`` semantics, including its quirks (kept for parity): the second
+    moment is decayed twice per step,
+    :math:`v_t = \beta_2(\beta_2 v_{t-1} + (1-\beta_2) g_t^2) + (1-\beta_2)\,\tau(g_t)`
+    with :math:`\tau(g) = g^2` (``grad_transformer='square'``) or :math:`|g|` (``'abs'``);
+    ``amsgrad`` keeps the running max :math:`\hat v_t`; weight decay is decoupled,
+    ``p *= 1 - lr wd``; ``n_sma_threshhold`` is unused (no rectification).
+
+    .. math::
+        p_t = p_{t-1} - \frac{\eta\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+              \frac{m_t}{\operatorname{softplus}_{\text{smooth}}(\sqrt{\hat v_t})}
+
+    (no square root for ``'abs'``). With ``transformer`` other than ``'softplus'``
+    the step is :math:`\eta^2\sqrt{1-\beta_2^t}/(1-\beta_1^t)\; m_t/(\sqrt{v_t}+\epsilon)`
+    (the reference multiplies by ``lr`` twice there; ``eps`` is only used in that branch).
+    Lookahead every ``k`` steps. The reference has no ``maximize``.
+    Papers: arXiv 1908.00700 (calibrated adaptive LR), 1907.08610.
+    """
+
+    name = "rangerva"
+    family = "ranger"
+    reference = "pytorch_ranger.RangerVA"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        alpha: Tunable = 0.5,
+        k: int = 6,
+        n_sma_threshhold: int = 5,
+        betas: Sequence[float] = (0.95, 0.999),
+        eps: Tunable = 1e-5,
+        weight_decay: Tunable = 0.0,
+        amsgrad: bool = True,
+        transformer: str = "softplus",
+        smooth: Tunable = 50.0,
+        grad_transformer: str = "square",
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, state_dtype=state_dtype)
+        if not callable(learning_rate):
+            self._check("learning_rate", learning_rate, 0.0, None, "(]")
+        self._hyper("alpha", alpha, 0.0, 1.0)
+        self._check("k", k, 1)
+        self._betas(betas, 2)
+        self._hyper("eps", eps, 0.0, None, "(]")
+        self._hyper("weight_decay", weight_decay)
+        self._hyper("smooth", smooth)
+        self._choice("grad_transformer", grad_transformer, ("square", "abs"))
+        self.k, self.n_sma_threshhold, self.amsgrad = int(k), n_sma_threshhold, amsgrad
+        self.transformer, self.grad_transformer = transformer, grad_transformer
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        if self.amsgrad:
+            state["max_exp_avg_sq"] = self.zeros(parameter)
+        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+
+    def step_scalars(self, hp) -> None:
+        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
+        hp.sync = every(hp.step, self.k)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        g2 = mx.square(g)
+        v = F.ema(state["exp_avg_sq"], g2, hp.beta2)
+        m = F.ema(state["exp_avg"], g, hp.beta1)
+        v = F.ema(v, g2 if self.grad_transformer == "square" else mx.abs(g), hp.beta2)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        denom_c = self.apply_amsgrad(state, v, "max_exp_avg_sq") if self.amsgrad else v
+        if self.grad_transformer == "square":
+            denom_c = mx.sqrt(denom_c)
+        p, _ = self.apply_weight_decay(p, g, decouple=True)
+        if self.transformer == "softplus":
+            p = p - hp.step_size * m / softplus(denom_c, hp.smooth)
+        else:
+            p = p - hp.step_size * hp.lr * m / (mx.sqrt(v) + hp.eps)
+        p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
+        return p

@@ -1,0 +1,155 @@
+"""Generic tests run for every registered optimizer, discovered from the registry.
+
+Each optimizer is driven through the documented calling convention
+``opt.step_with(model, loss_and_grad_fn, *batch)`` on a small MLP with a nested
+parameter tree (dicts and a list), with the keywords of its first parity row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten, tree_unflatten
+
+import mlx_optim
+from tests.parity.harness import all_rows
+
+NAMES = mlx_optim.get_supported_optimizers()
+ROWS = all_rows()
+KWARGS = {}
+for _row in ROWS:
+    KWARGS.setdefault(_row.name, dict(_row.kwargs))
+# Optimizers whose step cannot run inside mx.compile, with the reason in their docstring.
+NOT_COMPILABLE = {"lbfgs"}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 8)
+        self.blocks = [nn.Linear(8, 8), nn.Linear(8, 3)]
+
+    def __call__(self, x):
+        h = mx.tanh(self.inp(x))
+        h = mx.tanh(self.blocks[0](h))
+        return self.blocks[1](h)
+
+
+def make_model(dtype=mx.float32) -> Net:
+    mx.random.seed(0)
+    model = Net()
+    model.set_dtype(dtype)
+    mx.eval(model.parameters())
+    return model
+
+
+def batches(n: int):
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        x = rng.normal(size=(16, 4)).astype(np.float32)
+        y = np.stack([np.sin(x[:, 0]), x[:, 1] * x[:, 2], np.cos(x[:, 3])], axis=1).astype(np.float32)
+        yield mx.array(x), mx.array(y)
+
+
+def loss_fn(model, x, y):
+    return mx.mean(mx.square(model(x).astype(mx.float32) - y))
+
+
+def make_opt(name: str):
+    return mlx_optim.load_optimizer(name)(**KWARGS[name])
+
+
+def train(model, opt, data, compiled: bool = False) -> list[float]:
+    lg = nn.value_and_grad(model, loss_fn)
+
+    def step(x, y):
+        return opt.step_with(model, lg, x, y)
+
+    if compiled:
+        state = [model.state, opt.state]
+        step = mx.compile(step, inputs=state, outputs=state)
+    losses = []
+    for x, y in data:
+        loss = step(x, y)
+        mx.eval(model.parameters(), opt.state, loss)
+        losses.append(loss.item())
+    return losses
+
+
+def params_np(model) -> dict[str, np.ndarray]:
+    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.parameters())}
+
+
+def test_every_optimizer_has_parity_rows():
+    counts = {n: sum(r.name == n for r in ROWS) for n in NAMES}
+    missing = [n for n, c in counts.items() if c < 2]
+    assert not missing, f"optimizers need a defaults row and a non-default row in tests/parity/rows: {missing}"
+    unknown = {r.name for r in ROWS} - set(NAMES)
+    assert not unknown, f"parity rows name unregistered optimizers: {unknown}"
+
+
+def test_registry_metadata():
+    for name in NAMES:
+        cls = mlx_optim.load_optimizer(name)
+        assert cls.name == name and cls.family and cls.reference, name
+        assert cls.__doc__ and len(cls.__doc__) > 40, f"{name} needs a docstring"
+        assert getattr(mlx_optim, cls.__name__) is cls
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NOT_COMPILABLE])
+def test_compiled_matches_eager(name):
+    runs = []
+    for compiled in (False, True):
+        model, opt = make_model(), make_opt(name)
+        losses = train(model, opt, batches(10), compiled=compiled)
+        runs.append((losses, params_np(model)))
+    (le, pe), (lc, pc) = runs
+    np.testing.assert_allclose(lc, le, rtol=1e-5, atol=1e-6)
+    for k in pe:
+        np.testing.assert_allclose(pc[k], pe[k], rtol=1e-5, atol=1e-6, err_msg=f"{name}: {k}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_and_resume_is_exact(name, tmp_path):
+    model, opt = make_model(), make_opt(name)
+    train(model, opt, batches(6))
+    expected = params_np(model)
+
+    model, opt = make_model(), make_opt(name)
+    data = list(batches(6))
+    train(model, opt, data[:3])
+    mx.save_safetensors(str(tmp_path / "opt.safetensors"), dict(tree_flatten(opt.state)))
+    mx.save_safetensors(str(tmp_path / "model.safetensors"), dict(tree_flatten(model.parameters())))
+
+    model2, opt2 = make_model(), make_opt(name)
+    model2.load_weights(str(tmp_path / "model.safetensors"))
+    opt2.state = tree_unflatten(list(mx.load(str(tmp_path / "opt.safetensors")).items()))
+    train(model2, opt2, data[3:])
+    got = params_np(model2)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{name}: {k} after resume")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_parameters_get_float32_state(name):
+    model, opt = make_model(mx.bfloat16), make_opt(name)
+    losses = train(model, opt, batches(10))
+    assert all(math.isfinite(v) for v in losses), losses
+    for k, v in tree_flatten(model.parameters()):
+        assert v.dtype == mx.bfloat16, k
+        assert bool(mx.all(mx.isfinite(v.astype(mx.float32)))), f"{name}: {k} not finite"
+    low = [k for k, v in tree_flatten(opt.state) if v.dtype in (mx.bfloat16, mx.float16)]
+    assert not low, f"{name}: low-precision state {low}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_arguments_raise(name):
+    cls = mlx_optim.load_optimizer(name)
+    with pytest.raises(ValueError, match="learning_rate"):
+        cls(**{**KWARGS[name], "learning_rate": -1.0})
+    with pytest.raises(TypeError):
+        cls(**KWARGS[name], no_such_option=1)
