@@ -21,7 +21,10 @@ def ema(avg: mx.array, x: mx.array, beta: Scalar) -> mx.array:
 
 def decoupled_decay(p: mx.array, lr: Scalar, wd: Scalar, *, fixed: bool = False, ratio: Scalar = 1.0) -> mx.array:
     """AdamW-style decay ``p * (1 - wd * lr * ratio)``; ``fixed`` drops the ``lr`` factor."""
-    return p * (1 - wd * (1.0 if fixed else lr) * ratio)
+    factor = wd if fixed else wd * lr
+    if not (isinstance(ratio, float) and ratio == 1.0):
+        factor = factor * ratio
+    return p * (1 - factor)
 
 
 def coupled_decay(g: mx.array, p: mx.array, wd: Scalar) -> mx.array:

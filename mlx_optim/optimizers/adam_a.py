@@ -485,7 +485,7 @@ class AdamS(Optimizer):
         if isinstance(g, dict):
             parts = [self._walk(g[k], p[k], s[k], f"{path}{k}.") for k in g]
         elif isinstance(g, (list, tuple)):
-            parts = [self._walk(a, b, c, f"{path}{i}.") for i, (a, b, c) in enumerate(zip(g, p, s))]
+            parts = [self._walk(a, b, c, f"{path}{i}.") for i, (a, b, c) in enumerate(zip(g, p, s, strict=False))]
         else:
             self._leaf_path = path[:-1]
             return self._moments(g, p, s), g.size

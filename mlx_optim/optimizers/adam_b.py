@@ -36,7 +36,7 @@ def leaves(gradients: Any, parameters: Any, state: Any, path: str = "") -> list[
     if isinstance(gradients, (list, tuple)):
         return [
             x
-            for i, (g, p, s) in enumerate(zip(gradients, parameters, state))
+            for i, (g, p, s) in enumerate(zip(gradients, parameters, state, strict=False))
             for x in leaves(g, p, s, f"{path}{i}.")
         ]
     return [(path[:-1], gradients, parameters, state)]
@@ -118,7 +118,7 @@ class AdaGC(Optimizer):
             self._warmup_norms = [total] * len(items)
             return
         decayed = []
-        for (path, g, p, _), r in zip(items, raw):
+        for (path, g, p, _), r in zip(items, raw, strict=True):
             if self.decay_filter is not None and not self.decay_filter(path):
                 decayed.append(r)
                 continue
@@ -798,7 +798,8 @@ class AvaGrad(Optimizer):
         d_t = \sqrt{v_{t-1}}/\sqrt{1-\beta_2^{t-1}} + \epsilon,\quad
         p_t = p_{t-1} - \frac{\gamma_{t-1}\eta}{1-\beta_1^t}\,\frac{m_t}{d_t}\ (t > 1) \\
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
-        \gamma_t = \Big(\operatorname{mean}_{\text{all params}} \big(\sqrt{v_{t-1}}/\sqrt{1-\beta_2^t} + \epsilon\big)^{-2}\Big)^{-1/2}
+        \gamma_t = \Big(\operatorname{mean}_{\text{all params}}
+        \big(\sqrt{v_{t-1}}/\sqrt{1-\beta_2^t} + \epsilon\big)^{-2}\Big)^{-1/2}
 
     The first step only updates the moments. :math:`\gamma` is a global scalar
     (``state["gamma"]``), computed over the whole tree in :meth:`prepare`; as in the

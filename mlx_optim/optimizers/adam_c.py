@@ -443,9 +443,7 @@ class EXAdam(Optimizer):
         m = lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        update = exadam_update(
-            g, m, v, beta1_t=1.0 - hp.bc1, beta2_t=1.0 - hp.bc2, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps
-        )
+        update = exadam_update(g, m, v, beta1_t=1.0 - hp.bc1, beta2_t=1.0 - hp.bc2, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps)
         return p - hp.lr * update
 
 

@@ -13,6 +13,7 @@ way (NumPy 2 treats Python scalars as "weak", like torch's wrapped numbers).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,22 +25,22 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
-__all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
+__all__ = ["LBFGS", "compiled_value_and_grad", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
 
 CURVATURE_EPS = 1e-10  # torch's hard-coded threshold on y.s for accepting a curvature pair
 
 
-def _f32(x: mx.array) -> np.float32:
-    """A 0-d array as a NumPy float32 scalar (the analogue of a 0-d float32 torch tensor)."""
-    return np.float32(x.item())
+def _scalar(x: mx.array) -> np.floating:
+    """A 0-d array as a NumPy scalar of its precision (the analogue of a 0-d torch tensor)."""
+    return np.float64(x.item()) if x.dtype == mx.float64 else np.float32(x.item())
 
 
-def _dot(a: mx.array, b: mx.array) -> np.float32:
-    return _f32(mx.inner(a, b))
+def _dot(a: mx.array, b: mx.array) -> np.floating:
+    return _scalar(mx.inner(a, b))
 
 
-def _abs_max(a: mx.array) -> np.float32:
-    return _f32(mx.max(mx.abs(a)))
+def _abs_max(a: mx.array) -> np.floating:
+    return _scalar(mx.max(mx.abs(a)))
 
 
 def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
@@ -186,7 +187,10 @@ def two_loop_direction(
 
 
 class _FlatView:
-    """The trainable parameters of a module (or the leaves of a parameter dict) as one float32 vector."""
+    """The trainable parameters of a module (or the leaves of a parameter dict) as one vector.
+
+    The vector is float32, or float64 when a parameter is float64 (as torch, which works in the parameters' dtype).
+    """
 
     def __init__(self, target: Any):
         if isinstance(target, nn.Module):
@@ -211,12 +215,12 @@ class _FlatView:
         self.dtypes = [v.dtype for _, v in leaves]
         self.sizes = [v.size for _, v in leaves]
         self.size = sum(self.sizes)
-        self.all_f32 = all(dt == mx.float32 for dt in self.dtypes)
+        self.dtype = mx.float64 if mx.float64 in self.dtypes else mx.float32
+        self.exact = all(dt == self.dtype for dt in self.dtypes)  # writing x back loses nothing
         self.x = self._flatten([v for _, v in leaves])
 
-    @staticmethod
-    def _flatten(arrays: list[mx.array]) -> mx.array:
-        return mx.concatenate([a.reshape(-1).astype(mx.float32) for a in arrays])
+    def _flatten(self, arrays: list[mx.array]) -> mx.array:
+        return mx.concatenate([a.reshape(-1).astype(self.dtype) for a in arrays])
 
     def flat_grad(self, grads: Any) -> mx.array:
         """The gradient tree as a vector in parameter order (missing leaves are zero, as in torch)."""
@@ -225,31 +229,31 @@ class _FlatView:
         if unknown:
             raise ValueError(f"LBFGS.step_with: gradient at '{sorted(unknown)[0]}' has no matching parameter")
         parts = []
-        for path, shape, size in zip(self.paths, self.shapes, self.sizes):
+        for path, shape, size in zip(self.paths, self.shapes, self.sizes, strict=True):
             g = by_path.get(path)
             if g is None:
-                parts.append(mx.zeros((size,), mx.float32))
+                parts.append(mx.zeros((size,), self.dtype))
                 continue
             if g.shape != shape:
                 raise ValueError(
                     f"LBFGS.step_with: gradient at '{path}' has shape {tuple(g.shape)} "
                     f"but the parameter has shape {tuple(shape)}"
                 )
-            parts.append(g.reshape(-1).astype(mx.float32))
+            parts.append(g.reshape(-1).astype(self.dtype))
         return mx.concatenate(parts)
 
     def write(self, x: mx.array) -> mx.array:
         """Set the parameters to ``x`` (cast to each leaf's dtype); returns the vector actually stored."""
         leaves, offset = [], 0
-        for shape, dtype, size in zip(self.shapes, self.dtypes, self.sizes):
+        for shape, dtype, size in zip(self.shapes, self.dtypes, self.sizes, strict=True):
             leaves.append(x[offset : offset + size].reshape(shape).astype(dtype))
             offset += size
-        tree = tree_unflatten(list(zip(self.paths, leaves)))
+        tree = tree_unflatten(list(zip(self.paths, leaves, strict=True)))
         if self.module:
             self.target.update(tree)
         else:
             _assign(self.target, tree)
-        self.x = x if self.all_f32 else self._flatten(leaves)
+        self.x = x if self.exact else self._flatten(leaves)
         return self.x
 
 
@@ -261,6 +265,25 @@ def _assign(dst: Any, src: Any) -> None:
             _assign(dst[k], v)
         else:
             dst[k] = v
+
+
+def compiled_value_and_grad(model: nn.Module, loss_fn: Callable) -> Callable:
+    """``nn.value_and_grad(model, loss_fn)`` compiled with ``mx.compile``, callable as ``fn(model, *args)``.
+
+    The model's arrays are captured as implicit inputs/outputs of the compiled
+    function (a module cannot be passed to ``mx.compile`` as an argument), so the
+    result has the ``step_with`` signature: ``opt.step_with(model, fn, x, y)``.
+    """
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+    compiled = mx.compile(lambda *a, **kw: value_and_grad(model, *a, **kw), inputs=model.state, outputs=model.state)
+
+    @functools.wraps(loss_fn)
+    def fn(target: nn.Module, *args: Any, **kwargs: Any):
+        if target is not model:
+            raise ValueError("compiled_value_and_grad: the function was compiled for another model")
+        return compiled(*args, **kwargs)
+
+    return fn
 
 
 def _check_int(owner: str, name: str, value: Any, low: int) -> None:
@@ -296,9 +319,8 @@ class LBFGS(Optimizer):
 
     The control flow depends on loss and gradient values (``.item()``), so the
     optimizer is not compilable (``compilable = False``); for speed, compile the
-    function instead, e.g. ``mx.compile(mx.value_and_grad(loss_fn))`` for a dict of
-    parameters, or for a module
-    ``mx.compile(nn.value_and_grad(model, loss_fn), inputs=model.state, outputs=model.state)``.
+    function instead: ``mx.compile(mx.value_and_grad(loss_fn))`` for a dict of
+    parameters, :func:`compiled_value_and_grad` ``(model, loss_fn)`` for a module.
 
     Follows torch's quirks (Nocedal 1980 / minFunc-style, see ``torch/optim/lbfgs.py``):
     the iteration counter ``n_iter`` is cumulative over steps, so only the very
@@ -363,12 +385,11 @@ class LBFGS(Optimizer):
 
     # ------------------------------------------------------------------ state
     def init(self, parameters: Any) -> None:
-        """Allocate the history for the parameters in ``parameters`` (a module or a tree of arrays)."""
-        view = _FlatView(parameters) if isinstance(parameters, (nn.Module, dict)) else None
-        n = view.size if view is not None else sum(v.size for _, v in tree_flatten(parameters))
-        self._ensure_state(n)
+        """Allocate the history for ``parameters`` (a module or a dict of arrays); optional, as in MLX."""
+        view = _FlatView(parameters)
+        self._ensure_state(view.size, view.dtype)
 
-    def _ensure_state(self, n: int) -> None:
+    def _ensure_state(self, n: int, dtype: mx.Dtype) -> None:
         s = self.state
         s.setdefault("n_iter", mx.array(0, mx.int64))
         s.setdefault("func_evals", mx.array(0, mx.int64))
@@ -380,17 +401,17 @@ class LBFGS(Optimizer):
                 )
             self._initialized = True
             return
-        dtype = self.state_dtype or mx.float32
+        vec = self.state_dtype or dtype
         m = self.history_size
-        s["old_dirs"] = mx.zeros((m, n), dtype)
-        s["old_stps"] = mx.zeros((m, n), dtype)
-        s["ro"] = mx.zeros((m,), mx.float32)
+        s["old_dirs"] = mx.zeros((m, n), vec)
+        s["old_stps"] = mx.zeros((m, n), vec)
+        s["ro"] = mx.zeros((m,), dtype)
         s["history_count"] = mx.array(0, mx.int64)
-        s["d"] = mx.zeros((n,), dtype)
-        s["t"] = mx.array(0.0, mx.float32)
-        s["H_diag"] = mx.array(1.0, mx.float32)
-        s["prev_flat_grad"] = mx.zeros((n,), dtype)
-        s["prev_loss"] = mx.array(0.0, mx.float32)
+        s["d"] = mx.zeros((n,), vec)
+        s["t"] = mx.array(0.0, dtype)
+        s["H_diag"] = mx.array(1.0, dtype)
+        s["prev_flat_grad"] = mx.zeros((n,), vec)
+        s["prev_loss"] = mx.array(0.0, dtype)
         self._initialized = True
 
     def _store(self, v: mx.array) -> mx.array:
@@ -416,7 +437,7 @@ class LBFGS(Optimizer):
         ``loss_and_grad_fn(model, *args, **kwargs)`` returns ``(loss, grads)``.
         """
         view = _FlatView(model)
-        self._ensure_state(view.size)
+        self._ensure_state(view.size, view.dtype)
         for name, scheduler in self._schedulers.items():
             self.state[name] = scheduler(self.step)
         self.state["step"] = self.step + 1
@@ -447,15 +468,15 @@ class LBFGS(Optimizer):
             return orig_loss
 
         # the state of the previous step
-        f32 = mx.float32
-        d = st["d"].astype(f32)
-        t = np.float32(st["t"].item())
+        ct = view.dtype
+        d = st["d"].astype(ct)
+        t = _scalar(st["t"].astype(ct))
         count = int(st["history_count"].item())
-        old_dirs = [st["old_dirs"][i].astype(f32) for i in range(count)]
-        old_stps = [st["old_stps"][i].astype(f32) for i in range(count)]
-        ro = [st["ro"][i] for i in range(count)]
-        h_diag = st["H_diag"]
-        prev_flat_grad = st["prev_flat_grad"].astype(f32)
+        old_dirs = [st["old_dirs"][i].astype(ct) for i in range(count)]
+        old_stps = [st["old_stps"][i].astype(ct) for i in range(count)]
+        ro = [st["ro"][i].astype(ct) for i in range(count)]
+        h_diag = st["H_diag"].astype(ct)
+        prev_flat_grad = st["prev_flat_grad"].astype(ct)
         prev_loss = float(st["prev_loss"].item())
         x = view.x
 
@@ -468,12 +489,12 @@ class LBFGS(Optimizer):
             if state_n_iter == 1:
                 d = -flat_grad
                 old_dirs, old_stps, ro = [], [], []
-                h_diag = mx.array(1.0, f32)
+                h_diag = mx.array(1.0, ct)
             else:
                 y = flat_grad - prev_flat_grad
                 s = d * float(t)
                 ys = mx.inner(y, s)
-                if _f32(ys) > CURVATURE_EPS:
+                if _scalar(ys) > CURVATURE_EPS:
                     if len(old_dirs) == history_size:
                         old_dirs.pop(0)
                         old_stps.pop(0)
@@ -490,7 +511,7 @@ class LBFGS(Optimizer):
 
             # step length
             if state_n_iter == 1:
-                t = min(1.0, 1.0 / _f32(mx.sum(mx.abs(flat_grad)))) * lr
+                t = min(1.0, 1.0 / _scalar(mx.sum(mx.abs(flat_grad)))) * lr
             else:
                 t = lr
             gtd = _dot(flat_grad, d)
@@ -499,9 +520,8 @@ class LBFGS(Optimizer):
 
             ls_func_evals = 0
             if self.line_search_fn == "strong_wolfe":
-                x_init, d_ls = x, d
 
-                def obj(t_):
+                def obj(t_, x_init=x, d_ls=d):
                     view.write(x_init + float(t_) * d_ls)
                     _, f_new, g_new = evaluate()
                     return f_new, g_new
@@ -509,7 +529,7 @@ class LBFGS(Optimizer):
                 loss, flat_grad, t, ls_func_evals = strong_wolfe(
                     obj, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals
                 )
-                x = view.write(x_init + float(t) * d)
+                x = view.write(x + float(t) * d)
                 opt_cond = _abs_max(flat_grad) <= tolerance_grad
             else:
                 x = view.write(x + float(t) * d)
@@ -533,24 +553,23 @@ class LBFGS(Optimizer):
             if abs(loss - prev_loss) < tolerance_change:
                 break
 
-        self._save(d, t, old_dirs, old_stps, ro, h_diag, prev_flat_grad, prev_loss, state_n_iter, func_evals)
+        self._save(ct, d, t, old_dirs, old_stps, ro, h_diag, prev_flat_grad, prev_loss, state_n_iter, func_evals)
         return orig_loss
 
-    def _save(self, d, t, old_dirs, old_stps, ro, h_diag, prev_flat_grad, prev_loss, n_iter, func_evals) -> None:
+    def _save(self, ct, d, t, old_dirs, old_stps, ro, h_diag, prev_flat_grad, prev_loss, n_iter, func_evals) -> None:
         st = self.state
         m, n = st["old_dirs"].shape
         count = len(old_dirs)
         if count:
-            pad = [mx.zeros((m - count, n), mx.float32)] if count < m else []
-            st["old_dirs"] = self._store(mx.concatenate([mx.stack(old_dirs), *pad]))
-            st["old_stps"] = self._store(mx.concatenate([mx.stack(old_stps), *pad]))
-            st["ro"] = mx.concatenate([mx.stack(ro).astype(mx.float32), mx.zeros((m - count,), mx.float32)])
+            st["old_dirs"] = self._store(mx.concatenate([mx.stack(old_dirs), mx.zeros((m - count, n), ct)]))
+            st["old_stps"] = self._store(mx.concatenate([mx.stack(old_stps), mx.zeros((m - count, n), ct)]))
+            st["ro"] = mx.concatenate([mx.stack(ro).astype(ct), mx.zeros((m - count,), ct)])
         st["history_count"] = mx.array(count, mx.int64)
         st["d"] = self._store(d)
-        st["t"] = mx.array(float(t), mx.float32)
-        st["H_diag"] = mx.array(h_diag).astype(mx.float32)
+        st["t"] = mx.array(float(t), ct)
+        st["H_diag"] = mx.array(h_diag).astype(ct)
         st["prev_flat_grad"] = self._store(prev_flat_grad)
-        st["prev_loss"] = mx.array(prev_loss, mx.float32)
+        st["prev_loss"] = mx.array(prev_loss, ct)
         st["n_iter"] = mx.array(n_iter, mx.int64)
         st["func_evals"] = mx.array(func_evals, mx.int64)
         mx.eval(st)

@@ -411,7 +411,9 @@ class RangerQH(Optimizer):
         p_t = p_{t-1} - \eta \frac{(1-\nu_1) g_t + \nu_1 m_t}{\sqrt{(1-\nu_2) g_t^2 + \nu_2 v_t} + \epsilon}
 
     then Lookahead every ``k`` steps. ``weight_decay`` is L2 unless
-    ``decouple_weight_decay`` (``p *= 1 - lr wd``). The reference has no ``maximize``.
+    ``decouple_weight_decay`` (``p *= 1 - lr wd``). Reference quirk kept for parity:
+    with decoupled decay the slow weights start from the parameters *after* the
+    first step's decay. The reference has no ``maximize``.
     Papers: arXiv 1810.06801, 1907.08610.
     """
 
@@ -462,6 +464,8 @@ class RangerQH(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.decouple_weight_decay)
+        if self.decouple_weight_decay:  # the reference copies the slow weights after the first decay
+            state["slow_buffer"] = mx.where(hp.step == 1, p, state["slow_buffer"])
         g2 = mx.square(g)
         m = F.ema(state["exp_avg"], g, hp.beta1_adj)
         v = F.ema(state["exp_avg_sq"], g2, hp.beta2_adj)
