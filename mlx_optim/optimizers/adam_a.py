@@ -233,42 +233,14 @@ class AdaBound(Optimizer):
 class AdaBoundW(AdaBound):
     """AdaBoundW: AdaBound with decoupled weight decay, as the Keras seed names it.
 
-    Same math and parameters as :class:`AdaBound` (reference: pytorch_optimizer's
-    ``AdaBound`` with ``weight_decouple=True``, which is also its default); the
-    seed's ``amsbound`` is ``ams_bound`` here.
+    Same math, parameters and defaults as :class:`AdaBound`, whose ``weight_decouple=True``
+    default it inherits (reference: pytorch_optimizer's ``AdaBound`` with
+    ``weight_decouple=True``, also that class's default); the seed's ``amsbound`` is
+    ``ams_bound`` here.
     """
 
     name = "adaboundw"
     reference = "pytorch_optimizer.AdaBound(weight_decouple=True)"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1e-3,
-        final_lr: Tunable = 1e-1,
-        betas: Sequence[float] = (0.9, 0.999),
-        gamma: Tunable = 1e-3,
-        weight_decay: Tunable = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        ams_bound: bool = False,
-        eps: Tunable = 1e-8,
-        maximize: bool = False,
-        *,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(
-            learning_rate,
-            final_lr,
-            betas,
-            gamma,
-            weight_decay,
-            weight_decouple,
-            fixed_decay,
-            ams_bound,
-            eps,
-            maximize,
-            state_dtype=state_dtype,
-        )
 
 
 @register

@@ -59,18 +59,23 @@ def newton_schulz5(
     weights: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
     dtype: mx.Dtype = mx.bfloat16,
 ) -> mx.array:
-    """Quintic Newton-Schulz iteration for the polar factor of a matrix (pytorch_optimizer's
-    ``zero_power_via_newton_schulz_5``), computed in ``dtype`` (bfloat16 like the reference)."""
+    """Quintic Newton-Schulz iteration for the polar factor of a matrix.
+
+    pytorch_optimizer's ``zero_power_via_newton_schulz_5``: the iterate is stored in
+    ``dtype`` (bfloat16 like the reference) and each fused step (``mm``/``addmm``) is
+    computed in float32 and rounded once, which reproduces torch's CPU result bit for bit.
+    """
+    f32 = mx.float32
     transpose = g.shape[-2] > g.shape[-1]
-    x = g.T if transpose else g
-    x = x.astype(dtype)
-    norm = mx.sqrt(mx.sum(mx.square(x.astype(mx.float32)))).astype(dtype)
-    x = x / mx.maximum(norm, mx.array(eps).astype(dtype))
+    x = (g.T if transpose else g).astype(dtype)
+    norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
+    x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
     w0, w1, w2 = weights
     for _ in range(steps):
-        a = x @ x.T
-        b = w1 * a + w2 * (a @ a)
-        x = w0 * x + b @ x
+        xf = x.astype(f32)
+        a = (xf @ xf.T).astype(dtype).astype(f32)
+        b = (w1 * a + w2 * (a @ a)).astype(dtype).astype(f32)
+        x = (w0 * xf + b @ xf).astype(dtype)
     return x.T if transpose else x
 
 

@@ -72,14 +72,12 @@ def _check_spam_mask_statistics(density: float) -> None:
     assert (first != second).any()
 
 
-LOOSE_NS = "Newton-Schulz runs in bfloat16 (as in the reference); MLX and torch round bf16 matmuls differently"
-
 ROWS = [
     # lamb: foreach path (defaults, l2) and per-parameter path (rectify / adanorm)
     Row("lamb", {"learning_rate": 1e-2}),
     Row("lamb", {"learning_rate": 1e-2, "weight_decay": 0.1, "weight_decouple": False, "grad_averaging": False,
                  "pre_norm": True, "max_grad_norm": 1.0, "maximize": True}, id="l2-prenorm-max"),
-    Row("lamb", {"learning_rate": 1e-2, "rectify": True, "weight_decay": 0.1, "fixed_decay": True, "adanorm": True,
+    Row("lamb", {"learning_rate": 1e-2, "rectify": True, "weight_decay": 0.02, "fixed_decay": True, "adanorm": True,
                  "adam_debias": True, "n_sma_threshold": 4, "betas": (0.9, 0.9)}, id="rectify-fixed-adanorm"),
     Row("lamb", {"learning_rate": 1e-2, "rectify": True, "degenerated_to_sgd": True, "adam": True,
                  "betas": (0.9, 0.99), "pre_norm": True, "max_grad_norm": 0.0}, id="rectify-sgd-adam"),
@@ -90,19 +88,19 @@ ROWS = [
     Row("mars", {"learning_rate": 1e-2, "optimize_1d": True, "ams_bound": True, "weight_decouple": False,
                  "weight_decay": 0.1, "gamma": 0.1}, id="1d-ams-l2"),
     Row("mars", {"learning_rate": 1e-2, "ams_bound": True, "cautious": True, "weight_decay_1d": 0.1,
-                 "betas_1d": (0.8, 0.9), "fixed_decay": True, "weight_decay": 0.1}, id="ams-cautious-fixed"),
+                 "betas_1d": (0.8, 0.9), "fixed_decay": True, "weight_decay": 0.02}, id="ams-cautious-fixed"),
     Row("mars", {"learning_rate": 1e-2, "mars_type": "shampoo", "weight_decay": 0.1, "optimize_1d": True},
-        id="shampoo", atol=1e-4, rtol=1e-3, note=LOOSE_NS),
+        id="shampoo"),
     # novograd (foreach path)
     Row("novograd", {"learning_rate": 1e-2}),
     Row("novograd", {"learning_rate": 1e-2, "weight_decay": 0.1, "grad_averaging": True, "adam_debias": True,
                      "maximize": True}, id="l2-avg-debias"),
-    Row("novograd", {"learning_rate": 1e-2, "weight_decay": 0.1, "weight_decouple": True, "fixed_decay": True,
+    Row("novograd", {"learning_rate": 1e-2, "weight_decay": 0.02, "weight_decouple": True, "fixed_decay": True,
                      "betas": (0.9, 0.9)}, id="decoupled-fixed"),
     # qhadam (foreach path)
     Row("qhadam", {"learning_rate": 1e-2}),
     Row("qhadam", {"learning_rate": 1e-2, "nus": (0.7, 0.9), "weight_decay": 0.1, "maximize": True}, id="nus-l2"),
-    Row("qhadam", {"learning_rate": 1e-2, "nus": (0.5, 1.0), "weight_decay": 0.1, "weight_decouple": True,
+    Row("qhadam", {"learning_rate": 1e-2, "nus": (0.5, 1.0), "weight_decay": 0.02, "weight_decouple": True,
                    "fixed_decay": True, "betas": (0.8, 0.99)}, id="decoupled-fixed"),
     # stableadamw (foreach path; Kahan summation only acts on bf16/fp16 parameters)
     Row("stableadamw", {"learning_rate": 1e-2}),
@@ -125,9 +123,9 @@ ROWS = [
         id="reset-every-step"),
     # swats (per-parameter path on CPU)
     Row("swats", {"learning_rate": 1e-2}),
-    Row("swats", {"learning_rate": 1e-2, "eps": 0.5, "nesterov": True, "weight_decay": 0.1, "weight_decouple": True},
+    Row("swats", {"learning_rate": 1e-2, "eps": 0.01, "nesterov": True, "weight_decay": 0.1, "weight_decouple": True},
         id="switch-nesterov-decoupled", steps=30),
-    Row("swats", {"learning_rate": 1e-2, "eps": 0.5, "ams_bound": True, "weight_decay": 0.1, "fixed_decay": True,
+    Row("swats", {"learning_rate": 1e-2, "eps": 0.01, "ams_bound": True, "weight_decay": 0.02, "fixed_decay": True,
                   "weight_decouple": True, "adam_debias": True, "maximize": True}, ref=swats_group_ref,
         id="switch-ams-fixed-debias-max", steps=30),
     Row("swats", {"learning_rate": 1e-2, "weight_decay": 0.1}, id="l2"),
@@ -136,12 +134,12 @@ ROWS = [
     Row("grokfastadamw", {"learning_rate": 1e-2, "grokfast_after_step": 5, "weight_decay": 0.1,
                           "weight_decouple": False, "normalize_lr": False, "grokfast_alpha": 0.9, "maximize": True},
         id="after-l2-max"),
-    Row("grokfastadamw", {"learning_rate": 1e-2, "grokfast": False, "weight_decay": 0.1, "fixed_decay": True},
+    Row("grokfastadamw", {"learning_rate": 1e-2, "grokfast": False, "weight_decay": 0.02, "fixed_decay": True},
         id="plain-fixed"),
     # adamwsn (foreach path)
     Row("adamwsn", {"learning_rate": 1e-2}),
     Row("adamwsn", {"learning_rate": 1e-2, "sn": True, "weight_decay": 0.1}, id="sn"),
-    Row("adamwsn", {"learning_rate": 1e-2, "sn": True, "subset_size": 3, "fixed_decay": True, "weight_decay": 0.1,
+    Row("adamwsn", {"learning_rate": 1e-2, "sn": True, "subset_size": 3, "fixed_decay": True, "weight_decay": 0.02,
                     "maximize": True}, id="sn-fixed-max"),
     Row("adamwsn", {"learning_rate": 1e-2, "weight_decouple": False, "weight_decay": 0.1}, id="l2-noop"),
     # adan (foreach path; per-parameter path with use_gc / adanorm)

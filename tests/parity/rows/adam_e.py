@@ -72,8 +72,7 @@ class HolocronTAdam(torch.optim.Optimizer):
     """Transcription of ``holocron.optim.TAdam`` (code, not docs)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, dof=None):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      dof=dof))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, dof=dof))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -114,8 +113,16 @@ class HolocronTAdam(torch.optim.Optimizer):
 class HolocronRaLars(torch.optim.Optimizer):
     """Transcription of ``holocron.optim.RaLars`` (with ``force_adaptive_momentum``)."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, force_adaptive_momentum=False,
-                 scale_clip=None):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        force_adaptive_momentum=False,
+        scale_clip=None,
+    ):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.force_adaptive_momentum = force_adaptive_momentum
         self.scale_clip = (0, 10) if scale_clip is None else scale_clip
@@ -142,11 +149,13 @@ class HolocronRaLars(torch.optim.Optimizer):
                 update = torch.zeros_like(p)
                 if sma_t > 4:
                     r_t = math.sqrt((sma_t - 4) * (sma_t - 2) * sma_inf / ((sma_inf - 4) * (sma_inf - 2) * sma_t))
-                    update.addcdiv_(exp_avg / bias_correction1,
-                                    (exp_avg_sq / bias_correction2).sqrt().add_(group["eps"]), value=r_t)
+                    update.addcdiv_(
+                        exp_avg / bias_correction1, (exp_avg_sq / bias_correction2).sqrt().add_(group["eps"]), value=r_t
+                    )
                 elif self.force_adaptive_momentum:
-                    update.addcdiv_(exp_avg / bias_correction1,
-                                    (exp_avg_sq / bias_correction2).sqrt().add_(group["eps"]))
+                    update.addcdiv_(
+                        exp_avg / bias_correction1, (exp_avg_sq / bias_correction2).sqrt().add_(group["eps"])
+                    )
                 else:
                     update.add_(exp_avg / bias_correction1)
                 if group["weight_decay"] != 0:
@@ -161,19 +170,54 @@ class HolocronRaLars(torch.optim.Optimizer):
 ROWS = [
     # nadamw: torch.optim.NAdam(decoupled_weight_decay=True); defaults are the seed's (lr 1e-3, wd 1e-2)
     Row("nadamw", {"learning_rate": 1e-2}, ref=nadamw_ref, ref_kwargs={"weight_decay": 1e-2}),
-    Row("nadamw", {"learning_rate": 1e-2, "weight_decay": 0.1, "momentum_decay": 1e-2, "betas": (0.8, 0.99),
-                   "eps": 1e-6, "maximize": True}, ref=nadamw_ref, id="options-max"),
+    Row(
+        "nadamw",
+        {
+            "learning_rate": 1e-2,
+            "weight_decay": 0.1,
+            "momentum_decay": 1e-2,
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+            "maximize": True,
+        },
+        ref=nadamw_ref,
+        id="options-max",
+    ),
     # sparseadam: torch.optim.SparseAdam on p.grad.to_sparse(), gradients with exact zeros on both sides
     Row("sparseadam", {"learning_rate": 1e-2}, ref=SparseAdamRef, runner=sparse_runner),
-    Row("sparseadam", {"learning_rate": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "maximize": True},
-        ref=SparseAdamRef, runner=sparse_runner, id="options-max"),
+    Row(
+        "sparseadam",
+        {"learning_rate": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "maximize": True},
+        ref=SparseAdamRef,
+        runner=sparse_runner,
+        id="options-max",
+    ),
     # tadam, ralars: holocron transcriptions
     Row("tadam", {"learning_rate": 1e-2}, ref=HolocronTAdam),
-    Row("tadam", {"learning_rate": 1e-2, "amsgrad": True, "weight_decay": 0.1, "dof": 3.0, "betas": (0.8, 0.99),
-                  "eps": 1e-6}, ref=HolocronTAdam, id="ams-l2-dof"),
+    Row(
+        "tadam",
+        {"learning_rate": 1e-2, "amsgrad": True, "weight_decay": 0.1, "dof": 3.0, "betas": (0.8, 0.99), "eps": 1e-6},
+        ref=HolocronTAdam,
+        id="ams-l2-dof",
+    ),
     Row("ralars", {"learning_rate": 1e-2}, ref=HolocronRaLars),
-    Row("ralars", {"learning_rate": 1e-2, "force_adaptive_momentum": True, "weight_decay": 0.1,
-                   "scale_clip": (0.5, 2.0), "betas": (0.8, 0.99), "eps": 1e-6}, ref=HolocronRaLars, id="forced-wd-clip"),
-    Row("ralars", {"learning_rate": 1e-2, "scale_clip": (0.0, 1.0), "betas": (0.9, 0.9)}, ref=HolocronRaLars,
-        id="early-rectify-clip"),
+    Row(
+        "ralars",
+        {
+            "learning_rate": 1e-2,
+            "force_adaptive_momentum": True,
+            "weight_decay": 0.1,
+            "scale_clip": (0.5, 2.0),
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+        },
+        ref=HolocronRaLars,
+        id="forced-wd-clip",
+    ),
+    Row(
+        "ralars",
+        {"learning_rate": 1e-2, "scale_clip": (0.0, 1.0), "betas": (0.9, 0.9)},
+        ref=HolocronRaLars,
+        id="early-rectify-clip",
+    ),
 ]

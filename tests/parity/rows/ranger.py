@@ -25,9 +25,24 @@ def _centralize(x: torch.Tensor, conv_only: bool) -> torch.Tensor:
 class RangerGcLoc(torch.optim.Optimizer):
     """Transcription of pytorch_optimizer 4.1.0 ``Ranger._step_per_param`` plus ``gc_loc``."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.95, 0.999), alpha=0.5, k=6, n_sma_threshold=5,
-                 degenerated_to_sgd=False, weight_decay=0.0, weight_decouple=True, fixed_decay=False, use_gc=True,
-                 gc_conv_only=False, eps=1e-5, maximize=False, gc_loc=True):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.95, 0.999),
+        alpha=0.5,
+        k=6,
+        n_sma_threshold=5,
+        degenerated_to_sgd=False,
+        weight_decay=0.0,
+        weight_decouple=True,
+        fixed_decay=False,
+        use_gc=True,
+        gc_conv_only=False,
+        eps=1e-5,
+        maximize=False,
+        gc_loc=True,
+    ):
         super().__init__(params, dict(lr=lr, betas=betas, alpha=alpha, k=k, weight_decay=weight_decay, eps=eps))
         self.n_sma_threshold, self.degenerated_to_sgd = n_sma_threshold, degenerated_to_sgd
         self.weight_decouple, self.fixed_decay, self.maximize = weight_decouple, fixed_decay, maximize
@@ -45,8 +60,9 @@ class RangerGcLoc(torch.optim.Optimizer):
             n_sma = n_sma_max - 2 * t * beta2_t / (1.0 - beta2_t)
             rectified = n_sma >= self.n_sma_threshold
             if rectified:
-                rt = math.sqrt((1 - beta2_t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma * n_sma_max
-                               / (n_sma_max - 2))
+                rt = math.sqrt(
+                    (1 - beta2_t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma * n_sma_max / (n_sma_max - 2)
+                )
             else:
                 rt = 1.0 if self.degenerated_to_sgd else -1.0
             step_size = lr * rt / (1 - beta1**t)
@@ -80,41 +96,143 @@ R = pytorch_optimizer.Ranger
 ROWS = [
     # ranger: pytorch_optimizer.Ranger
     Row("ranger", {"learning_rate": 1e-2}),
-    Row("ranger", {"learning_rate": 1e-2, "weight_decay": 0.1, "degenerated_to_sgd": True, "adam_debias": True,
-                   "adanorm": True, "k": 3, "alpha": 0.7, "betas": (0.9, 0.99)}, id="sgd-debias-adanorm"),
-    Row("ranger", {"learning_rate": 1e-2, "weight_decay": 0.1, "weight_decouple": False, "gc_conv_only": True,
-                   "n_sma_threshold": 4, "maximize": True}, id="l2-gcconv-max"),
-    Row("ranger", {"learning_rate": 1e-2, "weight_decay": 0.1, "fixed_decay": True, "use_gc": False, "eps": 1e-8,
-                   "adanorm": True, "adanorm_r": 0.8}, id="fixed-nogc"),
+    Row(
+        "ranger",
+        {
+            "learning_rate": 1e-2,
+            "weight_decay": 0.1,
+            "degenerated_to_sgd": True,
+            "adam_debias": True,
+            "adanorm": True,
+            "k": 3,
+            "alpha": 0.7,
+            "betas": (0.9, 0.99),
+        },
+        id="sgd-debias-adanorm",
+    ),
+    Row(
+        "ranger",
+        {
+            "learning_rate": 1e-2,
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+            "gc_conv_only": True,
+            "n_sma_threshold": 4,
+            "maximize": True,
+        },
+        id="l2-gcconv-max",
+    ),
+    Row(
+        "ranger",
+        {
+            "learning_rate": 1e-2,
+            "weight_decay": 0.1,
+            "fixed_decay": True,
+            "use_gc": False,
+            "eps": 1e-8,
+            "adanorm": True,
+            "adanorm_r": 0.8,
+        },
+        id="fixed-nogc",
+    ),
     # ranger2020: Ranger + gc_loc
     Row("ranger2020", {"learning_rate": 1e-2}, ref=R),
     Row("ranger2020", {"learning_rate": 1e-2, "gc_loc": False}, ref=RangerGcLoc, id="gc-update"),
-    Row("ranger2020", {"learning_rate": 1e-2, "gc_loc": False, "weight_decay": 0.1, "weight_decouple": False,
-                       "degenerated_to_sgd": True, "k": 4, "maximize": True}, ref=RangerGcLoc, id="gc-update-l2-sgd"),
-    Row("ranger2020", {"learning_rate": 1e-2, "gc_loc": True, "weight_decay": 0.1, "fixed_decay": True,
-                       "betas": (0.9, 0.99)}, ref=RangerGcLoc, id="transcription-check"),
+    Row(
+        "ranger2020",
+        {
+            "learning_rate": 1e-2,
+            "gc_loc": False,
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+            "degenerated_to_sgd": True,
+            "k": 4,
+            "maximize": True,
+        },
+        ref=RangerGcLoc,
+        id="gc-update-l2-sgd",
+    ),
+    Row(
+        "ranger2020",
+        {"learning_rate": 1e-2, "gc_loc": True, "weight_decay": 0.1, "fixed_decay": True, "betas": (0.9, 0.99)},
+        ref=RangerGcLoc,
+        id="transcription-check",
+    ),
     # ranger21: pytorch_optimizer.Ranger21 (num_iterations=20 = the harness's step count, so warm-up and
     # warm-down both happen)
     Row("ranger21", {"num_iterations": 20, "learning_rate": 1e-2}),
-    Row("ranger21", {"num_iterations": 20, "learning_rate": 1e-2, "disable_lr_scheduler": True, "use_softplus": False,
-                     "adam_debias": True, "weight_decay": 0.1, "fixed_decay": True, "maximize": True},
-        id="nosched-nosoftplus-fixed-max"),
-    Row("ranger21", {"num_iterations": 30, "learning_rate": 1e-2, "centralize_gradients": False,
-                     "normalize_gradients": False, "weight_decouple": False, "weight_decay": 0.1,
-                     "num_warm_up_iterations": 3, "num_warm_down_iterations": 8, "lookahead_merge_time": 3,
-                     "lookahead_blending_alpha": 0.8, "beta0": 0.5, "norm_loss_factor": 1e-2,
-                     "agc_clipping_value": 0.5, "warm_down_min_lr": 1e-3, "beta_softplus": 10.0, "betas": (0.8, 0.99),
-                     "agc_eps": 1e-2, "eps": 1e-6}, id="options"),
+    Row(
+        "ranger21",
+        {
+            "num_iterations": 20,
+            "learning_rate": 1e-2,
+            "disable_lr_scheduler": True,
+            "use_softplus": False,
+            "adam_debias": True,
+            "weight_decay": 0.1,
+            "fixed_decay": True,
+            "maximize": True,
+        },
+        id="nosched-nosoftplus-fixed-max",
+    ),
+    Row(
+        "ranger21",
+        {
+            "num_iterations": 30,
+            "learning_rate": 1e-2,
+            "centralize_gradients": False,
+            "normalize_gradients": False,
+            "weight_decouple": False,
+            "weight_decay": 0.1,
+            "num_warm_up_iterations": 3,
+            "num_warm_down_iterations": 8,
+            "lookahead_merge_time": 3,
+            "lookahead_blending_alpha": 0.8,
+            "beta0": 0.5,
+            "norm_loss_factor": 1e-2,
+            "agc_clipping_value": 0.5,
+            "warm_down_min_lr": 1e-3,
+            "beta_softplus": 10.0,
+            "betas": (0.8, 0.99),
+            "agc_eps": 1e-2,
+            "eps": 1e-6,
+        },
+        id="options",
+    ),
     # rangerqh: pytorch_ranger.RangerQH
     Row("rangerqh", {"learning_rate": 1e-2}, ref=pytorch_ranger.RangerQH),
-    Row("rangerqh", {"learning_rate": 1e-2, "nus": (0.8, 0.9), "weight_decay": 0.1, "k": 3, "alpha": 0.6},
-        ref=pytorch_ranger.RangerQH, id="l2-nus"),
-    Row("rangerqh", {"learning_rate": 1e-2, "decouple_weight_decay": True, "weight_decay": 0.1, "betas": (0.8, 0.99),
-                     "eps": 1e-6}, ref=pytorch_ranger.RangerQH, id="decoupled"),
+    Row(
+        "rangerqh",
+        {"learning_rate": 1e-2, "nus": (0.8, 0.9), "weight_decay": 0.1, "k": 3, "alpha": 0.6},
+        ref=pytorch_ranger.RangerQH,
+        id="l2-nus",
+    ),
+    Row(
+        "rangerqh",
+        {"learning_rate": 1e-2, "decouple_weight_decay": True, "weight_decay": 0.1, "betas": (0.8, 0.99), "eps": 1e-6},
+        ref=pytorch_ranger.RangerQH,
+        id="decoupled",
+    ),
     # rangerva: pytorch_ranger.RangerVA
     Row("rangerva", {"learning_rate": 1e-2}, ref=pytorch_ranger.RangerVA),
-    Row("rangerva", {"learning_rate": 1e-2, "amsgrad": False, "grad_transformer": "abs", "weight_decay": 0.1,
-                     "smooth": 10.0, "k": 3, "n_sma_threshhold": 4}, ref=pytorch_ranger.RangerVA, id="abs-wd"),
-    Row("rangerva", {"learning_rate": 1e-1, "transformer": "none", "eps": 1e-6, "alpha": 0.3, "betas": (0.9, 0.99)},
-        ref=pytorch_ranger.RangerVA, id="no-softplus"),
+    Row(
+        "rangerva",
+        {
+            "learning_rate": 1e-2,
+            "amsgrad": False,
+            "grad_transformer": "abs",
+            "weight_decay": 0.1,
+            "smooth": 10.0,
+            "k": 3,
+            "n_sma_threshhold": 4,
+        },
+        ref=pytorch_ranger.RangerVA,
+        id="abs-wd",
+    ),
+    Row(
+        "rangerva",
+        {"learning_rate": 1e-1, "transformer": "none", "eps": 1e-6, "alpha": 0.3, "betas": (0.9, 0.99)},
+        ref=pytorch_ranger.RangerVA,
+        id="no-softplus",
+    ),
 ]
