@@ -34,7 +34,7 @@ import mlx.optimizers as optim
 
 from mlx_optim import functional as F
 
-__all__ = ["Optimizer", "check_range", "check_choice"]
+__all__ = ["Optimizer", "check_range", "check_choice", "leaves"]
 
 _LOW_PRECISION = (mx.bfloat16, mx.float16)
 
@@ -342,6 +342,18 @@ class Optimizer(optim.Optimizer):
     @staticmethod
     def apply_gc(g: mx.array, conv_only: bool = False) -> mx.array:
         return F.centralize(g, conv_only=conv_only)
+
+
+def leaves(gradients: Any, parameters: Any, state: Any, path: str = "") -> list[tuple[str, Any, Any, Any]]:
+    """``(path, gradient, parameter, state)`` for every leaf, in the order the updates visit them.
+
+    For :meth:`Optimizer.prepare` hooks that need a pass over the whole tree (global norms, two-pass updates).
+    """
+    if isinstance(gradients, dict):
+        return [x for k in gradients for x in leaves(gradients[k], parameters[k], state[k], f"{path}{k}.")]
+    if isinstance(gradients, (list, tuple)):
+        return [x for i, t in enumerate(zip(gradients, parameters, state)) for x in leaves(*t, f"{path}{i}.")]
+    return [(path[:-1], gradients, parameters, state)]
 
 
 def _tree_map3(fn: Callable, g: Any, p: Any, s: Any) -> Any:

@@ -77,17 +77,66 @@ def norm(x: mx.array) -> mx.array:
     return mx.sqrt(mx.sum(mx.square(x.astype(mx.float32))))
 
 
-def unit_norm(x: mx.array, eps: float = 1e-6) -> mx.array:
-    """Norm used by AGC: per output unit (all axes but the first) for ndim > 1, else whole."""
+def unit_norm(x: mx.array) -> mx.array:
+    """pytorch_optimizer's ``unit_norm``: whole-tensor norm for ndim <= 1, axis 1 for 2-D and 3-D tensors,
+    axes 1.. for ndim >= 4 (kept dims, so it broadcasts against ``x``)."""
     if x.ndim <= 1:
         return mx.sqrt(mx.sum(mx.square(x)))
-    return mx.sqrt(mx.sum(mx.square(x), axis=tuple(range(1, x.ndim)), keepdims=True))
+    axes = 1 if x.ndim in (2, 3) else tuple(range(1, x.ndim))
+    return mx.sqrt(mx.sum(mx.square(x), axis=axes, keepdims=True))
 
 
-def agc(p: mx.array, g: mx.array, *, eps: float = 1e-3, clip_val: float = 1e-2, norm_eps: float = 1e-6) -> mx.array:
-    """Adaptive gradient clipping (Brock et al. 2021), pytorch_optimizer's ``agc``."""
-    p_norm = mx.maximum(unit_norm(p), eps)
-    g_norm = unit_norm(g)
-    max_norm = p_norm * clip_val
-    clipped = g * (max_norm / mx.maximum(g_norm, norm_eps))
-    return mx.where(g_norm > max_norm, clipped, g)
+def agc(p: mx.array, g: mx.array, agc_eps: Scalar = 1e-3, clip_val: Scalar = 1e-2, eps: float = 1e-6) -> mx.array:
+    """Adaptive gradient clipping (Brock et al. 2021) as pytorch_optimizer's ``agc``."""
+    max_norm = mx.maximum(unit_norm(p), agc_eps) * clip_val
+    g_norm = mx.maximum(unit_norm(g), eps)
+    return mx.where(g_norm > max_norm, g * (max_norm / g_norm), g)
+
+
+def lerp(start: mx.array, end: mx.array, weight: Scalar) -> mx.array:
+    """``torch.lerp``: ``start + weight * (end - start)``."""
+    return start + weight * (end - start)
+
+
+def rms(x: mx.array) -> mx.array:
+    """Root mean square of a whole tensor."""
+    return mx.sqrt(mx.mean(mx.square(x)))
+
+
+def ams_bound_denom(v: mx.array, eps: Scalar, v_eps: float = 1e-15) -> mx.array:
+    """pytorch_optimizer's ``apply_ams_bound`` denominator ``sqrt(v + 1e-15) + eps`` (``v`` already maxed)."""
+    return mx.sqrt(v + v_eps) + eps
+
+
+def stable_adamw_rms(g: mx.array, v: mx.array, eps: float = 1e-16) -> mx.array:
+    """StableAdamW's update scale ``max(1, sqrt(mean(g^2 / max(v, eps))))``."""
+    return mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, eps))), 1.0)
+
+
+def softplus(x: mx.array, beta: Scalar, threshold: float = 20.0) -> mx.array:
+    """``torch.nn.functional.softplus``: ``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
+    bx = beta * x
+    return mx.where(bx > threshold, x, mx.logaddexp(bx, 0.0) / beta)
+
+
+def normalize_gradient(g: mx.array, eps: float = 1e-8) -> mx.array:
+    """pytorch_optimizer's ``normalize_gradient``: divide by the unbiased std (tensors with > 2 elements)."""
+    if g.size <= 2:
+        return g
+    centered = g - mx.mean(g)
+    std = mx.sqrt(mx.sum(mx.square(centered)) / (g.size - 1))
+    return g / (std + eps)
+
+
+def orthogonalize(p: mx.array, g: mx.array, eps: float = 1e-16) -> mx.array:
+    """OrthoGrad: remove the component of ``g`` along ``p`` and restore the norm of ``g``."""
+    w, gf = p.reshape(-1), g.reshape(-1)
+    proj = mx.sum(w * gf) / (mx.sum(w * w) + eps)
+    g_ortho = gf - proj * w
+    g_ortho = g_ortho * (norm(gf) / (norm(g_ortho) + eps))
+    return g_ortho.reshape(g.shape).astype(g.dtype)
+
+
+def every(step: mx.array, k: int) -> mx.array:
+    """``step % k == 0`` for the float32 step counter (periodic logic without Python branching)."""
+    return mx.remainder(step, k) == 0

@@ -786,7 +786,8 @@ class StableSPAM(Optimizer):
 class SWATS(Optimizer):
     r"""SWATS (Keskar & Socher, 2017, "Switching from Adam to SGD"), pytorch_optimizer semantics.
 
-    Adam steps :math:`\delta_t = -\eta\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t + 10^{-15}} + \epsilon}`
+    Adam steps
+    :math:`\delta_t = -\eta\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t + 10^{-15}} + \epsilon}`
     while tracking the projected SGD learning rate
 
     .. math::
@@ -850,9 +851,7 @@ class SWATS(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(
-            p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=hp.group_lr
-        )
+        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=hp.group_lr)
         # SGD phase
         buf = hp.beta1 * state["momentum_buffer"] + g
         sgd_update = buf * (1 - hp.beta1)
@@ -876,7 +875,8 @@ class SWATS(Optimizer):
         avg = mx.where(valid, lerp(state["exp_avg2"], scaling, 1 - hp.beta2), state["exp_avg2"])
         state["exp_avg2"] = avg
         corrected = avg / hp.bc2
-        switch = valid & (hp.step > 1) & (corrected > 0) & (mx.abs(corrected - scaling) <= 1e-8 + hp.eps * mx.abs(scaling))
+        close = mx.abs(corrected - scaling) <= 1e-8 + hp.eps * mx.abs(scaling)  # torch.allclose(rtol=eps)
+        switch = valid & (hp.step > 1) & (corrected > 0) & close
         self.state["sgd_lr"] = mx.where(switch, corrected, self.state["sgd_lr"])
         self.state["sgd_phase"] = self.state["sgd_phase"] | switch
         return mx.where(hp.sgd, p - hp.group_lr * sgd_update, p + perturb)

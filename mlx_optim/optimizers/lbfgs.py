@@ -5,8 +5,8 @@ L-BFGS evaluates the loss several times per step, so it is driven by
 instead of ``update(model, grads)``.
 
 The scalar bookkeeping of the line search mirrors torch's types: quantities that
-torch keeps as 0-d float32 tensors (dot products, step lengths produced by the
-cubic interpolation) are ``numpy.float32`` here and quantities torch keeps as
+torch keeps as 0-d tensors (dot products, step lengths produced by the cubic
+interpolation) are NumPy scalars of the same precision here and quantities torch keeps as
 Python floats (losses) are Python floats, so the mixed arithmetic rounds the same
 way (NumPy 2 treats Python scalars as "weak", like torch's wrapped numbers).
 """
@@ -297,7 +297,7 @@ class LBFGS(Optimizer):
 
     Each :meth:`step_with` runs up to ``max_iter`` quasi-Newton iterations on the
     full parameter vector :math:`x` (all trainable leaves flattened in
-    ``tree_flatten`` order, in float32). The direction comes from the last
+    ``tree_flatten`` order, in float32; float64 if a parameter is float64). The direction comes from the last
     ``history_size`` curvature pairs by the two-loop recursion, and the step is
     either fixed (:math:`t = \eta`) or found by torch's strong-Wolfe line search:
 
@@ -339,7 +339,10 @@ class LBFGS(Optimizer):
     values (800 MB for a million float32 parameters at the default 100).
     ``state_dtype`` sets the storage dtype of the vectors (e.g. ``mx.bfloat16`` to
     halve it); the math is float32 either way, also for bf16/fp16 parameters
-    (torch would run it in the parameters' dtype).
+    (torch would run it in the parameters' dtype), and float64 for float64
+    parameters (CPU). ``learning_rate`` and the tolerances are float32 tunables
+    like in every mlx_optim optimizer, so e.g. ``learning_rate=0.8`` is
+    ``0.800000012`` (torch keeps a Python float); this shows only in float64 runs.
 
     Differences from torch: ``line_search_fn`` other than ``None`` /
     ``'strong_wolfe'`` raises ``ValueError`` at construction (torch raises

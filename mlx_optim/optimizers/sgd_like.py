@@ -617,7 +617,8 @@ class SRMM(Optimizer):
         \bar p_t = (1-w_t)\bar p_{t-1} + w_t p_{t-1} - \eta \bar g_t,\quad p_t = \bar p_t
 
     Paper: "Stochastic regularized majorization-minimization with weakly convex and
-    multi-convex surrogates", 2022.
+    multi-convex surrogates", 2022. ``memory_length`` must be None or at least 1 (the reference
+    fails later with a ZeroDivisionError on 0).
     """
 
     name = "srmm"
@@ -762,9 +763,10 @@ class FOCUS(Optimizer):
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
         \bar p_t = \beta_2 \bar p_{t-1} + (1-\beta_2) p_{t-1},\quad \hat p_t = \bar p_t/(1-\beta_2^t),\\
-        p_t = p_{t-1} - \eta\lambda\hat p_t - \eta\big(\gamma\operatorname{sign}(p_{t-1} - \eta\lambda\hat p_t
-        - \hat p_t) + \operatorname{sign}(m_t)\big)
+        p' = p_{t-1} - \eta\lambda\hat p_t,\quad
+        p_t = p' - \eta\big(\gamma\operatorname{sign}(p' - \hat p_t) + \operatorname{sign}(m_t)\big)
 
+    As in the reference, weight decay subtracts :math:`\eta\lambda\hat p_t` (the running average, not :math:`p`).
     Paper: "FOCUS: First Order Concentrated Updating Scheme", 2025.
     """
 

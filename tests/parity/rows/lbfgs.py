@@ -166,4 +166,144 @@ def runner(problem: str, dtype: str = "float32"):
     return run
 
 
-ROWS = []
+WOLFE = {"line_search_fn": "strong_wolfe"}
+F64_NOTE = (
+    "float64 on both sides (polynomial losses, so MLX's float64 CPU math is exact): checks the algorithm branch for "
+    "branch with a tolerance tighter than the default; measured max diff {measured}."
+)
+CHAOS_NOTE = (
+    "Rosenbrock in float32: L-BFGS amplifies the ulp-level differences between MLX's and torch's reductions (dot "
+    "products, sums) by ~x10-1000 per outer step (same growth with torch-computed gradients fed to our optimizer, so it "
+    "is the optimizer's own float32 arithmetic), so only the first {steps} steps are compared (measured {measured}); "
+    "the float64 rows check the same paths over 10 steps. Default tolerance."
+)
+
+ROWS = [
+    # float64: the algorithm, branch for branch (counters func_evals / n_iter compared too)
+    Row(
+        "lbfgs",
+        {"learning_rate": 1},
+        runner=runner("rosenbrock", "float64"),
+        steps=3,
+        id="rosenbrock-f64",
+        note="Fixed-step L-BFGS (lr=1) on Rosenbrock is chaotic even in float64 (1e-16 differences grow x1000 per "
+        "20 iterations: 2e-4 at step 4), so 3 steps (60 iterations, measured 3.7e-8) at the default tolerance.",
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, **WOLFE},
+        runner=runner("rosenbrock", "float64"),
+        steps=10,
+        atol=1e-8,
+        rtol=1e-7,
+        id="rosenbrock-wolfe-f64",
+        note=F64_NOTE.format(measured="3.3e-11"),
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 0.25, "max_iter": 30, "history_size": 10, "tolerance_change": 1e-7},
+        runner=runner("rosenbrock", "float64"),
+        steps=10,
+        atol=1e-8,
+        rtol=1e-7,
+        id="rosenbrock-opts-f64",
+        note=F64_NOTE.format(measured="9.4e-13"),
+    ),
+    Row(
+        "lbfgs",
+        {
+            "learning_rate": 0.75,
+            **WOLFE,
+            "history_size": 4,
+            "max_iter": 5,
+            "max_eval": 9,
+            "tolerance_grad": 1e-4,
+            "tolerance_change": 1e-7,
+        },
+        runner=runner("rosenbrock", "float64"),
+        steps=10,
+        id="rosenbrock-wolfe-opts-f64",
+        note="float64; the differences grow from 1e-16 to 3.4e-6 over the 10 steps (Rosenbrock amplifies them), "
+        "default tolerance.",
+    ),
+    # history eviction (history_size 2) and a line search cut short by max_eval
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, **WOLFE, "max_iter": 4, "max_eval": 6, "history_size": 2},
+        runner=runner("rosenbrock", "float64"),
+        steps=10,
+        atol=1e-8,
+        rtol=1e-7,
+        id="rosenbrock-wolfe-budget-f64",
+        note=F64_NOTE.format(measured="2.3e-10"),
+    ),
+    # max_iter=1 -> max_eval=1 -> the line search gets max_ls=0 (torch's bracket [0, t] branch)
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, **WOLFE, "max_iter": 1},
+        runner=runner("rosenbrock", "float64"),
+        steps=10,
+        atol=1e-8,
+        rtol=1e-7,
+        id="rosenbrock-wolfe-maxls0-f64",
+        note=F64_NOTE.format(measured="1.1e-13"),
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 0.5, "history_size": 3, "max_iter": 7, "tolerance_grad": 1e-5, "tolerance_change": 1e-6},
+        runner=runner("lsq", "float64"),
+        steps=10,
+        atol=1e-8,
+        rtol=1e-7,
+        id="lsq-module-opts-f64",
+        note=F64_NOTE.format(measured="8.9e-16"),
+    ),
+    # float32 (the default), module and dict targets
+    Row("lbfgs", {"learning_rate": 1}, runner=runner("lsq"), steps=10, id="lsq-module"),
+    Row("lbfgs", {"learning_rate": 1, **WOLFE}, runner=runner("lsq"), steps=10, id="lsq-module-wolfe"),
+    Row(
+        "lbfgs",
+        {
+            "learning_rate": 0.8,
+            **WOLFE,
+            "history_size": 4,
+            "max_iter": 5,
+            "max_eval": 9,
+            "tolerance_grad": 1e-4,
+            "tolerance_change": 1e-7,
+        },
+        runner=runner("lsq"),
+        steps=10,
+        id="lsq-module-wolfe-opts",
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, "tolerance_change": 1e-5, "tolerance_grad": 1e-4},
+        runner=runner("softmax"),
+        steps=10,
+        id="softmax-dict",
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, **WOLFE, "tolerance_change": 1e-5, "tolerance_grad": 1e-4},
+        runner=runner("softmax"),
+        steps=10,
+        id="softmax-dict-wolfe",
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 0.5, "max_iter": 4, "history_size": 5},
+        runner=runner("rosenbrock"),
+        steps=6,
+        id="rosenbrock",
+        note=CHAOS_NOTE.format(steps=6, measured="3.1e-5 at step 2; 9e-4 at step 8"),
+    ),
+    Row(
+        "lbfgs",
+        {"learning_rate": 1, **WOLFE, "max_iter": 4, "history_size": 5},
+        runner=runner("rosenbrock"),
+        steps=3,
+        id="rosenbrock-wolfe",
+        note=CHAOS_NOTE.format(steps=3, measured="3.3e-7; 1.5e-4 at step 5"),
+    ),
+]
