@@ -1,6 +1,6 @@
 """A training loop with nn.value_and_grad and a compiled step, with any registered optimizer.
 
-    python examples/train_compiled.py [--optimizer adamw] [--steps 200]
+python examples/train_compiled.py [--optimizer adamw] [--steps 200]
 """
 
 import argparse

@@ -10,6 +10,7 @@ reference::
 """
 
 from mlx_optim import functional
+from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
 from mlx_optim.base import Optimizer, check_choice, check_range
 from mlx_optim.registry import (
     OPTIMIZERS,
@@ -18,7 +19,6 @@ from mlx_optim.registry import (
     load_optimizer,
     register,
 )
-from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
 
 __version__ = "0.1.0"
 

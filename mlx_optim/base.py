@@ -65,7 +65,9 @@ def check_range(
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name}={value!r} must be a number in {_fmt_interval(low, high, interval)}") from None
+        raise ValueError(
+            f"{owner}: {name}={value!r} must be a number in {_fmt_interval(low, high, interval)}"
+        ) from None
     ok = not math.isnan(v)
     if ok and low is not None:
         ok = v >= low if interval[0] == "[" else v > low

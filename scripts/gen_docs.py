@@ -1,7 +1,7 @@
 """Regenerate the optimizer table in README.md from the registry and the parity table.
 
-    python scripts/gen_docs.py          # rewrite README.md between the markers
-    python scripts/gen_docs.py --check  # exit 1 if README.md is out of date (run by the tests)
+python scripts/gen_docs.py          # rewrite README.md between the markers
+python scripts/gen_docs.py --check  # exit 1 if README.md is out of date (run by the tests)
 """
 
 from __future__ import annotations

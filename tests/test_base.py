@@ -135,7 +135,10 @@ def test_create_optimizer_keeps_banned_parameters_out_of_weight_decay():
     assert isinstance(opt, mo.AdamW)
     before = {k: np.array(v) for k, v in model.parameters()["lin"].items()}
     norm_before = np.array(model.norm.weight)
-    zeros = {"lin": {"weight": mx.zeros((3, 3)), "bias": mx.zeros((3,))}, "norm": {"weight": mx.zeros((3,)), "bias": mx.zeros((3,))}}
+    zeros = {
+        "lin": {"weight": mx.zeros((3, 3)), "bias": mx.zeros((3,))},
+        "norm": {"weight": mx.zeros((3,)), "bias": mx.zeros((3,))},
+    }
     opt.learning_rate = 0.1
     opt.update(model, zeros)
     np.testing.assert_allclose(np.array(model.lin.weight), before["weight"] * (1 - 0.1 * 0.5), rtol=1e-6)

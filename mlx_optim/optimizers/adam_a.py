@@ -20,11 +20,6 @@ from mlx_optim.registry import register
 AMS_BOUND_EPS = 1e-15
 
 
-def ams_denom(v: mx.array, eps: Any, v_eps: float = AMS_BOUND_EPS) -> mx.array:
-    """pytorch_optimizer's adaptive denominator ``sqrt(v + v_eps) + eps``."""
-    return mx.sqrt(v + v_eps) + eps
-
-
 def _betas3(opt: Optimizer, betas: Sequence[float]) -> None:
     """Three betas as pytorch_optimizer validates them: beta1, beta2 in [0, 1), beta3 in [0, 1]."""
     betas = tuple(betas)
@@ -225,7 +220,7 @@ class AdaBound(Optimizer):
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
-        step = mx.clip(hp.step_size / ams_denom(v, hp.eps), hp.lower_bound, hp.upper_bound)
+        step = mx.clip(hp.step_size / F.ams_bound_denom(v, hp.eps), hp.lower_bound, hp.upper_bound)
         return p - step * m
 
 
@@ -538,7 +533,7 @@ class AdaNorm(Optimizer):
         state["exp_avg"], state["exp_avg_var"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v, "max_exp_avg_var")
-        return p - hp.step_size * m / (ams_denom(v, hp.eps) / hp.bc2_sqrt)
+        return p - hp.step_size * m / (F.ams_bound_denom(v, hp.eps) / hp.bc2_sqrt)
 
 
 @register
@@ -615,7 +610,7 @@ class AdaPNM(Optimizer):
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
         pn_momentum = ((1 + hp.beta3) * pos - hp.beta3 * neg) / hp.noise_norm
-        return p - hp.step_size * pn_momentum / (ams_denom(v, hp.eps) / hp.bc2_sqrt)
+        return p - hp.step_size * pn_momentum / (F.ams_bound_denom(v, hp.eps) / hp.bc2_sqrt)
 
 
 @register

@@ -10,15 +10,10 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, leaves
 from mlx_optim.registry import register
 
 # ---------------------------------------------------------------------------- pure helpers
-
-
-def lerp(start: mx.array, end: mx.array, weight: Any) -> mx.array:
-    """``start + weight * (end - start)`` (``torch.lerp``)."""
-    return start + weight * (end - start)
 
 
 def normalize_dim0(x: mx.array, eps: float = 1e-12) -> mx.array:
@@ -27,19 +22,6 @@ def normalize_dim0(x: mx.array, eps: float = 1e-12) -> mx.array:
         return x / mx.maximum(mx.abs(x), eps)
     n = mx.sqrt(mx.sum(mx.square(x), axis=0, keepdims=True))
     return x / mx.maximum(n, eps)
-
-
-def leaves(gradients: Any, parameters: Any, state: Any, path: str = "") -> list[tuple]:
-    """``(path, g, p, state)`` for every leaf, in the order the base class visits them."""
-    if isinstance(gradients, dict):
-        return [x for k in gradients for x in leaves(gradients[k], parameters[k], state[k], f"{path}{k}.")]
-    if isinstance(gradients, (list, tuple)):
-        return [
-            x
-            for i, (g, p, s) in enumerate(zip(gradients, parameters, state, strict=False))
-            for x in leaves(g, p, s, f"{path}{i}.")
-        ]
-    return [(path[:-1], gradients, parameters, state)]
 
 
 # ---------------------------------------------------------------------------- AdaGC
@@ -145,10 +127,10 @@ class AdaGC(Optimizer):
         # afterwards: relative clipping by the tensor's own history
         h = mx.minimum(hp.lambda_rel * mx.maximum(gamma, hp.eps) / mx.maximum(F.norm(g), hp.eps), 1.0)
         g_rel = g * h
-        gamma_rel = lerp(gamma, F.norm(g_rel), 1 - hp.beta)
+        gamma_rel = F.lerp(gamma, F.norm(g_rel), 1 - hp.beta)
         g_hat = mx.where(hp.warmup, g_warm, g_rel)
         state["gamma"] = mx.where(hp.warmup, gamma_warm, gamma_rel)
-        m = lerp(state["exp_avg"], g_hat, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g_hat, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g_hat)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
@@ -159,14 +141,14 @@ class AdaGC(Optimizer):
 
 def adalite_factored_step(g, m, v, state, hp, step_bc2):
     """Adalite's row/column-factored moments for a 2-D gradient; returns ``(u, v_avg)`` and refreshes ``state``."""
-    m = lerp(m, g, 1 - hp.beta1)
-    v = lerp(v, mx.square(g - m), 1 - hp.beta2)
+    m = F.lerp(m, g, 1 - hp.beta1)
+    v = F.lerp(v, mx.square(g - m), 1 - hp.beta2)
     v_avg = v / step_bc2
     row_mean, col_mean = v.mean(axis=1), v.mean(axis=0)
     imp_c = mx.softmax(row_mean, axis=0)[:, None]
     imp_r = mx.softmax(col_mean, axis=0)[None, :]
-    m = lerp(m, g, 1 - imp_c * imp_r)
-    u = lerp(m, g, 1 - hp.beta1)
+    m = F.lerp(m, g, 1 - imp_c * imp_r)
+    u = F.lerp(m, g, 1 - hp.beta1)
     state["v_avg_0"] = v.sum(axis=1)
     state["v_avg_1"] = v.sum(axis=0) / mx.maximum(v.sum(), hp.eps2)
     imp_c = mx.softmax(row_mean / hp.tau, axis=-1)[:, None]
@@ -255,10 +237,10 @@ class Adalite(Optimizer):
             trust_ratio = mx.maximum(F.norm(p) / mx.maximum(F.norm(g), hp.g_norm_min), hp.ratio_min)
             g = g * trust_ratio
         if g.ndim < 2:
-            m = lerp(state["m_avg"], g, 1 - hp.beta1)
-            v = lerp(state["v_avg"], mx.square(g - m), 1 - hp.beta2)
+            m = F.lerp(state["m_avg"], g, 1 - hp.beta1)
+            v = F.lerp(state["v_avg"], mx.square(g - m), 1 - hp.beta2)
             state["m_avg"], state["v_avg"] = m, v
-            u, v_avg = lerp(m, g, 1 - hp.beta1), v / hp.bc2
+            u, v_avg = F.lerp(m, g, 1 - hp.beta1), v / hp.bc2
         else:
             r, c = state["v_avg_0"][:, None], state["v_avg_1"][None, :]
             v = (r * c) / mx.maximum(r.sum(), hp.eps2)
@@ -331,7 +313,7 @@ class AdamC(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=hp.wd_lr)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         v_hat = self.apply_amsgrad(state, v) if self.ams_bound else v
@@ -399,7 +381,7 @@ class AdamG(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         v = hp.beta2 * state["v"] + (1 - hp.beta2) * mx.square(g)
-        r = lerp(state["r"], hp.p * mx.power(v, hp.q), 1 - hp.beta3)
+        r = F.lerp(state["r"], hp.p * mx.power(v, hp.q), 1 - hp.beta3)
         m = hp.beta1 * state["m"] + (1 - hp.beta1) * r * g
         state["m"], state["v"], state["r"] = m, v, r
         return p - hp.step_size * m / (mx.sqrt(v / hp.bc2) + hp.eps)
@@ -473,7 +455,7 @@ class AdaShift(Optimizer):
         state["grad_queue"] = mx.slice_update(queue, g[None].astype(queue.dtype), hp.slot, axes=(0,))
         m_prev = mx.where(hp.ready, state["exp_avg"] - hp.first_grad_weight * offset, state["exp_avg"])
         m = hp.beta1 * m_prev + hp.last_grad_weight * g
-        v = lerp(state["exp_avg_sq"], self.reduce_func(mx.square(offset)), 1 - hp.beta2)
+        v = F.lerp(state["exp_avg_sq"], self.reduce_func(mx.square(offset)), 1 - hp.beta2)
         state["exp_avg"] = m
         state["exp_avg_sq"] = mx.where(hp.ready, v, state["exp_avg_sq"])
         update = self.apply_cautious(m, g) if self.cautious else m
@@ -535,7 +517,7 @@ class AdaSmooth(Optimizer):
         s = state["s"] + diff
         n = state["n"] + mx.abs(diff)
         c = mx.abs(s) / (n + hp.eps) * (hp.beta2 - hp.beta1) + (1 - hp.beta2)
-        v = lerp(state["exp_avg_sq"], mx.square(g), mx.square(c))
+        v = F.lerp(state["exp_avg_sq"], mx.square(g), mx.square(c))
         state["s"], state["n"], state["exp_avg_sq"], state["prev_param"] = s, n, v, p
         return p - hp.lr / mx.sqrt(v + hp.eps) * g
 
@@ -591,7 +573,7 @@ class AdaTAM(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         corr = normalize_dim0(state["exp_avg"]) * normalize_dim0(g)
-        s = lerp(state["s"], corr, 1 - hp.decay_rate)
+        s = F.lerp(state["s"], corr, 1 - hp.decay_rate)
         m = hp.beta1 * state["exp_avg"] + ((1 + s) / 2 + hp.eps) * g
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["s"], state["exp_avg"], state["exp_avg_sq"] = s, m, v
@@ -687,7 +669,7 @@ class Aida(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
         residual = aida_projection(g, m, self.k, hp.xi)
         var = hp.beta2 * state["exp_avg_var"] + (1 - hp.beta2) * mx.square(residual) + hp.eps
         state["exp_avg"], state["exp_avg_var"] = m, var
@@ -781,7 +763,7 @@ class Amos(Optimizer):
         update = (p / 2 * (gamma - hp.extra_l2) + g * (mx.sqrt(r_v_hat) * init_lr)) / factor_d
         state["exp_avg_sq"], state["decay"] = v, decay * (1 + gamma) + gamma
         if self.use_momentum:
-            update = lerp(state["exp_avg"], update, 1 - hp.momentum)
+            update = F.lerp(state["exp_avg"], update, 1 - hp.momentum)
             state["exp_avg"] = update
         return p - update
 
@@ -857,7 +839,7 @@ class AvaGrad(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v_prev = state["exp_avg_sq"]
         state["exp_avg"] = m
         state["exp_avg_sq"] = hp.beta2 * v_prev + (1 - hp.beta2) * mx.square(g)

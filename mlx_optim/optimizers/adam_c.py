@@ -17,26 +17,6 @@ from mlx_optim.registry import register
 # ----------------------------------------------------------------------------- shared pure helpers
 
 
-def lerp(start: mx.array, end: mx.array, weight) -> mx.array:
-    """``torch.lerp``: ``start + weight * (end - start)``."""
-    return start + weight * (end - start)
-
-
-def rms(x: mx.array) -> mx.array:
-    """Root mean square of a whole tensor."""
-    return mx.sqrt(mx.mean(mx.square(x)))
-
-
-def stable_adamw_rms(g: mx.array, v: mx.array, eps: float = 1e-16) -> mx.array:
-    """StableAdamW's update scale ``max(1, sqrt(mean(g^2 / max(v, eps))))`` (pytorch_optimizer)."""
-    return mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, eps))), 1.0)
-
-
-def ams_bound_denom(v: mx.array, eps, v_eps: float = 1e-15) -> mx.array:
-    """pytorch_optimizer's ``apply_ams_bound`` denominator ``sqrt(v + 1e-15) + eps`` (``v`` already maxed)."""
-    return mx.sqrt(v + v_eps) + eps
-
-
 # ----------------------------------------------------------------------------- AdEMAMix
 
 
@@ -117,15 +97,15 @@ class AdEMAMix(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
-        slow = lerp(state["exp_avg_slow"], g, 1 - hp.beta3_t)
+        slow = F.lerp(state["exp_avg_slow"], g, 1 - hp.beta3_t)
         state["exp_avg"], state["exp_avg_sq"], state["exp_avg_slow"] = m, v, slow
         denom = mx.sqrt(v) / hp.bc2_sqrt + hp.eps
         fast = self.apply_cautious(m, g) if self.cautious else m
         update = (fast / hp.bc1 + hp.alpha_t * slow) / denom
         if self.stable_adamw:
-            update = update / stable_adamw_rms(g, v)
+            update = update / F.stable_adamw_rms(g, v)
         return p - hp.lr * update
 
 
@@ -202,7 +182,7 @@ class SimplifiedAdEMAMix(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1_t)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1_t)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) + hp.den_sqrt * hp.eps
@@ -282,10 +262,10 @@ class ADOPT(Optimizer):
         normed = g / mx.maximum(mx.sqrt(v), hp.eps)
         if self.clip_lambda is not None:
             normed = mx.clip(normed, -hp.clip, hp.clip)
-        m_new = lerp(m, normed, 1 - hp.beta1)
+        m_new = F.lerp(m, normed, 1 - hp.beta1)
         update = self.apply_cautious(m_new, normed) if self.cautious else m_new
         if self.stable_adamw:
-            update = update / stable_adamw_rms(g, v)
+            update = update / F.stable_adamw_rms(g, v)
         state["exp_avg"] = mx.where(hp.first, m, m_new)
         state["exp_avg_sq"] = mx.where(hp.first, v + mx.square(g), hp.beta2 * v + (1 - hp.beta2) * mx.square(g))
         return mx.where(hp.first, p, p - hp.lr * update)
@@ -368,10 +348,10 @@ class DiffGrad(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        denom = ams_bound_denom(self.apply_amsgrad(state, v) if self.ams_bound else v, hp.eps)
+        denom = F.ams_bound_denom(self.apply_amsgrad(state, v) if self.ams_bound else v, hp.eps)
         dfc = mx.sigmoid(mx.abs(state["previous_grad"] - g)) * m
         state["previous_grad"] = g
         adaptive = p - hp.step_size * dfc / denom
@@ -440,7 +420,7 @@ class EXAdam(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         update = exadam_update(g, m, v, beta1_t=1.0 - hp.bc1, beta2_t=1.0 - hp.bc2, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps)
@@ -452,7 +432,7 @@ class EXAdam(Optimizer):
 
 def clip_rms(x: mx.array, clip) -> mx.array:
     """Scale ``x`` down so that its RMS is at most ``clip``."""
-    return x / mx.maximum(rms(x) / clip, 1.0)
+    return x / mx.maximum(F.rms(x) / clip, 1.0)
 
 
 @register
@@ -510,13 +490,13 @@ class FAdam(Optimizer):
         hp = self.hp
         fim = hp.beta2_t * state["fim"] + (1 - hp.beta2_t) * mx.square(g)
         state["fim"] = fim
-        rms_grad = rms(g)
+        rms_grad = F.rms(g)
         scaled_eps = hp.eps_2 * rms_grad
         eps_power = mx.where(
             (rms_grad > 0) & (scaled_eps < hp.eps), mx.power(scaled_eps, 2 * hp.p), mx.power(hp.eps, 2 * hp.p)
         )
         fim_base = mx.power(fim, hp.p) + eps_power
-        m = lerp(state["momentum"], clip_rms(g / fim_base, hp.clip), 1 - hp.beta1)
+        m = F.lerp(state["momentum"], clip_rms(g / fim_base, hp.clip), 1 - hp.beta1)
         state["momentum"] = m
         update = m
         if self.decays():
@@ -573,7 +553,7 @@ class Grams(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         update = mx.abs(m / hp.bc1 / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)) * mx.sign(g)
@@ -709,12 +689,12 @@ class LaProp(Optimizer):
         state["exp_avg_sq"] = v
         second = v
         if self.centered:
-            mean = lerp(state["exp_mean_avg_beta2"], g, 1 - hp.beta2)
+            mean = F.lerp(state["exp_mean_avg_beta2"], g, 1 - hp.beta2)
             state["exp_mean_avg_beta2"] = mean
             second = mx.where(hp.use_centered, v - mx.square(mean), v)
         if self.ams_bound:
             second = self.apply_amsgrad(state, second)
-        denom = ams_bound_denom(second, hp.eps) / hp.bc2_sqrt
+        denom = F.ams_bound_denom(second, hp.eps) / hp.bc2_sqrt
         m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * hp.lr * (g / denom)
         state["exp_avg"] = m
         update = self.apply_cautious(m, g) if self.cautious else m
@@ -797,7 +777,7 @@ class MADGRAD(Optimizer):
         s = state["s"] + hp.lamb * g
         state["grad_sum_sq"], state["s"] = grad_sum_sq, s
         z = x0 - s / madgrad_rms(grad_sum_sq, hp.eps)
-        new = lerp(p, z, 1 - hp.momentum) if self.use_momentum else z
+        new = F.lerp(p, z, 1 - hp.momentum) if self.use_momentum else z
         if self.weight_decouple and self.decays():
             new = new - hp.lr_eps * hp.weight_decay * p
         return new

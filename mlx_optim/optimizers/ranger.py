@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, leaves
 from mlx_optim.registry import register
 
 
@@ -27,44 +27,6 @@ def lookahead_merge(p: mx.array, slow: mx.array, alpha, sync: mx.array) -> tuple
     """
     merged = slow + alpha * (p - slow)
     return mx.where(sync, merged, p), mx.where(sync, merged, slow)
-
-
-def every(step: mx.array, k: int) -> mx.array:
-    """``step % k == 0`` for the float32 step counter."""
-    return mx.remainder(step, k) == 0
-
-
-def softplus(x: mx.array, beta, threshold: float = 20.0) -> mx.array:
-    """``torch.nn.functional.softplus``: ``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
-    bx = beta * x
-    return mx.where(bx > threshold, x, mx.logaddexp(bx, 0.0) / beta)
-
-
-def torch_unit_norm(x: mx.array) -> mx.array:
-    """pytorch_optimizer's ``unit_norm``: whole norm for ndim <= 1, axis 1 for 2-D/3-D, axes 1.. for ndim >= 4.
-
-    Differs from :func:`mlx_optim.functional.unit_norm` for 3-D tensors (axis 1 only).
-    """
-    if x.ndim <= 1:
-        return mx.sqrt(mx.sum(mx.square(x)))
-    axes = 1 if x.ndim in (2, 3) else tuple(range(1, x.ndim))
-    return mx.sqrt(mx.sum(mx.square(x), axis=axes, keepdims=True))
-
-
-def torch_agc(p: mx.array, g: mx.array, agc_eps, clip_val, eps: float = 1e-6) -> mx.array:
-    """pytorch_optimizer's ``agc`` (adaptive gradient clipping with :func:`torch_unit_norm`)."""
-    max_norm = mx.maximum(torch_unit_norm(p), agc_eps) * clip_val
-    g_norm = mx.maximum(torch_unit_norm(g), eps)
-    return mx.where(g_norm > max_norm, g * (max_norm / g_norm), g)
-
-
-def normalize_gradient(g: mx.array, eps: float = 1e-8) -> mx.array:
-    """pytorch_optimizer's ``normalize_gradient``: divide by the unbiased std (tensors with > 2 elements)."""
-    if g.size <= 2:
-        return g
-    centered = g - mx.mean(g)
-    std = mx.sqrt(mx.sum(mx.square(centered)) / (g.size - 1))
-    return g / (std + eps)
 
 
 # ---------------------------------------------------------------------------- Ranger
@@ -141,7 +103,7 @@ class Ranger(Optimizer):
         if not self.adam_debias:
             step_size = step_size / F.bias_correction(hp.beta1, hp.step)
         hp.step_size = step_size
-        hp.sync = every(hp.step, self.k)
+        hp.sync = F.every(hp.step, self.k)
 
     def direction(self, m: mx.array, v: mx.array) -> mx.array:
         """The RAdam direction: ``m / (sqrt(v) + eps)`` once rectified, else ``m``."""
@@ -332,24 +294,24 @@ class Ranger21(Optimizer):
         hp.r_lr = self.scheduled_lr(hp.lr, hp.step, hp.warm_down_min_lr)
         hp.step_size = hp.r_lr if self.adam_debias else hp.r_lr / F.bias_correction(hp.beta1, hp.step)
         hp.odd = mx.remainder(hp.step, 2) == 1
-        hp.sync = every(hp.step, self.lookahead_merge_time)
+        hp.sync = F.every(hp.step, self.lookahead_merge_time)
 
     def preprocess(self, g: mx.array) -> mx.array:
         if self.centralize_gradients:
             g = F.centralize(g)
         if self.normalize_gradients:
-            g = normalize_gradient(g)
+            g = F.normalize_gradient(g)
         return g
 
     def clipped(self, g: mx.array, p: mx.array) -> mx.array:
         """The gradient after AGC and one preprocessing pass (what the second moment sees)."""
-        return self.preprocess(torch_agc(p, g, self.hp.agc_eps, self.hp.agc_clipping_value))
+        return self.preprocess(F.agc(p, g, self.hp.agc_eps, self.hp.agc_clipping_value))
 
     def prepare(self, gradients, parameters) -> None:
         """Update every ``variance_ma`` and compute the global variance normalizer ``hp.sigma``."""
         hp = self.hp
         total, count = mx.array(1.0, mx.float32), 0
-        for g, p, state in _leaves(gradients, parameters, self.state):
+        for _, g, p, state in leaves(gradients, parameters, self.state):
             dtype = self.compute_dtype(p)
             g, p = g.astype(dtype), p.astype(dtype)
             if self.maximize:
@@ -366,12 +328,12 @@ class Ranger21(Optimizer):
         g = self.preprocess(self.clipped(g, p))  # the reference preprocesses twice
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay, ratio=1 / hp.sigma, lr=hp.r_lr)
-        correction = 2 * hp.norm_loss_factor * (1 - 1 / (torch_unit_norm(p) + hp.eps))
+        correction = 2 * hp.norm_loss_factor * (1 - 1 / (F.unit_norm(p) + hp.eps))
         p = p * (1 - hp.r_lr * correction)
         v_max = self.apply_amsgrad(state, state["variance_ma"], "max_variance_ma")
         denom = mx.sqrt(v_max) / hp.bc2_sqrt + hp.eps
         if self.use_softplus:
-            denom = softplus(denom, hp.beta_softplus)
+            denom = F.softplus(denom, hp.beta_softplus)
         this = mx.where(hp.odd, state["grad_ma"], state["neg_grad_ma"])
         other = mx.where(hp.odd, state["neg_grad_ma"], state["grad_ma"])
         this = this + (1 - mx.square(hp.beta1)) * (g - this)
@@ -382,18 +344,6 @@ class Ranger21(Optimizer):
         slow = state["lookahead_params"]
         p, state["lookahead_params"] = lookahead_merge(p, slow, hp.lookahead_blending_alpha, hp.sync)
         return p
-
-
-def _leaves(g, p, s):
-    """Yield ``(gradient, parameter, state)`` for every leaf of the gradient tree."""
-    if isinstance(g, dict):
-        for k in g:
-            yield from _leaves(g[k], p[k], s[k])
-    elif isinstance(g, (list, tuple)):
-        for a, b, c in zip(g, p, s, strict=False):
-            yield from _leaves(a, b, c)
-    else:
-        yield g, p, s
 
 
 # ---------------------------------------------------------------------------- pytorch_ranger
@@ -459,7 +409,7 @@ class RangerQH(Optimizer):
         w2 = 1.0 + hp.beta2 * self.state["beta2_weight"]
         self.state["beta1_weight"], self.state["beta2_weight"] = w1, w2
         hp.beta1_adj, hp.beta2_adj = 1.0 - 1.0 / w1, 1.0 - 1.0 / w2
-        hp.sync = every(hp.step, self.k)
+        hp.sync = F.every(hp.step, self.k)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -541,7 +491,7 @@ class RangerVA(Optimizer):
 
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
-        hp.sync = every(hp.step, self.k)
+        hp.sync = F.every(hp.step, self.k)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -555,7 +505,7 @@ class RangerVA(Optimizer):
             denom_c = mx.sqrt(denom_c)
         p, _ = self.apply_weight_decay(p, g, decouple=True)
         if self.transformer == "softplus":
-            p = p - hp.step_size * m / softplus(denom_c, hp.smooth)
+            p = p - hp.step_size * m / F.softplus(denom_c, hp.smooth)
         else:
             p = p - hp.step_size * hp.lr * m / (mx.sqrt(v) + hp.eps)
         p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
@@ -563,20 +513,6 @@ class RangerVA(Optimizer):
 
 
 # ---------------------------------------------------------------------------- Ranger25
-def orthogonalize(p: mx.array, g: mx.array, eps: float = 1e-16) -> mx.array:
-    """OrthoGrad: remove the component of ``g`` along ``p`` and restore the norm of ``g``."""
-    w, gf = p.reshape(-1), g.reshape(-1)
-    proj = mx.sum(w * gf) / (mx.sum(w * w) + eps)
-    g_ortho = gf - proj * w
-    g_ortho = g_ortho * (F.norm(gf) / (F.norm(g_ortho) + eps))
-    return g_ortho.reshape(g.shape).astype(g.dtype)
-
-
-def stable_adamw_rms(g: mx.array, v: mx.array, eps: float = 1e-16) -> mx.array:
-    """StableAdamW's update RMS ``max(1, sqrt(mean(g^2 / max(v, eps))))``."""
-    return mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, eps))), 1.0)
-
-
 @register
 class Ranger25(Optimizer):
     r"""Ranger25: ADOPT + AdEMAMix + Cautious + StableAdamW/Adam-atan2 + OrthoGrad + AGC + Lookahead.
@@ -665,14 +601,14 @@ class Ranger25(Optimizer):
             hp.alpha_t = mx.minimum(frac * hp.alpha, hp.alpha)
             log1, log3 = mx.log(hp.beta1), mx.log(hp.beta3)
             hp.beta3_t = mx.minimum(mx.exp(log1 * log3 / ((1 - frac) * log3 + frac * log1)), hp.beta3)
-        hp.sync = every(hp.step, self.lookahead_merge_time)
+        hp.sync = F.every(hp.step, self.lookahead_merge_time)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if self.orthograd:
-            g = orthogonalize(p, g)
+            g = F.orthogonalize(p, g)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        g = torch_agc(p, g, 1e-3, 1e-2)
+        g = F.agc(p, g, 1e-3, 1e-2)
         v = state["exp_avg_sq"]
         normed = mx.clip(g / mx.maximum(mx.sqrt(v), hp.eps), -hp.clip, hp.clip)
         m = F.ema(state["exp_avg"], normed, hp.beta1)
@@ -681,7 +617,7 @@ class Ranger25(Optimizer):
         state["exp_avg"], state["exp_avg_sq"], state["exp_avg_slow"] = m, v, slow
         update = self.apply_cautious(m, g) if self.cautious else m
         update = update + hp.alpha_t * slow
-        step_size = hp.step_size / stable_adamw_rms(g, v) if self.stable_adamw else hp.step_size
+        step_size = hp.step_size / F.stable_adamw_rms(g, v) if self.stable_adamw else hp.step_size
         denom = mx.sqrt(v) / hp.bc2_sqrt
         if self.atan2:
             p = p - step_size * mx.arctan2(update, denom)

@@ -14,7 +14,7 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.optimizers.adam_a import adamp_projection
-from mlx_optim.optimizers.adam_b import lerp, normalize_dim0
+from mlx_optim.optimizers.adam_b import normalize_dim0
 from mlx_optim.optimizers.sgd import momentum_buffer
 from mlx_optim.registry import register
 
@@ -217,7 +217,7 @@ class AccSGD(Optimizer):
         p, g = self.apply_weight_decay(p, g, decouple=False)
         buf = hp.beta * ((1.0 / hp.beta - 1.0) * state["momentum_buffer"] - hp.large_lr * g + p)
         state["momentum_buffer"] = buf
-        return lerp(p - hp.lr * g, buf, 1.0 - hp.zeta)
+        return F.lerp(p - hp.lr * g, buf, 1.0 - hp.zeta)
 
 
 @register
@@ -373,7 +373,7 @@ class QHM(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        buf = lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
+        buf = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
         state["momentum_buffer"] = buf
         return p - hp.lr * hp.nu * buf - hp.lr * (1.0 - hp.nu) * g
 
@@ -487,7 +487,7 @@ class PNM(Optimizer):
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         a, b = state["pos_momentum"], state["neg_momentum"]
         pos, neg = mx.where(hp.odd, a, b), mx.where(hp.odd, b, a)
-        pos = lerp(pos, g, 1.0 - hp.beta1**2)
+        pos = F.lerp(pos, g, 1.0 - hp.beta1**2)
         state["pos_momentum"], state["neg_momentum"] = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
         delta = ((1.0 + hp.beta2) * pos - hp.beta2 * neg) * (1.0 / hp.noise_norm)
         return p - hp.lr * delta
@@ -650,8 +650,8 @@ class SRMM(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        g_avg = lerp(state["mov_avg_grad"], g, hp.w)
-        p_avg = lerp(state["mov_avg_param"], p, hp.w) - hp.lr * g_avg
+        g_avg = F.lerp(state["mov_avg_grad"], g, hp.w)
+        p_avg = F.lerp(state["mov_avg_param"], p, hp.w) - hp.lr * g_avg
         state["mov_avg_grad"], state["mov_avg_param"] = g_avg, p_avg
         return p_avg
 
@@ -702,7 +702,7 @@ class TAM(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         buf = mx.where(hp.step == 1, g, state["momentum_buffer"])  # the reference starts the buffer at g_1
-        s = lerp(state["s"], normalize_dim0(buf) * normalize_dim0(g), 1.0 - hp.decay_rate)
+        s = F.lerp(state["s"], normalize_dim0(buf) * normalize_dim0(g), 1.0 - hp.decay_rate)
         buf = hp.momentum * buf + ((1.0 + s) / 2.0 + hp.eps) * g
         state["s"], state["momentum_buffer"] = s, buf
         if self.weight_decouple:
@@ -751,7 +751,7 @@ class SignSGD(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple)
         if self.use_momentum:
-            g = lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
+            g = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
             state["momentum_buffer"] = g
         return p - hp.lr * mx.sign(g)
 
@@ -798,8 +798,8 @@ class FOCUS(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = lerp(state["exp_avg"], g, 1.0 - hp.beta1)
-        pbar = lerp(state["pbar"], p, 1.0 - hp.beta2)
+        m = F.lerp(state["exp_avg"], g, 1.0 - hp.beta1)
+        pbar = F.lerp(state["pbar"], p, 1.0 - hp.beta2)
         state["exp_avg"], state["pbar"] = m, pbar
         pbar_hat = pbar / hp.bc2
         if self.decays():

@@ -228,6 +228,7 @@ ROWS = [
         },
         id="masks",
         runner=spam_mask_runner,
+        note="random masks: the reference masks are copied into the MLX state each step (exact math parity); our own mask draws are checked statistically",
     ),
     # stablespam (per-parameter path)
     Row("stablespam", {"learning_rate": 1e-2}),
