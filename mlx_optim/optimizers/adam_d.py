@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
@@ -19,37 +20,15 @@ from mlx_optim.registry import register
 # ----------------------------------------------------------------------------- shared pure helpers
 
 
-def lerp(start: mx.array, end: mx.array, weight) -> mx.array:
-    """``torch.lerp``: ``start + weight * (end - start)``."""
-    return start + weight * (end - start)
-
-
 def debias_beta(beta, step: mx.array) -> mx.array:
     """pytorch_optimizer's ``debias_beta``: ``(beta^t - beta) / (beta^t - 1)`` (0 at ``t = 1``)."""
     beta_t = mx.power(mx.array(beta, mx.float32), step)
     return (beta_t - beta) / (beta_t - 1.0)
 
 
-def ams_bound_denom(v: mx.array, eps, v_eps: float = 1e-15) -> mx.array:
-    """pytorch_optimizer's ``apply_ams_bound`` denominator ``sqrt(v + 1e-15) + eps`` (``v`` already maxed)."""
-    return mx.sqrt(v + v_eps) + eps
-
-
 def global_grad_norm(gradients) -> mx.array:
     """L2 norm of the whole gradient tree, in float32."""
-    leaves = [g for g in _leaves(gradients)]
-    return mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for g in leaves))
-
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            yield from _leaves(v)
-    else:
-        yield tree
+    return mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for _, g in tree_flatten(gradients)))
 
 
 def newton_schulz5(
@@ -303,7 +282,7 @@ class MARS(Optimizer):
     def _adam_direction(self, m, v, state, bc1, bc2_sqrt):
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
-        return m / (ams_bound_denom(v, self.hp.eps) / bc2_sqrt * bc1)
+        return m / (F.ams_bound_denom(v, self.hp.eps) / bc2_sqrt * bc1)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -314,7 +293,7 @@ class MARS(Optimizer):
         else:
             beta1, beta2, lr, wd = hp.beta1_1d, hp.beta2_1d, hp.lr_1d, hp.weight_decay_1d
             c = g
-        m = lerp(state["exp_avg"], c, 1 - beta1)
+        m = F.lerp(state["exp_avg"], c, 1 - beta1)
         state["exp_avg"] = m
         update = self.apply_cautious(m, g) if self.cautious else m
         if mixed and self.mars_type == "lion":
@@ -391,7 +370,7 @@ class NovoGrad(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         g_sq = mx.sum(mx.square(g))
-        ema = mx.where(hp.first, g_sq, lerp(state["grads_ema"], g_sq, 1 - hp.beta2))
+        ema = mx.where(hp.first, g_sq, F.lerp(state["grads_ema"], g_sq, 1 - hp.beta2))
         state["grads_ema"] = ema
         g = g / (mx.sqrt(ema) + hp.eps)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
@@ -464,8 +443,8 @@ class QHAdam(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         g_sq = mx.square(g)
-        m = lerp(state["exp_avg"], g, hp.inv_w1)
-        v = lerp(state["exp_avg_sq"], g_sq, hp.inv_w2)
+        m = F.lerp(state["exp_avg"], g, hp.inv_w1)
+        v = F.lerp(state["exp_avg_sq"], g_sq, hp.inv_w2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         avg_grad = hp.nu1 * m + (1 - hp.nu1) * g
         avg_rms = mx.sqrt(hp.nu2 * v + (1 - hp.nu2) * g_sq) + hp.eps
@@ -535,7 +514,7 @@ class StableAdamW(Optimizer):
         hp = self.hp
         if not self.weight_decouple:
             p, g = self.apply_weight_decay(p, g, decouple=False)
-        m = lerp(state["exp_avg"], g, hp.beta1_comp)
+        m = F.lerp(state["exp_avg"], g, hp.beta1_comp)
         v = hp.beta2_hat * state["exp_avg_sq"] + (1 - hp.beta2_hat) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         rho = mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, mx.square(hp.eps)))), 1.0)
@@ -657,7 +636,7 @@ class SPAM(Optimizer):
         v = mx.where(hp.reset, 0.0, state["exp_avg_sq"])
         if "threshold" not in self._zero:
             g = mx.where(hp.clip, spam_spike_clip(g, v, hp.threshold), g)
-        m = lerp(m, g, 1 - hp.beta1)
+        m = F.lerp(m, g, 1 - hp.beta1)
         v = hp.beta2 * v + (1 - hp.beta2) * mx.square(g)
         if mask is not None:
             m, v = mx.where(mask, m, 0.0), mx.where(mask, v, 0.0)
@@ -759,20 +738,20 @@ class StableSPAM(Optimizer):
         hp = self.hp
         p, _ = self.apply_weight_decay(p, g, decouple=True)
         max_grad = mx.max(mx.abs(g))
-        m_max = lerp(state["m_max_t"], max_grad, 1 - hp.theta)
+        m_max = F.lerp(state["m_max_t"], max_grad, 1 - hp.theta)
         state["m_max_t"] = m_max
         m_max_hat = m_max / hp.theta_t
         g = mx.where(mx.abs(g) > m_max_hat, g / max_grad * m_max_hat, g)
         g_norm = F.norm(g)
         active = g_norm > 0
-        m_norm = mx.where(active, lerp(state["m_norm_t"], g_norm, hp.norm_weight), state["m_norm_t"])
-        v_norm = mx.where(active, lerp(state["v_norm_t"], mx.square(g_norm), 1 - hp.gamma2), state["v_norm_t"])
+        m_norm = mx.where(active, F.lerp(state["m_norm_t"], g_norm, hp.norm_weight), state["m_norm_t"])
+        v_norm = mx.where(active, F.lerp(state["v_norm_t"], mx.square(g_norm), 1 - hp.gamma2), state["v_norm_t"])
         state["m_norm_t"], state["v_norm_t"] = m_norm, v_norm
         c_norm = (m_norm / hp.norm_bc1) / (mx.sqrt(v_norm / hp.norm_bc2) + hp.eps)
         g = g / mx.where(active, g_norm, 1.0) * c_norm
         m0 = mx.where(hp.reset, 0.0, state["exp_avg"])
         v0 = mx.where(hp.reset, 0.0, state["exp_avg_sq"])
-        m = mx.where(active, lerp(m0, g, 1 - hp.beta1_t), m0)
+        m = mx.where(active, F.lerp(m0, g, 1 - hp.beta1_t), m0)
         v = mx.where(active, hp.beta2 * v0 + (1 - hp.beta2) * mx.square(g), v0)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         new = p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
@@ -859,20 +838,20 @@ class SWATS(Optimizer):
             sgd_update = sgd_update + hp.beta1 * buf
         state["momentum_buffer"] = mx.where(hp.sgd, buf, state["momentum_buffer"])
         # Adam phase
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         v_hat = v
         if self.ams_bound:
             v_hat = mx.maximum(state["max_exp_avg_sq"], v)
             state["max_exp_avg_sq"] = mx.where(hp.sgd, state["max_exp_avg_sq"], v_hat)
-        perturb = -hp.step_size * m / ams_bound_denom(v_hat, hp.eps)
+        perturb = -hp.step_size * m / F.ams_bound_denom(v_hat, hp.eps)
         state["exp_avg"] = mx.where(hp.sgd, state["exp_avg"], m)
         state["exp_avg_sq"] = mx.where(hp.sgd, state["exp_avg_sq"], v)
         # the projected SGD learning rate and the switch decision
         pg = mx.sum(perturb * g)
         valid = (pg != 0) & ~hp.sgd
         scaling = mx.sum(mx.square(perturb)) / mx.where(valid, -pg, 1.0)
-        avg = mx.where(valid, lerp(state["exp_avg2"], scaling, 1 - hp.beta2), state["exp_avg2"])
+        avg = mx.where(valid, F.lerp(state["exp_avg2"], scaling, 1 - hp.beta2), state["exp_avg2"])
         state["exp_avg2"] = avg
         corrected = avg / hp.bc2
         close = mx.abs(corrected - scaling) <= 1e-8 + hp.eps * mx.abs(scaling)  # torch.allclose(rtol=eps)
@@ -954,10 +933,10 @@ class GrokFastAdamW(Optimizer):
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
         if self.grokfast:
             mu0 = mx.where(hp.first, g_raw, state["grok_exp_avg"])  # initialised to the first gradient
-            mu = lerp(mu0, g, 1 - hp.grokfast_alpha)
+            mu = F.lerp(mu0, g, 1 - hp.grokfast_alpha)
             state["grok_exp_avg"] = mx.where(hp.grok_on, mu, mu0)
             g = mx.where(hp.grok_on, g + hp.grokfast_lamb * mu, g)
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / mx.maximum(mx.sqrt(v) / hp.bc2_sqrt, hp.eps)
@@ -1031,13 +1010,13 @@ class AdamWSN(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         if self.sn:
             rows = state["exp_avg_sq"].shape[0]
             second = mx.sum(mx.square(g.reshape(rows, -1)), axis=1, keepdims=True)
         else:
             second = mx.square(g)
-        v = lerp(state["exp_avg_sq"], second, 1 - hp.beta2)
+        v = F.lerp(state["exp_avg_sq"], second, 1 - hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) + hp.eps
         update = (m.reshape(denom.shape[0], -1) / denom).reshape(p.shape) if self.sn else m / denom
@@ -1127,8 +1106,8 @@ class Adan(Optimizer):
             g = self.apply_gc(g)
         diff = prev + g
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
-        d = lerp(state["exp_avg_diff"], diff, 1 - hp.beta2)
+        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
+        d = F.lerp(state["exp_avg_diff"], diff, 1 - hp.beta2)
         n = hp.beta3 * state["exp_avg_sq"] + (1 - hp.beta3) * mx.square(hp.beta2 * diff + g)
         state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"] = m, d, n
         state["previous_grad"] = -g
