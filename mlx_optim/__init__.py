@@ -11,6 +11,7 @@ reference::
 
 from mlx_optim import functional
 from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
+from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range
 from mlx_optim.registry import (
     OPTIMIZERS,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
 __all__ = [
+    "LossAndGrad",
     "Optimizer",
     "OPTIMIZERS",
     "check_choice",
@@ -35,5 +37,6 @@ __all__ = [
     "get_supported_optimizers",
     "load_optimizer",
     "register",
+    "value_and_grad",
     *sorted(cls.__name__ for cls in OPTIMIZERS.values()),
 ]

@@ -250,11 +250,10 @@ class Optimizer(optim.Optimizer):
         self.state["step"] = self.step + 1
         self.hp = self._hyperparameters(loss)
         self.prepare(gradients, params)
-        if self.decay_filter is None:
-            return _tree_map3(self.apply_single, gradients, params, self.state)
         return self._apply_with_paths(gradients, params, self.state, "")
 
     def _apply_with_paths(self, g: Any, p: Any, s: Any, path: str) -> Any:
+        """``apply_single`` over the tree; ``self._leaf_path`` is the current leaf's path (e.g. ``layers.0.weight``)."""
         if isinstance(g, dict):
             return {k: self._apply_with_paths(g[k], p[k], s[k], f"{path}{k}.") for k in g}
         if isinstance(g, (list, tuple)):
@@ -356,11 +355,3 @@ def leaves(gradients: Any, parameters: Any, state: Any, path: str = "") -> list[
     if isinstance(gradients, (list, tuple)):
         return [x for i, t in enumerate(zip(gradients, parameters, state)) for x in leaves(*t, f"{path}{i}.")]
     return [(path[:-1], gradients, parameters, state)]
-
-
-def _tree_map3(fn: Callable, g: Any, p: Any, s: Any) -> Any:
-    if isinstance(g, dict):
-        return {k: _tree_map3(fn, g[k], p[k], s[k]) for k in g}
-    if isinstance(g, (list, tuple)):
-        return type(g)(_tree_map3(fn, a, b, c) for a, b, c in zip(g, p, s))
-    return fn(g, p, s)

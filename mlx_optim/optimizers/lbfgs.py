@@ -13,7 +13,6 @@ way (NumPy 2 treats Python scalars as "weak", like torch's wrapped numbers).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
-__all__ = ["LBFGS", "compiled_value_and_grad", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
+__all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
 
 CURVATURE_EPS = 1e-10  # torch's hard-coded threshold on y.s for accepting a curvature pair
 
@@ -267,25 +266,6 @@ def _assign(dst: Any, src: Any) -> None:
             dst[k] = v
 
 
-def compiled_value_and_grad(model: nn.Module, loss_fn: Callable) -> Callable:
-    """``nn.value_and_grad(model, loss_fn)`` compiled with ``mx.compile``, callable as ``fn(model, *args)``.
-
-    The model's arrays are captured as implicit inputs/outputs of the compiled
-    function (a module cannot be passed to ``mx.compile`` as an argument), so the
-    result has the ``step_with`` signature: ``opt.step_with(model, fn, x, y)``.
-    """
-    value_and_grad = nn.value_and_grad(model, loss_fn)
-    compiled = mx.compile(lambda *a, **kw: value_and_grad(model, *a, **kw), inputs=model.state, outputs=model.state)
-
-    @functools.wraps(loss_fn)
-    def fn(target: nn.Module, *args: Any, **kwargs: Any):
-        if target is not model:
-            raise ValueError("compiled_value_and_grad: the function was compiled for another model")
-        return compiled(*args, **kwargs)
-
-    return fn
-
-
 def _check_int(owner: str, name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{owner}: {name}={value!r} must be an integer >= {low}")
@@ -320,7 +300,7 @@ class LBFGS(Optimizer):
     The control flow depends on loss and gradient values (``.item()``), so the
     optimizer is not compilable (``compilable = False``); for speed, compile the
     function instead: ``mx.compile(mx.value_and_grad(loss_fn))`` for a dict of
-    parameters, :func:`compiled_value_and_grad` ``(model, loss_fn)`` for a module.
+    parameters, ``mlx_optim.value_and_grad(model, loss_fn, compile=True)`` for a module.
 
     Follows torch's quirks (Nocedal 1980 / minFunc-style, see ``torch/optim/lbfgs.py``):
     the iteration counter ``n_iter`` is cumulative over steps, so only the very

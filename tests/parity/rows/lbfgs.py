@@ -14,7 +14,7 @@ a small L2 term (a dict). ``dtype="float64"`` runs both sides in float64 (the
 optimizer then works in float64, as torch does in the parameters' dtype).
 
 The "compiled" mode compiles the loss-and-gradient function with ``mx.compile``
-(``mx.compile(mx.value_and_grad(f))`` for dicts, ``compiled_value_and_grad`` for
+(``mx.compile(mx.value_and_grad(f))`` for dicts, ``mlx_optim.value_and_grad(..., compile=True)`` for
 the module); the optimizer itself is not compilable (``LBFGS.compilable`` is
 False: its control flow reads loss values, as torch's does).
 """
@@ -28,7 +28,8 @@ import mlx.nn as nn
 import numpy as np
 import torch
 
-from mlx_optim.optimizers.lbfgs import LBFGS, compiled_value_and_grad
+import mlx_optim
+from mlx_optim.optimizers.lbfgs import LBFGS
 from tests.parity.harness import Row
 
 X0 = [-1.2, 1.0, -0.5, 0.8, 1.5, -0.3]
@@ -96,7 +97,7 @@ def _mlx_side(problem: str, dtype: str, compiled: bool):
     x, y, init = _data("lsq")
     model = nn.Linear(5, 3)
     model.update({k: mx.array(v, md) for k, v in init.items()})
-    fn = compiled_value_and_grad(model, lsq_mx) if compiled else nn.value_and_grad(model, lsq_mx)
+    fn = mlx_optim.value_and_grad(model, lsq_mx, compile=True) if compiled else nn.value_and_grad(model, lsq_mx)
     return model, fn, (mx.array(x, md), mx.array(y, md)), lambda: dict(model.parameters())
 
 
