@@ -9,7 +9,7 @@ reference::
     opt = mo.AdamW(learning_rate=1e-3)
 """
 
-from mlx_optim import functional
+from mlx_optim import functional, schedulers
 from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
 from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range
@@ -20,6 +20,7 @@ from mlx_optim.registry import (
     load_optimizer,
     register,
 )
+from mlx_optim.schedulers import get_supported_lr_schedulers, load_lr_scheduler
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,9 @@ __all__ = [
     "check_range",
     "create_optimizer",
     "functional",
+    "get_supported_lr_schedulers",
+    "load_lr_scheduler",
+    "schedulers",
     "get_supported_optimizers",
     "load_optimizer",
     "register",

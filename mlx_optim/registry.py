@@ -31,26 +31,36 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
     return cls
 
 
+def lookup(table: dict[str, Any], name: str, kind: str) -> Any:
+    """``table[name.lower()]``; an unknown name raises ``ValueError`` listing the closest names."""
+    key = name.lower()
+    if key not in table:
+        close = difflib.get_close_matches(key, table, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; choose one of {', '.join(sorted(table))}"
+        raise ValueError(f"unknown {kind} {name!r}{hint}")
+    return table[key]
+
+
+def filter_names(table: dict[str, Any], filters: str | Iterable[str] | None = None) -> list[str]:
+    """The sorted keys of ``table`` matching any of the glob patterns ``filters`` (all when None)."""
+    names = sorted(table)
+    if filters is None:
+        return names
+    patterns = [filters] if isinstance(filters, str) else list(filters)
+    return [n for n in names if any(fnmatch.fnmatch(n, pat.lower()) for pat in patterns)]
+
+
 def load_optimizer(name: str) -> type[Optimizer]:
     """Return the optimizer class registered as ``name`` (case-insensitive).
 
     An unknown name raises ``ValueError`` listing the closest registered names.
     """
-    key = name.lower()
-    if key not in OPTIMIZERS:
-        close = difflib.get_close_matches(key, OPTIMIZERS, n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see mlx_optim.get_supported_optimizers()"
-        raise ValueError(f"unknown optimizer {name!r}{hint}")
-    return OPTIMIZERS[key]
+    return lookup(OPTIMIZERS, name, "optimizer")
 
 
 def get_supported_optimizers(filters: str | Iterable[str] | None = None) -> list[str]:
     """Registered names, sorted; ``filters`` are glob patterns (e.g. ``"ada*"``) a name must match."""
-    names = sorted(OPTIMIZERS)
-    if filters is None:
-        return names
-    patterns = [filters] if isinstance(filters, str) else list(filters)
-    return [n for n in names if any(fnmatch.fnmatch(n, pat.lower()) for pat in patterns)]
+    return filter_names(OPTIMIZERS, filters)
 
 
 def banned_paths(model: nn.Module, wd_ban_list: Sequence[str]) -> set[str]:
