@@ -70,12 +70,13 @@ class Adam(Optimizer):
         if self.amsgrad:
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
-    def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
-
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
+        # The bias corrections are computed per leaf, as mlx.optimizers.Adam does: measured on the CPU
+        # backend, independent per-leaf graphs schedule with fewer live buffers than one shared scalar
+        # feeding every leaf (benchmarks/step_time.py, eager).
+        step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
+        inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
         p, g = self.apply_weight_decay(p, g, decouple=self.decoupled_weight_decay)
         v_max = None
         if self.amsgrad:
@@ -88,8 +89,8 @@ class Adam(Optimizer):
             beta1=hp.beta1,
             beta2=hp.beta2,
             eps=hp.eps,
-            step_size=hp.step_size,
-            inv_bc2_sqrt=hp.inv_bc2_sqrt,
+            step_size=step_size,
+            inv_bc2_sqrt=inv_bc2_sqrt,
             v_max=v_max,
         )
         return p - delta
