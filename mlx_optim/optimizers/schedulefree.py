@@ -1,0 +1,353 @@
+"""Schedule-free optimizers (Defazio et al., 2024): ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam.
+
+Schedule-free methods keep two sequences: the fast iterate :math:`z` (in the
+optimizer state) and the averaged iterate :math:`x`. The model holds the
+*training* point :math:`y = (1-\\beta) z + \\beta x`, at which gradients are
+taken. For evaluation (and for saving the weights to deploy) the model must
+hold :math:`x` instead, so these optimizers have two extra methods mirroring
+pytorch_optimizer's ``optimizer.eval()`` / ``optimizer.train()``::
+
+    opt = mlx_optim.ScheduleFreeAdamW(learning_rate=2.5e-3)
+    for batch in data:
+        opt.step_with(model, loss_and_grad_fn, *batch)   # model holds y
+    opt.eval(model)      # model now holds the averaged weights x
+    evaluate(model)
+    opt.train(model)     # back to y before training again
+
+Both accept an ``nn.Module`` (updated in place and returned) or a parameter tree
+(a new tree is returned). The mode is ``state["train_mode"]`` (1.0 train, 0.0
+eval), saved with the state; calling ``eval`` twice (or ``train`` in train mode)
+does nothing, as in the reference. The swap only touches parameters that have
+optimizer state (``z``); before the first step it only flips the mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_optim import functional as F
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.optimizers.sgd_like import _copy_state
+from mlx_optim.registry import register
+
+
+def schedule_free_step(p, g, z, *, lr, checkpoint, beta):
+    """One schedule-free step at the training point ``p`` (= y). Returns ``(y_new, z_new)``.
+
+    ``y <- lerp(y, z, c) + lr (beta (1 - c) - 1) g`` and ``z <- z - lr g``, the
+    reference's in-place order (``c`` is the averaging weight ``checkpoint``).
+    """
+    y = F.lerp(p, z, checkpoint) + g * (lr * (beta * (1 - checkpoint) - 1))
+    return y, z - lr * g
+
+
+def averaging_checkpoint(state: dict, lr, step, r, weight_lr_power) -> mx.array:
+    """Update ``state["lr_max"]`` / ``state["weight_sum"]`` and return the averaging weight.
+
+    ``w_t = t^r * max_{i<=t}(lr_i)^{weight_lr_power}``, ``c_t = w_t / sum_{i<=t} w_i`` (0 while the sum is 0).
+    """
+    lr_max = mx.maximum(lr, state["lr_max"])
+    weight = mx.power(step, r) * mx.power(lr_max, weight_lr_power)
+    weight_sum = state["weight_sum"] + weight
+    state["lr_max"], state["weight_sum"] = lr_max, weight_sum
+    safe = mx.where(weight_sum != 0, weight_sum, 1.0)
+    return mx.where(weight_sum != 0, weight / safe, 0.0)
+
+
+def _swap_tree(params: Any, state: Any, fn) -> Any:
+    """Apply ``fn(p, leaf_state)`` to every parameter that has optimizer state; returns the same structure
+    restricted to those parameters (``None`` when none has state)."""
+    if isinstance(params, mx.array):
+        return fn(params, state) if isinstance(state, dict) and "z" in state else None
+    if isinstance(params, dict):
+        if not isinstance(state, dict):
+            return None
+        out = {k: _swap_tree(v, state[k], fn) for k, v in params.items() if k in state}
+        out = {k: v for k, v in out.items() if v is not None}
+        return out or None
+    if isinstance(params, (list, tuple)):
+        if not isinstance(state, (list, tuple)):
+            return None
+        out = [_swap_tree(v, s, fn) for v, s in zip(params, state)]
+        if all(v is None for v in out):
+            return None
+        # Keep the untouched entries so list positions stay aligned.
+        return type(params)(
+            o if o is not None else ({} if not isinstance(v, mx.array) else v) for o, v in zip(out, params)
+        )
+    return None
+
+
+class _ScheduleFree(Optimizer):
+    """Shared parts: averaging state, train/eval swap. Subclasses set ``_interp_name``."""
+
+    _interp_name = "beta1"  # the tunable holding the interpolation coefficient beta
+
+    def _init_schedule_free(self) -> None:
+        self.state["train_mode"] = mx.array(1.0, mx.float32)
+        self.state["weight_sum"] = mx.array(0.0, mx.float32)
+        self.state["lr_max"] = mx.array(-1.0, mx.float32)
+
+    def _swap(self, target: Any, to_train: bool) -> Any:
+        mode = self.state["train_mode"]
+        beta = self.state[self._interp_name]
+        weight = (1 - beta) if to_train else (1 - 1 / beta)
+        active = (mode == 0) if to_train else (mode == 1)
+        self.state["train_mode"] = mx.array(1.0 if to_train else 0.0, mx.float32)
+        if not self._initialized:
+            return target
+
+        def fn(p, s):
+            dtype = self.compute_dtype(p)
+            x = p.astype(dtype)
+            new = mx.where(active, F.lerp(x, s["z"].astype(dtype), weight), x)
+            return new.astype(p.dtype)
+
+        if isinstance(target, nn.Module):
+            new = _swap_tree(target.parameters(), self.state, fn)
+            if new is not None:
+                target.update(new)
+            return target
+        new = _swap_tree(target, self.state, fn)
+        if new is None:
+            return target
+        return _merge(target, new)
+
+    def eval(self, target: Any) -> Any:
+        """Switch ``target`` (an ``nn.Module`` or a parameter tree) to the averaged weights ``x``.
+
+        ``p <- lerp(p, z, 1 - 1/beta)``; a no-op in eval mode. Returns the module / the new tree.
+        """
+        return self._swap(target, to_train=False)
+
+    def train(self, target: Any) -> Any:
+        """Switch ``target`` back to the training point ``y``: ``p <- lerp(p, z, 1 - beta)``; a no-op in train mode."""
+        return self._swap(target, to_train=True)
+
+
+def _merge(base: Any, new: Any) -> Any:
+    """``base`` with the leaves present in ``new`` replaced."""
+    if isinstance(base, dict):
+        return {k: (_merge(v, new[k]) if k in new else v) for k, v in base.items()}
+    if isinstance(base, (list, tuple)):
+        return type(base)(_merge(b, n) for b, n in zip(base, new))
+    return new if isinstance(new, mx.array) else base
+
+
+@register
+class ScheduleFreeSGD(_ScheduleFree):
+    r"""Schedule-free SGD (Defazio et al., 2024), pytorch_optimizer semantics.
+
+    With :math:`c_t = w_t / \sum_{i \le t} w_i`, :math:`w_t = t^r \, \eta_{\max,t}^{\,p}`
+    (``weight_lr_power`` :math:`p`) and linear warmup of :math:`\eta_t` over ``warmup_steps``:
+
+    .. math::
+        g_t \leftarrow g_t + \lambda y_t \\
+        y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta (1 - c_t) - 1) g_t,\quad
+        z_{t+1} = z_t - \eta_t g_t
+
+    The model holds :math:`y`; call :meth:`eval` before evaluating (averaged
+    :math:`x`) and :math:`train` before training again (see the module docs).
+    ``eps`` is accepted and validated like the reference but unused by it.
+    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    """
+
+    name = "schedulefreesgd"
+    family = "sgd"
+    reference = "pytorch_optimizer.ScheduleFreeSGD"
+    _interp_name = "momentum"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        momentum: Tunable = 0.9,
+        weight_decay: Tunable = 0.0,
+        r: Tunable = 0.0,
+        weight_lr_power: Tunable = 2.0,
+        warmup_steps: int = 0,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("momentum", momentum, 0.0, 1.0, "()")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("r", r)
+        self._hyper("weight_lr_power", weight_lr_power)
+        self._check("warmup_steps", warmup_steps, 0)
+        self._hyper("eps", eps, 0.0)
+        self.warmup_steps = int(warmup_steps)
+        self._init_schedule_free()
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["z"] = _copy_state(self, parameter)
+
+    def warmup_lr(self, hp) -> mx.array:
+        if self.warmup_steps <= 0:
+            return hp.lr
+        return hp.lr * mx.where(hp.step < self.warmup_steps, hp.step / self.warmup_steps, 1.0)
+
+    def step_scalars(self, hp) -> None:
+        hp.sf_lr = self.warmup_lr(hp)
+        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.apply_weight_decay(p, g, decouple=False)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.momentum)
+        return p
+
+
+@register
+class ScheduleFreeAdamW(_ScheduleFree):
+    r"""Schedule-free AdamW (Defazio et al., 2024), pytorch_optimizer semantics.
+
+    The gradient is normalized by the bias-corrected second moment, then the
+    schedule-free SGD step is taken with :math:`\beta = \beta_1`:
+
+    .. math::
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
+        \hat g_t = \frac{g_t}{\sqrt{v_t / (1-\beta_2^t) + 10^{-15}} + \epsilon} + \lambda y_t \\
+        y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta_1 (1 - c_t) - 1) \hat g_t,\quad
+        z_{t+1} = z_t - \eta_t \hat g_t
+
+    ``ams_bound`` uses the running maximum of the corrected :math:`v_t`;
+    ``decoupling_c > 0`` replaces :math:`c_t` by :math:`\min(1, c_t (1-\beta_1) C)`.
+    Weight decay is the reference's L2 term added to the *normalized* gradient.
+    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
+    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    """
+
+    name = "schedulefreeadamw"
+    family = "adam"
+    reference = "pytorch_optimizer.ScheduleFreeAdamW"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 2.5e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: Tunable = 0.0,
+        r: Tunable = 0.0,
+        weight_lr_power: Tunable = 2.0,
+        warmup_steps: int = 0,
+        decoupling_c: Tunable = 0.0,
+        ams_bound: bool = False,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._check("beta1", betas[0], 0.0, 1.0, "()")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("r", r)
+        self._hyper("weight_lr_power", weight_lr_power)
+        self._check("warmup_steps", warmup_steps, 0)
+        self._hyper("decoupling_c", decoupling_c, 0.0)
+        self._hyper("eps", eps, 0.0)
+        self.warmup_steps = int(warmup_steps)
+        self.ams_bound = ams_bound
+        self._init_schedule_free()
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["z"] = _copy_state(self, parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        if self.ams_bound:
+            state["max_exp_avg_sq"] = self.zeros(parameter)
+
+    warmup_lr = ScheduleFreeSGD.warmup_lr
+
+    def step_scalars(self, hp) -> None:
+        hp.sf_lr = self.warmup_lr(hp)
+        c = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        coupled = mx.minimum(1.0, c * (1 - hp.beta1) * hp.decoupling_c)
+        hp.checkpoint = mx.where(hp.decoupling_c > 0, coupled, c)
+        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        state["exp_avg_sq"] = v
+        v_hat = v / hp.bc2
+        if self.ams_bound:
+            v_hat = self.apply_amsgrad(state, v_hat)
+        g = g / F.ams_bound_denom(v_hat, hp.eps)
+        p, g = self.apply_weight_decay(p, g, decouple=False)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.beta1)
+        return p
+
+
+@register
+class ScheduleFreeRAdam(_ScheduleFree):
+    r"""Schedule-free RAdam (Defazio et al., 2024), pytorch_optimizer semantics.
+
+    The step size is RAdam's rectified one, :math:`\eta_t = \eta\, r_t / \sqrt{1-\beta_2^t}`
+    once the SMA length :math:`\rho_t > 4`; before that the update is plain SGD
+    on the gradient with :math:`\eta_t = 0` (``silent_sgd_phase=True``, only
+    the averaging state moves) or, reference quirk kept, :math:`\eta_t = 1`
+    regardless of ``learning_rate`` (``silent_sgd_phase=False``). Then
+
+    .. math::
+        \hat g_t = \frac{g_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon} + \lambda y_t \ (\rho_t > 4),\quad
+        y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta_1 (1 - c_t) - 1) \hat g_t,\quad
+        z_{t+1} = z_t - \eta_t \hat g_t
+
+    with the averaging weight :math:`c_t` of :class:`ScheduleFreeSGD` (no warmup).
+    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
+    Not in the Keras seed.
+    """
+
+    name = "schedulefreeradam"
+    family = "adam"
+    reference = "pytorch_optimizer.ScheduleFreeRAdam"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 2.5e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: Tunable = 0.0,
+        r: Tunable = 0.0,
+        weight_lr_power: Tunable = 2.0,
+        silent_sgd_phase: bool = True,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._check("beta1", betas[0], 0.0, 1.0, "()")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("r", r)
+        self._hyper("weight_lr_power", weight_lr_power)
+        self._hyper("eps", eps, 0.0)
+        self.silent_sgd_phase = silent_sgd_phase
+        self._init_schedule_free()
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["z"] = _copy_state(self, parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        rt, n_sma = F.rectification(hp.beta2, hp.step, 4)
+        step_size = hp.lr * mx.where(n_sma >= 4, rt, -1.0)
+        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.adaptive = n_sma > 4
+        lr = mx.where(hp.adaptive, step_size / hp.bc2_sqrt, step_size)
+        hp.sf_lr = mx.where(step_size < 0, 0.0 if self.silent_sgd_phase else 1.0, lr)
+        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        state["exp_avg_sq"] = v
+        g = mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)
+        p, g = self.apply_weight_decay(p, g, decouple=False)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.beta1)
+        return p
