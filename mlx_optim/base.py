@@ -293,6 +293,16 @@ class Optimizer(optim.Optimizer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared math
+    def _decay_options(self, weight_decay: Tunable, weight_decouple: bool = False, fixed_decay: bool = False) -> None:
+        """The common weight-decay keywords (pytorch_optimizer's ``weight_decay``, ``weight_decouple``,
+        ``fixed_decay``): validate and keep them for :meth:`decay_weights`."""
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+
+    def decay_weights(self, p: mx.array, g: mx.array, **kwargs: Any) -> tuple[mx.array, mx.array]:
+        """:meth:`apply_weight_decay` in the mode chosen by the optimizer's ``weight_decouple`` / ``fixed_decay``."""
+        return self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, **kwargs)
+
     def decays(self) -> bool:
         """Whether weight decay applies to the current leaf."""
         if "weight_decay" in self._zero:

@@ -65,7 +65,9 @@ def make_opt(name: str):
 
 
 def train(model, opt, data, compiled: bool = False) -> list[float]:
-    lg = nn.value_and_grad(model, loss_fn)
+    # mlx_optim.value_and_grad is nn.value_and_grad plus what Hessian-based optimizers need (the loss
+    # function for HVPs, the logits for Sophia-G's Gauss-Newton-Bartlett estimate).
+    lg = mlx_optim.value_and_grad(model, loss_fn, logits_fn=lambda m, x, y: m(x))
 
     def step(x, y):
         return opt.step_with(model, lg, x, y)

@@ -227,10 +227,9 @@ class RAdam(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.n_sma_threshold, self.degenerated_to_sgd = n_sma_threshold, degenerated_to_sgd
         self.adam_debias, self.adanorm = adam_debias, adanorm
 
@@ -293,10 +292,9 @@ class AdaMax(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.adam_debias, self.adanorm = adam_debias, adanorm
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -310,7 +308,7 @@ class AdaMax(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * s_grad
         u = mx.maximum(hp.beta2 * state["exp_inf"], mx.abs(g) + hp.eps)

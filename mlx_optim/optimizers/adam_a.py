@@ -107,10 +107,9 @@ class AdaBelief(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
         self.ams_bound, self.adanorm, self.adam_debias = ams_bound, adanorm, adam_debias
 
@@ -135,7 +134,7 @@ class AdaBelief(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = F.ema(state["exp_avg"], s_grad, hp.beta1)
         s = F.ema(state["exp_avg_var"], mx.square(g - m), hp.beta2) + hp.eps
@@ -215,7 +214,7 @@ class AdaBound(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.ams_bound:
@@ -286,7 +285,7 @@ class AdaMod(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
         step = hp.step_size / (mx.sqrt(v) + hp.eps)
         avg_step = F.ema(state["exp_avg_lr"], step, hp.beta3)
@@ -527,7 +526,7 @@ class AdaNorm(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.r, key="exp_grad_norm")
         m, v = F.ema(state["exp_avg"], s_grad, hp.beta1), F.ema(state["exp_avg_var"], mx.square(g), hp.beta2)
         state["exp_avg"], state["exp_avg_var"] = m, v
@@ -599,7 +598,7 @@ class AdaPNM(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         a, b = state["exp_avg"], state["neg_exp_avg"]
         pos, neg = mx.where(hp.odd, a, b), mx.where(hp.odd, b, a)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
@@ -647,9 +646,8 @@ class PAdam(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._hyper("partial", partial, 0.0, 1.0, "(]")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -661,7 +659,7 @@ class PAdam(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / mx.power(mx.sqrt(v) + hp.eps, 2 * hp.partial)
@@ -715,7 +713,7 @@ class Yogi(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         g2 = mx.square(g)
         m = F.ema(state["exp_avg"], g, hp.beta1)
         v = state["exp_avg_sq"]

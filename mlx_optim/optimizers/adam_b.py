@@ -74,10 +74,9 @@ class AdaGC(Optimizer):
         self._hyper("lambda_abs", lambda_abs, 0.0, None, "()")
         self._hyper("lambda_rel", lambda_rel, 0.0, None, "()")
         self._check("warmup_steps", warmup_steps, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.warmup_steps = int(warmup_steps)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self._warmup_norms: list[mx.array] = []
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -118,7 +117,7 @@ class AdaGC(Optimizer):
         hp = self.hp
         global_norm = self._warmup_norms[self._leaf_index]
         self._leaf_index += 1
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         gamma = state["gamma"]
         # warmup: absolute clipping by the global norm; gamma keeps the minimum clipped norm
         g_warm = g * mx.minimum(hp.lambda_abs / (global_norm + hp.eps), 1.0)
@@ -202,13 +201,12 @@ class Adalite(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("g_norm_min", g_norm_min)
         self._hyper("ratio_min", ratio_min)
         self._hyper("tau", tau)
         self._hyper("eps1", eps1, 0.0)
         self._hyper("eps2", eps2, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         if parameter.ndim < 2:
@@ -292,9 +290,8 @@ class AdamC(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.ams_bound, self.normalized = ams_bound, normalized
         lr0 = learning_rate(mx.array(0)) if callable(learning_rate) else learning_rate
         self.state["max_lr"] = mx.array(lr0, mx.float32)
@@ -312,7 +309,7 @@ class AdamC(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=hp.wd_lr)
+        p, g = self.decay_weights(p, g, lr=hp.wd_lr)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
@@ -364,9 +361,8 @@ class AdamG(Optimizer):
         self._hyper("beta3", betas[2], 0.0, 1.0, "[]")
         self._hyper("p", p, 0.0, None, "()")
         self._hyper("q", q, 0.0, None, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -379,7 +375,7 @@ class AdamG(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         v = hp.beta2 * state["v"] + (1 - hp.beta2) * mx.square(g)
         r = F.lerp(state["r"], hp.p * mx.power(v, hp.q), 1 - hp.beta3)
         m = hp.beta1 * state["m"] + (1 - hp.beta1) * r * g
@@ -500,9 +496,8 @@ class AdaSmooth(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["prev_param"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
@@ -512,7 +507,7 @@ class AdaSmooth(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         diff = p - state["prev_param"]
         s = state["s"] + diff
         n = state["n"] + mx.abs(diff)
@@ -560,9 +555,8 @@ class AdaTAM(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._hyper("decay_rate", decay_rate, 0.0, 1.0, "[)")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["s"] = self.zeros(parameter)
@@ -571,7 +565,7 @@ class AdaTAM(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         corr = normalize_dim0(state["exp_avg"]) * normalize_dim0(g)
         s = F.lerp(state["s"], corr, 1 - hp.decay_rate)
         m = hp.beta1 * state["exp_avg"] + ((1 + s) / 2 + hp.eps) * g
@@ -638,11 +632,10 @@ class Aida(Optimizer):
         self._betas(betas, 2)
         self._check("k", k, 0.0)
         self._hyper("xi", xi, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
         self.k = int(k)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
         self.ams_bound, self.adam_debias, self.adanorm = ams_bound, adam_debias, adanorm
 
@@ -667,7 +660,7 @@ class Aida(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
         residual = aida_projection(g, m, self.k, hp.xi)
@@ -809,9 +802,8 @@ class AvaGrad(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.adam_debias = adam_debias
         self.state["gamma"] = mx.array(1.0, mx.float32)
 
@@ -838,7 +830,7 @@ class AvaGrad(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v_prev = state["exp_avg_sq"]
         state["exp_avg"] = m

@@ -78,9 +78,8 @@ class AdEMAMix(Optimizer):
         self._hyper("alpha", alpha, 0.0)
         if t_alpha_beta3 is not None:
             self._check("t_alpha_beta3", t_alpha_beta3, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.t_alpha_beta3 = t_alpha_beta3
         self.cautious, self.stable_adamw = cautious, stable_adamw
 
@@ -96,7 +95,7 @@ class AdEMAMix(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         slow = F.lerp(state["exp_avg_slow"], g, 1 - hp.beta3_t)
@@ -150,9 +149,8 @@ class SimplifiedAdEMAMix(Optimizer):
         self._betas(betas, 2)
         self._hyper("alpha", alpha, 0.0)
         self._hyper("min_beta1", min_beta1, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.beta1_warmup = beta1_warmup
         self.state["den_sum"] = mx.array(0.0, mx.float32)
 
@@ -181,7 +179,7 @@ class SimplifiedAdEMAMix(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1_t)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
@@ -238,12 +236,11 @@ class ADOPT(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         if clip_lambda is not None and not callable(clip_lambda):
             raise ValueError(f"ADOPT: clip_lambda={clip_lambda!r} must be a callable or None")
         self.clip_lambda = clip_lambda
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.cautious, self.stable_adamw = cautious, stable_adamw
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -257,7 +254,7 @@ class ADOPT(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         normed = g / mx.maximum(mx.sqrt(v), hp.eps)
         if self.clip_lambda is not None:
@@ -317,10 +314,9 @@ class DiffGrad(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
         self.ams_bound, self.adam_debias, self.adanorm = ams_bound, adam_debias, adanorm
 
@@ -346,7 +342,7 @@ class DiffGrad(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
@@ -405,9 +401,8 @@ class EXAdam(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -419,7 +414,7 @@ class EXAdam(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
@@ -597,9 +592,8 @@ class Kate(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("delta", delta, 0.0, 1.0, "[)")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -607,7 +601,7 @@ class Kate(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         g_sq = mx.square(g)
         b_sq = mx.square(state["b"]) + g_sq + hp.eps
         m = mx.sqrt(mx.square(state["m"]) + hp.delta * g_sq + g_sq / b_sq)
@@ -661,10 +655,9 @@ class LaProp(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.centered, self.steps_before_using_centered = centered, steps_before_using_centered
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.ams_bound, self.cautious = ams_bound, cautious
         self.state["exp_avg_lr_1"] = mx.array(0.0, mx.float32)
 

@@ -127,11 +127,10 @@ class Lamb(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("max_grad_norm", max_grad_norm, 0.0)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.rectify, self.degenerated_to_sgd, self.n_sma_threshold = rectify, degenerated_to_sgd, n_sma_threshold
         self.grad_averaging, self.adam, self.pre_norm = grad_averaging, adam, pre_norm
         self.adam_debias, self.adanorm = adam_debias, adanorm
@@ -259,11 +258,10 @@ class MARS(Optimizer):
         self._hyper("beta2_1d", betas_1d[1], 0.0, 1.0, "[)")
         self._choice("mars_type", mars_type, ("adamw", "lion", "shampoo"))
         self._hyper("gamma", gamma, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("weight_decay_1d", weight_decay_1d, 0.0)
         self._hyper("eps", eps, 0.0)
         self.mars_type, self.optimize_1d = mars_type, optimize_1d
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.ams_bound, self.cautious = ams_bound, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -354,9 +352,8 @@ class NovoGrad(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.grad_averaging, self.adam_debias = grad_averaging, adam_debias
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -373,7 +370,7 @@ class NovoGrad(Optimizer):
         ema = mx.where(hp.first, g_sq, F.lerp(state["grads_ema"], g_sq, 1 - hp.beta2))
         state["grads_ema"] = ema
         g = g / (mx.sqrt(ema) + hp.eps)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         new_term = g * (1 - hp.beta1) if self.grad_averaging else g
         m = mx.where(hp.first, g, hp.beta1 * state["moments"] + new_term)
         state["moments"] = m
@@ -423,9 +420,8 @@ class QHAdam(Optimizer):
             raise ValueError(f"QHAdam: nus={nus!r} must have 2 values")
         self._hyper("nu1", nus[0], 0.0, 1.0)
         self._hyper("nu2", nus[1], 0.0, 1.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.state["beta1_weight"] = mx.array(0.0, mx.float32)
         self.state["beta2_weight"] = mx.array(0.0, mx.float32)
 
@@ -441,7 +437,7 @@ class QHAdam(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         g_sq = mx.square(g)
         m = F.lerp(state["exp_avg"], g, hp.inv_w1)
         v = F.lerp(state["exp_avg_sq"], g_sq, hp.inv_w2)
@@ -806,9 +802,8 @@ class SWATS(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.ams_bound, self.nesterov, self.adam_debias = ams_bound, nesterov, adam_debias
         self.state["sgd_phase"] = mx.array(False)
         self.state["sgd_lr"] = mx.array(0.0, mx.float32)
@@ -830,7 +825,7 @@ class SWATS(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=hp.group_lr)
+        p, g = self.decay_weights(p, g, lr=hp.group_lr)
         # SGD phase
         buf = hp.beta1 * state["momentum_buffer"] + g
         sgd_update = buf * (1 - hp.beta1)
@@ -906,12 +901,11 @@ class GrokFastAdamW(Optimizer):
         self._betas(betas, 2)
         self._hyper("grokfast_alpha", grokfast_alpha, 0.0, 1.0, "[)")
         self._hyper("grokfast_lamb", grokfast_lamb)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.grokfast = grokfast and (callable(grokfast_lamb) or grokfast_lamb > 0.0)
         self.normalize_lr = grokfast and normalize_lr
         self.grokfast_after_step = grokfast_after_step
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -930,7 +924,7 @@ class GrokFastAdamW(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         g_raw = g
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         if self.grokfast:
             mu0 = mx.where(hp.first, g_raw, state["grok_exp_avg"])  # initialised to the first gradient
             mu = F.lerp(mu0, g, 1 - hp.grokfast_alpha)
@@ -986,11 +980,10 @@ class AdamWSN(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         if sn and int(subset_size) == 0:
             raise ValueError("AdamWSN: subset_size=0 is not allowed; use a positive size or a negative divisor")
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.subset_size, self.sn = int(subset_size), sn
 
     def _subset(self, size: int) -> int:

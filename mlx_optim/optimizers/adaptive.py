@@ -143,9 +143,8 @@ class AdaDelta(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("rho", rho, 0.0, 1.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["square_avg"] = self.zeros(parameter)
@@ -153,7 +152,7 @@ class AdaDelta(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         v = hp.rho * state["square_avg"] + (1 - hp.rho) * mx.square(g)
         delta = mx.sqrt(state["acc_delta"] + hp.eps) / mx.sqrt(v + hp.eps) * g
         state["square_avg"] = v

@@ -212,10 +212,9 @@ class EmoNavi(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._hyper("shadow_weight", shadow_weight, 0.0, 1.0, "[)")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.use_shadow = use_shadow
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self._init_loss_state()
 
     # --- the loss-driven scalars (global state)
@@ -252,7 +251,7 @@ class EmoNavi(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         if self.use_shadow:
             p, state["shadow"] = emo_shadow(
                 p, state["shadow"], hp.ratio, mx.abs(hp.trust), hp.shadow_weight, self.update_shadow_when_active
@@ -500,7 +499,7 @@ class EmoNeco(EmoNavi):
         return mx.where(active, mixed, p)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         p = self.seed_shadow(p, state)
         return p - self.hp.lr * self.direction(g, state)
 
@@ -558,7 +557,7 @@ class EmoZeal(EmoNeco):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         p = self.seed_shadow(p, state)
         if g.ndim >= 2:
             p = p - hp.lr * EmoNeco.direction(self, g, state)

@@ -81,11 +81,10 @@ class Ranger(Optimizer):
         self._betas(betas, 2)
         self._hyper("alpha", alpha, 0.0, 1.0)
         self._check("k", k, 0, None, "(]")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
         self.k, self.n_sma_threshold, self.degenerated_to_sgd = int(k), n_sma_threshold, degenerated_to_sgd
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.use_gc, self.gc_conv_only = use_gc, gc_conv_only
         self.adam_debias, self.adanorm = adam_debias, adanorm
 
@@ -113,7 +112,7 @@ class Ranger(Optimizer):
         hp = self.hp
         if self.use_gc:
             g = self.apply_gc(g, conv_only=self.gc_conv_only)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = F.ema(state["exp_avg"], s_grad, hp.beta1)
         v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
@@ -573,12 +572,11 @@ class Ranger25(Optimizer):
         self._hyper("alpha", alpha, 0.0)
         if t_alpha_beta3 is not None:
             self._check("t_alpha_beta3", t_alpha_beta3, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._check("lookahead_merge_time", lookahead_merge_time, 0, None, "(]")
         self._hyper("lookahead_blending_alpha", lookahead_blending_alpha, 0.0, 1.0)
         self.atan2 = eps is None and not stable_adamw
         self._hyper("eps", 1e-8 if eps is None else eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.t_alpha_beta3 = None if t_alpha_beta3 is None else float(t_alpha_beta3)
         self.lookahead_merge_time = int(lookahead_merge_time)
         self.cautious, self.orthograd = cautious, orthograd
@@ -607,7 +605,7 @@ class Ranger25(Optimizer):
         hp = self.hp
         if self.orthograd:
             g = F.orthogonalize(p, g)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         g = F.agc(p, g, 1e-3, 1e-2)
         v = state["exp_avg_sq"]
         normed = mx.clip(g / mx.maximum(mx.sqrt(v), hp.eps), -hp.clip, hp.clip)

@@ -69,10 +69,9 @@ class Adai(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("dampening", dampening)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.stable_weight_decay, self.use_gc = stable_weight_decay, use_gc
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -84,7 +83,7 @@ class Adai(Optimizer):
         hp.bc2 = F.bias_correction(hp.beta2, hp.step)
 
     def _decay(self, g: mx.array, p: mx.array) -> tuple[mx.array, mx.array]:
-        return self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        return self.decay_weights(p, g)
 
     def _pre(self, g: mx.array, p: mx.array) -> tuple[mx.array, mx.array]:
         """Gradient centralization and the (non-stable) weight decay; returns ``(p, g)``."""
@@ -267,11 +266,10 @@ class ASGD(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("amplifier", amplifier, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._check("theta", theta)
         self._hyper("dampening", dampening)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.state["theta"] = mx.array(float(theta), mx.float32)
         self.state["current_lr"] = mx.array(0.0, mx.float32)
         self.state["prev_param_norm"] = mx.array(0.0, mx.float32)
@@ -298,7 +296,7 @@ class ASGD(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         lr = self.hp.asgd_lr
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, lr=lr)
+        p, g = self.decay_weights(p, g, lr=lr)
         return p - lr * g
 
 
@@ -564,9 +562,8 @@ class RACS(Optimizer):
         self._hyper("beta", beta, 0.0, 1.0, "[)")
         self._hyper("alpha", alpha, 0.0, 1.0, "[)")
         self._hyper("gamma", gamma, 0.0, None, "(]")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         rows, cols = racs_shape(parameter.shape)
@@ -576,7 +573,7 @@ class RACS(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         G = g.reshape(racs_shape(g.shape))
         G2 = mx.square(G)
         s = F.lerp(state["s"], mx.mean(G2, axis=1), 1 - hp.beta)

@@ -255,8 +255,7 @@ class AggMo(Optimizer):
             bounds = (0.0, 1.0, "[)") if i < 2 else (0.0, 1.0, "[]") if i == 2 else (None, None, "[]")
             self._hyper(f"beta{i + 1}", b, *bounds)
         self.n_betas = len(betas)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         for i in range(self.n_betas):
@@ -264,7 +263,7 @@ class AggMo(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         step_size = hp.lr / self.n_betas
         for i in range(self.n_betas):
             buf = getattr(hp, f"beta{i + 1}") * state[f"momentum_buffer_{i}"] + g
@@ -312,8 +311,7 @@ class PID(Optimizer):
         self._hyper("dampening", dampening)
         self._hyper("derivative", derivative, 0.0)
         self._hyper("integral", integral, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self.use_momentum = callable(momentum) or momentum > 0
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -323,7 +321,7 @@ class PID(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         if self.use_momentum:
             i_buf = hp.momentum * state["i_buffer"] + (1.0 - hp.dampening) * g
             diff = mx.where(hp.step > 1, g - state["grad_buffer"], 0.0)
@@ -364,15 +362,14 @@ class QHM(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._hyper("nu", nu, 0.0, 1.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         buf = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
         state["momentum_buffer"] = buf
         return p - hp.lr * hp.nu * buf - hp.lr * (1.0 - hp.nu) * g
@@ -469,10 +466,9 @@ class PNM(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2, interval="[]")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._check("eps", eps, 0.0)
         self.eps = eps
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["pos_momentum"] = self.zeros(parameter)
@@ -484,7 +480,7 @@ class PNM(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         a, b = state["pos_momentum"], state["neg_momentum"]
         pos, neg = mx.where(hp.odd, a, b), mx.where(hp.odd, b, a)
         pos = F.lerp(pos, g, 1.0 - hp.beta1**2)
@@ -691,9 +687,8 @@ class TAM(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._hyper("decay_rate", decay_rate, 0.0, 1.0, "[)")
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["s"] = self.zeros(parameter)

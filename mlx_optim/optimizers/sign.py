@@ -43,9 +43,8 @@ class Lion(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self.use_gc, self.adanorm, self.cautious = use_gc, adanorm, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -57,7 +56,7 @@ class Lion(Optimizer):
         hp = self.hp
         if self.use_gc:
             g = self.apply_gc(g)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = state["exp_avg"]
         update = mx.sign(hp.beta1 * m + (1 - hp.beta1) * g)
@@ -91,15 +90,14 @@ class Tiger(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("beta", beta, 0.0, 1.0, "[)")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = hp.beta * state["exp_avg"] + (1 - hp.beta) * g
         state["exp_avg"] = m
         return p - hp.lr * mx.sign(m)
