@@ -220,6 +220,23 @@ class Optimizer(optim.Optimizer):
         self.update(model, grads, loss=loss)
         return loss
 
+    def init(self, parameters: dict) -> None:
+        """Create the missing state for ``parameters`` (resumed entries are kept).
+
+        Like ``mlx.optimizers.Optimizer.init``, but ``init_single`` runs with
+        ``self._leaf_path`` set, so per-path choices (Muon's split, GaLore's
+        projection filter, ...) can be made when the state is created.
+        """
+        object.__setattr__(self, "init_single", lambda parameter, state: None)  # build the empty tree only
+        try:
+            super().init(parameters)
+        finally:
+            del self.__dict__["init_single"]
+        for path, _, p, s in leaves(parameters, parameters, self._state):
+            if not s:
+                self._leaf_path = path
+                self.init_single(p, s)
+
     def _reserved_clash(self, gradients: Any) -> None:
         if isinstance(gradients, dict):
             for k in gradients:
