@@ -1,0 +1,639 @@
+"""Learning-rate-free optimizers: D-Adaptation (AdaGrad, Adam, SGD, Lion, Adan) and Prodigy.
+
+All of them estimate the distance to the solution, :math:`D`, from global sums
+over *every* parameter. The estimate and the running sums are optimizer-global
+arrays in ``self.state`` (``state["d"]``, ...), created in ``__init__`` and saved
+with the rest of the state, so a step runs inside ``mx.compile`` and resumes
+exactly.
+
+Each step mirrors the reference's two passes: :meth:`prepare` runs the first
+pass over the whole tree with :func:`mlx_optim.base.leaves` (per-tensor state
+updates, the global sums, then the new :math:`D`), and ``update_single`` the
+second (the parameter step, which reads the per-step scalars on ``self.hp``).
+The reference's early ``return`` (zero denominator sum; for DAdaptSGD a zero
+first-step gradient norm) becomes an ``mx.where`` on ``hp.skip``, its ``if lr > 0``
+guard on the D update likewise. Per-step global values such as ``d_lr`` (this
+step's D times the learning rate) live on ``self.hp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import mlx.core as mx
+
+from mlx_optim import functional as F
+from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.registry import register
+
+_F32 = mx.float32
+
+
+def _scalar(value: float = 0.0) -> mx.array:
+    return mx.array(value, _F32)
+
+
+def _sum(x: mx.array) -> mx.array:
+    return mx.sum(x.astype(_F32))
+
+
+def grow_d(d: mx.array, d_hat: mx.array, growth_rate: Any) -> mx.array:
+    """D-Adaptation's monotone update ``max(d, min(d_hat, d * growth_rate))``."""
+    return mx.maximum(d, mx.minimum(d_hat, d * growth_rate))
+
+
+class _DAdaptBase(Optimizer):
+    """Shared plumbing: the first pass over the tree and the global scalars."""
+
+    family = "learning-rate-free"
+
+    def _global(self, name: str, value: float) -> None:
+        self.state[name] = _scalar(value)
+
+    def _leaves(self, gradients: Any, parameters: Any) -> Iterator[tuple[mx.array, mx.array, dict]]:
+        """``(g, p, state)`` per leaf in update order, cast to the compute dtype, ``maximize`` applied."""
+        for path, g, p, state in leaves(gradients, parameters, self.state):
+            dtype = self.compute_dtype(p)
+            g, p = g.astype(dtype), p.astype(dtype)
+            self._leaf_path = path  # for decay_filter in apply_weight_decay / decays()
+            yield (-g if self.maximize else g), p, state
+
+    def _decouple_step(self, p: mx.array, lr: Any) -> mx.array:
+        p, _ = self.apply_weight_decay(p, p, decouple=True, fixed=self.fixed_decay, lr=lr)
+        return p
+
+    def _coupled(self, g: mx.array, p: mx.array) -> mx.array:
+        if self.weight_decouple:
+            return g
+        _, g = self.apply_weight_decay(p, g, decouple=False)
+        return g
+
+
+# ---------------------------------------------------------------------------- DAdaptAdaGrad
+@register
+class DAdaptAdaGrad(_DAdaptBase):
+    r"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
+
+    With :math:`\lambda_k = D_k\,\eta` (``d_lr``), per element
+
+    .. math::
+        \alpha_k = \alpha_{k-1} + g_k^2,\quad s_k = s_{k-1} + \lambda_k g_k,\quad
+        z_k = x_0 - \frac{s_k}{\sqrt{\alpha_k}+\epsilon},\quad
+        x_k = (1-\mu)\text{-lerp}(x_{k-1}, z_k)
+
+    and globally :math:`\hat D = \big(\sum \tfrac{s_k^2}{\sqrt{\alpha_k}+\epsilon}
+    - \sum_i \lambda_i^2 \sum \tfrac{g_i^2}{\sqrt{\alpha_i}+\epsilon}\big) / \lVert s_k\rVert_1`,
+    :math:`D_{k+1} = \max(D_k, \min(\hat D, D_k\cdot\text{growth\_rate}))`. The weighted
+    sums are kept as running totals (``state["sk_sq_weighted"]``, ``state["gsq_weighted"]``,
+    ``state["sk_l1"]``) updated by per-step changes, as in the reference; the new
+    :math:`D` is used from the next step on. Paper: "Learning-Rate-Free Learning by
+    D-Adaptation", ICML 2023.
+
+    Reference quirks kept: :math:`\alpha` starts at ``1e-6``; decoupled weight decay
+    scales by ``lr`` (not ``d * lr``) and, because :math:`x_k = z_k` when
+    ``momentum == 0``, only has an effect with momentum. The Keras seed defaults to
+    ``weight_decouple=True`` (pytorch_optimizer and this port: ``False``) and lists a
+    ``bias_correction`` flag that the reference does not have (not ported). Sparse
+    gradients are not supported.
+    """
+
+    name = "dadaptadagrad"
+    reference = "pytorch_optimizer.DAdaptAdaGrad"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        momentum: Tunable = 0.0,
+        d0: float = 1e-6,
+        growth_rate: Tunable = float("inf"),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        eps: Tunable = 0.0,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._check("d0", d0)
+        self._hyper("growth_rate", growth_rate)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("eps", eps, 0.0)
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._global("d", d0)
+        self._global("gsq_weighted", 0.0)
+        self._global("sk_sq_weighted", 0.0)
+        self._global("sk_l1", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["alpha_k"] = self.full(parameter, 1e-6)
+        state["sk"] = self.zeros(parameter)
+        state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        d = st["d"]
+        d_lr = d * hp.lr
+        g_sq = sk_sq_change = sk_l1_change = _scalar()
+        for g, p, state in self._leaves(gradients, parameters):
+            g = self._coupled(g, p)
+            alpha, sk = state["alpha_k"], state["sk"]
+            old_weighted, old_l1 = _sum(mx.square(sk) / (mx.sqrt(alpha) + hp.eps)), _sum(mx.abs(sk))
+            alpha = alpha + mx.square(g)
+            de_nom = mx.sqrt(alpha) + hp.eps
+            g_sq = g_sq + _sum(mx.square(g) / de_nom)
+            sk = sk + d_lr * g
+            sk_sq_change = sk_sq_change + (_sum(mx.square(sk) / de_nom) - old_weighted)
+            sk_l1_change = sk_l1_change + (_sum(mx.abs(sk)) - old_l1)
+            state["alpha_k"], state["sk"] = alpha, sk
+        st["sk_sq_weighted"] = st["sk_sq_weighted"] + sk_sq_change
+        st["gsq_weighted"] = st["gsq_weighted"] + mx.square(d_lr) * g_sq
+        st["sk_l1"] = st["sk_l1"] + sk_l1_change
+        hp.skip = st["sk_l1"] == 0
+        d_hat = (st["sk_sq_weighted"] - st["gsq_weighted"]) / st["sk_l1"]
+        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        if self.weight_decouple:
+            p = self._decouple_step(p, hp.lr)
+        z = state["x0"] - state["sk"] / (mx.sqrt(state["alpha_k"]) + hp.eps)
+        new = z if "momentum" in self._zero else F.lerp(p, z, 1 - hp.momentum)
+        return mx.where(hp.skip, p, new)
+
+
+# ---------------------------------------------------------------------------- DAdaptAdam
+@register
+class DAdaptAdam(_DAdaptBase):
+    r"""Adam with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+
+    With :math:`\lambda_k = D_k\,\eta` (divided by :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}`
+    when ``bias_correction``) and :math:`\rho = \sqrt{\beta_2}`:
+
+    .. math::
+        r_k = \rho\, r_{k-1} + (1-\rho)\,\lambda_k \Big\langle g_k, \frac{s_{k-1}}{\sqrt{v_{k-1}}+\epsilon}\Big\rangle,
+        \quad s_k = \rho\, s_{k-1} + (1-\rho)\lambda_k g_k \\
+        m_k = \beta_1 m_{k-1} + (1-\beta_1)\lambda_k g_k,\quad
+        v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2,\quad
+        x_k = x_{k-1} - \frac{m_k}{\sqrt{v_k}+\epsilon} \\
+        D_{k+1} = \max\Big(D_k, \min\Big(\frac{r_k}{(1-\rho)\lVert s_k\rVert_1}, D_k\cdot\text{growth\_rate}\Big)\Big)
+
+    :math:`r_k` is ``state["numerator_weighted"]``; the new :math:`D` is used from the
+    next step on (this step's :math:`\lambda_k` is already folded into :math:`m_k`).
+    Decoupled weight decay shrinks by ``d_lr * weight_decay``. Paper:
+    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
+    to ``weight_decouple=True``; pytorch_optimizer (and this port) to ``False``.
+    """
+
+    name = "dadaptadam"
+    reference = "pytorch_optimizer.DAdaptAdam"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        betas: Sequence[float] = (0.9, 0.999),
+        d0: float = 1e-6,
+        growth_rate: Tunable = float("inf"),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        bias_correction: bool = False,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._check("d0", d0)
+        self._hyper("growth_rate", growth_rate)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("eps", eps, 0.0)
+        self.weight_decouple, self.fixed_decay, self.bias_correction = weight_decouple, fixed_decay, bias_correction
+        self._global("d", d0)
+        self._global("numerator_weighted", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["s"] = self.zeros(parameter)
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        hp.d_lr = self.state["d"] * hp.lr
+        if self.bias_correction:
+            hp.d_lr = hp.d_lr / (F.bias_correction(hp.beta1, hp.step) / mx.sqrt(F.bias_correction(hp.beta2, hp.step)))
+        hp.beta2_sq = mx.sqrt(hp.beta2)
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        numerator, sk_l1 = _scalar(), _scalar()
+        for g, p, state in self._leaves(gradients, parameters):
+            g = self._coupled(g, p)
+            s, v = state["s"], state["exp_avg_sq"]
+            numerator = numerator + hp.d_lr * _sum(g * (s / (mx.sqrt(v) + hp.eps)))
+            state["exp_avg"] = hp.beta1 * state["exp_avg"] + hp.d_lr * (1 - hp.beta1) * g
+            state["exp_avg_sq"] = hp.beta2 * v + (1 - hp.beta2) * mx.square(g)
+            s = hp.beta2_sq * s + hp.d_lr * (1 - hp.beta2_sq) * g
+            state["s"] = s
+            sk_l1 = sk_l1 + _sum(mx.abs(s))
+        hp.skip = sk_l1 == 0
+        nw = mx.where(hp.skip, st["numerator_weighted"], F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq))
+        st["numerator_weighted"] = nw
+        d = st["d"]
+        d_hat = nw / ((1 - hp.beta2_sq) * sk_l1)
+        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
+        new = new - state["exp_avg"] / (mx.sqrt(state["exp_avg_sq"]) + hp.eps)
+        return mx.where(hp.skip, p, new)
+
+
+# ---------------------------------------------------------------------------- DAdaptSGD
+@register
+class DAdaptSGD(_DAdaptBase):
+    r"""SGD with D-Adaptation V3 (Defazio & Mishchenko, 2023), dual-averaging form.
+
+    With :math:`\lambda_k = D_k\,\eta / \lVert g_1\rVert` (the global gradient norm of
+    the first step, ``state["g0_norm"]``):
+
+    .. math::
+        r_k = r_{k-1} + \lambda_k \langle g_k, s_{k-1}\rangle,\quad s_k = s_{k-1} + \lambda_k g_k,\quad
+        x_k = (1-\mu)\text{-lerp}(x_{k-1},\, x_0 - s_k) \\
+        D_{k+1} = \max\big(D_k, \min(2 r_k / \lVert s_k\rVert_2,\; D_k\cdot\text{growth\_rate})\big)
+
+    :math:`r_k` is ``state["numerator_weighted"]`` (a running sum over all steps); the
+    new :math:`D` is used from the next step on. As in the reference, a step whose
+    first-step gradient norm is zero changes nothing (and the norm is taken again on
+    the next step), weight decay (coupled, or decoupled by ``d_lr * weight_decay``)
+    comes before the dual-averaging step, and ``z = x0 - s`` is not stored (it is
+    recomputed). Paper: "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The
+    Keras seed defaults to ``weight_decouple=True``; pytorch_optimizer (and this port)
+    to ``False``.
+    """
+
+    name = "dadaptsgd"
+    reference = "pytorch_optimizer.DAdaptSGD"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        momentum: Tunable = 0.9,
+        d0: float = 1e-6,
+        growth_rate: Tunable = float("inf"),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._check("d0", d0)
+        self._hyper("growth_rate", growth_rate)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._global("d", d0)
+        self._global("numerator_weighted", 0.0)
+        self._global("g0_norm", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["s"] = self.zeros(parameter)
+        state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        items = list(self._leaves(gradients, parameters))
+        g_norm = mx.sqrt(sum((mx.square(F.norm(g)) for g, _, _ in items), _scalar()))
+        g0 = mx.where(st["g0_norm"] == 0, g_norm, st["g0_norm"])
+        hp.skip = skip = g0 == 0
+        d = st["d"]
+        hp.d_lr = d * hp.lr / g0
+        numerator, sk_sq = st["numerator_weighted"], _scalar()
+        for g, p, state in items:
+            g = self._coupled(g, p)
+            s = state["s"]
+            numerator = numerator + hp.d_lr * _sum(g * s)
+            s = s + hp.d_lr * g
+            state["s"] = mx.where(skip, state["s"], s)
+            sk_sq = sk_sq + _sum(mx.square(s))
+        st["g0_norm"] = g0
+        st["numerator_weighted"] = mx.where(skip, st["numerator_weighted"], numerator)
+        d_hat = 2.0 * numerator / mx.sqrt(sk_sq)
+        st["d"] = mx.where(skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
+        new = F.lerp(new, state["x0"] - state["s"], 1 - hp.momentum)
+        return mx.where(hp.skip, p, new)
+
+
+# ---------------------------------------------------------------------------- DAdaptLion
+@register
+class DAdaptLion(_DAdaptBase):
+    r"""Lion with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+
+    With :math:`\lambda_k = D_k\,\eta` and :math:`\rho = \sqrt{\beta_2}`:
+
+    .. math::
+        u_k = \operatorname{sign}(\beta_1 m_{k-1} + (1-\beta_1) g_k),\quad
+        x_k = x_{k-1} - \lambda_k u_k,\quad m_k = \beta_2 m_{k-1} + (1-\beta_2)\lambda_k g_k \\
+        r_k = \rho\, r_{k-1} + (1-\rho)\lambda_k\langle u_k, s_{k-1}\rangle,\quad
+        s_k = \rho\, s_{k-1} + (1-\rho)\lambda_k u_k,\quad
+        D_{k+1} = \max\Big(D_k, \frac{r_k}{(1-\rho)\lVert s_k\rVert_1}\Big)
+
+    :math:`r_k` is ``state["numerator_weighted"]``. The global sums are taken in
+    :meth:`prepare` (which updates ``s``); the Lion step and ``m`` in
+    ``update_single``, both from this step's :math:`\lambda_k`. As in the reference,
+    :math:`r_k` is updated even when :math:`\lVert s_k\rVert_1 = 0` (then only
+    :math:`D` is kept), there is no ``growth_rate``, and weight decay (coupled, or
+    decoupled by ``d_lr * weight_decay``) comes first. Paper: "Learning-Rate-Free
+    Learning by D-Adaptation", ICML 2023; Lion: "Symbolic Discovery of Optimization
+    Algorithms", 2023. The Keras seed defaults to ``weight_decouple=True``;
+    pytorch_optimizer (and this port) to ``False``.
+    """
+
+    name = "dadaptlion"
+    reference = "pytorch_optimizer.DAdaptLion"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        betas: Sequence[float] = (0.9, 0.999),
+        d0: float = 1e-6,
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._check("d0", d0)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._global("d", d0)
+        self._global("numerator_weighted", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["s"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        hp.d_lr = self.state["d"] * hp.lr
+        hp.beta2_sq = mx.sqrt(hp.beta2)
+
+    def _direction(self, g: mx.array, state: dict) -> mx.array:
+        return mx.sign(F.lerp(state["exp_avg"], g, 1 - self.hp.beta1))
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        numerator, sk_l1 = _scalar(), _scalar()
+        for g, p, state in self._leaves(gradients, parameters):
+            update, s = self._direction(self._coupled(g, p), state), state["s"]
+            numerator = numerator + hp.d_lr * _sum(update * s)
+            s = hp.beta2_sq * s + (1 - hp.beta2_sq) * hp.d_lr * update
+            state["s"] = s
+            sk_l1 = sk_l1 + _sum(mx.abs(s))
+        nw = F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq)
+        st["numerator_weighted"] = nw
+        d = st["d"]
+        d_hat = nw / ((1 - hp.beta2_sq) * sk_l1)
+        st["d"] = mx.where((sk_l1 == 0) | (hp.lr <= 0), d, mx.maximum(d, d_hat))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        g = self._coupled(g, p)
+        update = self._direction(g, state)
+        state["exp_avg"] = hp.beta2 * state["exp_avg"] + (1 - hp.beta2) * hp.d_lr * g
+        if self.weight_decouple:
+            p = self._decouple_step(p, hp.d_lr)
+        return p - hp.d_lr * update
+
+
+# ---------------------------------------------------------------------------- DAdaptAdan
+@register
+class DAdaptAdan(_DAdaptBase):
+    r"""Adan with D-Adaptation (Defazio & Mishchenko, 2023; Xie et al., 2022).
+
+    With :math:`\lambda_k = D_k\,\eta` and :math:`\Delta_k = g_k - g_{k-1}` (zero on the
+    first step):
+
+    .. math::
+        m_k = \beta_1 m_{k-1} + (1-\beta_1)\lambda_k g_k,\quad
+        n_k = \beta_2 n_{k-1} + (1-\beta_2)\lambda_k \Delta_k,\quad
+        v_k = \beta_3 v_{k-1} + (1-\beta_3)\,(g_k + \beta_2\Delta_k)^4 \\
+        s_k = \beta_3 s_{k-1} + (1-\beta_3)\lambda_k g_k,\quad
+        G_k = \beta_3 G_{k-1} + (1-\beta_3)\lambda_k^2 \sum \frac{g_k^2}{\sqrt{v_k}+\epsilon} \\
+        D_{k+1} = \max\Big(D_k, \min\Big(\frac{\sum s_k^2/(\sqrt{v_k}+\epsilon)\,/(1-\beta_3) - G_k}
+        {\lVert s_k\rVert_1}, D_k\cdot\text{growth\_rate}\Big)\Big) \\
+        x_k = x_{k-1} - \frac{m_k + \beta_2 n_k}{\sqrt{v_k}+\epsilon}
+
+    :math:`G_k` is ``state["gsq_weighted"]``. Weight decay uses this step's
+    :math:`\lambda_k`: decoupled ``x (1 - lambda wd)`` before the step, otherwise
+    ``x / (1 + lambda wd)`` after it (there is no ``fixed_decay``).
+
+    Reference quirks kept: the second moment averages the *fourth* power of
+    :math:`g_k + \beta_2\Delta_k` (it squares an already squared tensor); the
+    previous gradient starts as minus the *raw* first gradient, so with
+    ``maximize`` the first :math:`\Delta` is :math:`-2 g_1` rather than zero. Paper:
+    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
+    to ``weight_decouple=True`` and lists a ``fixed_decay`` that the reference does not
+    have; pytorch_optimizer (and this port) default to ``False``.
+    """
+
+    name = "dadaptadan"
+    reference = "pytorch_optimizer.DAdaptAdan"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        betas: Sequence[float] = (0.98, 0.92, 0.99),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        d0: float = 1e-6,
+        growth_rate: Tunable = float("inf"),
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 3)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._check("d0", d0)
+        self._hyper("growth_rate", growth_rate)
+        self._hyper("eps", eps, 0.0)
+        self.weight_decouple = weight_decouple
+        self._global("d", d0)
+        self._global("gsq_weighted", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["s"] = self.zeros(parameter)
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        state["exp_avg_diff"] = self.zeros(parameter)
+        state["previous_grad"] = self.zeros(parameter)  # minus the raw gradient on the first step
+
+    def step_scalars(self, hp) -> None:
+        hp.d_lr = self.state["d"] * hp.lr
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        b1, b2, b3 = hp.beta1, hp.beta2, hp.beta3
+        g_sq, sk_sq_weighted, sk_l1 = _scalar(), _scalar(), _scalar()
+        for g, _, state in self._leaves(gradients, parameters):
+            # the reference initialises previous_grad to -grad before negating it for maximize
+            first = g if self.maximize else -g
+            grad_diff = mx.where(hp.step == 1, first, state["previous_grad"]) + g
+            state["exp_avg"] = b1 * state["exp_avg"] + hp.d_lr * (1 - b1) * g
+            state["exp_avg_diff"] = b2 * state["exp_avg_diff"] + hp.d_lr * (1 - b2) * grad_diff
+            grad_diff = mx.square(b2 * grad_diff + g)
+            v = b3 * state["exp_avg_sq"] + (1 - b3) * mx.square(grad_diff)
+            de_nom = mx.sqrt(v) + hp.eps
+            g_sq = g_sq + _sum(mx.square(g) / de_nom)
+            s = b3 * state["s"] + hp.d_lr * (1 - b3) * g
+            sk_sq_weighted = sk_sq_weighted + _sum(mx.square(s) / de_nom)
+            sk_l1 = sk_l1 + _sum(mx.abs(s))
+            state["exp_avg_sq"], state["s"], state["previous_grad"] = v, s, -g
+        hp.skip = sk_l1 == 0
+        gsq = b3 * st["gsq_weighted"] + mx.square(hp.d_lr) * (1 - b3) * g_sq
+        st["gsq_weighted"] = gsq = mx.where(hp.skip, st["gsq_weighted"], gsq)
+        d = st["d"]
+        d_hat = (sk_sq_weighted / (1 - b3) - gsq) / sk_l1
+        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        de_nom = mx.sqrt(state["exp_avg_sq"]) + hp.eps
+        decay = self.decays()
+        new = F.decoupled_decay(p, hp.d_lr, hp.weight_decay) if decay and self.weight_decouple else p
+        new = new - state["exp_avg"] / de_nom
+        new = new - hp.beta2 * state["exp_avg_diff"] / de_nom
+        if decay and not self.weight_decouple:
+            new = new / (1 + hp.d_lr * hp.weight_decay)
+        return mx.where(hp.skip, p, new)
+
+
+# ---------------------------------------------------------------------------- Prodigy
+@register
+class Prodigy(_DAdaptBase):
+    r"""Prodigy (Mishchenko & Defazio, 2023): Adam with a distance estimate that adapts the step size.
+
+    With :math:`D_k` the estimate, :math:`\lambda_k = D_k\,\eta` (divided by
+    :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}` when ``bias_correction``) and
+    :math:`\beta_3 = \sqrt{\beta_2}` unless given:
+
+    .. math::
+        r_k = \beta_3 r_{k-1} + \tfrac{D_k}{D_0}\lambda_k\langle g_k, x_0 - x_{k-1}\rangle,\quad
+        s_k = \beta_3 s_{k-1} + \tfrac{D_k}{D_0}\lambda_k g_k \\
+        m_k = \beta_1 m_{k-1} + (1-\beta_1) D_k g_k,\quad
+        v_k = \beta_2 v_{k-1} + (1-\beta_2) D_k^2 g_k^2 \\
+        \hat D = c\,\frac{r_k}{\lVert s_k\rVert_1},\quad
+        D_{\max} \leftarrow \max(D_{\max}, \hat D),\quad
+        D_{k+1} = \min(D_{\max},\, D'_k\cdot\text{growth\_rate}) \\
+        x_k = x_{k-1} - \lambda_k \frac{m_k}{\sqrt{v_k} + D_{k+1}\epsilon}
+
+    where :math:`D'_k = \max(D_k, \hat D)` while :math:`D_k = D_0` and :math:`D_k`
+    afterwards; with ``safeguard_warmup`` the :math:`s_k` increment uses :math:`D_k`
+    instead of :math:`\lambda_k`; ``eps=None`` replaces the division by
+    ``atan2(m_k, sqrt(v_k))``. :math:`r_k`, :math:`D_k` and :math:`D_{\max}` are
+    ``state["d_numerator"]``, ``state["d"]`` and ``state["d_max"]``. Paper: "Prodigy:
+    An Expeditiously Adaptive Parameter-Free Learner", ICML 2024.
+
+    Reference order kept: the step uses this step's :math:`\lambda_k` but the *new*
+    :math:`D_{k+1}` in the epsilon term; :math:`r_k` is decayed by :math:`\beta_3` even
+    on a step skipped because :math:`\lVert s_k\rVert_1 = 0`; decoupled decay shrinks by
+    ``lambda_k * weight_decay``. Reference quirk: with ``weight_decouple=False`` the
+    reference adds the L2 term to the gradient *after* the moments were updated, so it
+    has no effect; this port likewise applies no decay in that mode.
+    """
+
+    name = "prodigy"
+    reference = "pytorch_optimizer.Prodigy"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        betas: Sequence[float] = (0.9, 0.999),
+        beta3: Tunable | None = None,
+        d0: Tunable = 1e-6,
+        d_coef: Tunable = 1.0,
+        growth_rate: Tunable = float("inf"),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        bias_correction: bool = False,
+        safeguard_warmup: bool = False,
+        eps: Tunable | None = 1e-8,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self.auto_beta3 = beta3 is None
+        if not self.auto_beta3:
+            self._hyper("beta3", beta3, 0.0, 1.0, "[]")
+        self._hyper("d0", d0)
+        self._hyper("d_coef", d_coef)
+        self._hyper("growth_rate", growth_rate)
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self.use_eps = eps is not None
+        if self.use_eps:
+            self._hyper("eps", eps, 0.0)
+        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self.bias_correction, self.safeguard_warmup = bias_correction, safeguard_warmup
+        d0 = float(d0(mx.array(0))) if callable(d0) else float(d0)
+        self._global("d", d0)
+        self._global("d_max", d0)
+        self._global("d_numerator", 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["s"] = self.zeros(parameter)
+        state["p0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        if self.auto_beta3:
+            hp.beta3 = mx.sqrt(hp.beta2)
+        hp.d = self.state["d"]
+        hp.d_lr = hp.d * hp.lr
+        if self.bias_correction:
+            hp.d_lr = hp.d_lr / (F.bias_correction(hp.beta1, hp.step) / mx.sqrt(F.bias_correction(hp.beta2, hp.step)))
+
+    def prepare(self, gradients: dict, parameters: dict) -> None:
+        hp, st = self.hp, self.state
+        d, ratio = hp.d, hp.d / hp.d0
+        numerator, de_nom = st["d_numerator"] * hp.beta3, _scalar()
+        for g, p, state in self._leaves(gradients, parameters):
+            numerator = numerator + ratio * hp.d_lr * _sum(g * (state["p0"] - p))
+            state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * (1 - hp.beta1) * g
+            state["exp_avg_sq"] = hp.beta2 * state["exp_avg_sq"] + d * d * (1 - hp.beta2) * mx.square(g)
+            s = hp.beta3 * state["s"] + ratio * (d if self.safeguard_warmup else hp.d_lr) * g
+            state["s"] = s
+            de_nom = de_nom + _sum(mx.abs(s))
+        st["d_numerator"] = numerator
+        hp.skip = de_nom == 0
+        d_hat = hp.d_coef * numerator / de_nom
+        d_grown = mx.where(d == hp.d0, mx.maximum(d, d_hat), d)
+        d_max = mx.maximum(st["d_max"], d_hat)
+        st["d"] = mx.where(hp.skip, d, mx.minimum(d_max, d_grown * hp.growth_rate))
+        st["d_max"] = mx.where(hp.skip, st["d_max"], d_max)
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
+        m, de_nom = state["exp_avg"], mx.sqrt(state["exp_avg_sq"])
+        if self.use_eps:
+            new = new - hp.d_lr * m / (de_nom + self.state["d"] * hp.eps)
+        else:
+            new = new - hp.d_lr * mx.arctan2(m, de_nom)
+        return mx.where(hp.skip, p, new)
