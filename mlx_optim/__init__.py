@@ -11,6 +11,7 @@ reference::
 
 from mlx_optim import functional, schedulers
 from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
+from mlx_optim import wrappers  # noqa: E402  (registers the wrappers)
 from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range
 from mlx_optim.registry import (
@@ -42,5 +43,6 @@ __all__ = [
     "load_optimizer",
     "register",
     "value_and_grad",
+    "wrappers",
     *sorted(cls.__name__ for cls in OPTIMIZERS.values()),
 ]

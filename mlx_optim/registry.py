@@ -89,6 +89,7 @@ def create_optimizer(
     learning_rate: Any = 1e-3,
     weight_decay: float = 0.0,
     wd_ban_list: Sequence[str] = DEFAULT_WD_BAN_LIST,
+    use_lookahead: bool = False,
     **kwargs: Any,
 ) -> Optimizer:
     """Build the optimizer ``optimizer_name`` for ``model``.
@@ -96,12 +97,36 @@ def create_optimizer(
     With ``weight_decay > 0`` the parameters matched by ``wd_ban_list`` (biases and
     normalization layers by default) are kept out of weight decay; MLX has no
     parameter groups, so this is a per-parameter filter on the optimizer.
+
+    ``use_lookahead=True`` wraps the optimizer in :class:`mlx_optim.wrappers.Lookahead` with ``k``,
+    ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
+    pytorch_optimizer does; those keys reach the optimizer too only if its constructor has them.
+    ``ranger`` and ``ranger21`` already contain Lookahead: they are not wrapped (a warning says so).
     """
     cls = load_optimizer(optimizer_name)
+    lookahead_kwargs = {}
+    if use_lookahead:
+        import inspect
+
+        accepted = inspect.signature(cls).parameters
+        for key in ("k", "alpha", "pullback_momentum"):
+            if key in kwargs:
+                lookahead_kwargs[key] = kwargs[key] if key in accepted else kwargs.pop(key)
     if weight_decay:
         kwargs["weight_decay"] = weight_decay
     opt = cls(learning_rate=learning_rate, **kwargs)
     if weight_decay:
         banned = banned_paths(model, wd_ban_list)
         opt.decay_filter = lambda path: path not in banned
+    if use_lookahead:
+        if optimizer_name.lower() in ("ranger", "ranger21"):
+            import warnings
+
+            warnings.warn(
+                f"{optimizer_name} already has a Lookahead variant; not wrapping it", UserWarning, stacklevel=2
+            )
+        else:
+            from mlx_optim.wrappers import Lookahead
+
+            opt = Lookahead(opt, **lookahead_kwargs)
     return opt

@@ -1,4 +1,43 @@
-"""Optimizers that wrap optimizers (Lookahead, the SAM family, EMA, accumulation, clipping).
+"""Optimizers that wrap optimizers, and the SAM family.
 
-Nothing is registered here yet: the wrappers issue builds on the base class and fills this package.
+Registered here: ``lookahead`` (pytorch_optimizer's Lookahead), ``scout`` (holocron), ``orthograd``,
+``kerasoptions`` (Keras 3's clipping / EMA / loss-scale / accumulation options), ``sam``, ``asam``, ``gsam``,
+``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``.
+
+Design (details in :mod:`mlx_optim.wrappers.base`):
+
+* A :class:`Wrapper` takes the inner optimizer as an instance (any ``mlx_optim`` or ``mlx.optimizers``
+  optimizer, wrappers included), a class or a registered name plus ``optimizer_kwargs`` / ``learning_rate``.
+  ``opt.state`` holds the inner optimizer's state dict object under ``"inner"`` and the wrapper's
+  per-parameter state under ``"slots"``, so ``mx.compile(step, inputs=[model.state, opt.state], ...)``
+  captures both and ``opt.state = tree_unflatten(...)`` resumes both exactly; ``opt.learning_rate`` is the
+  inner optimizer's.
+* Periodic logic ("every k steps", "perturb or descend") is ``mx.where`` on step counters in the state.
+* The SAM family (:class:`Phased`) has two calling forms: ``opt.step_with(model, loss_and_grad_fn, *batch)``
+  (both gradient evaluations in one call) and ``transparent=True`` (one phase per ordinary ``update`` call,
+  for mlx-lm's compiled one-update-per-step trainer). Compose as ``SAM(Lookahead(base))``.
 """
+
+from mlx_optim.wrappers.base import Phased, Wrapper, disable_running_stats, enable_running_stats
+from mlx_optim.wrappers.keras import KerasOptions
+from mlx_optim.wrappers.lookahead import Lookahead, Scout
+from mlx_optim.wrappers.orthograd import OrthoGrad
+from mlx_optim.wrappers.sam import ASAM, BSAM, GSAM, SAM, WSAM, FriendlySAM, LookSAM
+
+__all__ = [
+    "ASAM",
+    "BSAM",
+    "FriendlySAM",
+    "KerasOptions",
+    "GSAM",
+    "LookSAM",
+    "Lookahead",
+    "OrthoGrad",
+    "Phased",
+    "SAM",
+    "Scout",
+    "WSAM",
+    "Wrapper",
+    "disable_running_stats",
+    "enable_running_stats",
+]
