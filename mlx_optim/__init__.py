@@ -9,9 +9,9 @@ reference::
     opt = mo.AdamW(learning_rate=1e-3)
 """
 
-from mlx_optim import functional, schedulers
-from mlx_optim import optimizers as _optimizers  # noqa: E402,F401  (registers every optimizer)
-from mlx_optim import wrappers  # noqa: E402  (registers the wrappers)
+# Importing the optimizers and wrappers packages registers every class.
+from mlx_optim import functional, schedulers, wrappers
+from mlx_optim import optimizers as _optimizers  # noqa: F401
 from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range
 from mlx_optim.registry import (

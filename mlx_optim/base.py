@@ -12,7 +12,12 @@ optimizers:
 * per-step scalars (bias corrections, ...) computed once per step in
   :meth:`Optimizer.step_scalars` instead of once per parameter;
 * the dtype policy: float32 state and math for bf16/fp16 parameters
-  (``state_dtype`` overrides), updated parameters keep their dtype;
+  (``state_dtype`` overrides), updated parameters keep their dtype; a
+  bfloat16 ``state_dtype`` is written back with stochastic rounding
+  (:mod:`mlx_optim.precision`);
+* two hooks for :mod:`mlx_optim.packed` (one fused update over the small
+  leaves of element-wise optimizers): the ``elementwise`` class attribute and
+  ``self.packer``;
 * shared math: weight decay modes, AMSGrad, cautious masking, gradient
   centralization, ``maximize``;
 * gradient-tree checking with the offending path in the message;
@@ -134,6 +139,10 @@ class Optimizer(optim.Optimizer):
     reference: ClassVar[str] = ""
     needs_loss: ClassVar[bool] = False
     compilable: ClassVar[bool] = True
+    # True when update_single is element-wise for every configuration: no reductions over the tensor, no
+    # shape- or path-dependent logic except decays(), and only parameter-shaped state. Such optimizers may be
+    # packed (mlx_optim.packed); config-dependent cases are listed in mlx_optim.packed.ELEMENTWISE instead.
+    elementwise: ClassVar[bool] = False
 
     def __init__(self, learning_rate: Tunable, *, maximize: bool = False, state_dtype: mx.Dtype | None = None):
         super().__init__()
@@ -143,6 +152,11 @@ class Optimizer(optim.Optimizer):
         if state_dtype is not None and not isinstance(state_dtype, mx.Dtype):
             raise ValueError(f"{type(self).__name__}: state_dtype={state_dtype!r} must be an mx.Dtype or None")
         self.state_dtype = state_dtype
+        # Stochastic rounding of bfloat16 state (mlx_optim.precision): on by default; its key lives in state.
+        self.stochastic_rounding = state_dtype == mx.bfloat16
+        if self.stochastic_rounding:
+            self.state["rounding_key"] = mx.random.key(0)
+        self.packer = None  # an mlx_optim.packed.Packer: small leaves updated as one flat buffer
         self.decay_filter: Callable[[str], bool] | None = None
         self.hp = SimpleNamespace()
         self._leaf_path = ""
@@ -232,8 +246,9 @@ class Optimizer(optim.Optimizer):
             super().init(parameters)
         finally:
             del self.__dict__["init_single"]
+        packed = self.packer.init(self, parameters) if self.packer is not None else ()
         for path, _, p, s in leaves(parameters, parameters, self._state):
-            if not s:
+            if not s and path not in packed:
                 self._leaf_path = path
                 self.init_single(p, s)
 
@@ -267,6 +282,8 @@ class Optimizer(optim.Optimizer):
         self.state["step"] = self.step + 1
         self.hp = self._hyperparameters(loss)
         self.prepare(gradients, params)
+        if self.packer is not None:
+            return self.packer.apply(self, gradients, params)
         return self._apply_with_paths(gradients, params, self.state, "")
 
     def _apply_with_paths(self, g: Any, p: Any, s: Any, path: str) -> Any:
@@ -283,6 +300,8 @@ class Optimizer(optim.Optimizer):
         hp.lr = hp.learning_rate
         hp.step = self._state["step"].astype(mx.float32)
         hp.loss = loss
+        if self.stochastic_rounding:
+            self.state["rounding_key"], self._rounding_key = mx.random.split(self._state["rounding_key"])
         self.step_scalars(hp)
         return hp
 
@@ -302,12 +321,26 @@ class Optimizer(optim.Optimizer):
         if self.state_dtype is not None and self.state_dtype != dtype:
             for k, v in state.items():
                 if isinstance(v, mx.array) and v.dtype == dtype:
-                    state[k] = v.astype(self.state_dtype)
+                    state[k] = self.round_state(v)
         return new if new.dtype == parameter.dtype else new.astype(parameter.dtype)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         """Return the updated parameter; ``g`` and ``p`` are in the compute dtype."""
         raise NotImplementedError
+
+    def round_state(self, v: mx.array) -> mx.array:
+        """Cast an updated state array to ``state_dtype``: stochastic rounding when enabled, else nearest.
+
+        Each call draws a fresh key from the one split off ``state["rounding_key"]`` for this step, so the
+        rounding noise is independent per leaf and per state entry, reproducible, and the same under
+        ``mx.compile``.
+        """
+        if not self.stochastic_rounding:
+            return v.astype(self.state_dtype)
+        from mlx_optim.precision import stochastic_round  # noqa: PLC0415 (precision imports nothing from here)
+
+        self._rounding_key, key = mx.random.split(self._rounding_key)
+        return stochastic_round(v, self.state_dtype, key)
 
     # ------------------------------------------------------------------ shared math
     def _decay_options(self, weight_decay: Tunable, weight_decouple: bool = False, fixed_decay: bool = False) -> None:
