@@ -155,3 +155,22 @@ def orthogonalize(p: mx.array, g: mx.array, eps: float = 1e-16) -> mx.array:
 def every(step: mx.array, k: int) -> mx.array:
     """``step % k == 0`` for the float32 step counter (periodic logic without Python branching)."""
     return mx.remainder(step, k) == 0
+
+
+def torch_lerp(start: mx.array, end: mx.array, weight: Scalar) -> mx.array:
+    """``torch.lerp`` exactly, with its two-sided formula: ``start + w (end - start)`` for ``|w| < 0.5``,
+    else ``end - (end - start)(1 - w)`` (matters for weights that cross 0.5, e.g. ``1 - beta2_t``)."""
+    diff = end - start
+    return mx.where(mx.abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
+
+
+def sum_of_squares(tree) -> mx.array:
+    """Sum of the squared L2 norms of every array in a tree (or list), in float32."""
+    from mlx.utils import tree_flatten
+
+    return sum(mx.sum(mx.square(x.astype(mx.float32))) for _, x in tree_flatten(tree))
+
+
+def global_norm(tree) -> mx.array:
+    """L2 norm of a whole tree of arrays, in float32."""
+    return mx.sqrt(sum_of_squares(tree))

@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
@@ -24,11 +23,6 @@ def debias_beta(beta, step: mx.array) -> mx.array:
     """pytorch_optimizer's ``debias_beta``: ``(beta^t - beta) / (beta^t - 1)`` (0 at ``t = 1``)."""
     beta_t = mx.power(mx.array(beta, mx.float32), step)
     return (beta_t - beta) / (beta_t - 1.0)
-
-
-def global_grad_norm(gradients) -> mx.array:
-    """L2 norm of the whole gradient tree, in float32."""
-    return mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for _, g in tree_flatten(gradients)))
 
 
 def newton_schulz5(
@@ -156,7 +150,7 @@ class Lamb(Optimizer):
         hp = self.hp
         hp.grad_scale = 1.0
         if self.pre_norm and "max_grad_norm" not in self._zero:
-            hp.grad_scale = mx.minimum(hp.max_grad_norm / (global_grad_norm(gradients) + hp.eps), 1.0)
+            hp.grad_scale = mx.minimum(hp.max_grad_norm / (F.global_norm(gradients) + hp.eps), 1.0)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -1088,7 +1082,7 @@ class Adan(Optimizer):
         hp = self.hp
         hp.clip = 1.0
         if "max_grad_norm" not in self._zero:
-            hp.clip = mx.minimum(hp.max_grad_norm / (global_grad_norm(gradients) + hp.eps), 1.0)
+            hp.clip = mx.minimum(hp.max_grad_norm / (F.global_norm(gradients) + hp.eps), 1.0)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -52,18 +52,9 @@ def clip_by_rms(update: mx.array, threshold: Any) -> mx.array:
     return update / mx.maximum(F.rms(update) / threshold, 1.0)
 
 
-def torch_lerp(start: mx.array, end: mx.array, weight: Any) -> mx.array:
-    """``torch.lerp`` exactly: ``start + w (end - start)`` for ``w < 0.5``, else ``end - (end - start)(1 - w)``.
-
-    For weights that move across 0.5 during training (Adafactor's ``1 - beta2_t`` starts at 1).
-    """
-    diff = end - start
-    return mx.where(weight < 0.5, start + weight * diff, end - diff * (1 - weight))
-
-
 def factored_moments(update: mx.array, row: mx.array, col: mx.array, weight: Any) -> tuple[mx.array, mx.array]:
     """Row/column EMAs ``lerp(row, mean_{-1}(update), w)``, ``lerp(col, mean_{-2}(update), w)``."""
-    return torch_lerp(row, mx.mean(update, axis=-1), weight), torch_lerp(col, mx.mean(update, axis=-2), weight)
+    return F.torch_lerp(row, mx.mean(update, axis=-1), weight), F.torch_lerp(col, mx.mean(update, axis=-2), weight)
 
 
 def bigvision_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> tuple[int, int] | None:
@@ -93,9 +84,9 @@ def _lerp_lowp(avg: mx.array, x: mx.array, weight: Any) -> tuple[mx.array, mx.ar
     (torch's opmath), with ``x`` first rounded to ``avg``'s dtype as the reference does.
     """
     if avg.dtype == x.dtype:
-        new = torch_lerp(avg, x, weight)
+        new = F.torch_lerp(avg, x, weight)
         return new, new
-    new = torch_lerp(avg.astype(mx.float32), x.astype(avg.dtype).astype(mx.float32), weight).astype(avg.dtype)
+    new = F.torch_lerp(avg.astype(mx.float32), x.astype(avg.dtype).astype(mx.float32), weight).astype(avg.dtype)
     return new, new.astype(x.dtype)
 
 
@@ -203,7 +194,7 @@ class AdaFactor(Optimizer):
             state["exp_avg_sq_row"], state["exp_avg_sq_col"] = row, col
             inv_sqrt_v = factored_rsqrt(row, col)
         else:
-            v = torch_lerp(state["exp_avg_sq"], sq, hp.moment_weight)
+            v = F.torch_lerp(state["exp_avg_sq"], sq, hp.moment_weight)
             state["exp_avg_sq"] = v
             inv_sqrt_v = mx.rsqrt(v)
         if self.ams_bound:
@@ -416,7 +407,7 @@ class CAME(Optimizer):
             v_hat = self.apply_amsgrad(state, 1.0 / inv_sqrt_v, "exp_avg_sq_hat")
             inv_sqrt_v = mx.rsqrt(v_hat / hp.beta2)
         update = clip_by_rms(inv_sqrt_v * g, hp.clip_threshold)
-        m = torch_lerp(state["exp_avg"], update, 1.0 - hp.beta1)
+        m = F.torch_lerp(state["exp_avg"], update, 1.0 - hp.beta1)
         state["exp_avg"] = m
         if not factored:
             return p - hp.lr * m
@@ -507,7 +498,7 @@ class SM3(Optimizer):
             state[k] = a
         update = mx.rsqrt(nu + hp.eps) * g
         if self.use_momentum:
-            update = torch_lerp(state["momentum_buffer"], update, 1.0 - hp.momentum)
+            update = F.torch_lerp(state["momentum_buffer"], update, 1.0 - hp.momentum)
             state["momentum_buffer"] = update
         return p - hp.lr * update
 
@@ -657,7 +648,7 @@ class AdamMini(Optimizer):
         self._leaf_path = path = self._paths[id(state)]
         if not any(b in path for b in self.no_decay_blocks):
             p, _ = self.apply_weight_decay(p, g, decouple=True)
-        m = torch_lerp(state["m"], g, 1.0 - hp.beta1)
+        m = F.torch_lerp(state["m"], g, 1.0 - hp.beta1)
         state["m"] = m
         if "v" in state:  # embeddings: Adam
             v = hp.beta2 * state["v"] + (1 - hp.beta2) * mx.square(g)
@@ -666,7 +657,7 @@ class AdamMini(Optimizer):
         key = next(k for k in ("v_head", "v_qkv", "v_mean") if k in state)
         blocks = state[key].shape
         g_blocks = g.reshape(*blocks, -1)
-        v = torch_lerp(state[key], mx.mean(mx.square(g_blocks), axis=-1), 1.0 - hp.beta2)
+        v = F.torch_lerp(state[key], mx.mean(mx.square(g_blocks), axis=-1), 1.0 - hp.beta2)
         state[key] = v
         h = mx.sqrt(v) / hp.bc2_sqrt + hp.eps
         update = m.reshape(*blocks, -1) / mx.expand_dims(h * hp.bc1, -1)
@@ -826,7 +817,7 @@ class AdaLOMO(_FusedBackwardClipping):
             state["exp_avg_sq_row"], state["exp_avg_sq_col"] = row, col
             update = factored_rsqrt(row, col) * g
         else:
-            v = torch_lerp(state["exp_avg_sq"], sq, hp.moment_weight)
+            v = F.torch_lerp(state["exp_avg_sq"], sq, hp.moment_weight)
             state["exp_avg_sq"] = v
             update = mx.rsqrt(v) * g
         update = clip_by_rms(update, hp.clip_threshold)

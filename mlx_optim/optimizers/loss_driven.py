@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
@@ -31,17 +31,12 @@ def _loss(hp) -> mx.array:
     return loss.astype(mx.float32).reshape(())
 
 
-def sum_of_squares(tree: Any) -> mx.array:
-    """Sum of the squared L2 norms of every array in ``tree``, in float32."""
-    return sum(mx.sum(mx.square(x.astype(mx.float32))) for _, x in tree_flatten(tree))
-
-
 def l2_projection(params: Any, max_norm: float = 1e2) -> Any:
     """pytorch_optimizer's ``l2_projection`` as a pure function of a parameter tree.
 
     Rescales every array by ``max_norm / ||params||`` when the global norm exceeds ``max_norm``.
     """
-    global_norm = mx.sqrt(sum_of_squares(params))
+    global_norm = mx.sqrt(F.sum_of_squares(params))
     ratio = mx.where(global_norm > max_norm, max_norm / global_norm, 1.0)
     return tree_map(lambda p: (p * ratio).astype(p.dtype), params)
 
@@ -100,7 +95,7 @@ class AliG(Optimizer):
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp = self.hp
-        step_size = _loss(hp) / (sum_of_squares(gradients) + 1e-6)
+        step_size = _loss(hp) / (F.sum_of_squares(gradients) + 1e-6)
         hp.step_size = mx.minimum(step_size, hp.lr)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:

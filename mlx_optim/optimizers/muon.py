@@ -214,12 +214,6 @@ def default_muon_filter(path: str, parameter: mx.array) -> bool:
     return parameter.ndim >= 2 and "embed" not in path.lower()
 
 
-def torch_lerp(start: mx.array, end: mx.array, weight: Any) -> mx.array:
-    """``torch.lerp`` including its two-sided formula (``end - (end - start)(1 - w)`` when ``|w| >= 0.5``)."""
-    diff = end - start
-    return mx.where(mx.abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
-
-
 def cautious_lowp(update: mx.array, g: mx.array) -> mx.array:
     """The reference's in-place cautious mask on a low-precision update (masked in float32, rounded back)."""
     return F.cautious_mask(update.astype(mx.float32), g).astype(update.dtype)
@@ -313,8 +307,8 @@ class _MuonFamily(Optimizer):
         """The AdamW fallback (bias-corrected Adam, decoupled decay ``adamw_wd`` at ``adamw_lr``)."""
         hp = self.hp
         p, g = self.decay(p, g, "adamw_wd", hp.adamw_lr)
-        m = torch_lerp(state["exp_avg"], g, 1 - hp.adamw_beta1)
-        v = torch_lerp(state["exp_avg_sq"], mx.square(g), 1 - hp.adamw_beta2)
+        m = F.torch_lerp(state["exp_avg"], g, 1 - hp.adamw_beta1)
+        v = F.torch_lerp(state["exp_avg_sq"], mx.square(g), 1 - hp.adamw_beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) / hp.adamw_bc2_sqrt + getattr(hp, self._ADAMW_EPS)
         return p - (hp.adamw_lr / hp.adamw_bc1) * (m / denom)
@@ -409,10 +403,10 @@ class Muon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
         state["momentum_buffer"] = buf
         if self.nesterov:
-            g = torch_lerp(g, buf, hp.momentum)
+            g = F.torch_lerp(g, buf, hp.momentum)
         o = self.orthogonalize(g if self.nesterov else buf)
         if self.cautious:
             o = cautious_lowp(o, g)
@@ -421,14 +415,26 @@ class Muon(_MuonFamily):
 
 @register
 class DistributedMuon(Muon):
-    r"""DistributedMuon, pytorch_optimizer semantics, on one process: exactly :class:`Muon`'s update.
+    r"""DistributedMuon, pytorch_optimizer semantics: :class:`Muon` with the Newton–Schulz work spread over ranks.
 
-    The reference shards the orthogonalized parameters round-robin over the ranks of
-    a ``torch.distributed`` group and all-gathers them; with one process (world size 1)
-    each step is Muon's step, which is what this class computes (multi-process
-    sharding over ``mx.distributed`` is not implemented yet). Same keywords as
-    :class:`Muon`; ``ns_method``, ``ns_reset_steps`` and ``cautious`` reach the reference
-    through its ``**kwargs``.
+    The parameters selected by ``muon_filter`` are numbered in update order (the tree's leaf
+    order); the ``i``-th one belongs to rank ``i % world_size`` (the reference's round-robin
+    ``params[rank::world_size]``). Each rank keeps the momentum buffer of, and computes the
+    orthogonalized update for, its own matrices only; the updated matrices are then exchanged
+    with ``mx.distributed.all_gather`` (one padded buffer per dtype, values copied exactly), so
+    every rank ends the step with the same parameters as :class:`Muon` would compute. The AdamW
+    fallback parameters are updated on every rank, with replicated state, as in the reference.
+
+    As in the reference (which relies on DDP), the gradients must already be averaged over the
+    ranks: use ``mlx_optim.distributed.DataParallel(DistributedMuon(...))`` or average them
+    yourself (``mlx.nn.average_gradients``). ``group`` is the ``mx.distributed`` group (default:
+    ``mx.distributed.init()``, a one-process group when not launched, where each step is exactly
+    :class:`Muon`'s). The rank assignment is fixed when the state is created; checkpoints of
+    the sharded momentum go through :func:`mlx_optim.distributed.save_sharded` /
+    ``load_sharded`` (re-sharded for a different world size).
+
+    Same keywords as :class:`Muon`; ``ns_method``, ``ns_reset_steps`` and ``cautious`` reach the
+    reference through its ``**kwargs``; ``group`` replaces its implicit ``torch.distributed`` group.
     """
 
     name = "distributedmuon"
@@ -454,6 +460,7 @@ class DistributedMuon(Muon):
         ns_reset_steps: Sequence[int] = (2,),
         cautious: bool = False,
         muon_filter: Callable[[str, mx.array], bool] | None = None,
+        group: mx.distributed.Group | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(
@@ -476,6 +483,49 @@ class DistributedMuon(Muon):
             muon_filter=muon_filter,
             state_dtype=state_dtype,
         )
+        if group is not None and not isinstance(group, mx.distributed.Group):
+            raise ValueError(f"DistributedMuon: group={group!r} must be an mx.distributed.Group or None")
+        self.group = group if group is not None else mx.distributed.init()
+        self.muon_owner: dict[str, int] = {}  # path of each orthogonalized leaf -> the rank that updates it
+
+    def init(self, parameters: dict) -> None:
+        from mlx_optim.base import leaves
+
+        order = []
+        for path, _, p, _ in leaves(parameters, parameters, parameters):
+            self._leaf_path = path
+            if self.uses_muon(p):
+                order.append(path)
+        world = self.group.size()
+        self.muon_owner = {path: i % world for i, path in enumerate(order)}
+        super().init(parameters)
+
+    def owns(self) -> bool:
+        """Whether this rank updates the current leaf (always for AdamW leaves and on one rank)."""
+        return self.muon_owner.get(self._leaf_path, self.group.rank()) == self.group.rank()
+
+    def init_muon(self, parameter: mx.array, state: dict) -> None:
+        if self.owns():
+            super().init_muon(parameter, state)
+
+    def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        if not self.owns():
+            return p  # updated by its owner and all-gathered in apply_gradients
+        return super().muon_update(g, p, state)
+
+    def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
+        new = super().apply_gradients(gradients, parameters, loss=loss)
+        if self.group.size() == 1:
+            return new
+        from mlx.utils import tree_flatten, tree_map_with_path
+
+        from mlx_optim.distributed.core import all_gather_owned
+
+        flat = dict(tree_flatten(new))
+        owners = {path: r for path, r in self.muon_owner.items() if path in flat}
+        rank = self.group.rank()
+        full = all_gather_owned({p: flat[p] for p, r in owners.items() if r == rank}, owners, flat, self.group)
+        return tree_map_with_path(lambda path, x: full.get(path, x), new)
 
 
 @register
@@ -549,7 +599,7 @@ class AdaMuon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp, f32 = self.hp, mx.float32
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        m = torch_lerp(state["m"], g, 1 - hp.beta1)
+        m = F.torch_lerp(state["m"], g, 1 - hp.beta1)
         state["m"] = m
         o = newton_schulz(as_matrix(m), self.ns_steps, self.ns_weights)
         lowp = o.dtype
@@ -639,12 +689,12 @@ class AdaGO(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
         g_norm = F.norm(g)
         v = state["v"] + mx.minimum(mx.square(g_norm), hp.gamma**2)
         state["momentum_buffer"], state["v"] = buf, v
         if self.nesterov:
-            g = torch_lerp(g, buf, hp.momentum)
+            g = F.torch_lerp(g, buf, hp.momentum)
             g_norm = F.norm(g)
         o = newton_schulz(as_matrix(g if self.nesterov else buf), self.ns_steps, self.ns_weights).reshape(p.shape)
         if self.cautious:
@@ -827,7 +877,7 @@ class SCION(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         p, g = self._decay(p, g)
-        d = torch_lerp(state["d"], g, self.hp.momentum)
+        d = F.torch_lerp(state["d"], g, self.hp.momentum)
         state["d"] = d
         return self.descend(p, d)
 
