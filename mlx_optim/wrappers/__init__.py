@@ -2,7 +2,9 @@
 
 Registered here: ``lookahead`` (pytorch_optimizer's Lookahead), ``scout`` (holocron), ``orthograd``,
 ``kerasoptions`` (Keras 3's clipping / EMA / loss-scale / accumulation options), ``sam``, ``asam``, ``gsam``,
-``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``.
+``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``; gradient surgery for several losses
+``pcgrad`` / ``ppcgrad`` (:mod:`mlx_optim.wrappers.gradient_surgery`), the Grokfast gradient filters
+``gradfilterma`` / ``gradfilterema`` and ``trac``.
 
 Design (details in :mod:`mlx_optim.wrappers.base`):
 
@@ -19,25 +21,34 @@ Design (details in :mod:`mlx_optim.wrappers.base`):
 """
 
 from mlx_optim.wrappers.base import Phased, Wrapper, disable_running_stats, enable_running_stats
+from mlx_optim.wrappers.gradient_surgery import PCGrad, PPCGrad, value_and_task_grads
+from mlx_optim.wrappers.grokfast import GradFilterEMA, GradFilterMA
 from mlx_optim.wrappers.keras import KerasOptions
 from mlx_optim.wrappers.lookahead import Lookahead, Scout
 from mlx_optim.wrappers.orthograd import OrthoGrad
 from mlx_optim.wrappers.sam import ASAM, BSAM, GSAM, SAM, WSAM, FriendlySAM, LookSAM
+from mlx_optim.wrappers.trac import TRAC
 
 __all__ = [
     "ASAM",
     "BSAM",
     "FriendlySAM",
+    "GradFilterEMA",
+    "GradFilterMA",
     "KerasOptions",
     "GSAM",
     "LookSAM",
     "Lookahead",
     "OrthoGrad",
+    "PCGrad",
+    "PPCGrad",
     "Phased",
     "SAM",
     "Scout",
+    "TRAC",
     "WSAM",
     "Wrapper",
     "disable_running_stats",
     "enable_running_stats",
+    "value_and_task_grads",
 ]

@@ -7,7 +7,8 @@ from typing import Any
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_map
 
-from mlx_optim.base import check_range
+from mlx_optim import functional as F
+from mlx_optim.base import _match, check_range
 from mlx_optim.registry import register
 from mlx_optim.wrappers.base import Wrapper, _assign, global_norm
 
@@ -47,13 +48,25 @@ class KerasOptions(Wrapper):
     2. with ``gradient_accumulation_steps = N``: on calls ``t`` with :math:`t \bmod N \ne 0` add the gradient
        to an accumulator and leave the weights alone; on the others step with :math:`(g + \text{acc}) / N` and
        reset the accumulator;
-    3. clip the (averaged) gradient: ``clipnorm`` per tensor, else ``global_clipnorm`` jointly, else
-       ``clipvalue`` element-wise (at most one may be set);
+    3. clip the (averaged) gradient: ``agc_clipping_value`` (adaptive gradient clipping, below) first, then
+       ``clipnorm`` per tensor, else ``global_clipnorm`` jointly, else ``clipvalue`` element-wise (at most one of
+       these three may be set);
     4. the inner optimizer's update;
     5. ``use_ema``: :math:`\bar w \leftarrow m\bar w + (1 - m) w` with :math:`m = 0` on the first (accumulated)
        iteration and ``ema_momentum`` afterwards; every ``ema_overwrite_frequency`` (accumulated) iterations
        the weights are overwritten by their average. :meth:`finalize_variable_values` copies the averages into
        a model at the end of training, as Keras' ``fit`` does.
+
+    Two options that are not Keras base-class arguments (keyword-only):
+
+    * ``agc_clipping_value``: adaptive gradient clipping (Brock et al., 2021) with pytorch_optimizer's ``agc``:
+      each gradient is rescaled so that its unit-wise norm is at most ``agc_clipping_value`` times
+      ``max(unit-wise norm of the weight, agc_eps)`` (unit-wise: per output row for 2-D/3-D tensors, whole
+      tensor for vectors), as the Keras seed's ``agc_clipping_value`` / ``agc_eps`` options.
+    * ``skip_nonfinite`` (default: on when ``loss_scale_factor`` is set): if any gradient of the call is
+      inf/NaN, the whole call is skipped, as Keras' ``LossScaleOptimizer`` does: weights, EMA, accumulator,
+      the inner optimizer's state and the call counter stay as they were (selected with ``mx.where``, so it
+      works inside ``mx.compile``). The loss scale itself stays fixed (no dynamic scaling).
 
     Everything is arithmetic on the call counter with ``mx.where`` (the inner optimizer's state is kept
     unchanged on accumulation calls), so the wrapper runs inside ``mx.compile`` with one update per call.
@@ -79,6 +92,9 @@ class KerasOptions(Wrapper):
         loss_scale_factor: float | None = None,
         gradient_accumulation_steps: int | None = None,
         *,
+        agc_clipping_value: float | None = None,
+        agc_eps: float = 1e-3,
+        skip_nonfinite: bool | None = None,
         learning_rate: Any = None,
         optimizer_kwargs: dict | None = None,
         state_dtype: mx.Dtype | None = None,
@@ -100,6 +116,9 @@ class KerasOptions(Wrapper):
                 check_range(owner, name, value, 0.0)
         if loss_scale_factor is not None:
             check_range(owner, "loss_scale_factor", loss_scale_factor, 0.0, None, "()")
+        if agc_clipping_value is not None:
+            check_range(owner, "agc_clipping_value", agc_clipping_value, 0.0, None, "()")
+            check_range(owner, "agc_eps", agc_eps, 0.0)
         super().__init__(
             optimizer, learning_rate=learning_rate, optimizer_kwargs=optimizer_kwargs, state_dtype=state_dtype
         )
@@ -108,6 +127,8 @@ class KerasOptions(Wrapper):
         self.loss_scale_factor = loss_scale_factor
         self.gradient_accumulation_steps = gradient_accumulation_steps or None
         self._hyper("ema_momentum", ema_momentum, 0.0, 1.0)
+        self.agc_clipping_value, self.agc_eps = agc_clipping_value, agc_eps
+        self.skip_nonfinite = loss_scale_factor is not None if skip_nonfinite is None else bool(skip_nonfinite)
 
     def _cdt(self, p: mx.array) -> mx.Dtype:
         return self.state_dtype or self.compute_dtype(p)
@@ -128,7 +149,11 @@ class KerasOptions(Wrapper):
             params = model.trainable_parameters()
             model.update(tree_map(lambda p, s: s["average"].astype(p.dtype), params, self._state["slots"]))
 
-    def _clip(self, grads: Any) -> Any:
+    def _clip(self, grads: Any, params: Any = None) -> Any:
+        if self.agc_clipping_value is not None:
+            grads = tree_map(
+                lambda g, p: F.agc(p.astype(g.dtype), g, self.agc_eps, self.agc_clipping_value), grads, params
+            )
         if self.clipnorm:
             return tree_map(lambda g: clip_by_norm(g, self.clipnorm), grads)
         if self.global_clipnorm:
@@ -141,6 +166,20 @@ class KerasOptions(Wrapper):
             return tree_map(lambda g: mx.clip(g, -self.clipvalue, self.clipvalue), grads)
         return grads
 
+    def apply_gradients(self, gradients: Any, parameters: Any, loss: mx.array | None = None) -> Any:
+        if not self.skip_nonfinite:
+            return super().apply_gradients(gradients, parameters, loss)
+        params = _match(gradients, parameters)
+        if not self._initialized:
+            self.init(params)
+        before = dict(tree_flatten(self._state))
+        new = super().apply_gradients(gradients, params, loss)
+        finite = mx.array(True)
+        for _, g in tree_flatten(gradients):
+            finite = finite & mx.all(mx.isfinite(g))
+        _assign(self._state, [(k, mx.where(finite, v, before[k])) for k, v in tree_flatten(self._state) if k in before])
+        return tree_map(lambda q, p: mx.where(finite, q, p), new, params)
+
     def wrap_update(self, gradients: Any, params: Any, loss: mx.array | None) -> Any:
         hp, slots = self.hp, self._state["slots"]
         iterations = hp.step - 1  # Keras' _iterations before this call
@@ -152,7 +191,7 @@ class KerasOptions(Wrapper):
             update_now = mx.remainder(iterations + 1, n) == 0
             averaged = tree_map(lambda g, s: (g + s["accumulator"]) / n, grads, slots)
             before = tree_flatten(self.inner.state)
-            stepped = self.inner_apply(self._clip(averaged), params, loss)
+            stepped = self.inner_apply(self._clip(averaged, params), params, loss)
             after = tree_flatten(self.inner.state)
             _assign(self.inner.state, [(k, mx.where(update_now, a, b)) for (k, a), (_, b) in zip(after, before)])
             new = tree_map(lambda q, p: mx.where(update_now, q, p), stepped, params)
@@ -163,7 +202,7 @@ class KerasOptions(Wrapper):
             tree_map(accumulate, grads, slots)
             ema_iterations = mx.floor(iterations / n)
         else:
-            new = self.inner_apply(self._clip(grads), params, loss)
+            new = self.inner_apply(self._clip(grads, params), params, loss)
             ema_iterations = iterations
         if not self.use_ema:
             return new
