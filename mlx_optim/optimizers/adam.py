@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
+from mlx_optim import kernels  # fused GPU kernels (dispatch in update_single)
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -17,14 +18,17 @@ def adam_moments(g: mx.array, m: mx.array, v: mx.array, beta1, beta2) -> tuple[m
 
 
 def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=None):
-    """One Adam step. Returns ``(delta, m, v)`` with ``p_new = p - delta``.
+    """One Adam step. Returns ``(delta, m, v, v_max)`` with ``p_new = p - delta``.
 
-    ``step_size = lr / (1 - b1^t)``, ``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``; with
-    ``v_max`` (AMSGrad) the denominator uses ``max(v_max, v)`` instead of ``v``.
+    ``step_size = lr / (1 - b1^t)``, ``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``. With AMSGrad pass the running
+    maximum ``v_max`` of the second moment: the denominator uses ``max(v_max, v)``, returned as the new
+    running maximum (``None`` without AMSGrad).
     """
     m, v = adam_moments(g, m, v, beta1, beta2)
+    if v_max is not None:
+        v_max = mx.maximum(v_max, v)
     v_hat = v if v_max is None else v_max
-    return step_size * m / (mx.sqrt(v_hat) * inv_bc2_sqrt + eps), m, v
+    return step_size * m / (mx.sqrt(v_hat) * inv_bc2_sqrt + eps), m, v, v_max
 
 
 @register
@@ -77,12 +81,13 @@ class Adam(Optimizer):
         # feeding every leaf (benchmarks/step_time.py, eager).
         step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
         inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
+        # -- fused kernel (mlx_optim.kernels.ADAM): Metal/CUDA only; None on the CPU, where the math below runs
+        fused = kernels.adam(self, g, p, state, step_size, inv_bc2_sqrt)
+        if fused is not None:
+            return fused
+        # -- end fused kernel
         p, g = self.apply_weight_decay(p, g, decouple=self.decoupled_weight_decay)
-        v_max = None
-        if self.amsgrad:
-            _, v_new = adam_moments(g, state["exp_avg"], state["exp_avg_sq"], hp.beta1, hp.beta2)
-            v_max = self.apply_amsgrad(state, v_new)
-        delta, state["exp_avg"], state["exp_avg_sq"] = adam_update(
+        delta, state["exp_avg"], state["exp_avg_sq"], v_max = adam_update(
             g,
             state["exp_avg"],
             state["exp_avg_sq"],
@@ -91,8 +96,10 @@ class Adam(Optimizer):
             eps=hp.eps,
             step_size=step_size,
             inv_bc2_sqrt=inv_bc2_sqrt,
-            v_max=v_max,
+            v_max=state["max_exp_avg_sq"] if self.amsgrad else None,
         )
+        if self.amsgrad:
+            state["max_exp_avg_sq"] = v_max
         return p - delta
 
 

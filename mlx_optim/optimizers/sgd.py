@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from mlx_optim import kernels  # fused GPU kernels (dispatch in SGD.update_single)
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -58,6 +59,11 @@ class SGD(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
+        # -- fused kernel (mlx_optim.kernels.SGD_MOMENTUM): Metal/CUDA with momentum only; None on the CPU
+        fused = kernels.sgd_momentum(self, g, p, state)
+        if fused is not None:
+            return fused
+        # -- end fused kernel
         p, d_p = self.apply_weight_decay(p, g, decouple=False)
         if self.use_momentum:
             buf = momentum_buffer(state["momentum_buffer"], d_p, hp.momentum, hp.damp)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
+from mlx_optim import kernels  # fused GPU kernels (dispatch in Lion.update_single)
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -54,6 +55,11 @@ class Lion(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
+        # -- fused kernel (mlx_optim.kernels.LION): Metal/CUDA only; None on the CPU, where the math below runs
+        fused = kernels.lion(self, g, p, state)
+        if fused is not None:
+            return fused
+        # -- end fused kernel
         if self.use_gc:
             g = self.apply_gc(g)
         p, g = self.decay_weights(p, g)
