@@ -524,7 +524,9 @@ class DistributedMuon(Muon):
         flat = dict(tree_flatten(new))
         owners = {path: r for path, r in self.muon_owner.items() if path in flat}
         rank = self.group.rank()
-        full = all_gather_owned({p: flat[p] for p, r in owners.items() if r == rank}, owners, flat, self.group)
+        # the gather waits for all gradients (so for the collectives that averaged them: same order on every rank)
+        after = [g for _, g in tree_flatten(gradients)]
+        full = all_gather_owned({p: flat[p] for p, r in owners.items() if r == rank}, owners, flat, self.group, after)
         return tree_map_with_path(lambda path, x: full.get(path, x), new)
 
 
