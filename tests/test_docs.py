@@ -12,9 +12,10 @@ def test_readme_table_is_up_to_date():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_demo_runs_and_ranks():
+def test_demo_runs_and_ranks(tmp_path):
+    # the main job is `mlx-optim compare` on its default task; `python -m mlx_optim.demo` is its alias
     out = subprocess.run(
-        [sys.executable, "-m", "mlx_optim.demo", "--steps", "30", "--optimizers", "adam,sgd"],
+        [sys.executable, "-m", "mlx_optim.demo", "--steps", "30", "--optimizers", "adam,sgd", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,11 +23,15 @@ def test_demo_runs_and_ranks():
     )
     assert out.returncode == 0, out.stderr
     assert "rank" in out.stdout and "adam" in out.stdout and "sgd" in out.stdout
+    assert (tmp_path / "results.json").exists() and (tmp_path / "curves.png").exists()
 
 
-def test_demo_rejects_unknown_optimizer():
+def test_demo_rejects_unknown_optimizer(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "mlx_optim.demo", "--optimizers", "adamm"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "mlx_optim.demo", "--optimizers", "adamm", "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode != 0 and "did you mean" in out.stderr
 
