@@ -94,6 +94,8 @@ def _match(gradients: Any, parameters: Any, path: str = "") -> Any:
     Raises ``ValueError`` naming the first path where the trees disagree.
     """
     where = path or "<root>"
+    if isinstance(gradients, (dict, list, tuple)) and len(gradients) == 0:
+        return gradients  # an empty subtree (e.g. a module's list of strings) has nothing to match
     if isinstance(gradients, dict):
         if not isinstance(parameters, dict):
             raise ValueError(f"gradient tree does not match the parameters at '{where}': expected a dict there")

@@ -45,6 +45,14 @@ def test_gradient_tree_mismatch_names_the_path():
         opt.apply_gradients({"layer": {"x": mx.zeros((3,))}}, params)
 
 
+def test_empty_gradient_subtrees_are_skipped():
+    """mlx-lm models keep lists of strings on modules; nn.value_and_grad gives [{}, {}] there."""
+    out = mo.SGD(learning_rate=0.5).apply_gradients(
+        {"a": mx.ones((2,)), "tags": [{}, {}]}, {"a": mx.ones((2,)), "tags": ["x", "y"]}
+    )
+    assert out["a"].tolist() == [0.5, 0.5] and out["tags"] == [{}, {}]
+
+
 def test_top_level_name_clash_is_reported():
     with pytest.raises(ValueError, match="'step' clashes"):
         mo.SGD().apply_gradients({"step": mx.zeros((2,))}, {"step": mx.zeros((2,))})

@@ -1,0 +1,224 @@
+"""mlx-lm integration: registry optimizers inside mlx-lm's own LoRA trainer (the ``lm`` extra; no downloads).
+
+A tiny randomly initialised llama (``mlx_lm.models.llama.Model``) learns a repeating token pattern with LoRA
+adapters through ``mlx_lm.tuner.trainer.train`` (its compiled step), for several registry optimizers:
+a plain one, a second-order one that needs the batch (through ``TrainerAdapter``), a loss-driven one, and
+wrappers (Lookahead; SAM in its transparent form).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+# mlx-lm is part of the test setup (the test extra includes it): a missing one is an error, not a skip.
+from mlx_lm.models import llama  # noqa: E402
+from mlx_lm.tuner.trainer import TrainingArgs, default_loss, evaluate, train  # noqa: E402
+from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
+
+from mlx_optim.integrations.mlx_lm import TrainerAdapter, build_optimizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = 32
+
+
+def tiny_llama(seed: int = 0) -> llama.Model:
+    mx.random.seed(seed)
+    args = llama.ModelArgs(
+        model_type="llama",
+        hidden_size=32,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-5,
+        vocab_size=VOCAB,
+        tie_word_embeddings=False,
+    )
+    return llama.Model(args)
+
+
+class Tokens:
+    """A tokenizer-free dataset in mlx-lm's interface: items are token lists, ``process`` is the identity."""
+
+    def __init__(self, rows: list[list[int]]):
+        self.rows = rows
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def process(self, row):
+        return row
+
+
+def pattern_dataset(n: int, seed: int) -> Tokens:
+    """Sequences ``a, a+3, a+6, ...`` (mod 29) + 1: next-token prediction is learnable from one token."""
+    rng = np.random.default_rng(seed)
+    return Tokens([[int((a + 3 * i) % 29) + 1 for i in range(24)] for a in rng.integers(0, 29, size=n)])
+
+
+def lora_model():
+    model = tiny_llama()
+    model.freeze()
+    linear_to_lora_layers(model, 2, {"rank": 4, "dropout": 0.0, "scale": 10.0})
+    return model
+
+
+def run(opt, tmp_path: Path, iters: int = 20):
+    from mlx_lm.tuner.datasets import CacheDataset
+
+    model = lora_model()
+    train_set, valid_set = CacheDataset(pattern_dataset(64, 0)), CacheDataset(pattern_dataset(16, 1))
+    before = evaluate(model, valid_set, batch_size=4, num_batches=4, max_seq_length=64)
+    adapter = tmp_path / "adapters.safetensors"
+    args = TrainingArgs(
+        batch_size=4,
+        iters=iters,
+        val_batches=2,
+        steps_per_report=10,
+        steps_per_eval=1000,
+        steps_per_save=1000,
+        adapter_file=str(adapter),
+        max_seq_length=64,
+    )
+    kwargs = {"loss": opt.loss} if isinstance(opt, TrainerAdapter) else {}
+    train(model=model, optimizer=opt, train_dataset=train_set, val_dataset=valid_set, args=args, **kwargs)
+    after = evaluate(model, valid_set, batch_size=4, num_batches=4, max_seq_length=64)
+    return before, after, adapter
+
+
+# name, config, learning rate, expected type
+CASES = [
+    ("adamw", {"betas": [0.9, 0.95], "weight_decay": 0.0}, 1e-2, "plain"),
+    ("lion", {}, 1e-3, "plain"),
+    ("sophiah", {"update_period": 2, "p": 1.0}, 1e-2, "adapter"),
+    ("emonavi", {}, 1e-2, "adapter"),
+    ("lookahead", {"optimizer": "adamw", "k": 5}, 1e-2, "plain"),
+    ("sam", {"base_optimizer": "adamw", "rho": 0.02}, 1e-2, "plain"),
+]
+
+
+@pytest.mark.parametrize("name,config,lr,kind", CASES, ids=[c[0] for c in CASES])
+def test_lora_finetune_with_registry_optimizer(name, config, lr, kind, tmp_path):
+    opt = build_optimizer(name, config, learning_rate=lr)
+    assert isinstance(opt, TrainerAdapter) == (kind == "adapter")
+    before, after, adapter = run(opt, tmp_path)
+    assert after < before - 0.3, (name, before, after)
+    weights = mx.load(str(adapter))
+    assert weights and all("lora" in k for k in weights), sorted(weights)[:4]
+    trained = dict(tree_flatten(lora_model().trainable_parameters()))
+    assert set(weights) == set(trained)
+
+
+def test_sam_is_built_transparent_and_inner_from_config():
+    opt = build_optimizer("sam", {"base_optimizer": "lion", "rho": 0.1}, learning_rate=1e-3)
+    assert opt.transparent and type(opt.inner).__name__ == "Lion"
+    assert opt.learning_rate.item() == pytest.approx(1e-3)
+
+
+def test_build_optimizer_errors_name_the_problem():
+    with pytest.raises(ValueError, match="did you mean"):
+        build_optimizer("sophia_h")
+    with pytest.raises(TypeError, match="'bogus'"):
+        build_optimizer("adamw", {"bogus": 1})
+    assert build_optimizer("adamw", {"lr": 3e-4}).learning_rate.item() == pytest.approx(3e-4)
+
+
+def test_adapter_without_the_recording_loss_says_how_to_fix_it():
+    model = lora_model()
+    opt = build_optimizer("sophiah", {}, learning_rate=1e-3)
+    batch = mx.array([pattern_dataset(4, 0).rows[0]] * 2)
+    lengths = mx.array([[0, 24], [0, 24]])
+    import mlx.nn as nn
+
+    _, grads = nn.value_and_grad(model, default_loss)(model, batch, lengths)
+    with pytest.raises(RuntimeError, match="loss=opt.loss"):
+        opt.update(model, grads)
+
+
+# ----------------------------------------------------------------------------- the lora command
+def _write_local_model(path: Path) -> None:
+    """A tiny llama with a character-level tokenizer, saved the way mlx_lm.load reads it (no hub access)."""
+    from mlx_lm.utils import save_config, save_model
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    model = tiny_llama()
+    path.mkdir(parents=True)
+    save_model(path, model)
+    save_config(
+        {
+            "model_type": "llama",
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "intermediate_size": 64,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5,
+            "vocab_size": VOCAB,
+            "tie_word_embeddings": False,
+        },
+        path / "config.json",
+    )
+    chars = ["<unk>", "<s>", "</s>", " "] + list("abcdefghijklmnopqrstuvwxyz.")
+    vocab = {c: i for i, c in enumerate(chars[:VOCAB])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(path))
+
+
+def _write_data(path: Path) -> None:
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    words = ["abc", "def", "ghi", "jkl"]
+    for split, n in (("train", 48), ("valid", 8)):
+        with open(path / f"{split}.jsonl", "w") as f:
+            for _ in range(n):
+                f.write(json.dumps({"text": " ".join(words[i % 4] for i in range(rng.integers(4), 20)) + "."}) + "\n")
+
+
+def test_lora_command_trains_with_a_registry_optimizer(tmp_path):
+    model_dir, data_dir, out = tmp_path / "model", tmp_path / "data", tmp_path / "adapters"
+    _write_local_model(model_dir)
+    _write_data(data_dir)
+    cmd = [
+        sys.executable, "-m", "mlx_optim", "lora",
+        "--model", str(model_dir), "--train", "--data", str(data_dir),
+        "--optimizer", "sophiah", "--optimizer-config", '{"update_period": 2}',
+        "--iters", "12", "--batch-size", "4", "--num-layers", "2", "--learning-rate", "1e-2",
+        "--val-batches", "1", "--steps-per-eval", "100", "--adapter-path", str(out),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=_offline_env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert (out / "adapters.safetensors").exists()
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["optimizer"] == "sophiah" and config["optimizer_config"] == {"sophiah": {"update_period": 2}}
+
+
+def test_lora_command_rejects_unknown_optimizer(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "mlx_optim", "lora", "--model", str(tmp_path), "--train", "--optimizer", "sophia"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_offline_env(),
+    )
+    assert res.returncode == 2 and "did you mean" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def _offline_env() -> dict:
+    import os
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
