@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+import mlx_optim as mo
 from mlx_optim import functional as F
 from mlx_optim.wrappers import (
     SAM,
@@ -361,3 +362,25 @@ def test_sam_ema_accumulation_trains_an_mlp_inside_a_compiled_step():
         assert end < 0.5 * start, (form, start, end)
         opt.inner.finalize_variable_values(model)  # the EMA weights
         assert full_loss(model) < 0.5 * start, (form, start, full_loss(model))
+
+
+def test_ema_weights_swap_in_for_evaluation_and_back():
+    mx.random.seed(0)
+    model = nn.Linear(3, 2)
+    opt = mo.KerasOptions(mo.SGD(learning_rate=0.1), use_ema=True, ema_momentum=0.5)
+    x = mx.random.normal((8, 3))
+    lg = nn.value_and_grad(model, lambda m, x: mx.mean(m(x) ** 2))
+    for _ in range(5):
+        opt.step_with(model, lg, x)
+        mx.eval(model.parameters(), opt.state)
+    trained = {k: np.array(v) for k, v in model.parameters().items()}
+    averages = {k: np.array(opt.state["slots"][k]["average"]) for k in trained}
+    assert not np.allclose(trained["weight"], averages["weight"])
+    with opt.ema_weights(model):
+        for k in trained:
+            np.testing.assert_array_equal(np.array(getattr(model, k)), averages[k])
+    for k in trained:
+        np.testing.assert_array_equal(np.array(getattr(model, k)), trained[k])
+    with pytest.raises(ValueError, match="use_ema"):
+        with mo.KerasOptions(mo.SGD(learning_rate=0.1)).ema_weights(model):
+            pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import mlx.core as mx
@@ -148,6 +150,22 @@ class KerasOptions(Wrapper):
         if self.use_ema:
             params = model.trainable_parameters()
             model.update(tree_map(lambda p, s: s["average"].astype(p.dtype), params, self._state["slots"]))
+
+    @contextlib.contextmanager
+    def ema_weights(self, model) -> Iterator[Any]:
+        """Evaluate with the moving averages, then swap the trained weights back::
+
+        with opt.ema_weights(model):
+            val_loss = evaluate(model)
+        """
+        if not self.use_ema:
+            raise ValueError("KerasOptions.ema_weights needs use_ema=True")
+        trained = model.trainable_parameters()
+        self.finalize_variable_values(model)
+        try:
+            yield model
+        finally:
+            model.update(trained)
 
     def _clip(self, grads: Any, params: Any = None) -> Any:
         if self.agc_clipping_value is not None:
