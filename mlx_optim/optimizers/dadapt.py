@@ -25,6 +25,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.features import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 _F32 = mx.float32
@@ -189,6 +190,7 @@ class DAdaptAdam(_DAdaptBase):
 
     name = "dadaptadam"
     reference = "pytorch_optimizer.DAdaptAdam"
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -232,9 +234,9 @@ class DAdaptAdam(_DAdaptBase):
         for g, p, state in self._leaves(gradients, parameters):
             g = self._coupled(g, p)
             s, v = state["s"], state["exp_avg_sq"]
-            numerator = numerator + hp.d_lr * _sum(g * (s / (mx.sqrt(v) + hp.eps)))
+            numerator = numerator + hp.d_lr * _sum(g * (s / (mx.sqrt(sn_expand(v, g.shape)) + hp.eps)))
             state["exp_avg"] = hp.beta1 * state["exp_avg"] + hp.d_lr * (1 - hp.beta1) * g
-            state["exp_avg_sq"] = hp.beta2 * v + (1 - hp.beta2) * mx.square(g)
+            state["exp_avg_sq"] = hp.beta2 * v + (1 - hp.beta2) * sn_reduce(mx.square(g), v)
             s = hp.beta2_sq * s + hp.d_lr * (1 - hp.beta2_sq) * g
             state["s"] = s
             sk_l1 = sk_l1 + _sum(mx.abs(s))
@@ -248,7 +250,7 @@ class DAdaptAdam(_DAdaptBase):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
-        new = new - state["exp_avg"] / (mx.sqrt(state["exp_avg_sq"]) + hp.eps)
+        new = new - state["exp_avg"] / (mx.sqrt(sn_expand(state["exp_avg_sq"], p.shape)) + hp.eps)
         return mx.where(hp.skip, p, new)
 
 
@@ -450,6 +452,7 @@ class DAdaptAdan(_DAdaptBase):
 
     name = "dadaptadan"
     reference = "pytorch_optimizer.DAdaptAdan"
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -495,8 +498,8 @@ class DAdaptAdan(_DAdaptBase):
             state["exp_avg"] = b1 * state["exp_avg"] + hp.d_lr * (1 - b1) * g
             state["exp_avg_diff"] = b2 * state["exp_avg_diff"] + hp.d_lr * (1 - b2) * grad_diff
             grad_diff = mx.square(b2 * grad_diff + g)
-            v = b3 * state["exp_avg_sq"] + (1 - b3) * mx.square(grad_diff)
-            de_nom = mx.sqrt(v) + hp.eps
+            v = b3 * state["exp_avg_sq"] + (1 - b3) * sn_reduce(mx.square(grad_diff), state["exp_avg_sq"])
+            de_nom = mx.sqrt(sn_expand(v, g.shape)) + hp.eps
             g_sq = g_sq + _sum(mx.square(g) / de_nom)
             s = b3 * state["s"] + hp.d_lr * (1 - b3) * g
             sk_sq_weighted = sk_sq_weighted + _sum(mx.square(s) / de_nom)
@@ -511,7 +514,7 @@ class DAdaptAdan(_DAdaptBase):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        de_nom = mx.sqrt(state["exp_avg_sq"]) + hp.eps
+        de_nom = mx.sqrt(sn_expand(state["exp_avg_sq"], p.shape)) + hp.eps
         decay = self.decays()
         new = F.decoupled_decay(p, hp.d_lr, hp.weight_decay) if decay and self.weight_decouple else p
         new = new - state["exp_avg"] / de_nom

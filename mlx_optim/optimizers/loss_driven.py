@@ -20,6 +20,7 @@ from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.features import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 __all__ = ["AliG", "EmoNavi", "EmoLynx", "EmoFact", "EmoNeco", "EmoZeal", "l2_projection"]
@@ -188,6 +189,7 @@ class EmoNavi(Optimizer):
     family = "adam"
     reference = "pytorch_optimizer.EmoNavi"
     needs_loss = True
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook (vectors only in EmoFact/EmoZeal)
     update_shadow_when_active = True
 
     def __init__(
@@ -257,8 +259,9 @@ class EmoNavi(Optimizer):
         """EmoNavi: ``m / (sqrt(v) + eps)`` without bias correction."""
         hp = self.hp
         state["exp_avg"] = m = F.lerp(state["exp_avg"], g, 1.0 - hp.beta1)
-        state["exp_avg_sq"] = v = hp.beta2 * state["exp_avg_sq"] + (1.0 - hp.beta2) * mx.square(g)
-        return m / (mx.sqrt(v) + hp.eps)
+        v = state["exp_avg_sq"]
+        state["exp_avg_sq"] = v = hp.beta2 * v + (1.0 - hp.beta2) * sn_reduce(mx.square(g), v)
+        return m / (mx.sqrt(sn_expand(v, g.shape)) + hp.eps)
 
 
 @register

@@ -48,6 +48,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.features import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 __all__ = [
@@ -373,6 +374,7 @@ class Conda(_Projected):
     name = "conda"
     family = "memory-efficient"
     reference = "pytorch_optimizer.Conda"
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -406,9 +408,9 @@ class Conda(_Projected):
             side = self.side(g.shape)
             basis = self.refresh_basis(m, state)
             g, m = project(g, basis, side), project(m, basis, side)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * sn_reduce(mx.square(g), state["exp_avg_sq"])
         state["exp_avg_sq"] = v
-        update = m / (mx.sqrt(v) + hp.eps)
+        update = m / (mx.sqrt(sn_expand(v, m.shape)) + hp.eps)
         if self.is_projected(state):
             update = project_back(update, basis, side, hp.scale)
         p, _ = self.apply_weight_decay(p - hp.step_size * update, g, decouple=True)

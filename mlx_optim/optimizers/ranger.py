@@ -16,6 +16,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.features import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 
@@ -55,6 +56,7 @@ class Ranger(Optimizer):
     name = "ranger"
     family = "ranger"
     reference = "pytorch_optimizer.Ranger"
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: element-wise second moments (sn hook)
 
     def __init__(
         self,
@@ -108,16 +110,22 @@ class Ranger(Optimizer):
         """The RAdam direction: ``m / (sqrt(v) + eps)`` once rectified, else ``m``."""
         return mx.where(self.hp.rectified, m / (mx.sqrt(v) + self.hp.eps), m)
 
+    def transform_step(self, g: mx.array, p: mx.array, new: mx.array, state: dict) -> mx.array:
+        """Hook for :mod:`mlx_optim.features`: the step before the built-in Lookahead (identity here)."""
+        return new
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if self.use_gc:
             g = self.apply_gc(g, conv_only=self.gc_conv_only)
+        p0 = p
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = F.ema(state["exp_avg"], s_grad, hp.beta1)
-        v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        v = F.ema(state["exp_avg_sq"], sn_reduce(mx.square(g), state["exp_avg_sq"]), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        p = p - hp.step_size * self.direction(m, v)
+        p = p - hp.step_size * self.direction(m, sn_expand(v, p.shape))
+        p = self.transform_step(g, p0, p, state)
         p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
         return p
 
@@ -211,6 +219,7 @@ class Ranger21(Optimizer):
     name = "ranger21"
     family = "ranger"
     reference = "pytorch_optimizer.Ranger21"
+    subset_norm_keys = ("variance_ma", "max_variance_ma")  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -295,6 +304,10 @@ class Ranger21(Optimizer):
         hp.odd = mx.remainder(hp.step, 2) == 1
         hp.sync = F.every(hp.step, self.lookahead_merge_time)
 
+    def transform_step(self, g: mx.array, p: mx.array, new: mx.array, state: dict) -> mx.array:
+        """Hook for :mod:`mlx_optim.features`: the step before the built-in Lookahead (identity here)."""
+        return new
+
     def preprocess(self, g: mx.array) -> mx.array:
         if self.centralize_gradients:
             g = F.centralize(g)
@@ -316,21 +329,22 @@ class Ranger21(Optimizer):
             if self.maximize:
                 g = -g
             g = self.clipped(g, p)
-            v = F.ema(state["variance_ma"], mx.square(g), hp.beta2)
+            v = F.ema(state["variance_ma"], sn_reduce(mx.square(g), state["variance_ma"]), hp.beta2)
             state["variance_ma"] = v
-            total = total + mx.sum(v / hp.bc2).astype(mx.float32)
+            total = total + mx.sum(sn_expand(v, g.shape) / hp.bc2).astype(mx.float32)
             count += g.size
         hp.sigma = mx.sqrt(total / max(count, 1))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         g = self.preprocess(self.clipped(g, p))  # the reference preprocesses twice
+        p0 = p
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay, ratio=1 / hp.sigma, lr=hp.r_lr)
         correction = 2 * hp.norm_loss_factor * (1 - 1 / (F.unit_norm(p) + hp.eps))
         p = p * (1 - hp.r_lr * correction)
         v_max = self.apply_amsgrad(state, state["variance_ma"], "max_variance_ma")
-        denom = mx.sqrt(v_max) / hp.bc2_sqrt + hp.eps
+        denom = mx.sqrt(sn_expand(v_max, p.shape)) / hp.bc2_sqrt + hp.eps
         if self.use_softplus:
             denom = F.softplus(denom, hp.beta_softplus)
         this = mx.where(hp.odd, state["grad_ma"], state["neg_grad_ma"])
@@ -339,6 +353,7 @@ class Ranger21(Optimizer):
         state["grad_ma"] = mx.where(hp.odd, this, state["grad_ma"])
         state["neg_grad_ma"] = mx.where(hp.odd, state["neg_grad_ma"], this)
         p = p - hp.step_size * pn_momentum(this, other, hp.beta0) / denom
+        p = self.transform_step(g, p0, p, state)
         # Lookahead: p <- alpha p + (1 - alpha) slow, slow <- p
         slow = state["lookahead_params"]
         p, state["lookahead_params"] = lookahead_merge(p, slow, hp.lookahead_blending_alpha, hp.sync)
@@ -369,6 +384,7 @@ class RangerQH(Optimizer):
     name = "rangerqh"
     family = "ranger"
     reference = "pytorch_ranger.RangerQH"
+    subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -415,12 +431,12 @@ class RangerQH(Optimizer):
         p, g = self.apply_weight_decay(p, g, decouple=self.decouple_weight_decay)
         if self.decouple_weight_decay:  # the reference copies the slow weights after the first decay
             state["slow_buffer"] = mx.where(hp.step == 1, p, state["slow_buffer"])
-        g2 = mx.square(g)
+        g2 = sn_reduce(mx.square(g), state["exp_avg_sq"])
         m = F.ema(state["exp_avg"], g, hp.beta1_adj)
         v = F.ema(state["exp_avg_sq"], g2, hp.beta2_adj)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         num = hp.nu1 * m + (1 - hp.nu1) * g
-        denom = mx.sqrt(hp.nu2 * v + (1 - hp.nu2) * g2) + hp.eps
+        denom = mx.sqrt(sn_expand(hp.nu2 * v + (1 - hp.nu2) * g2, p.shape)) + hp.eps
         p = p - hp.lr * num / denom
         p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
         return p
@@ -451,6 +467,7 @@ class RangerVA(Optimizer):
     name = "rangerva"
     family = "ranger"
     reference = "pytorch_ranger.RangerVA"
+    subset_norm_keys = ("exp_avg_sq", "max_exp_avg_sq")  # mlx_optim.features: sn hook
 
     def __init__(
         self,
@@ -494,12 +511,14 @@ class RangerVA(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        g2 = mx.square(g)
-        v = F.ema(state["exp_avg_sq"], g2, hp.beta2)
+        sq = state["exp_avg_sq"]
+        g2 = sn_reduce(mx.square(g), sq)
+        v = F.ema(sq, g2, hp.beta2)
         m = F.ema(state["exp_avg"], g, hp.beta1)
-        v = F.ema(v, g2 if self.grad_transformer == "square" else mx.abs(g), hp.beta2)
+        v = F.ema(v, g2 if self.grad_transformer == "square" else sn_reduce(mx.abs(g), sq), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom_c = self.apply_amsgrad(state, v, "max_exp_avg_sq") if self.amsgrad else v
+        denom_c, v = sn_expand(denom_c, p.shape), sn_expand(v, p.shape)
         if self.grad_transformer == "square":
             denom_c = mx.sqrt(denom_c)
         p, _ = self.apply_weight_decay(p, g, decouple=True)
