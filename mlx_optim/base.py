@@ -141,6 +141,9 @@ class Optimizer(optim.Optimizer):
     reference: ClassVar[str] = ""
     needs_loss: ClassVar[bool] = False
     compilable: ClassVar[bool] = True
+    # ZeRO (leaf-sharded state): True when every cross-leaf sum goes through ``global_sum``; None: decided
+    # from the class (see mlx_optim.distributed.zero_unsupported_reason).
+    zero_compatible: ClassVar[bool | None] = None
     # True when update_single is element-wise for every configuration: no reductions over the tensor, no
     # shape- or path-dependent logic except decays(), and only parameter-shaped state. Such optimizers may be
     # packed (mlx_optim.packed); config-dependent cases are listed in mlx_optim.packed.ELEMENTWISE instead.
@@ -312,6 +315,17 @@ class Optimizer(optim.Optimizer):
             if isinstance(v, mx.array) and v.ndim == 0:
                 setattr(hp, k, mx.contiguous(v))
         return hp
+
+    def global_sum(self, x: mx.array) -> mx.array:
+        """Sum a partial reduction over the processes that share this optimizer's leaves.
+
+        The identity, unless :class:`mlx_optim.distributed.ZeroRedundancyOptimizer` shards the leaves
+        over ranks and sets ``sum_group``: then each rank's partial sum (over its own leaves) is
+        ``all_sum``-ed, so whole-tree quantities (global norms, D-Adaptation's sums) are exact. Optimizers
+        whose cross-leaf sums all go through here declare ``zero_compatible = True``.
+        """
+        group = getattr(self, "sum_group", None)
+        return x if group is None else mx.distributed.all_sum(x, group=group)
 
     def step_scalars(self, hp: SimpleNamespace) -> None:
         """Add per-step scalars (bias corrections, ...) to ``hp``; computed once per step."""

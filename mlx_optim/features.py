@@ -182,6 +182,8 @@ class Features:
     semantics of each feature.
     """
 
+    zero_compatible = None  # feature transforms are not routed through global_sum
+
     features: ClassVar[dict[str, Any]] = {}
     elementwise: ClassVar[bool] = False  # sn, cautious, trust ratio and D-Adapt reduce over tensors / the tree
     # The base's own keywords whose default the variant changes (e.g. a base that has its own ``cautious``).

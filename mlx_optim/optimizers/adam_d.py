@@ -93,6 +93,8 @@ class Lamb(Optimizer):
     """
 
     name = "lamb"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     family = "adam"
     reference = "pytorch_optimizer.Lamb"
     clamp = 10.0
@@ -150,7 +152,8 @@ class Lamb(Optimizer):
         hp = self.hp
         hp.grad_scale = 1.0
         if self.pre_norm and "max_grad_norm" not in self._zero:
-            hp.grad_scale = mx.minimum(hp.max_grad_norm / (F.global_norm(gradients) + hp.eps), 1.0)
+            norm = mx.sqrt(self.global_sum(F.sum_of_squares(gradients)))
+            hp.grad_scale = mx.minimum(hp.max_grad_norm / (norm + hp.eps), 1.0)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -189,6 +189,8 @@ class DAdaptAdam(_DAdaptBase):
     """
 
     name = "dadaptadam"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdam"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -240,6 +242,7 @@ class DAdaptAdam(_DAdaptBase):
             s = hp.beta2_sq * s + hp.d_lr * (1 - hp.beta2_sq) * g
             state["s"] = s
             sk_l1 = sk_l1 + _sum(mx.abs(s))
+        numerator, sk_l1 = self.global_sum(numerator), self.global_sum(sk_l1)  # over ranks when state is sharded
         hp.skip = sk_l1 == 0
         nw = mx.where(hp.skip, st["numerator_weighted"], F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq))
         st["numerator_weighted"] = nw
