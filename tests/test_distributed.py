@@ -92,6 +92,8 @@ OPTIMIZERS = {
     "lamb": lambda group=None: mo.Lamb(learning_rate=1e-2, weight_decay=1e-2),
     "lamb-prenorm": lambda group=None: mo.Lamb(learning_rate=1e-2, pre_norm=True, max_grad_norm=0.1),
     "dadaptadam": lambda group=None: mo.DAdaptAdam(learning_rate=1.0),
+    "dadaptsgd": lambda group=None: mo.DAdaptSGD(learning_rate=1.0),
+    "prodigy": lambda group=None: mo.Prodigy(learning_rate=1.0),
     "muon": lambda group=None: mo.Muon(learning_rate=2e-2, adamw_lr=1e-2),
     "distributedmuon": lambda group=None: mo.DistributedMuon(learning_rate=2e-2, adamw_lr=1e-2, group=group),
 }
@@ -109,6 +111,8 @@ SCENARIOS = {
     "lamb-prenorm-zero": ("lamb-prenorm", "zero"),  # global grad norm: partial sums all_summed (global_sum)
     "dadaptadam-dp": ("dadaptadam", "dp"),
     "dadaptadam-zero": ("dadaptadam", "zero"),  # D-Adaptation's sums over all leaves, through global_sum
+    "dadaptsgd-zero": ("dadaptsgd", "zero"),
+    "prodigy-zero": ("prodigy", "zero"),
     "muon-dp": ("muon", "dp"),
     "muon-zero": ("muon", "zero"),
     "distributedmuon-dp": ("distributedmuon", "dp"),
@@ -390,7 +394,7 @@ def test_leaf_sharded_update_is_exact(name):
 
 def test_zero_refuses_cross_leaf_optimizers():
     single = mx.distributed.init()
-    for opt in (mo.Prodigy(), mo.DAdaptSGD(), mo.LBFGS(), mo.Kron(), mo.DistributedMuon(), mo.SAM(mo.AdamW())):
+    for opt in (mo.AdaGC(), mo.AvaGrad(), mo.LBFGS(), mo.Kron(), mo.DistributedMuon(), mo.SAM(mo.AdamW())):
         with pytest.raises(ValueError, match="cannot shard this optimizer's state"):
             md.ZeroRedundancyOptimizer(opt, single)
     with pytest.raises(ValueError, match="rounding_key"):

@@ -100,6 +100,8 @@ class DAdaptAdaGrad(_DAdaptBase):
     """
 
     name = "dadaptadagrad"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdaGrad"
 
     def __init__(
@@ -149,6 +151,7 @@ class DAdaptAdaGrad(_DAdaptBase):
             sk_sq_change = sk_sq_change + (_sum(mx.square(sk) / de_nom) - old_weighted)
             sk_l1_change = sk_l1_change + (_sum(mx.abs(sk)) - old_l1)
             state["alpha_k"], state["sk"] = alpha, sk
+        g_sq, sk_sq_change, sk_l1_change = (self.global_sum(x) for x in (g_sq, sk_sq_change, sk_l1_change))
         st["sk_sq_weighted"] = st["sk_sq_weighted"] + sk_sq_change
         st["gsq_weighted"] = st["gsq_weighted"] + mx.square(d_lr) * g_sq
         st["sk_l1"] = st["sk_l1"] + sk_l1_change
@@ -281,6 +284,8 @@ class DAdaptSGD(_DAdaptBase):
     """
 
     name = "dadaptsgd"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptSGD"
 
     def __init__(
@@ -313,12 +318,12 @@ class DAdaptSGD(_DAdaptBase):
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp, st = self.hp, self.state
         items = list(self._leaves(gradients, parameters))
-        g_norm = mx.sqrt(sum((mx.square(F.norm(g)) for g, _, _ in items), _scalar()))
+        g_norm = mx.sqrt(self.global_sum(sum((mx.square(F.norm(g)) for g, _, _ in items), _scalar())))
         g0 = mx.where(st["g0_norm"] == 0, g_norm, st["g0_norm"])
         hp.skip = skip = g0 == 0
         d = st["d"]
         hp.d_lr = d * hp.lr / g0
-        numerator, sk_sq = st["numerator_weighted"], _scalar()
+        numerator, sk_sq = _scalar(), _scalar()
         for g, p, state in items:
             g = self._coupled(g, p)
             s = state["s"]
@@ -326,6 +331,8 @@ class DAdaptSGD(_DAdaptBase):
             s = s + hp.d_lr * g
             state["s"] = mx.where(skip, state["s"], s)
             sk_sq = sk_sq + _sum(mx.square(s))
+        numerator = st["numerator_weighted"] + self.global_sum(numerator)
+        sk_sq = self.global_sum(sk_sq)
         st["g0_norm"] = g0
         st["numerator_weighted"] = mx.where(skip, st["numerator_weighted"], numerator)
         d_hat = 2.0 * numerator / mx.sqrt(sk_sq)
@@ -364,6 +371,8 @@ class DAdaptLion(_DAdaptBase):
     """
 
     name = "dadaptlion"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptLion"
 
     def __init__(
@@ -406,6 +415,7 @@ class DAdaptLion(_DAdaptBase):
             s = hp.beta2_sq * s + (1 - hp.beta2_sq) * hp.d_lr * update
             state["s"] = s
             sk_l1 = sk_l1 + _sum(mx.abs(s))
+        numerator, sk_l1 = self.global_sum(numerator), self.global_sum(sk_l1)
         nw = F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq)
         st["numerator_weighted"] = nw
         d = st["d"]
@@ -454,6 +464,8 @@ class DAdaptAdan(_DAdaptBase):
     """
 
     name = "dadaptadan"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdan"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -508,6 +520,7 @@ class DAdaptAdan(_DAdaptBase):
             sk_sq_weighted = sk_sq_weighted + _sum(mx.square(s) / de_nom)
             sk_l1 = sk_l1 + _sum(mx.abs(s))
             state["exp_avg_sq"], state["s"], state["previous_grad"] = v, s, -g
+        g_sq, sk_sq_weighted, sk_l1 = (self.global_sum(x) for x in (g_sq, sk_sq_weighted, sk_l1))
         hp.skip = sk_l1 == 0
         gsq = b3 * st["gsq_weighted"] + mx.square(hp.d_lr) * (1 - b3) * g_sq
         st["gsq_weighted"] = gsq = mx.where(hp.skip, st["gsq_weighted"], gsq)
@@ -562,6 +575,8 @@ class Prodigy(_DAdaptBase):
     """
 
     name = "prodigy"
+
+    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.Prodigy"
 
     def __init__(
@@ -618,7 +633,7 @@ class Prodigy(_DAdaptBase):
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp, st = self.hp, self.state
         d, ratio = hp.d, hp.d / hp.d0
-        numerator, de_nom = st["d_numerator"] * hp.beta3, _scalar()
+        numerator, de_nom = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             numerator = numerator + ratio * hp.d_lr * _sum(g * (state["p0"] - p))
             state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * (1 - hp.beta1) * g
@@ -626,6 +641,8 @@ class Prodigy(_DAdaptBase):
             s = hp.beta3 * state["s"] + ratio * (d if self.safeguard_warmup else hp.d_lr) * g
             state["s"] = s
             de_nom = de_nom + _sum(mx.abs(s))
+        numerator = st["d_numerator"] * hp.beta3 + self.global_sum(numerator)
+        de_nom = self.global_sum(de_nom)
         st["d_numerator"] = numerator
         hp.skip = de_nom == 0
         d_hat = hp.d_coef * numerator / de_nom
