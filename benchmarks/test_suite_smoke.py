@@ -1,0 +1,29 @@
+"""CI smoke test of the benchmark suite: ``--quick`` on a few optimizers writes a complete JSON table.
+
+Run with ``pytest benchmarks/test_suite_smoke.py`` (it is outside ``tests/`` so the default run stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import suite  # noqa: E402
+
+
+def test_quick_suite_writes_every_column(tmp_path):
+    out = tmp_path / "bench.json"
+    assert suite.main(["--quick", "--only", "adamw,sgd,lamb", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["bandwidth_gbps"] > 0
+    recs = {(r["optimizer"], r["tree"], r["mode"]): r for r in data["results"]}
+    assert len(recs) == 3 * 2 * 2
+    adamw = recs[("adamw", "lora", "eager")]
+    for key in ("ms_mlx_optim", "ms_mlx", "ms_torch", "ms_packed", "x_mlx", "x_torch", "gbps", "frac_bandwidth"):
+        assert adamw[key] > 0, key
+    assert adamw["state_bytes_per_param"] == 8.0  # fp32 exp_avg + exp_avg_sq
+    assert "ms_packed" not in recs[("lamb", "lora", "eager")]  # trust ratios: not element-wise, never packed
+    assert "x_torch" not in recs[("adamw", "large", "compiled")]  # torch is timed eagerly only
