@@ -308,6 +308,8 @@ class Optimizer(optim.Optimizer):
         if self.stochastic_rounding:
             self.state["rounding_key"], self._rounding_key = mx.random.split(self._state["rounding_key"])
         self.step_scalars(hp)
+        if "weight_decay" not in self._zero and "weight_decay" in self._tunables:
+            hp.decay_factor = 1 - hp.weight_decay * hp.lr  # decoupled decay's p * (1 - wd lr), once per step
         # Materialise the per-step scalars. Under mx.compile a scalar expression feeding an element-wise update is
         # otherwise fused into it and recomputed for every element (Adam's two bias-correction powf per element made
         # a compiled step ~10x slower on the CPU backend, benchmarks/suite.py); mx.contiguous is not fusable.
@@ -400,6 +402,10 @@ class Optimizer(optim.Optimizer):
         if not self.decays():
             return p, g
         wd = self.hp.weight_decay
+        if decouple and lr is None and not fixed and isinstance(ratio, float) and ratio == 1.0:
+            factor = getattr(self.hp, "decay_factor", None)
+            if factor is not None:
+                return p * factor, g
         if decouple:
             return F.decoupled_decay(p, self.hp.lr if lr is None else lr, wd, fixed=fixed, ratio=ratio), g
         return p, F.coupled_decay(g, p, wd)

@@ -99,14 +99,16 @@ ADAM = Update(
     name="adam",
     body=_DECAY
     + """\
-m = beta1 * m + (1.0f - beta1) * g;
-v = beta2 * v + (1.0f - beta2) * (g * g);
+float k1 = beta1 / (1.0f - beta1);
+float k2 = beta2 / (1.0f - beta2);
+m = (m * k1 + g) * (1.0f - beta1);
+v = (v * k2 + g * g) * (1.0f - beta2);
 float v_hat = v;
 if (AMSGRAD) {
   vmax = vmax > v ? vmax : v;
   v_hat = vmax;
 }
-p = p - step_size * m / (sqrt(v_hat) * inv_bc2_sqrt + eps);
+p = p - (m / (sqrt(v_hat) * inv_bc2_sqrt + eps)) * step_size;
 """,
     states=("m", "v", "vmax"),
     scalars=("beta1", "beta2", "eps", "wd", "step_size", "inv_bc2_sqrt"),

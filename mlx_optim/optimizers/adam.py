@@ -17,18 +17,26 @@ def adam_moments(g: mx.array, m: mx.array, v: mx.array, beta1, beta2) -> tuple[m
     return beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * mx.square(g)
 
 
-def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=None):
+def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=None, k1=None, k2=None, c1=None, c2=None):
     """One Adam step. Returns ``(delta, m, v, v_max)`` with ``p_new = p - delta``.
 
-    ``step_size = lr / (1 - b1^t)``, ``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``. With AMSGrad pass the running
-    maximum ``v_max`` of the second moment: the denominator uses ``max(v_max, v)``, returned as the new
-    running maximum (``None`` without AMSGrad).
+    ``step_size = lr / (1 - b1^t)``, ``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``. The moment EMAs are written
+    ``(m k1 + g)(1 - b1)`` with ``k1 = b1 / (1 - b1)`` (pass it precomputed, or it is computed here): the same
+    value as ``b1 m + (1 - b1) g`` up to rounding, and every full-size operation but ``g * g`` and ``sqrt(v)``
+    can reuse a dead input buffer (the caller still holds ``g``), which measured faster on the CPU backend.
+    With AMSGrad pass the running maximum ``v_max``: the denominator uses ``max(v_max, v)``, returned as the
+    new running maximum (``None`` without AMSGrad). ``mlx_optim.kernels.ADAM`` is the same arithmetic.
     """
-    m, v = adam_moments(g, m, v, beta1, beta2)
+    c1 = 1 - beta1 if c1 is None else c1  # 1 - beta, k = beta / (1 - beta): precomputed per step by Adam
+    c2 = 1 - beta2 if c2 is None else c2
+    k1 = beta1 / c1 if k1 is None else k1
+    k2 = beta2 / c2 if k2 is None else k2
+    m = (m * k1 + g) * c1
+    v = (v * k2 + g * g) * c2
     if v_max is not None:
         v_max = mx.maximum(v_max, v)
     v_hat = v if v_max is None else v_max
-    return step_size * m / (mx.sqrt(v_hat) * inv_bc2_sqrt + eps), m, v, v_max
+    return (m / (mx.sqrt(v_hat) * inv_bc2_sqrt + eps)) * step_size, m, v, v_max
 
 
 @register
@@ -74,15 +82,16 @@ class Adam(Optimizer):
         if self.amsgrad:
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
+    def step_scalars(self, hp) -> None:
+        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
+        hp.inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.c1, hp.c2 = 1 - hp.beta1, 1 - hp.beta2
+        hp.k1, hp.k2 = hp.beta1 / hp.c1, hp.beta2 / hp.c2
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        # The bias corrections are computed per leaf, as mlx.optimizers.Adam does: measured on the CPU
-        # backend, independent per-leaf graphs schedule with fewer live buffers than one shared scalar
-        # feeding every leaf (benchmarks/step_time.py, eager).
-        step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
         # -- fused kernel (mlx_optim.kernels.ADAM): Metal/CUDA only; None on the CPU, where the math below runs
-        fused = kernels.adam(self, g, p, state, step_size, inv_bc2_sqrt)
+        fused = kernels.adam(self, g, p, state, hp.step_size, hp.inv_bc2_sqrt)
         if fused is not None:
             return fused
         # -- end fused kernel
@@ -94,9 +103,13 @@ class Adam(Optimizer):
             beta1=hp.beta1,
             beta2=hp.beta2,
             eps=hp.eps,
-            step_size=step_size,
-            inv_bc2_sqrt=inv_bc2_sqrt,
+            step_size=hp.step_size,
+            inv_bc2_sqrt=hp.inv_bc2_sqrt,
             v_max=state["max_exp_avg_sq"] if self.amsgrad else None,
+            k1=hp.k1,
+            k2=hp.k2,
+            c1=hp.c1,
+            c2=hp.c2,
         )
         if self.amsgrad:
             state["max_exp_avg_sq"] = v_max
