@@ -153,17 +153,6 @@ def subset_size_for(size: int, subset_size: int) -> int:
     return closest_smaller_divisor(size, max(k, 1))
 
 
-def ademamix_schedules(alpha, beta1, beta3, step: mx.array, t: float | None) -> tuple[mx.array, mx.array]:
-    """AdEMAMix's warm-up of ``alpha`` (linear) and ``beta3`` (log-space) over ``t`` steps (constants if None)."""
-    if t is None:
-        return alpha, beta3
-    frac = step / t
-    alpha_t = mx.minimum(frac * alpha, alpha)
-    log1, log3 = mx.log(beta1), mx.log(beta3)
-    beta3_t = mx.minimum(mx.exp(log1 * log3 / ((1 - frac) * log3 + frac * log1)), beta3)
-    return alpha_t, beta3_t
-
-
 def trust_scale(p: mx.array, delta: mx.array, lr: mx.array, clip: bool) -> mx.array:
     """LAMB's trust ratio ``|p| / |delta / lr|`` (1 where either norm is 0), capped at 1 with ``clip``."""
     w_norm = F.norm(p)
@@ -374,7 +363,7 @@ class Features:
         odd = mx.remainder(hp.step, 2) == 1
         if fx.aem:
             beta1 = hp.beta1 if hasattr(hp, "beta1") else mx.array(0.9, mx.float32)
-            alpha_t, beta3_t = ademamix_schedules(fx.alpha, beta1, fx.beta3, hp.step, fx.t_alpha_beta3)
+            alpha_t, beta3_t = F.ademamix_schedules(hp.step, fx.t_alpha_beta3, fx.alpha, beta1, fx.beta3)
         b0 = fx.pnm_beta0
         pn_norm = 1.0 / math.sqrt((1 + b0) ** 2 + b0**2)
 

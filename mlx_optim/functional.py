@@ -174,3 +174,17 @@ def sum_of_squares(tree) -> mx.array:
 def global_norm(tree) -> mx.array:
     """L2 norm of a whole tree of arrays, in float32."""
     return mx.sqrt(sum_of_squares(tree))
+
+
+def ademamix_schedules(step: mx.array, t: float | None, alpha: Scalar, beta1: Scalar, beta3: Scalar):
+    """AdEMAMix's warm-ups over ``t`` steps: ``alpha`` linearly, ``beta3`` in half-life space.
+
+    Returns ``(alpha_t, beta3_t)``; the constants themselves when ``t`` is None.
+    """
+    if t is None:
+        return alpha, beta3
+    frac = step / t
+    alpha_t = mx.minimum(step * alpha / t, alpha)
+    log_b1, log_b3 = mx.log(beta1), mx.log(beta3)
+    beta3_t = mx.minimum(mx.exp(log_b1 * log_b3 / ((1.0 - frac) * log_b3 + frac * log_b1)), beta3)
+    return alpha_t, beta3_t

@@ -20,17 +20,6 @@ from mlx_optim.registry import register
 # ----------------------------------------------------------------------------- AdEMAMix
 
 
-def ademamix_schedules(step: mx.array, t: float | None, alpha, beta1, beta3) -> tuple[mx.array, mx.array]:
-    """AdEMAMix warm-ups of ``alpha`` (linear) and ``beta3`` (in half-life space) over ``t`` steps."""
-    if t is None:
-        return alpha, beta3
-    frac = step / t
-    alpha_t = mx.minimum(step * alpha / t, alpha)
-    log_b1, log_b3 = mx.log(beta1), mx.log(beta3)
-    beta3_t = mx.minimum(mx.exp(log_b1 * log_b3 / ((1.0 - frac) * log_b3 + frac * log_b1)), beta3)
-    return alpha_t, beta3_t
-
-
 @register
 class AdEMAMix(Optimizer):
     r"""AdEMAMix (Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster, Older").
@@ -91,7 +80,7 @@ class AdEMAMix(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.bc1 = F.bias_correction(hp.beta1, hp.step)
         hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.alpha_t, hp.beta3_t = ademamix_schedules(hp.step, self.t_alpha_beta3, hp.alpha, hp.beta1, hp.beta3)
+        hp.alpha_t, hp.beta3_t = F.ademamix_schedules(hp.step, self.t_alpha_beta3, hp.alpha, hp.beta1, hp.beta3)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -611,13 +611,7 @@ class Ranger25(Optimizer):
         hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
         hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
         hp.clip = mx.power(hp.step, 0.25)
-        if self.t_alpha_beta3 is None:
-            hp.alpha_t, hp.beta3_t = hp.alpha, hp.beta3
-        else:  # AdEMAMix's warm-up schedules
-            frac = hp.step / self.t_alpha_beta3
-            hp.alpha_t = mx.minimum(frac * hp.alpha, hp.alpha)
-            log1, log3 = mx.log(hp.beta1), mx.log(hp.beta3)
-            hp.beta3_t = mx.minimum(mx.exp(log1 * log3 / ((1 - frac) * log3 + frac * log1)), hp.beta3)
+        hp.alpha_t, hp.beta3_t = F.ademamix_schedules(hp.step, self.t_alpha_beta3, hp.alpha, hp.beta1, hp.beta3)
         hp.sync = F.every(hp.step, self.lookahead_merge_time)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
