@@ -49,7 +49,8 @@ Where each feature acts (``g`` the gradient, ``p`` the parameter, ``new`` the ba
 
 * **Lookahead** (generic, last): slow weights in ``state["lookahead_slow"]``; every
   ``lookahead_merge_time`` steps ``p <- lerp(p, slow, 1 - lookahead_blending_alpha)``, ``slow <- p``
-  (pytorch_optimizer's ``Lookahead``).
+  (pytorch_optimizer's ``Lookahead``). The merge is reported to the base through the
+  ``lookahead_moved`` hook (DAdaptLion_e counts it in its distance estimate).
 
 * **hooks in the base optimizer** (not generic):
 
@@ -471,9 +472,16 @@ class Features:
         if self.feat.lookahead:
             hp, slow = self.hp, state["lookahead_slow"]
             merged = F.torch_lerp(new, slow, 1.0 - hp.lookahead_alpha)
+            self.lookahead_moved(mx.where(hp.lookahead_sync, new - merged, 0.0), state)
             new = mx.where(hp.lookahead_sync, merged, new)
             state["lookahead_slow"] = mx.where(hp.lookahead_sync, merged, slow)
         return new
+
+    def lookahead_moved(self, step: mx.array, state: dict) -> None:
+        """Hook: the Lookahead merge moved this leaf by ``-step`` (zero on steps without a merge).
+
+        Bases whose step-size estimate is built from their own steps (DAdaptLion's distance estimate)
+        override it to count the merge as one more step; by default it is ignored."""
 
 
 def compose(base: type, name: str | None = None, **features: Any) -> type:

@@ -101,22 +101,9 @@ def _seed(name: str):
     return mlx_optim.load_optimizer(name)(**SEED_KWARGS.get(name, {}))
 
 
-# Measured: DAdaptLion's own D-Adaptation (its estimate grows with the alignment of successive sign
-# updates, with no gradient feedback) keeps growing d under the seed's bundle, where positive-negative
-# momentum and Lookahead smooth the direction: d ~ 0.9 and the loss 0.80 -> 16 after 120 steps (with
-# pnm=False, 0.80 -> 0.69; without the features, dadaptlion itself 0.80 -> 0.27).
-DIVERGES_WITH_SEED_DEFAULTS = {"dadaptlion_e"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="diverges, see DIVERGES_WITH_SEED_DEFAULTS"))
-        if n in DIVERGES_WITH_SEED_DEFAULTS
-        else n
-        for n in variant_names()
-    ],
-)
+# DAdaptLion_e used to diverge here (d -> 0.9, loss 0.80 -> 16 in 120 steps) until its D-Adaptation
+# counted the Lookahead merges (DAdaptLion_e.lookahead_moved); the test is what caught it.
+@pytest.mark.parametrize("name", variant_names())
 def test_seed_defaults_train_compiled_and_match_eager(name):
     runs = []
     for compiled in (True, False):
@@ -468,3 +455,20 @@ def test_dadapt_matches_its_transcription_on_sgd(growth_rate, compiled):
     ref = run_reference(row)
     assert_close_trajectories(mine, ref, row, "dadapt")
     assert np.abs(ref[-1]["b"] - ref[0]["b"]).max() > 0.02  # the steps are far from negligible
+
+
+def test_dadaptlion_e_counts_lookahead_merges_in_its_distance_estimate():
+    """Without the lookahead_moved hook (the seed's behaviour) D keeps growing under the seed's defaults."""
+    from mlx_optim.optimizers.variants import DAdaptLion_e
+
+    class Unaware(DAdaptLion_e):
+        def lookahead_moved(self, step, state):
+            pass
+
+    ds = []
+    for cls in (DAdaptLion_e, Unaware):
+        model, opt = make_model(), cls()
+        train(model, opt, list(batches(4)) * 30)
+        ds.append(opt.state["d"].item())
+    aware, unaware = ds
+    assert aware < 0.1 < unaware, ds

@@ -90,6 +90,36 @@ def with_lookahead(ref, features):
     return factory
 
 
+def with_counted_lookahead(ref, features):
+    """pytorch_optimizer.Lookahead around DAdaptLion, each merge counted as one more DAdaptLion step
+    (in ``s`` and the weighted numerator), as ``DAdaptLion_e.lookahead_moved`` does."""
+    import math
+
+    import pytorch_optimizer
+    import torch
+
+    class CountedLookahead(pytorch_optimizer.Lookahead):
+        def update(self, group):
+            fast = [p.detach().clone() for p in group["params"]]
+            super().update(group)
+            inner = self.optimizer.param_groups[0]
+            one_minus_rho = 1.0 - math.sqrt(inner["betas"][1])
+            aligned = torch.zeros(1, dtype=torch.float64)
+            for p, f in zip(group["params"], fast):
+                step, s = f - p, self.optimizer.state[p]["s"]
+                aligned += torch.dot(step.flatten(), s.flatten()).double()
+                s.add_(step, alpha=one_minus_rho)
+            inner["numerator_weighted"] += one_minus_rho * aligned.to(inner["numerator_weighted"].dtype)
+
+    def factory(params, **kw):
+        base, feats = _split(kw, features)
+        return CountedLookahead(
+            ref(params, **base), k=feats["lookahead_merge_time"], alpha=feats["lookahead_blending_alpha"]
+        )
+
+    return factory
+
+
 def with_orthograd(ref, features):
     """pytorch_optimizer.OrthoGrad around the base reference."""
     import pytorch_optimizer
@@ -181,7 +211,7 @@ _CONDA, _LION = BASE_ROWS["conda"][0], BASE_ROWS["dadaptlion"][0]
 ROWS += [
     _feature_row("conda_e", _CONDA, "lookahead", with_lookahead, lookahead_merge_time=3, lookahead_blending_alpha=0.6),
     _feature_row("conda_e", _CONDA, "agc", with_agc),
-    _feature_row("dadaptlion_e", _LION, "lookahead", with_lookahead),
+    _feature_row("dadaptlion_e", _LION, "lookahead", with_counted_lookahead),
     _feature_row("dadaptlion_e", _LION, "orthograd", with_orthograd),
     _feature_row("dadaptlion_e", _LION, "agc", with_agc),
 ]
