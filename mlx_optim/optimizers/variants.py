@@ -211,7 +211,7 @@ class DAdaptLion_e(Features, DAdaptLion):  # noqa: N801
     """DAdaptLion_e (Keras seed): DAdaptLion (its own D-Adaptation) with OrthoGrad, Lookahead,
     positive-negative momentum, AGC, cautious masking and an optional trust ratio, and the seed's
     ``weight_decouple=True``. Its D-Adaptation counts each Lookahead merge as a step (see
-    ``lookahead_moved``; the seed does not, and diverges with its own defaults on our test MLP).
+    ``lookahead_moved``; the seed does not, and without it the seed defaults diverge on our test MLP).
     Not exposed: ``sn`` (Lion keeps no second moment) and the seed's GaLore projector / ``muon_ortho``
     options (off by default in the seed; not ported)."""
 
