@@ -5,8 +5,10 @@
 Trees: (a) "large": six 2048x2048 matrices (~25.2M parameters); (b) "lora": 224
 leaves alternating 8x2048 and 2048x8 (~3.7M parameters). Modes: eager
 (``apply_gradients`` + ``mx.eval``) and compiled (``mx.compile`` with the state
-captured). The two optimizers alternate round by round (interleaved), and the
-ratio of their medians is printed: < 1 means mlx_optim is faster.
+captured). The optimizers take turns round by round (interleaved), and the
+ratio of their medians is printed: < 1 means mlx_optim is faster. ``ratio`` is
+mlx_optim with its default update streams (mlx_optim.streams: one per core on
+the CPU), ``ratio_1`` the same optimizer on one stream, like mlx's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
 import mlx_optim
+
+WIDTHS = (6, 9, 10, 13, 12, 9, 6, 8)
 
 
 def make_tree(kind: str) -> dict:
@@ -62,14 +66,19 @@ def bench(kind: str, compiled: bool, rounds: int, steps: int) -> dict:
     tree = make_tree(kind)
     grads = make_tree(kind)
     mx.eval(tree, grads)
-    ours = Runner(mlx_optim.AdamW(learning_rate=1e-3), tree, grads, compiled)
-    base = Runner(optim.AdamW(learning_rate=1e-3, bias_correction=True), tree, grads, compiled)
-    for r in (ours, base):
+    one_stream = mlx_optim.AdamW(learning_rate=1e-3)
+    one_stream.update_streams = 1
+    runners = {
+        "mlx_optim": Runner(mlx_optim.AdamW(learning_rate=1e-3), tree, grads, compiled),
+        "mlx_optim_1": Runner(one_stream, tree, grads, compiled),
+        "mlx": Runner(optim.AdamW(learning_rate=1e-3, bias_correction=True), tree, grads, compiled),
+    }
+    for r in runners.values():
         r.run(2)  # warm-up: tracing, g++ JIT, allocator
-    times = {"mlx_optim": [], "mlx": []}
+    times = {k: [] for k in runners}
+    order = list(runners.items())
     for i in range(rounds):
-        order = [("mlx_optim", ours), ("mlx", base)]
-        for key, runner in order if i % 2 == 0 else order[::-1]:  # alternate who goes first
+        for key, runner in order[i % len(order) :] + order[: i % len(order)]:  # rotate who goes first
             times[key].append(runner.run(steps))
     med = {k: statistics.median(v) for k, v in times.items()}
     n_params = sum(v.size for _, v in tree_flatten(tree))
@@ -77,9 +86,12 @@ def bench(kind: str, compiled: bool, rounds: int, steps: int) -> dict:
         "tree": kind,
         "mode": "compiled" if compiled else "eager",
         "params": n_params,
+        "streams": mlx_optim.streams.default_update_streams(),
         "ms_mlx_optim": med["mlx_optim"],
+        "ms_mlx_optim_1_stream": med["mlx_optim_1"],
         "ms_mlx": med["mlx"],
         "ratio": med["mlx_optim"] / med["mlx"],
+        "ratio_1_stream": med["mlx_optim_1"] / med["mlx"],
     }
 
 
@@ -91,15 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     results = []
-    print(f"{'tree':<6} {'mode':<9} {'params':>10} {'mlx_optim ms':>13} {'mlx ms':>9} {'ratio':>6}")
+    n = mlx_optim.streams.default_update_streams()
+    print(f"mlx_optim update streams: {n} (ratio); ratio_1: the same optimizer with update_streams = 1")
+    head = ("tree", "mode", "params", "mlx_optim ms", "1 stream ms", "mlx ms", "ratio", "ratio_1")
+    print(" ".join(f"{h:<{w}}" if i < 2 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(head, WIDTHS))))
     for kind in args.trees.split(","):
         for compiled in (False, True):
             r = bench(kind, compiled, args.rounds, args.steps)
             results.append(r)
-            print(
-                f"{r['tree']:<6} {r['mode']:<9} {r['params']:>10,} {r['ms_mlx_optim']:>13.2f} {r['ms_mlx']:>9.2f}"
-                f" {r['ratio']:>6.2f}"
-            )
+            ms = (r["ms_mlx_optim"], r["ms_mlx_optim_1_stream"], r["ms_mlx"], r["ratio"], r["ratio_1_stream"])
+            cells = [f"{r['tree']:<6}", f"{r['mode']:<9}", f"{r['params']:>10,}"]
+            print(" ".join(cells + [f"{v:>{w}.2f}" for v, w in zip(ms, WIDTHS[3:])]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,0 +1,122 @@
+"""Leaf updates spread over several CPU streams, so that an update uses more than one core.
+
+MLX's CPU backend runs each stream's work on one thread: an optimizer step, a chain of element-wise
+kernels per leaf, keeps one core busy however many the machine has. The leaves' updates are
+independent, so the base class hands each leaf to one of ``n`` CPU streams (the default stream and
+``n - 1`` more, created once per process), the one with the fewest elements so far. MLX orders the
+work across streams by the data each kernel reads, eagerly and under ``mx.compile``, and every leaf
+runs the same operations on the same values whichever stream it is on: the results are identical
+bit for bit (``tests/test_streams.py``).
+
+Measured with ``benchmarks/step_time.py`` on a 2-core Linux machine: see the README's performance
+section. The default is one stream per available core (at most 8) when the default device is the
+CPU, and no extra streams on a GPU (where one stream already fills the device). Override it for the
+process with :func:`set_update_streams` or the ``MLX_OPTIM_STREAMS`` environment variable, or for
+one optimizer with ``opt.update_streams = n``. Leaves smaller than :data:`MIN_LEAF_SIZE` elements
+stay on the default stream (for them the cross-stream hand-off costs more than the work).
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import mlx.core as mx
+
+__all__ = ["MIN_LEAF_SIZE", "LeafStreams", "default_update_streams", "set_update_streams"]
+
+MIN_LEAF_SIZE = 4096
+_MAX_AUTO = 8
+_setting: int | None = None  # set_update_streams; None = automatic
+_extra: list[mx.Stream] = []  # CPU streams created so far (beyond the default one)
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def set_update_streams(n: int | None) -> None:
+    """Use ``n`` CPU streams for optimizer updates in this process (``None``: automatic, ``1``: off)."""
+    global _setting
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_update_streams: n={n!r} must be a positive integer or None (automatic)")
+    _setting = n
+
+
+def default_update_streams() -> int:
+    """The number of streams an optimizer without its own ``update_streams`` uses now."""
+    if _setting is not None:
+        return _setting
+    env = os.environ.get("MLX_OPTIM_STREAMS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"MLX_OPTIM_STREAMS={env!r} must be a positive integer") from None
+        if n < 1:
+            raise ValueError(f"MLX_OPTIM_STREAMS={env!r} must be a positive integer")
+        return n
+    if mx.default_device() != mx.cpu:
+        return 1
+    return max(1, min(_available_cores(), _MAX_AUTO))
+
+
+class LeafStreams:
+    """One step's assignment of leaves to streams: each leaf to the least-loaded stream."""
+
+    def __init__(self, n: int):
+        while len(_extra) < n - 1:
+            _extra.append(mx.new_stream(mx.cpu))
+        self.streams = [mx.default_stream(mx.cpu), *_extra[: n - 1]]
+        self.load = [0] * n
+        self._hp: dict[int, SimpleNamespace] = {}
+
+    @classmethod
+    def for_step(cls, n: int | None) -> LeafStreams | None:
+        """The scheduler for one step, or ``None`` when updates stay on the default stream."""
+        n = default_update_streams() if n is None else n
+        if n <= 1 or mx.default_device() != mx.cpu:
+            return None
+        return cls(n)
+
+    def pick(self, size: int) -> int:
+        """The index of the stream for a leaf of ``size`` elements (0, the default stream, for small leaves)."""
+        if size < MIN_LEAF_SIZE:
+            return 0
+        i = min(range(len(self.load)), key=self.load.__getitem__)
+        self.load[i] += size
+        return i
+
+    def scalars(self, i: int, hp: SimpleNamespace) -> Any:
+        """``hp`` as seen from stream ``i``: its 0-d arrays copied there once per step (the leaves on that
+        stream then wait for one hand-off per scalar instead of one per leaf and scalar); everything
+        else, writes included, goes to ``hp`` itself."""
+        if i not in self._hp:
+            self._hp[i] = _OnStream(hp, self.streams[i])
+        return self._hp[i]
+
+
+class _OnStream:
+    """A per-step namespace read through a stream-local cache of its scalars (see LeafStreams.scalars)."""
+
+    def __init__(self, base: SimpleNamespace, stream: mx.Stream):
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_stream", stream)
+        object.__setattr__(self, "_copies", {})
+
+    def __getattr__(self, name: str) -> Any:
+        copies = self._copies
+        if name not in copies:
+            value = getattr(self._base, name)
+            if isinstance(value, mx.array) and value.ndim == 0:
+                value = mx.contiguous(value, stream=self._stream)
+            copies[name] = value
+        return copies[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._copies.pop(name, None)
+        setattr(self._base, name, value)
