@@ -19,10 +19,11 @@ parameters as views into the updated flat buffer. The result equals the
 unpacked update element for element: the same operations on the same values
 (tests/test_packed.py checks every optimizer listed in :data:`ELEMENTWISE`).
 
-Packing is meant for eager updates. Measured on the CPU backend (benchmarks/suite.py): with Adam on 224 LoRA
-leaves, one packed step took 0.58-0.69x the time of mlx's built-in eagerly, but 1.25-5.6x under ``mx.compile``.
-Compiled, the per-leaf kernels are already fused, so packing only adds the concatenations. The 5.6x case is
-per-step scalars computed inside ``update_single``, which the compiler recomputes for every element.
+On the CPU the default path is faster than packing: the base class fuses the update of element-wise
+optimizers and spreads the leaves over CPU streams (:mod:`mlx_optim.streams`), while a packed step
+concatenates the gradients and parameters (one extra read and write of them) on one stream. Measured
+with AdamW on 224 LoRA leaves (2 cores): eager 11.0 ms plain vs 24.0 ms packed, compiled 10.6 vs 17.7 ms.
+Packing may still pay off on a GPU, where it replaces hundreds of kernel launches by one (unmeasured).
 
 Only element-wise optimizers can be packed: no reductions over a tensor (norms,
 means, trust ratios), no shape- or path-dependent logic except the weight-decay
@@ -53,7 +54,9 @@ def _no_reducing_flags(opt: Optimizer) -> bool:
 
 # Registered optimizers whose update is element-wise unless a reducing option is on: packed == unpacked bit for bit
 # on every parity row without such an option, eager and compiled (tests/test_packed.py re-checks all of them).
-# Left out: optimizers with per-leaf statistics (norms, trust ratios, factored or matrix state), those whose
+# Left out: optimizers with per-leaf statistics (norms, trust ratios, factored or matrix state; EmoNeco's gradient
+# norm in one loss mood, StableAdamW's per-tensor RMS clip: both were listed until tests/test_packed.py gave the
+# leaves gradients of different scales), those whose
 # prepare() reads per-leaf state, and those overriding step_with (Hessian-based, SAM, Lookahead).
 # name -> predicate on the configured instance.
 _VERIFIED = (
@@ -80,7 +83,6 @@ _VERIFIED = (
     "diffgrad",
     "emolynx",
     "emonavi",
-    "emoneco",
     "exadam",
     "focus",
     "grams",
@@ -112,7 +114,6 @@ _VERIFIED = (
     "simplifiedademamix",
     "sparseadam",
     "srmm",
-    "stableadamw",
     "tiger",
     "vsgd",
     "yogi",

@@ -28,11 +28,19 @@ def make_params(rng) -> dict:
 
 
 def like(tree, rng, scale):
+    """Gradients of a different scale per leaf (1x, 5x, 25x, ...): a per-leaf reduction that packing would turn
+    into one over the whole buffer (a norm, a mean) then changes the result."""
     flat = tree_flatten(tree)
-    return tree_unflatten([(k, mx.array((rng.normal(size=v.shape) * scale).astype(np.float32))) for k, v in flat])
+    return tree_unflatten(
+        [(k, mx.array((rng.normal(size=v.shape) * scale * 5.0**i).astype(np.float32))) for i, (k, v) in enumerate(flat)]
+    )
 
 
-def run(opt, steps=6, compiled=False, seed=0, params=None):
+# Up, a little up, then down: the loss-driven optimizers (EmoNavi family) visit each of their loss moods.
+LOSSES = (1.0, 1.29, 1.5, 1.55, 0.9, 0.5, 0.45, 0.6)
+
+
+def run(opt, steps=8, compiled=False, seed=0, params=None):
     rng = np.random.default_rng(seed)
     holder = {"p": params if params is not None else make_params(rng)}
     holder["p"] = tree_unflatten(tree_flatten(holder["p"]))  # own containers: compile swaps tracers into inputs
@@ -44,7 +52,7 @@ def run(opt, steps=6, compiled=False, seed=0, params=None):
         opt.init(holder["p"])
         step = mx.compile(step, inputs=[holder, opt.state], outputs=[holder, opt.state])
     for t in range(steps):
-        step(like(holder["p"], rng, 3.0 if t < 2 else 0.1), mx.array(1.0 + t))
+        step(like(holder["p"], rng, 3.0 if t < 2 else 0.1), mx.array(LOSSES[t % len(LOSSES)]))
         mx.eval(holder, opt.state)
     return dict(tree_flatten(holder["p"]))
 
