@@ -128,6 +128,15 @@ def stable_adamw_rms(g: mx.array, v: mx.array, eps: float = 1e-16) -> mx.array:
     return mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, eps))), 1.0)
 
 
+def sign(x: mx.array) -> mx.array:
+    """``mx.sign`` without a branch: ``(x > 0) - (x < 0)``, equal to it everywhere (0 for +-0 and NaN).
+
+    MLX's ``Sign`` is two nested selects; fused by ``mx.compile`` on the CPU into a loop over data whose signs
+    are random, they mispredict: Lion-style updates ran at 8.4 ns per element against 2.3 ns with this form
+    (benchmarks/suite.py; g++ keeps the selects as branches)."""
+    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+
+
 def softplus(x: mx.array, beta: Scalar, threshold: float = 20.0) -> mx.array:
     """``torch.nn.functional.softplus``: ``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``."""
     bx = beta * x

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mlx_optim
+from mlx_optim import functional as F
 from mlx_optim import streams
 from mlx_optim.packed import is_elementwise
 from tests.test_contract import KWARGS, NAMES, NOT_COMPILABLE, batches, make_model, make_opt, params_np, train
@@ -102,3 +103,14 @@ def test_stream_setting_and_validation(monkeypatch):
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError, match=f"n={bad!r}"):
             streams.set_update_streams(bad)
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16, mx.float16])
+def test_branch_free_sign_equals_mx_sign(dtype):
+    """functional.sign replaces mx.sign in every optimizer (a fused select mispredicts on random signs)."""
+    special = [0.0, -0.0, 1e-45, -1e-45, 1e-30, -3.0, float("inf"), -float("inf"), float("nan")]
+    x = mx.concatenate([mx.array(special), mx.random.normal((4096,)) * 1e-3]).astype(dtype)
+    for fn in (F.sign, mx.compile(lambda a: F.sign(a * 1.0))):  # eager, and fused into a compiled loop
+        got, want = np.array(fn(x).astype(mx.float32)), np.array(mx.sign(x).astype(mx.float32))
+        np.testing.assert_array_equal(got, want)
+        assert not np.signbit(got[:2]).any(), "sign(+-0) is +0, as mx.sign gives"

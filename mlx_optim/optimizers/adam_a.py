@@ -717,7 +717,7 @@ class Yogi(Optimizer):
         g2 = mx.square(g)
         m = F.ema(state["exp_avg"], g, hp.beta1)
         v = state["exp_avg_sq"]
-        v = v - (1 - hp.beta2) * mx.sign(v - g2) * g2
+        v = v - (1 - hp.beta2) * F.sign(v - g2) * g2
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
 

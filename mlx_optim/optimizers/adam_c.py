@@ -540,7 +540,7 @@ class Grams(Optimizer):
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
         v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        update = mx.abs(m / hp.bc1 / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)) * mx.sign(g)
+        update = mx.abs(m / hp.bc1 / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)) * F.sign(g)
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True)
         return p - hp.lr * update

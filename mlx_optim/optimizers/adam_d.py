@@ -292,7 +292,7 @@ class MARS(Optimizer):
         state["exp_avg"] = m
         update = self.apply_cautious(m, g) if self.cautious else m
         if mixed and self.mars_type == "lion":
-            update = mx.sign(update)
+            update = F.sign(update)
         elif mixed and self.mars_type == "shampoo" and g.ndim >= 2:
             factor = math.sqrt(max(1.0, g.shape[0] / g.shape[1]))
             flat = update.reshape(update.shape[0], -1) * (1.0 / (1.0 - beta1))
@@ -539,7 +539,7 @@ def spam_death_rate(c: mx.array, warmup_epoch: int) -> mx.array:
 def spam_spike_clip(g: mx.array, v: mx.array, threshold) -> mx.array:
     """SPAM's spike clipping: where ``g^2 > threshold * v`` replace ``g`` by ``sign(g) sqrt(threshold * v)``."""
     limit = threshold * v
-    return mx.where(mx.square(g) > limit, mx.sign(g) * mx.sqrt(limit), g)
+    return mx.where(mx.square(g) > limit, F.sign(g) * mx.sqrt(limit), g)
 
 
 @register

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
+from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -204,4 +205,4 @@ class Rprop(Optimizer):
         step_size = mx.clip(state["step_size"] * factor, hp.step_size_min, hp.step_size_max)
         g = mx.where(same < 0, 0.0, g)
         state["step_size"], state["prev"] = step_size, g
-        return p - mx.sign(g) * step_size
+        return p - F.sign(g) * step_size

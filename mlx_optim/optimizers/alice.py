@@ -54,7 +54,7 @@ __all__ = [
 def canonical_columns(x: mx.array) -> mx.array:
     """Flip each column of ``x`` so that its largest-magnitude entry is positive."""
     idx = mx.argmax(mx.abs(x), axis=0)
-    sign = mx.sign(mx.take_along_axis(x, idx[None, :], axis=0))[0]
+    sign = F.sign(mx.take_along_axis(x, idx[None, :], axis=0))[0]
     return x * mx.where(sign == 0, 1.0, sign)
 
 

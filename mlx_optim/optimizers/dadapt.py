@@ -404,7 +404,7 @@ class DAdaptLion(_DAdaptBase):
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def _direction(self, g: mx.array, state: dict) -> mx.array:
-        return mx.sign(F.lerp(state["exp_avg"], g, 1 - self.hp.beta1))
+        return F.sign(F.lerp(state["exp_avg"], g, 1 - self.hp.beta1))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp, st = self.hp, self.state

@@ -315,7 +315,7 @@ class EmoLynx(EmoNavi):
 
     def direction(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        u = mx.sign(g * (1.0 - hp.beta1) + hp.beta1 * state["exp_avg"])
+        u = F.sign(g * (1.0 - hp.beta1) + hp.beta1 * state["exp_avg"])
         state["exp_avg"] = F.lerp(state["exp_avg"], g, 1.0 - hp.beta2)
         return u
 
@@ -395,8 +395,8 @@ class EmoFact(EmoLynx):
             denom, state["exp_avg_r"], state["exp_avg_c"] = factored_rms(
                 g, state["exp_avg_r"], state["exp_avg_c"], hp.beta1, hp.eps
             )
-            return mx.sign(g / denom)
-        return mx.sign(EmoNavi.direction(self, g, state))
+            return F.sign(g / denom)
+        return F.sign(EmoNavi.direction(self, g, state))
 
 
 # ---------------------------------------------------------------------------- Emo family, Keras seed
@@ -420,8 +420,8 @@ def neco_direction(g: mx.array, blended: mx.array, scalar: mx.array, eps: Any) -
     ``softsign(b) * (||g|| + eps)`` for ``0.3 < s <= 0.5``, ``softsign(b)`` for ``s < -0.3``,
     otherwise ``sign(b)`` where it agrees with ``sign(g)`` and 0 elsewhere (cautious sign).
     """
-    direction = mx.sign(blended)
-    cautious = mx.where(direction == mx.sign(g), direction, 0.0)
+    direction = F.sign(blended)
+    cautious = mx.where(direction == F.sign(g), direction, 0.0)
     soft = softsign(blended)
     return mx.where(
         (scalar > 0.3) & (scalar <= 0.5),

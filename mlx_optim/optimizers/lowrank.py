@@ -120,7 +120,7 @@ def canonical_svd(x: mx.array) -> tuple[mx.array, mx.array]:
     k = min(x.shape)
     u, vt = u[:, :k], vt[:k]
     idx = mx.argmax(mx.abs(u), axis=0)
-    sign = mx.sign(mx.take_along_axis(u, idx[None, :], axis=0))[0]
+    sign = F.sign(mx.take_along_axis(u, idx[None, :], axis=0))[0]
     sign = mx.where(sign == 0, 1.0, sign)
     return u * sign, vt * sign[:, None]
 

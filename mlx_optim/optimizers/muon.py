@@ -780,7 +780,7 @@ def lmo_direction(g: mx.array, norm_type: int, options: dict[str, Any] | None = 
     if norm_type == LMONorm.SIGN:
         if g.ndim < 2:
             raise ValueError("SCION: LMONorm.SIGN needs a parameter with ndim >= 2")
-        return mx.sign(g) / g.shape[1] if opts["normalize"] else mx.sign(g)
+        return F.sign(g) / g.shape[1] if opts["normalize"] else F.sign(g)
     if g.ndim != 2:
         raise ValueError(f"SCION: {LMONorm(norm_type).name} needs a 2-D parameter")
     x = g.T if opts["transpose"] else g

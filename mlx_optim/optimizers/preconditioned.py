@@ -250,7 +250,7 @@ class SPlus(Optimizer):
             q0, q1 = state.get("q_side_0"), state.get("q_side_1")
             m = m if q0 is None else q0.T @ m
             m = m if q1 is None else m @ q1
-            update = mx.sign(m)
+            update = F.sign(m)
             update = update if q0 is None else q0 @ update
             update = update if q1 is None else update @ q1.T
             refresh = (hp.step == 1) | F.every(hp.step, self.inverse_steps)
@@ -262,7 +262,7 @@ class SPlus(Optimizer):
                     state[f"side_{i}"] = side
                     state[f"q_side_{i}"] = mx.where(refresh, q_new, state[f"q_side_{i}"])
         else:
-            update = mx.sign(m)
+            update = F.sign(m)
         p = p - lr * update
         state["ema"] = F.lerp(state["ema"], p, 1 - hp.ema_rate)
         if self.weight_decouple:
@@ -1003,7 +1003,7 @@ class ScalableShampoo(Optimizer):
         if self.graft_type in (GRAFT_ADAGRAD, GRAFT_RMSPROP):
             return g / (mx.sqrt(state["graft_statistics"]) + self.diagonal_eps)
         if self.graft_type == GRAFT_SQRTN:
-            return mx.sign(g)
+            return F.sign(g)
         return g
 
     def _shampoo(self, g: mx.array, state: dict) -> mx.array | None:

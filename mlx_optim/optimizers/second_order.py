@@ -470,4 +470,4 @@ class SophiaG(_CurvatureOptimizer):
             h = mx.where(hp.refresh, hp.beta2 * h + (1 - hp.beta2) * h_hat, h)
         state["exp_avg"], state["hessian"] = m, h
         ratio = mx.minimum(mx.abs(m) / (hp.rho * h + SOPHIAG_EPS), 1.0)
-        return p - hp.lr * mx.sign(m) * ratio
+        return p - hp.lr * F.sign(m) * ratio

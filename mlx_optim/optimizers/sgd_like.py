@@ -748,7 +748,7 @@ class SignSGD(Optimizer):
         if self.use_momentum:
             g = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
             state["momentum_buffer"] = g
-        return p - hp.lr * mx.sign(g)
+        return p - hp.lr * F.sign(g)
 
 
 @register
@@ -799,4 +799,4 @@ class FOCUS(Optimizer):
         pbar_hat = pbar / hp.bc2
         if self.decays():
             p = p - hp.lr * hp.weight_decay * pbar_hat
-        return p - hp.lr * (hp.gamma * mx.sign(p - pbar_hat) + mx.sign(m))
+        return p - hp.lr * (hp.gamma * F.sign(p - pbar_hat) + F.sign(m))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
+from mlx_optim import functional as F
 from mlx_optim import kernels  # fused GPU kernels (dispatch in Lion.update_single)
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
@@ -65,7 +66,7 @@ class Lion(Optimizer):
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = state["exp_avg"]
-        update = mx.sign(hp.beta1 * m + (1 - hp.beta1) * g)
+        update = F.sign(hp.beta1 * m + (1 - hp.beta1) * g)
         state["exp_avg"] = hp.beta2 * m + (1 - hp.beta2) * s_grad
         if self.cautious:
             update = self.apply_cautious(update, g)
@@ -106,4 +107,4 @@ class Tiger(Optimizer):
         p, g = self.decay_weights(p, g)
         m = hp.beta * state["exp_avg"] + (1 - hp.beta) * g
         state["exp_avg"] = m
-        return p - hp.lr * mx.sign(m)
+        return p - hp.lr * F.sign(m)

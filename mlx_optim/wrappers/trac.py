@@ -10,6 +10,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
+from mlx_optim import functional as F
 from mlx_optim.registry import register
 from mlx_optim.wrappers.base import Wrapper
 
@@ -41,7 +42,7 @@ def erf_imag(x: mx.array, coefs: mx.array, ell: float) -> mx.array:
     evaluated at :math:`z = i|x|` and given the sign of ``x``, step by step as the reference.
     """
     x = x.astype(mx.float32)
-    sign = mx.sign(x)
+    sign = F.sign(x)
     ax = mx.abs(x)
     z = mx.zeros_like(ax) + 1j * ax  # complex(|Re|, |Im|) of i x
     zi = z * 1j
