@@ -1,4 +1,5 @@
-"""CI smoke test of the benchmark suite: ``--quick`` on a few optimizers writes a complete JSON table.
+"""CI smoke tests of the benchmarks: ``suite.py --quick`` on a few optimizers writes a complete JSON table; step_time.py
+and elementwise_cost.py run.
 
 Run with ``pytest benchmarks/test_suite_smoke.py`` (it is outside ``tests/`` so the default run stays fast).
 """
@@ -27,3 +28,23 @@ def test_quick_suite_writes_every_column(tmp_path):
     assert adamw["state_bytes_per_param"] == 8.0  # fp32 exp_avg + exp_avg_sq
     assert "ms_packed" not in recs[("lamb", "lora", "eager")]  # trust ratios: not element-wise, never packed
     assert "x_torch" not in recs[("adamw", "large", "compiled")]  # torch is timed eagerly only
+
+
+def test_step_time_and_elementwise_cost_run(tmp_path):
+    import elementwise_cost
+    import step_time
+
+    out = tmp_path / "cost.json"
+    assert (
+        elementwise_cost.main(
+            ["--size", "4096", "--rounds", "1", "--steps", "1", "--only", "sgd,lion", "--json", str(out)]
+        )
+        == 0
+    )
+    rows = {r["optimizer"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"adamw", "sgd", "lion"} and rows["adamw"]["x_adamw"] == 1.0
+    assert all(r["ns_per_element"] > 0 for r in rows.values())
+    out = tmp_path / "step.json"
+    assert step_time.main(["--rounds", "1", "--steps", "1", "--trees", "lora", "--json", str(out)]) == 0
+    (eager, compiled) = json.loads(out.read_text())
+    assert eager["mode"] == "eager" and compiled["mode"] == "compiled" and eager["ratio"] > 0

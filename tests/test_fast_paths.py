@@ -14,6 +14,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_optim
 from mlx_optim import functional as F
@@ -114,3 +115,22 @@ def test_branch_free_sign_equals_mx_sign(dtype):
         got, want = np.array(fn(x).astype(mx.float32)), np.array(mx.sign(x).astype(mx.float32))
         np.testing.assert_array_equal(got, want)
         assert not np.signbit(got[:2]).any(), "sign(+-0) is +0, as mx.sign gives"
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "rmsprop"])
+def test_fused_update_resumes_exactly_from_saved_state(name, tmp_path):
+    model, opt = make_model(), make_opt(name)
+    assert opt._fuses_updates()
+    data = list(batches(6))
+    train(model, opt, data[:3])
+    mx.save_safetensors(str(tmp_path / "opt.safetensors"), dict(tree_flatten(opt.state)))
+    mx.save_safetensors(str(tmp_path / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    train(model, opt, data[3:])
+    resumed_model, resumed = make_model(), make_opt(name)
+    resumed_model.load_weights(str(tmp_path / "model.safetensors"))
+    resumed.state = tree_unflatten(list(mx.load(str(tmp_path / "opt.safetensors")).items()))
+    train(resumed_model, resumed, data[3:])
+    assert "_fused_fn" in resumed.__dict__
+    want, got = params_np(model), params_np(resumed_model)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}: {k}")
