@@ -475,6 +475,18 @@ def cmd_lora(argv: list[str]) -> int:
     return lora_main(argv)
 
 
+# ----------------------------------------------------------------------------- jit-pch
+def cmd_jit_pch(args: argparse.Namespace) -> int:
+    from mlx_optim import jit_pch
+
+    try:
+        path = jit_pch.build(force=args.force)
+    except RuntimeError as e:
+        raise CLIError(str(e)) from None
+    print(f"{path} ({path.stat().st_size / 2**20:.0f} MiB): MLX's CPU JIT builds its kernels with it")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
@@ -512,6 +524,12 @@ def build_parser() -> Parser:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", help="also write the rows to this JSON file")
 
+    p = sub.add_parser(
+        "jit-pch",
+        help="precompile the header of MLX's CPU JIT kernels (writes into the mlx package; builds ~4x faster)",
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
+
     sub.add_parser(
         "lora",
         help="mlx-lm's LoRA fine-tuning with any registered optimizer (mlx-optim lora --help)",
@@ -525,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "lora":  # mlx-lm's own parser handles the rest
         commands = {}
     else:
-        commands = {"list": cmd_list, "compare": cmd_compare, "bench": cmd_bench}
+        commands = {"list": cmd_list, "compare": cmd_compare, "bench": cmd_bench, "jit-pch": cmd_jit_pch}
     try:
         if not commands:
             return cmd_lora(argv[1:])

@@ -15,4 +15,8 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
 fi
 if ! command -v g++ >/dev/null 2>&1; then
   echo "warning: g++ not found: mx.compile on the CPU backend silently stops fusing without it" >&2
+else
+  # MLX's CPU JIT builds each fused kernel with g++; a precompiled preamble makes that ~4x faster (same code).
+  .venv/bin/python -c "from mlx_optim import jit_pch; jit_pch.build()" >/dev/null 2>&1 \
+    || echo "warning: could not precompile MLX's JIT preamble (mlx_optim.jit_pch); kernels build slower" >&2
 fi
