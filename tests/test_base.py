@@ -173,3 +173,16 @@ def test_step_with_matches_value_and_grad_plus_update():
                 opt.update(model, g)
         results.append(np.array(model.weight))
     np.testing.assert_array_equal(*results)
+
+
+def test_documented_modules_are_reachable_from_the_package():
+    """The README's ``mlx_optim.packed.pack``, ``mlx_optim.streams.set_update_streams``, ... work after a bare
+    ``import mlx_optim`` (a fresh interpreter: other tests may already have imported the modules)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import mlx_optim as m; "
+        "m.packed.pack; m.precision.stochastic_round; m.streams.set_update_streams; m.jit_pch.build; m.kernels"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
