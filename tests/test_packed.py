@@ -57,7 +57,11 @@ def run(opt, steps=8, compiled=False, seed=0, params=None):
     return dict(tree_flatten(holder["p"]))
 
 
-ROWS = [r for r in all_rows() if r.name in ELEMENTWISE]
+ROWS = [
+    r
+    for r in all_rows()
+    if r.name in ELEMENTWISE or getattr(mlx_optim.load_optimizer(r.name), "elementwise", False)  # listed or declared
+]
 
 
 def packable_rows():

@@ -4,7 +4,7 @@ Registered here: ``lookahead`` (pytorch_optimizer's Lookahead), ``scout`` (holoc
 ``kerasoptions`` (Keras 3's clipping / EMA / loss-scale / accumulation options), ``sam``, ``asam``, ``gsam``,
 ``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``; gradient surgery for several losses
 ``pcgrad`` / ``ppcgrad`` (:mod:`mlx_optim.wrappers.gradient_surgery`), the Grokfast gradient filters
-``gradfilterma`` / ``gradfilterema`` and ``trac``.
+``gradfilterma`` / ``gradfilterema``, ``trac`` and ``magma`` (:mod:`mlx_optim.wrappers.magma`).
 
 Design (details in :mod:`mlx_optim.wrappers.base`):
 
@@ -52,3 +52,10 @@ __all__ = [
     "enable_running_stats",
     "value_and_task_grads",
 ]
+
+# Any other module in this package registers its wrappers on import too.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+for _module in _pkgutil.iter_modules(__path__):
+    _importlib.import_module(f"{__name__}.{_module.name}")
