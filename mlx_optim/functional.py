@@ -71,10 +71,12 @@ def rectification(beta2, step: mx.array, threshold: float) -> tuple[mx.array, mx
 def cautious_mask(update: mx.array, grad: mx.array) -> mx.array:
     """Cautious optimizers: zero the update where it disagrees with the gradient sign.
 
-    The kept entries are rescaled by ``numel / (kept + 1)`` so the update keeps its size.
+    The kept entries are rescaled by ``numel / (kept + 1)`` so the update keeps its size, computed as torch
+    evaluates ``numel / tensor``: ``reciprocal(kept + 1) * numel`` (a direct division differs by one ulp now and
+    then, which shows in bfloat16 updates).
     """
     mask = (update * grad > 0).astype(update.dtype)
-    return update * mask * (mask.size / (mask.sum() + 1))
+    return update * mask * ((1.0 / (mask.sum() + 1)) * mask.size)
 
 
 def centralize(g: mx.array, *, conv_only: bool = False) -> mx.array:

@@ -18,24 +18,10 @@ from mlx.utils import tree_map_with_path
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.optimizers.muon import Muon, Weights, _MuonFamily, as_matrix
+from mlx_optim.optimizers.muon import Muon, Weights, _MuonFamily, as_matrix, cautious_lowp
 from mlx_optim.registry import register
 
-__all__ = ["QK_CLIP_ROLES", "cautious_torch", "row_normalize", "qk_clip_scales"]
-
-
-def cautious_torch(update: mx.array, g: mx.array) -> mx.array:
-    """pytorch_optimizer's in-place ``apply_cautious`` rounded like torch, for an update of any dtype.
-
-    The mask is float32 (``g``'s dtype) scaled by ``numel / (kept + 1)``, which torch evaluates as
-    ``(kept + 1).reciprocal() * numel``; the update is multiplied in float32 and rounded once to
-    its dtype. (:func:`mlx_optim.functional.cautious_mask` divides directly, which differs from
-    torch by one float32 ulp in the scale and so, now and then, by one bfloat16 ulp in the update.)
-    """
-    u = update.astype(mx.float32)
-    mask = (u * g > 0).astype(mx.float32)
-    scale = (1.0 / (mx.sum(mask) + 1)) * mask.size
-    return (u * (mask * scale)).astype(update.dtype)
+__all__ = ["QK_CLIP_ROLES", "row_normalize", "qk_clip_scales"]
 
 
 def row_normalize(
@@ -266,7 +252,7 @@ class MuonClip(Muon):
         state["momentum_buffer"] = buf
         o = self.orthogonalize(buf)
         if self.cautious:
-            o = cautious_torch(o, g)
+            o = cautious_lowp(o, g)
         return p - (hp.lr * self.lr_ratio(p)) * o.astype(p.dtype)
 
     def apply_gradients(

@@ -153,8 +153,6 @@ ROWS = [
             "cautious": True,
         },
         ref=MUON,
-        atol=1e-4,  # measured 2.7e-5
-        note=NS_NOTE,
         id="options",
     ),
     Row(
@@ -177,8 +175,6 @@ ROWS = [
         {"learning_rate": 2e-2, "cautious": True, "ns_coeffs": "polar_express", "muon_filter": only_c},
         ref=MUON,
         ref_kwargs={"foreach": False},  # the reference's per-parameter path
-        atol=1e-4,  # measured 2.0e-5
-        note=NS_NOTE,
         id="per-param-polar",
     ),
     Row(
@@ -202,8 +198,6 @@ ROWS = [
             "muon_filter": not_c,
         },
         ref=DMUON,
-        atol=2e-4,  # measured 6.2e-5
-        note=NS_NOTE,
         id="options",
     ),
     # adamuon (reference default foreach=False: its per-parameter path)
