@@ -95,6 +95,17 @@ def test_every_optimizer_has_parity_rows():
     assert not unknown, f"parity rows name unregistered optimizers: {unknown}"
 
 
+def test_every_reference_registry_name_is_ported():
+    """Every name in pytorch_optimizer's registry and every torch.optim optimizer is registered here."""
+    import pytorch_optimizer
+    import torch
+
+    theirs = set(pytorch_optimizer.get_supported_optimizers())
+    classes = [c for c in vars(torch.optim).values() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)]
+    theirs |= {c.__name__.lower() for c in classes if c is not torch.optim.Optimizer}
+    assert theirs - set(NAMES) == set()
+
+
 def test_registry_metadata():
     for name in NAMES:
         cls = mlx_optim.load_optimizer(name)
