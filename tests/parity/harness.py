@@ -121,18 +121,26 @@ def run_reference(row: Row) -> list[dict[str, np.ndarray]]:
     return traj
 
 
-def run_mlx(row: Row, compiled: bool) -> list[dict[str, np.ndarray]]:
-    init = initial_params()
+def mlx_stepper(row: Row, compiled: bool, init: dict[str, np.ndarray] | None = None, with_loss: bool = False):
+    """``(opt, holder, step)``: the row's optimizer on MLX copies of ``init`` (default: :func:`initial_params`)
+    in ``holder["params"]``, and ``step(grads)`` (``step(grads, loss)`` with ``with_loss``) updating them,
+    under ``mx.compile`` with the parameters and the state captured when ``compiled``."""
+    init = initial_params() if init is None else init
     holder = {"params": {k: mx.array(v) for k, v in init.items()}}
     opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
     opt.init(holder["params"])
 
-    def step(grads, loss):
-        holder["params"] = opt.apply_gradients(grads, holder["params"], loss=loss)
+    def step(grads, *loss):
+        holder["params"] = opt.apply_gradients(grads, holder["params"], loss=loss[0] if with_loss else None)
 
     if compiled:
         state = [holder, opt.state]
         step = mx.compile(step, inputs=state, outputs=state)
+    return opt, holder, step
+
+
+def run_mlx(row: Row, compiled: bool) -> list[dict[str, np.ndarray]]:
+    opt, holder, step = mlx_stepper(row, compiled, with_loss=True)
     traj = []
     for t in range(row.steps):
         loss, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)

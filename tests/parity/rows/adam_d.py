@@ -7,7 +7,7 @@ import pytorch_optimizer
 import torch
 
 import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
 
 
 def swats_group_ref(params, adam_debias=False, **kwargs):
@@ -30,16 +30,7 @@ def spam_mask_runner(row: Row, compiled: bool):
     init = initial_params()
     tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
     ref = pytorch_optimizer.SPAM(list(tparams.values()), **row.torch_kwargs())
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads, loss):
-        holder["params"] = opt.apply_gradients(grads, holder["params"], loss=loss)
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init, with_loss=True)
     mine, theirs = [], []
     for t in range(row.steps):
         for k, p in tparams.items():  # the reference's current masks

@@ -6,7 +6,7 @@ import pytorch_optimizer
 import torch
 
 import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
 
 
 # ----------------------------------------------------------------------------- SaRA's nuclear-norm penalty
@@ -26,16 +26,7 @@ def sara_rank_runner(row: Row, compiled: bool):
 
     tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
     ref = pytorch_optimizer.SaRA(list(tparams.values()), **row.torch_kwargs())
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine, theirs = [], []
     for t in range(row.steps):
         tg = grads_at({k: p.detach().numpy() for k, p in tparams.items()}, t)

@@ -42,10 +42,9 @@ import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
 from mlx_optim.optimizers.alice import as_matrix
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Row, mlx_stepper
 
 
 class CanonicalAlice(pytorch_optimizer.Alice):
@@ -72,16 +71,7 @@ def _replay_permutation(opt, state: dict, shape) -> np.ndarray:
 
 def alice_runner(row: Row, compiled: bool):
     init = harness.initial_params()
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine, draws = [], []
     for t in range(row.steps):
         draws.append(

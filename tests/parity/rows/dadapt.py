@@ -13,8 +13,7 @@ import mlx.core as mx
 import numpy as np
 import torch
 
-import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads, reference_class
+from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper, reference_class
 
 ZERO_STEPS = 2
 
@@ -33,15 +32,7 @@ def zero_start(row: Row, compiled: bool) -> tuple[list, list]:
     init = initial_params()
     tp = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
     topt = reference_class(row)(list(tp.values()), **row.torch_kwargs())
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        step = mx.compile(step, inputs=[holder, opt.state], outputs=[holder, opt.state])
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine, ref = [], []
     for t in range(row.steps):
         grads = _grads({k: p.detach().numpy() for k, p in tp.items()}, t)

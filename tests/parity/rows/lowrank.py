@@ -35,9 +35,8 @@ import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Row, mlx_stepper
 
 _TORCH_ONLY_DROP = ("projection_filter", "seed")
 
@@ -115,16 +114,7 @@ def _replay_draws(opt, state: dict, shape) -> tuple[np.ndarray, np.ndarray]:
 
 def apollo_runner(row: Row, compiled: bool):
     init = harness.initial_params()
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine, draws = [], []
     for t in range(row.steps):
         draws.append(

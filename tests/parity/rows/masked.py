@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
-from tests.parity.harness import SHAPES, Row, initial_params, run_mlx, run_reference, scale
+from tests.parity.harness import SHAPES, Row, initial_params, mlx_stepper, run_mlx, run_reference, scale
 
 # ---------------------------------------------------------------------------- Magma
 
@@ -193,21 +193,11 @@ def demo_runner(row: Row, compiled: bool):
     import pytorch_optimizer
     from pytorch_optimizer.optimizer import demo as demo_module
 
-    import mlx_optim
     from tests.parity.rows.muon import _single_process_group
 
     init, grads = _demo_problem(row.steps, POW2_SHAPES if row.id.startswith("pow2") else DEMO_SHAPES)
 
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(g):
-        holder["params"] = opt.apply_gradients(g, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine = []
     for t in range(row.steps):
         step({k: mx.array(v) for k, v in grads({k: np.array(p) for k, p in holder["params"].items()}, t).items()})

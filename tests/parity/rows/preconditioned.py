@@ -6,9 +6,8 @@ import mlx.core as mx
 import numpy as np
 import torch
 
-import mlx_optim
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Row, mlx_stepper
 
 
 class Float64Reference:
@@ -60,16 +59,7 @@ def shapes_runner(shapes: list[tuple[int, ...]], seed: int = 0):
                 for k, p in params.items()
             }
 
-        holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-        opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-        opt.init(holder["params"])
-
-        def step(grads):
-            holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-        if compiled:
-            state = [holder, opt.state]
-            step = mx.compile(step, inputs=state, outputs=state)
+        opt, holder, step = mlx_stepper(row, compiled, init)
         tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
         ref = harness.reference_class(row)(list(tparams.values()), **row.torch_kwargs())
         mine, theirs = [], []

@@ -7,8 +7,7 @@ sides and compare the parameters after every action, so the y <-> x swap is chec
 import mlx.core as mx
 import numpy as np
 
-import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
 
 # 8 steps, eval (x), eval again (no-op), train (back to y), 6 more steps, eval, train, 1 step.
 SCRIPT = ["step"] * 8 + ["eval", "eval", "train"] + ["step"] * 6 + ["eval", "train", "step"]
@@ -34,16 +33,7 @@ def _swap_runner(row, compiled):
             getattr(topt, action)()
         ref.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
     # mlx: the parameter-tree form of eval()/train()
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+    opt, holder, step = mlx_stepper(row, compiled, init)
     mine, t = [], 0
     for action in SCRIPT:
         if action == "step":
