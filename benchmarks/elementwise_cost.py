@@ -1,6 +1,7 @@
 """Per-element cost of each element-wise optimizer's compiled update, relative to AdamW, measured in one run.
 
-    python benchmarks/elementwise_cost.py [--size 4000000] [--rounds 5] [--only adam,lion] [--json out.json]
+    python benchmarks/elementwise_cost.py [--size 4000000] [--rounds 5] [--only adam,lion] [--leaves 1] [--ops]
+                                          [--json out.json]
 
 One leaf of ``--size`` float32 elements, the update under ``mx.compile`` on one stream (``update_streams = 1``),
 keywords from each optimizer's first parity row. Every optimizer is timed in each round, interleaved (the order
@@ -8,6 +9,9 @@ rotates round by round), so that the machine's drift hits all of them alike; the
 element and its ratio to ``mlx_optim.AdamW``'s median in the same run. This isolates the arithmetic per element
 (what the compiled loop costs) from the tree shape and the number of cores (benchmarks/suite.py and
 benchmarks/step_time.py measure those).
+
+``--ops`` adds single operations to the same run (``f(x, y) = op(x) + y`` compiled, x in [0.01, 3]): what one
+``sqrt``, ``exp`` or ``pow`` costs per element in MLX's compiled CPU loops, against the whole AdamW update.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from tests.parity.harness import all_rows  # noqa: E402
 
 
 class Runner:
-    def __init__(self, name: str, kwargs: dict, size: int):
+    def __init__(self, name: str, kwargs: dict, size: int, leaves: int = 1):
         opt = mlx_optim.load_optimizer(name)(**kwargs)
         opt.update_streams = 1
         self.opt, self.loss = opt, mx.array(1.0)
         mx.random.seed(0)
-        self.holder = {"p": {"w": mx.random.normal((size,))}}
-        self.grads = {"w": mx.random.normal((size,)) * 0.1}
+        self.holder = {"p": {f"w{i}": mx.random.normal((size // leaves,)) for i in range(leaves)}}
+        self.grads = {f"w{i}": mx.random.normal((size // leaves,)) * 0.1 for i in range(leaves)}
         opt.init(self.holder["p"])
 
         def step(g):
@@ -56,12 +60,44 @@ class Runner:
         return (time.perf_counter() - start) / steps
 
 
+class OpRunner:
+    """One compiled single-operation loop ``op(x) + y`` over ``size`` elements (``--ops``)."""
+
+    E = mx.array(2.718281828459045)
+    OPS = {
+        "op:x*y+1": lambda x, y: x * y + 1,
+        "op:x/y": lambda x, y: x / y,
+        "op:sqrt": lambda x, y: mx.sqrt(x) + y,
+        "op:log": lambda x, y: mx.log(x) + y,
+        "op:pow(x,0.3)": lambda x, y: mx.power(x, 0.3) + y,
+        "op:exp": lambda x, y: mx.exp(-x) + y,
+        "op:log1p": lambda x, y: mx.log1p(x) + y,
+        "op:sigmoid": lambda x, y: mx.sigmoid(x) + y,
+        "op:tanh": lambda x, y: mx.tanh(x) + y,
+    }
+
+    def __init__(self, name: str, size: int):
+        mx.random.seed(0)
+        self.x, self.y = mx.random.uniform(0.01, 3.0, (size,)), mx.random.uniform(0.01, 3.0, (size,))
+        self.fn = mx.compile(self.OPS[name])
+        mx.eval(self.x, self.y)
+        self.run(2)
+
+    def run(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            mx.eval(self.fn(self.x, self.y))
+        return (time.perf_counter() - start) / steps
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--only", default="*")
+    parser.add_argument("--leaves", type=int, default=1, help="split the elements over this many leaves")
+    parser.add_argument("--ops", action="store_true", help="also time single operations (sqrt, exp, pow, ...)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     first_row = {}
@@ -69,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         first_row.setdefault(row.name, dict(row.kwargs))
     patterns = args.only.split(",")
     names = ["adamw"] + sorted(n for n in ELEMENTWISE if n != "adamw" and any(fnmatch.fnmatch(n, p) for p in patterns))
-    runners = {n: Runner(n, first_row[n], args.size) for n in names}
+    runners = {n: Runner(n, first_row[n], args.size, args.leaves) for n in names}
+    if args.ops:
+        runners.update({n: OpRunner(n, args.size) for n in OpRunner.OPS})
+        names = [*names, *OpRunner.OPS]
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]

@@ -1,6 +1,6 @@
 """ms/step of mlx_optim.AdamW against mlx.optimizers.AdamW(bias_correction=True), measured in one run.
 
-    python benchmarks/step_time.py [--rounds 7] [--steps 3] [--json out.json]
+    python benchmarks/step_time.py [--rounds 7] [--steps 3] [--floor] [--json out.json]
 
 Trees: (a) "large": six 2048x2048 matrices (~25.2M parameters); (b) "lora": 224
 leaves alternating 8x2048 and 2048x8 (~3.7M parameters). Modes: eager
@@ -9,6 +9,11 @@ captured). The optimizers take turns round by round (interleaved), and the
 ratio of their medians is printed: < 1 means mlx_optim is faster. ``ratio`` is
 mlx_optim with its default update streams (mlx_optim.streams: one per core on
 the CPU), ``ratio_1`` the same optimizer on one stream, like mlx's.
+
+``--floor`` estimates the best LoRA ratio this machine allows for a per-leaf update: the fixed cost of a step
+measured on the LoRA tree's 224 leaves shrunk to 16 elements each (graph building and one dispatch per leaf,
+no data), plus the LoRA tree's bytes (28 per parameter: read p, g, m, v, write p, m, v) at the rate mlx_optim
+reached on the large tree in the same run. ``floor ratio`` = that estimate / mlx's measured LoRA time.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ def make_tree(kind: str) -> dict:
     mx.random.seed(0)
     if kind == "large":
         return {f"w{i}": mx.random.normal((2048, 2048)) * 0.02 for i in range(6)}
+    n = 2 if kind == "overhead" else 2048  # "overhead": the LoRA tree's 224 leaves with 16 elements each
     return {
-        f"layer{i}": {"lora_a": mx.random.normal((8, 2048)) * 0.02, "lora_b": mx.random.normal((2048, 8)) * 0.02}
+        f"layer{i}": {"lora_a": mx.random.normal((8, n)) * 0.02, "lora_b": mx.random.normal((n, 8)) * 0.02}
         for i in range(112)
     }
 
@@ -95,11 +101,41 @@ def bench(kind: str, compiled: bool, rounds: int, steps: int) -> dict:
     }
 
 
+def floor(results: list[dict], rounds: int, steps: int) -> list[dict]:
+    by = {(r["tree"], r["mode"]): r for r in results}
+    out = []
+    print("floor: fixed cost (224 leaves of 16 elements) + LoRA bytes at mlx_optim's large-tree rate")
+    print("mode       fixed ms  mlx fixed ms  large GB/s  floor ms  floor ratio  measured ratio")
+    for compiled in (False, True):
+        mode = "compiled" if compiled else "eager"
+        large, lora = by[("large", mode)], by[("lora", mode)]
+        fixed = bench("overhead", compiled, rounds, steps)
+        gbps = 28 * large["params"] / large["ms_mlx_optim"] / 1e6
+        floor_ms = fixed["ms_mlx_optim"] + 28 * lora["params"] / gbps / 1e6
+        rec = {
+            "tree": "lora-floor",
+            "mode": mode,
+            "ms_fixed": fixed["ms_mlx_optim"],
+            "ms_fixed_mlx": fixed["ms_mlx"],
+            "large_gbps": gbps,
+            "ms_floor": floor_ms,
+            "floor_ratio": floor_ms / lora["ms_mlx"],
+            "measured_ratio": lora["ratio"],
+        }
+        out.append(rec)
+        print(
+            f"{mode:<9} {rec['ms_fixed']:>9.2f} {rec['ms_fixed_mlx']:>13.2f} {gbps:>11.1f} {floor_ms:>9.2f}"
+            f" {rec['floor_ratio']:>12.2f} {rec['measured_ratio']:>15.2f}"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--trees", default="large,lora")
+    parser.add_argument("--floor", action="store_true", help="estimate the best LoRA ratio (needs large and lora)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     results = []
@@ -114,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             ms = (r["ms_mlx_optim"], r["ms_mlx_optim_1_stream"], r["ms_mlx"], r["ratio"], r["ratio_1_stream"])
             cells = [f"{r['tree']:<6}", f"{r['mode']:<9}", f"{r['params']:>10,}"]
             print(" ".join(cells + [f"{v:>{w}.2f}" for v, w in zip(ms, WIDTHS[3:])]))
+    if args.floor:
+        results += floor(results, args.rounds, args.steps)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
