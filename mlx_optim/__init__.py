@@ -10,7 +10,7 @@ reference::
 """
 
 # Importing the optimizers and wrappers packages registers every class.
-from mlx_optim import functional, jit_pch, packed, precision, schedulers, streams, wrappers  # noqa: F401
+from mlx_optim import functional, fusion, jit_pch, packed, precision, schedulers, streams, wrappers  # noqa: F401
 from mlx_optim import optimizers as _optimizers  # noqa: F401
 from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range

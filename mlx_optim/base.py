@@ -122,6 +122,27 @@ def _match(gradients: Any, parameters: Any, path: str = "") -> Any:
     raise ValueError(f"gradient at '{where[:-1]}' is a {type(gradients).__name__}, expected an mx.array")
 
 
+class Hyper(SimpleNamespace):
+    """The per-step namespace ``self.hp``: tunables, their complements ``one_minus_<name>`` (for those in [0, 1]),
+    ``step``, ``lr``, ``loss`` and what :meth:`Optimizer.step_scalars` adds; plus two helpers that use a tunable's
+    double-precision complement when it has one."""
+
+    def __getattr__(self, name: str) -> Any:
+        # one_minus_<x> of a tunable without a tracked complement (or of a per-step scalar): 1 - x in float32
+        if name.startswith("one_minus_") and name[10:] in self.__dict__:
+            return 1 - self.__dict__[name[10:]]
+        raise AttributeError(f"'Hyper' object has no attribute {name!r}")
+
+    def bias_correction(self, name: str, step: Any = None) -> mx.array:
+        """``1 - <name> ** step`` (default: this step), see :func:`mlx_optim.functional.bias_correction`."""
+        step = self.step if step is None else step
+        return F.bias_correction(getattr(self, name), step, getattr(self, "one_minus_" + name, None))
+
+    def ema(self, avg: mx.array, x: mx.array, name: str) -> mx.array:
+        """``<name> * avg + (1 - <name>) * x`` with the tunable ``<name>``."""
+        return F.ema(avg, x, getattr(self, name), getattr(self, "one_minus_" + name, None))
+
+
 class Optimizer(optim.Optimizer):
     """Base class of all mlx_optim optimizers.
 
@@ -153,6 +174,7 @@ class Optimizer(optim.Optimizer):
     def __init__(self, learning_rate: Tunable, *, maximize: bool = False, state_dtype: mx.Dtype | None = None):
         super().__init__()
         object.__setattr__(self, "_tunables", [])
+        object.__setattr__(self, "_complemented", [])  # tunables in [0, 1] with a double-precision 1 - x
         self._zero = set()  # tunables fixed at 0.0 at construction: their math is skipped
         self.maximize = bool(maximize)
         if state_dtype is not None and not isinstance(state_dtype, mx.Dtype):
@@ -166,7 +188,7 @@ class Optimizer(optim.Optimizer):
         self.update_streams: int | None = None  # CPU streams for the leaf updates (mlx_optim.streams); None: default
         self._streams: LeafStreams | None = None
         self.decay_filter: Callable[[str], bool] | None = None
-        self.hp = SimpleNamespace()
+        self.hp = Hyper()
         self._leaf_path = ""
         self._hyper("learning_rate", learning_rate, low=0.0)
 
@@ -179,6 +201,7 @@ class Optimizer(optim.Optimizer):
 
     def _hyper(self, name: str, value: Tunable, low=None, high=None, interval: str = "[]") -> None:
         """Validate a tunable scalar and keep it in ``state`` (it may be a schedule)."""
+        given = value
         if callable(value):
             self._check(name, float(value(mx.array(0))), low, high, interval)
         else:
@@ -188,6 +211,24 @@ class Optimizer(optim.Optimizer):
             value = mx.array(float(value), mx.float32)
         self._maybe_schedule(name, value)
         self._tunables.append(name)
+        if low is not None and high is not None and low >= 0.0 and high <= 1.0:
+            self._set_complement(name, given)
+
+    def _set_complement(self, name: str, value: Any) -> None:
+        """Keep ``state["one_minus_<name>"]`` (read as ``hp.one_minus_<name>``) for a tunable in [0, 1].
+
+        References compute ``1 - beta`` from Python floats, in double precision; ``1 - beta`` from the float32
+        ``beta`` differs by up to ``2^-24 / (1 - beta)`` relative: 1.3e-5 for 0.999, 1.7e-4 for 0.9999, enough to
+        move an EMA's weights past a parity tolerance. So a constant's complement is computed once in double and
+        stored; a scheduled one is ``1 - schedule(step)`` in float32, refreshed every step with the schedule.
+        """
+        if name not in self._complemented:
+            self._complemented.append(name)
+        key = "one_minus_" + name
+        if callable(value):
+            self.state[key] = 1 - self.state[name]
+        else:  # a Python number, or a 0-d array assigned later (float() of it is exact: float32 -> double)
+            self.state[key] = mx.array(1.0 - float(value), mx.float32)
 
     def _betas(self, betas: Sequence[float], n: int | None = None, name: str = "betas", interval: str = "[)") -> None:
         """Validate a tuple of betas in [0, 1) and keep them as tunables ``beta1``, ``beta2``, ..."""
@@ -207,6 +248,8 @@ class Optimizer(optim.Optimizer):
         if name in self.__dict__.get("_tunables", ()) and name != "learning_rate":
             self._state[name] = mx.array(value, mx.float32)
             self._zero.discard(name)
+            if name in self._complemented:
+                self._set_complement(name, value)
             return
         if not name.startswith("_") and name not in ("hp", "state", "learning_rate"):
             # a changed option (tunables are state arrays, inputs of the trace): trace the fused update again
@@ -324,14 +367,13 @@ class Optimizer(optim.Optimizer):
 
             object.__setattr__(self, "_fused_fn", mx.compile(body))
         new_params, new_state = self._fused_fn(gradients, params, self._state, loss)
-        self.hp = SimpleNamespace()  # the trace's per-step scalars must not escape it
+        self.hp = Hyper()  # the trace's per-step scalars must not escape it
         self._state.clear()  # in place: a caller's mx.compile(outputs=opt.state) holds this dict
         self._state.update(new_state)
         return new_params
 
     def _update(self, gradients: Any, params: Any, loss: mx.array | None) -> Any:
-        for name, scheduler in self._schedulers.items():
-            self.state[name] = scheduler(self.step)
+        self._refresh_schedules()
         self.state["step"] = self.step + 1
         self.hp = self._hyperparameters(loss)
         self.prepare(gradients, params)
@@ -360,8 +402,22 @@ class Optimizer(optim.Optimizer):
         finally:
             self.hp = hp
 
-    def _hyperparameters(self, loss: mx.array | None) -> SimpleNamespace:
-        hp = SimpleNamespace(**{name: self._state[name] for name in self._tunables})
+    def _refresh_schedules(self) -> None:
+        """Evaluate the scheduled tunables (and their complements) at the current step."""
+        for name, scheduler in self._schedulers.items():
+            self._state[name] = scheduler(self.step)
+            if name in self._complemented:
+                self._state["one_minus_" + name] = 1 - self._state[name]
+
+    def _tunable_values(self) -> Hyper:
+        """The tunables and the complements ``one_minus_<name>`` of those in [0, 1], as read by ``self.hp``."""
+        hp = Hyper(**{name: self._state[name] for name in self._tunables})
+        for name in self._complemented:
+            setattr(hp, "one_minus_" + name, self._state["one_minus_" + name])
+        return hp
+
+    def _hyperparameters(self, loss: mx.array | None) -> Hyper:
+        hp = self._tunable_values()
         hp.lr = hp.learning_rate
         hp.step = self._state["step"].astype(mx.float32)
         hp.loss = loss
@@ -389,7 +445,7 @@ class Optimizer(optim.Optimizer):
         group = getattr(self, "sum_group", None)
         return x if group is None else mx.distributed.all_sum(x, group=group)
 
-    def step_scalars(self, hp: SimpleNamespace) -> None:
+    def step_scalars(self, hp: Hyper) -> None:
         """Add per-step scalars (bias corrections, ...) to ``hp``; computed once per step."""
 
     def prepare(self, gradients: dict, parameters: dict) -> None:

@@ -454,10 +454,10 @@ class Features:
 
         hp = self.hp
         p, g = self.decay(p, g, "adamw_wd", hp.adamw_lr)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.adamw_beta1)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_adamw_beta1)
         h, h_hat = state["hessian_moment"], state.pop(ESTIMATE, None)
         if h_hat is not None:
-            h = mx.where(hp.sophia_refresh, F.lerp(h, h_hat.astype(g.dtype), 1 - hp.adamw_beta2), h)
+            h = mx.where(hp.sophia_refresh, F.lerp(h, h_hat.astype(g.dtype), hp.one_minus_adamw_beta2), h)
         state["exp_avg"], state["hessian_moment"] = m, h
         eps = getattr(hp, self._ADAMW_EPS)
         return p - hp.adamw_lr * mx.clip(m / mx.maximum(h, eps), -hp.p, hp.p)

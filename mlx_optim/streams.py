@@ -19,6 +19,7 @@ stay on the default stream (for them the cross-stream hand-off costs more than t
 from __future__ import annotations
 
 import os
+import types
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,6 +115,8 @@ class _OnStream:
             value = getattr(self._base, name)
             if isinstance(value, mx.array) and value.ndim == 0:
                 value = mx.contiguous(value, stream=self._stream)
+            elif getattr(value, "__self__", None) is self._base:  # hp.ema(...): read this stream's copies
+                value = types.MethodType(value.__func__, self)
             copies[name] = value
         return copies[name]
 

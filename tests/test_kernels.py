@@ -247,6 +247,8 @@ def test_adam_body_matches_adam_update(emulated, where, case, flags, hyper):
         G = coupled_decay(G, P, mx.array(wd))
     elif flags["WD_MODE"] == 2:
         P = decoupled_decay(P, mx.array(lr), mx.array(wd))
+    c1, c2 = mx.array(1.0 - b1), mx.array(1.0 - b2)  # Adam.step_scalars: the double-precision complements
+    k1, k2 = mx.array(b1) / c1, mx.array(b2) / c2
     delta, m_new, v_new, vm = adam_update(
         G,
         mx.array(m),
@@ -257,10 +259,14 @@ def test_adam_body_matches_adam_update(emulated, where, case, flags, hyper):
         step_size=step_size,
         inv_bc2_sqrt=inv_bc2_sqrt,
         v_max=mx.array(vmax) if flags["AMSGRAD"] else None,
+        k1=k1,
+        k2=k2,
+        c1=c1,
+        c2=c2,
     )
     expected = [P - delta, m_new, v_new] + ([vm] if flags["AMSGRAD"] else [])
     arrays = [p, g, m, v] + ([vmax] if flags["AMSGRAD"] else [])
-    scalars = [b1, b2, eps, f32(wd_scalar), f32(step_size), f32(inv_bc2_sqrt)]
+    scalars = [f32(k1), f32(c1), f32(k2), f32(c2), eps, f32(wd_scalar), f32(step_size), f32(inv_bc2_sqrt)]
     got = emulated(where, kernels.ADAM, flags, arrays, scalars)
     for name, a, e in zip(("p", "m", "v", "vmax"), got, expected):
         assert_ulp(a, f32(e), f"{where} {name}")

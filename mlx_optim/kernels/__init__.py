@@ -99,10 +99,8 @@ ADAM = Update(
     name="adam",
     body=_DECAY
     + """\
-float k1 = beta1 / (1.0f - beta1);
-float k2 = beta2 / (1.0f - beta2);
-m = (m * k1 + g) * (1.0f - beta1);
-v = (v * k2 + g * g) * (1.0f - beta2);
+m = (m * k1 + g) * c1;
+v = (v * k2 + g * g) * c2;
 float v_hat = v;
 if (AMSGRAD) {
   vmax = vmax > v ? vmax : v;
@@ -111,27 +109,29 @@ if (AMSGRAD) {
 p = p - (m / (sqrt(v_hat) * inv_bc2_sqrt + eps)) * step_size;
 """,
     states=("m", "v", "vmax"),
-    scalars=("beta1", "beta2", "eps", "wd", "step_size", "inv_bc2_sqrt"),
+    scalars=("k1", "c1", "k2", "c2", "eps", "wd", "step_size", "inv_bc2_sqrt"),
     flags=("WD_MODE", "AMSGRAD"),
     optional=(("vmax", "AMSGRAD"),),
 )
-"""Adam / AdamW (``mlx_optim.optimizers.adam.adam_update``): ``step_size = lr / (1 - b1^t)``,
-``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``; ``vmax`` is AMSGrad's running maximum."""
+"""Adam / AdamW (``mlx_optim.optimizers.adam.adam_update``): ``c = 1 - b`` (the double-precision complement),
+``k = b / c``, ``step_size = lr / (1 - b1^t)``, ``inv_bc2_sqrt = 1 / sqrt(1 - b2^t)``; ``vmax`` is AMSGrad's
+running maximum."""
 
 LION = Update(
     name="lion",
     body=_DECAY
     + """\
-float c = beta1 * m + (1.0f - beta1) * g;
+float c = beta1 * m + c1 * g;
 float u = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : 0.0f);
-m = beta2 * m + (1.0f - beta2) * g;
+m = beta2 * m + c2 * g;
 p = p - lr * u;
 """,
     states=("m",),
-    scalars=("lr", "beta1", "beta2", "wd"),
+    scalars=("lr", "beta1", "c1", "beta2", "c2", "wd"),
     flags=("WD_MODE",),
 )
-"""Lion (``mlx_optim.optimizers.sign.Lion`` without AdaNorm / cautious): ``p -= lr sign(b1 m + (1-b1) g)``."""
+"""Lion (``mlx_optim.optimizers.sign.Lion`` without AdaNorm / cautious): ``p -= lr sign(b1 m + c1 g)``, ``c = 1 - b``
+(the double-precision complement)."""
 
 SGD_MOMENTUM = Update(
     name="sgd_momentum",
@@ -290,7 +290,8 @@ def adam(opt: Any, g: mx.array, p: mx.array, state: dict, step_size: mx.array, i
     states = {"m": state["exp_avg"], "v": state["exp_avg_sq"]}
     if opt.amsgrad:
         states["vmax"] = state["max_exp_avg_sq"]
-    scalars = dict(beta1=hp.beta1, beta2=hp.beta2, eps=hp.eps, wd=wd, step_size=step_size, inv_bc2_sqrt=inv_bc2_sqrt)
+    scalars = dict(k1=hp.k1, c1=hp.c1, k2=hp.k2, c2=hp.c2, eps=hp.eps, wd=wd, step_size=step_size)
+    scalars["inv_bc2_sqrt"] = inv_bc2_sqrt
     out = run(ADAM, p, g, states, scalars, {"WD_MODE": mode, "AMSGRAD": bool(opt.amsgrad)})
     if out is None:
         return None
@@ -309,7 +310,7 @@ def lion(opt: Any, g: mx.array, p: mx.array, state: dict):
     if opt.use_gc:
         g = opt.apply_gc(g)
     mode, wd = _decay(opt, decouple=opt.weight_decouple, fixed=opt.fixed_decay)
-    scalars = dict(lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2, wd=wd)
+    scalars = dict(lr=hp.lr, beta1=hp.beta1, c1=hp.one_minus_beta1, beta2=hp.beta2, c2=hp.one_minus_beta2, wd=wd)
     out = run(LION, p, g, {"m": state["exp_avg"]}, scalars, {"WD_MODE": mode})
     if out is None:
         return None

@@ -83,9 +83,9 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.inv_bc2_sqrt = mx.rsqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.c1, hp.c2 = 1 - hp.beta1, 1 - hp.beta2
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.inv_bc2_sqrt = mx.rsqrt(hp.bias_correction("beta2"))
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
         hp.k1, hp.k2 = hp.beta1 / hp.c1, hp.beta2 / hp.c2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -200,7 +200,7 @@ class NAdam(Optimizer):
         self.state["mu_product"] = mu_product
         hp.grad_coef = hp.lr * (1 - mu_t) / (1 - mu_product)
         hp.avg_coef = hp.lr * mu_next / (1 - mu_product * mu_next)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -260,12 +260,12 @@ class RAdam(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
         hp.rectified = n_sma >= self.n_sma_threshold
         fallback = 1.0 if self.degenerated_to_sgd else -1.0
         step_size = hp.lr * mx.where(hp.rectified, rt, fallback)
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
         hp.active = hp.rectified | (step_size > 0)
 
@@ -274,8 +274,8 @@ class RAdam(Optimizer):
         if self.weight_decouple:
             p = mx.where(hp.active, self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay)[0], p)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * s_grad
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         adaptive = m / (mx.sqrt(v) + hp.eps)
         direction = mx.where(hp.rectified, adaptive, mx.where(hp.step_size > 0, m, 0.0))
@@ -324,13 +324,13 @@ class AdaMax(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * s_grad
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
         u = mx.maximum(hp.beta2 * state["exp_inf"], mx.abs(g) + hp.eps)
         state["exp_avg"], state["exp_inf"] = m, u
         return p - hp.step_size * m / u

@@ -85,6 +85,9 @@ class AdaBelief(Optimizer):
     name = "adabelief"
     family = "adam"
     reference = "pytorch_optimizer.AdaBelief"
+    # m is reached last through p' <- denominator <- s <- (g - m), 10 operations deep: mx.compile cuts m's two
+    # products off into kernels of their own
+    ops_per_leaf = 3
 
     def __init__(
         self,
@@ -124,20 +127,21 @@ class AdaBelief(Optimizer):
     def step_scalars(self, hp) -> None:
         step_size = hp.lr
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
             hp.rectified = n_sma >= self.n_sma_threshold
             step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.ema(state["exp_avg"], s_grad, hp.beta1)
-        s = F.ema(state["exp_avg_var"], mx.square(g - m), hp.beta2) + hp.eps
+        m = hp.beta1 * state["exp_avg"] + hp.c1 * s_grad  # F.ema
+        s = (hp.beta2 * state["exp_avg_var"] + hp.c2 * mx.square(g - m)) + hp.eps
         state["exp_avg"], state["exp_avg_var"] = m, s
         if self.ams_bound:
             s = self.apply_amsgrad(state, s, "max_exp_avg_var")
@@ -209,13 +213,13 @@ class AdaBound(Optimizer):
         final_lr = mx.where(base_lr > 0, hp.final_lr * hp.lr / mx.where(base_lr > 0, base_lr, 1.0), 0.0)
         hp.lower_bound = final_lr * (1 - 1 / (hp.gamma * hp.step + 1))
         hp.upper_bound = final_lr * (1 + 1 / (hp.gamma * hp.step))
-        bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.step_size = hp.lr * bc2_sqrt / F.bias_correction(hp.beta1, hp.step)
+        bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.step_size = hp.lr * bc2_sqrt / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], g, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
@@ -280,15 +284,15 @@ class AdaMod(Optimizer):
         state["exp_avg_lr"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.step_size = step_size if self.adam_debias else step_size / F.bias_correction(hp.beta1, hp.step)
+        step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2"))
+        hp.step_size = step_size if self.adam_debias else step_size / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], g, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         step = hp.step_size / (mx.sqrt(v) + hp.eps)
-        avg_step = F.ema(state["exp_avg_lr"], step, hp.beta3)
+        avg_step = hp.ema(state["exp_avg_lr"], step, "beta3")
         state["exp_avg"], state["exp_avg_sq"], state["exp_avg_lr"] = m, v, avg_step
         return p - mx.minimum(step, avg_step) * m
 
@@ -353,19 +357,19 @@ class AdamP(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if self.use_gc:
             g = self.apply_gc(g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m, v = F.ema(state["exp_avg"], s_grad, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], s_grad, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         update = self.apply_cautious(m, g) if self.cautious else m
         if self.nesterov:
-            update = F.ema(update, g, hp.beta1)
+            update = hp.ema(update, g, "beta1")
         perturb = update * (hp.bc2_sqrt / (mx.sqrt(v) + hp.eps))
         ratio = 1.0
         if p.ndim > 1:
@@ -428,8 +432,8 @@ class AdamS(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
 
     def _moments(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         """Update one tensor's moments; return the sum of its (AMS-bounded) second moment."""
@@ -441,7 +445,7 @@ class AdamS(Optimizer):
         if not self.weight_decouple:
             _, g = self.apply_weight_decay(p, g, decouple=False)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m, v = F.ema(state["exp_avg"], s_grad, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], s_grad, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
@@ -521,14 +525,14 @@ class AdaNorm(Optimizer):
             state["max_exp_avg_var"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.r, key="exp_grad_norm")
-        m, v = F.ema(state["exp_avg"], s_grad, hp.beta1), F.ema(state["exp_avg_var"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], s_grad, "beta1"), hp.ema(state["exp_avg_var"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_var"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v, "max_exp_avg_var")
@@ -591,24 +595,30 @@ class AdaPNM(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.noise_norm = mx.sqrt(mx.square(1 + hp.beta3) + mx.square(hp.beta3))
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.beta3_1 = 1 + hp.beta3
+        hp.noise_norm = mx.sqrt(mx.square(hp.beta3_1) + mx.square(hp.beta3))
         hp.odd = mx.remainder(hp.step, 2) == 1  # odd steps update exp_avg, even steps neg_exp_avg
+        hp.beta1_sq = mx.square(hp.beta1)
+        hp.c1, hp.c2 = 1 - hp.beta1_sq, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         a, b = state["exp_avg"], state["neg_exp_avg"]
-        pos, neg = mx.where(hp.odd, a, b), mx.where(hp.odd, b, a)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        pos = F.ema(pos, s_grad, mx.square(hp.beta1))
-        state["exp_avg"], state["neg_exp_avg"] = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
-        v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        pos = hp.beta1_sq * mx.where(hp.odd, a, b) + hp.c1 * s_grad  # F.ema with beta1 ** 2
+        a, b = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
+        state["exp_avg"], state["neg_exp_avg"] = a, b
+        # the stale momentum read from the new state (odd steps: b, even steps: a, as from the old one), so that
+        # every state output feeds the update and mx.compile fuses it into one kernel (mlx_optim.fusion)
+        neg = mx.where(hp.odd, b, a)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
         state["exp_avg_sq"] = v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)
-        pn_momentum = ((1 + hp.beta3) * pos - hp.beta3 * neg) / hp.noise_norm
+        pn_momentum = (hp.beta3_1 * pos - hp.beta3 * neg) / hp.noise_norm
         return p - hp.step_size * pn_momentum / (F.ams_bound_denom(v, hp.eps) / hp.bc2_sqrt)
 
 
@@ -654,13 +664,13 @@ class PAdam(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.step_size = hp.lr * bc2_sqrt / F.bias_correction(hp.beta1, hp.step)
+        bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.step_size = hp.lr * bc2_sqrt / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m, v = F.ema(state["exp_avg"], g, hp.beta1), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m, v = hp.ema(state["exp_avg"], g, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / mx.power(mx.sqrt(v) + hp.eps, 2 * hp.partial)
 
@@ -708,26 +718,33 @@ class Yogi(Optimizer):
         state["exp_avg_sq"] = self.full(parameter, self.initial_accumulator)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.c2 = hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         g2 = mx.square(g)
-        m = F.ema(state["exp_avg"], g, hp.beta1)
+        m = hp.ema(state["exp_avg"], g, "beta1")
         v = state["exp_avg_sq"]
-        v = v - (1 - hp.beta2) * F.sign(v - g2) * g2
+        # = v - (1 - beta2) sign(v - g2) g2 exactly (sign is -1, 0 or 1), two operations shallower, so that
+        # mx.compile fuses the whole update into one kernel (mlx_optim.fusion)
+        v = v - F.sign_diff(v, g2) * (hp.c2 * g2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
 
 
-def msvag_factor(m: mx.array, v: mx.array, rho: Any) -> mx.array:
-    """M-SVAG's variance-adapted factor ``m^2 / (m^2 + rho * s)`` with ``s = (v - m^2) / (1 - rho)``, in [0, 1]."""
+def msvag_factor(m: mx.array, v: mx.array, rho: Any, one_minus_rho: Any = None) -> mx.array:
+    """M-SVAG's variance-adapted factor ``m^2 / (m^2 + rho * s)`` with ``s = (v - m^2) / (1 - rho)``, in [0, 1].
+
+    ``one_minus_rho``: ``1 - rho`` if the caller has it already (a per-step scalar)."""
     m2 = mx.square(m)
-    s = (v - m2) / (1 - rho)
+    s = (v - m2) / (1 - rho if one_minus_rho is None else one_minus_rho)
     factor = m2 / (s * rho + m2)
-    return mx.clip(mx.where(mx.isnan(factor), 0.0, factor), 0.0, 1.0)
+    # = clip(where(isnan(factor), 0, factor), 0, 1) bit for bit (NaN and factor <= 0 give +0), one operation
+    # shallower, which leaves mx.compile room to fuse more of M-SVAG's update (mlx_optim.fusion)
+    return mx.minimum(mx.where(factor > 0, factor, 0.0), 1.0)
 
 
 @register
@@ -749,6 +766,9 @@ class MSVAG(Optimizer):
     name = "msvag"
     family = "adam"
     reference = "pytorch_optimizer.MSVAG"
+    # p' <- factor <- s <- v <- v_ema is 11 operations deep to v_ema: mx.compile gives the new second moment
+    # (a state output, written anyway) a kernel of its own, which the update's kernel reads back
+    ops_per_leaf = 2
 
     def __init__(
         self,
@@ -766,14 +786,18 @@ class MSVAG(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        beta_power = mx.power(hp.beta, hp.step)
-        hp.bc = 1 - beta_power
-        rho = (1 - mx.square(beta_power)) * mx.square(1 - hp.beta) / ((1 - mx.square(hp.beta)) * mx.square(hp.bc))
+        hp.bc = hp.bias_correction("beta")  # 1 - beta^t and 1 - beta from the double-precision complement
+        beta_power = 1 - hp.bc
+        one_minus_beta_sq = hp.one_minus_beta * (1 + hp.beta)
+        rho = (1 - mx.square(beta_power)) * mx.square(hp.one_minus_beta) / (one_minus_beta_sq * mx.square(hp.bc))
         hp.rho = mx.minimum(rho, 0.9999)
+        hp.one_minus_rho = 1 - hp.rho
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m, v = F.ema(state["exp_avg"], g, hp.beta), F.ema(state["exp_avg_sq"], mx.square(g), hp.beta)
+        m, v = hp.ema(state["exp_avg"], g, "beta"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         m, v = m / hp.bc, v / hp.bc
-        return p - hp.lr * m * msvag_factor(m, v, hp.rho)
+        # = p - (lr m) factor exactly (a product commutes); visiting the factor first lets mx.compile place m (and
+        # its EMA) near the root, so the update takes two kernels, not four (mlx_optim.fusion)
+        return p - msvag_factor(m, v, hp.rho, hp.one_minus_rho) * (hp.lr * m)

@@ -85,8 +85,8 @@ class AdaGC(Optimizer):
         state["gamma"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.warmup = (hp.step < self.warmup_steps) | (hp.step == 1)
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
@@ -126,11 +126,11 @@ class AdaGC(Optimizer):
         # afterwards: relative clipping by the tensor's own history
         h = mx.minimum(hp.lambda_rel * mx.maximum(gamma, hp.eps) / mx.maximum(F.norm(g), hp.eps), 1.0)
         g_rel = g * h
-        gamma_rel = F.lerp(gamma, F.norm(g_rel), 1 - hp.beta)
+        gamma_rel = F.lerp(gamma, F.norm(g_rel), hp.one_minus_beta)
         g_hat = mx.where(hp.warmup, g_warm, g_rel)
         state["gamma"] = mx.where(hp.warmup, gamma_warm, gamma_rel)
-        m = F.lerp(state["exp_avg"], g_hat, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g_hat)
+        m = F.lerp(state["exp_avg"], g_hat, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g_hat)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
 
@@ -140,14 +140,14 @@ class AdaGC(Optimizer):
 
 def adalite_factored_step(g, m, v, state, hp, step_bc2):
     """Adalite's row/column-factored moments for a 2-D gradient; returns ``(u, v_avg)`` and refreshes ``state``."""
-    m = F.lerp(m, g, 1 - hp.beta1)
-    v = F.lerp(v, mx.square(g - m), 1 - hp.beta2)
+    m = F.lerp(m, g, hp.one_minus_beta1)
+    v = F.lerp(v, mx.square(g - m), hp.one_minus_beta2)
     v_avg = v / step_bc2
     row_mean, col_mean = v.mean(axis=1), v.mean(axis=0)
     imp_c = mx.softmax(row_mean, axis=0)[:, None]
     imp_r = mx.softmax(col_mean, axis=0)[None, :]
     m = F.lerp(m, g, 1 - imp_c * imp_r)
-    u = F.lerp(m, g, 1 - hp.beta1)
+    u = F.lerp(m, g, hp.one_minus_beta1)
     state["v_avg_0"] = v.sum(axis=1)
     state["v_avg_1"] = v.sum(axis=0) / mx.maximum(v.sum(), hp.eps2)
     imp_c = mx.softmax(row_mean / hp.tau, axis=-1)[:, None]
@@ -222,7 +222,7 @@ class Adalite(Optimizer):
         state["m_avg_u"] = self.zeros(parameter, (1, 1))
 
     def step_scalars(self, hp) -> None:
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -235,10 +235,10 @@ class Adalite(Optimizer):
             trust_ratio = mx.maximum(F.norm(p) / mx.maximum(F.norm(g), hp.g_norm_min), hp.ratio_min)
             g = g * trust_ratio
         if g.ndim < 2:
-            m = F.lerp(state["m_avg"], g, 1 - hp.beta1)
-            v = F.lerp(state["v_avg"], mx.square(g - m), 1 - hp.beta2)
+            m = F.lerp(state["m_avg"], g, hp.one_minus_beta1)
+            v = F.lerp(state["v_avg"], mx.square(g - m), hp.one_minus_beta2)
             state["m_avg"], state["v_avg"] = m, v
-            u, v_avg = F.lerp(m, g, 1 - hp.beta1), v / hp.bc2
+            u, v_avg = F.lerp(m, g, hp.one_minus_beta1), v / hp.bc2
         else:
             r, c = state["v_avg_0"][:, None], state["v_avg_1"][None, :]
             v = (r * c) / mx.maximum(r.sum(), hp.eps2)
@@ -303,15 +303,15 @@ class AdamC(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.wd_lr = hp.lr * hp.lr / self.state["max_lr"] if self.normalized else hp.lr
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g, lr=hp.wd_lr)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         v_hat = self.apply_amsgrad(state, v) if self.ams_bound else v
         denom = (mx.sqrt(v_hat + 1e-15) + hp.eps) / hp.bc2_sqrt
@@ -370,15 +370,15 @@ class AdamG(Optimizer):
         state["r"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = mx.minimum(hp.lr, mx.rsqrt(hp.step)) / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.step_size = mx.minimum(hp.lr, mx.rsqrt(hp.step)) / hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        v = hp.beta2 * state["v"] + (1 - hp.beta2) * mx.square(g)
-        r = F.lerp(state["r"], hp.p * mx.power(v, hp.q), 1 - hp.beta3)
-        m = hp.beta1 * state["m"] + (1 - hp.beta1) * r * g
+        v = hp.beta2 * state["v"] + hp.one_minus_beta2 * mx.square(g)
+        r = F.lerp(state["r"], hp.p * mx.power(v, hp.q), hp.one_minus_beta3)
+        m = hp.beta1 * state["m"] + hp.one_minus_beta1 * r * g
         state["m"], state["v"], state["r"] = m, v, r
         return p - hp.step_size * m / (mx.sqrt(v / hp.bc2) + hp.eps)
 
@@ -440,7 +440,7 @@ class AdaShift(Optimizer):
         weight_sum = sum(mx.power(hp.beta1, float(i)) for i in range(n))
         hp.first_grad_weight = mx.power(hp.beta1, float(n - 1)) / weight_sum
         hp.last_grad_weight = 1.0 / weight_sum
-        hp.bc2 = F.bias_correction(hp.beta2, mx.maximum(hp.step - n, 1.0))
+        hp.bc2 = hp.bias_correction("beta2", mx.maximum(hp.step - n, 1.0))
         hp.ready = hp.step > n
         hp.slot = mx.remainder(self.state["step"] - 1, n).astype(mx.int32).reshape(1)
 
@@ -451,7 +451,7 @@ class AdaShift(Optimizer):
         state["grad_queue"] = mx.slice_update(queue, g[None].astype(queue.dtype), hp.slot, axes=(0,))
         m_prev = mx.where(hp.ready, state["exp_avg"] - hp.first_grad_weight * offset, state["exp_avg"])
         m = hp.beta1 * m_prev + hp.last_grad_weight * g
-        v = F.lerp(state["exp_avg_sq"], self.reduce_func(mx.square(offset)), 1 - hp.beta2)
+        v = F.lerp(state["exp_avg_sq"], self.reduce_func(mx.square(offset)), hp.one_minus_beta2)
         state["exp_avg"] = m
         state["exp_avg_sq"] = mx.where(hp.ready, v, state["exp_avg_sq"])
         update = self.apply_cautious(m, g) if self.cautious else m
@@ -481,6 +481,9 @@ class AdaSmooth(Optimizer):
     name = "adasmooth"
     family = "adam"
     reference = "pytorch_optimizer.AdaSmooth"
+    # p' <- v <- c <- |s| / (n + eps) <- s, n <- p - prev_param is 14 operations deep: mx.compile cuts it at
+    # |s| and n + eps, and p - prev_param (read by both) becomes a third cut
+    ops_per_leaf = 4
 
     def __init__(
         self,
@@ -505,13 +508,16 @@ class AdaSmooth(Optimizer):
         state["n"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
 
+    def step_scalars(self, hp) -> None:
+        hp.beta21, hp.c2 = hp.beta2 - hp.beta1, hp.one_minus_beta2
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         diff = p - state["prev_param"]
         s = state["s"] + diff
         n = state["n"] + mx.abs(diff)
-        c = mx.abs(s) / (n + hp.eps) * (hp.beta2 - hp.beta1) + (1 - hp.beta2)
+        c = mx.abs(s) / (n + hp.eps) * hp.beta21 + hp.c2
         v = F.lerp(state["exp_avg_sq"], mx.square(g), mx.square(c))
         state["s"], state["n"], state["exp_avg_sq"], state["prev_param"] = s, n, v, p
         return p - hp.lr / mx.sqrt(v + hp.eps) * g
@@ -567,9 +573,9 @@ class AdaTAM(Optimizer):
         hp = self.hp
         p, g = self.decay_weights(p, g)
         corr = normalize_dim0(state["exp_avg"]) * normalize_dim0(g)
-        s = F.lerp(state["s"], corr, 1 - hp.decay_rate)
+        s = F.lerp(state["s"], corr, hp.one_minus_decay_rate)
         m = hp.beta1 * state["exp_avg"] + ((1 + s) / 2 + hp.eps) * g
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["s"], state["exp_avg"], state["exp_avg_sq"] = s, m, v
         return p - hp.lr * m / (mx.sqrt(v) + hp.eps)
 
@@ -650,21 +656,21 @@ class Aida(Optimizer):
     def step_scalars(self, hp) -> None:
         step_size = hp.lr
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
             hp.rectified = n_sma >= self.n_sma_threshold
             step_size = step_size * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], s_grad, hp.one_minus_beta1)
         residual = aida_projection(g, m, self.k, hp.xi)
-        var = hp.beta2 * state["exp_avg_var"] + (1 - hp.beta2) * mx.square(residual) + hp.eps
+        var = hp.beta2 * state["exp_avg_var"] + hp.one_minus_beta2 * mx.square(residual) + hp.eps
         state["exp_avg"], state["exp_avg_var"] = m, var
         var_hat = self.apply_amsgrad(state, var, "max_exp_avg_var") if self.ams_bound else var
         denom = mx.sqrt(var_hat + 1e-15) + hp.eps
@@ -740,14 +746,14 @@ class Amos(Optimizer):
             state["exp_avg"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc = F.bias_correction(hp.beta, hp.step)
+        hp.bc = hp.bias_correction("beta")
         hp.lr_sqrt = mx.sqrt(hp.lr)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         g2 = mx.mean(mx.square(g))
         init_lr = hp.lr * amos_scale(p.shape)
-        v = hp.beta * state["exp_avg_sq"] + (1 - hp.beta) * g2
+        v = hp.beta * state["exp_avg_sq"] + hp.one_minus_beta * g2
         r_v_hat = hp.bc / (v + hp.eps)
         decay = state["decay"]
         factor_c = mx.rsqrt(1 + hp.c_coef * hp.lr_sqrt * decay)
@@ -756,7 +762,7 @@ class Amos(Optimizer):
         update = (p / 2 * (gamma - hp.extra_l2) + g * (mx.sqrt(r_v_hat) * init_lr)) / factor_d
         state["exp_avg_sq"], state["decay"] = v, decay * (1 + gamma) + gamma
         if self.use_momentum:
-            update = F.lerp(state["exp_avg"], update, 1 - hp.momentum)
+            update = F.lerp(state["exp_avg"], update, hp.one_minus_momentum)
             state["exp_avg"] = update
         return p - update
 
@@ -814,10 +820,10 @@ class AvaGrad(Optimizer):
     def step_scalars(self, hp) -> None:
         step_size = self.state["gamma"] * hp.lr
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
-        hp.prev_bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step - 1))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.prev_bc2_sqrt = mx.sqrt(hp.bias_correction("beta2", hp.step - 1))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp = self.hp
@@ -831,9 +837,9 @@ class AvaGrad(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
         v_prev = state["exp_avg_sq"]
         state["exp_avg"] = m
-        state["exp_avg_sq"] = hp.beta2 * v_prev + (1 - hp.beta2) * mx.square(g)
+        state["exp_avg_sq"] = hp.beta2 * v_prev + hp.one_minus_beta2 * mx.square(g)
         new_p = p - hp.step_size * m / (mx.sqrt(v_prev) / hp.prev_bc2_sqrt + hp.eps)
         return mx.where(hp.step > 1, new_p, p)

@@ -78,15 +78,15 @@ class AdEMAMix(Optimizer):
         state["exp_avg_slow"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.alpha_t, hp.beta3_t = F.ademamix_schedules(hp.step, self.t_alpha_beta3, hp.alpha, hp.beta1, hp.beta3)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         slow = F.lerp(state["exp_avg_slow"], g, 1 - hp.beta3_t)
         state["exp_avg"], state["exp_avg_sq"], state["exp_avg_slow"] = m, v, slow
         denom = mx.sqrt(v) / hp.bc2_sqrt + hp.eps
@@ -159,7 +159,7 @@ class SimplifiedAdEMAMix(Optimizer):
         return mx.where(step < warmup, mx.power(mx.array(0.5, mx.float32), 1.0 / (t + 1.0)), beta_end)
 
     def step_scalars(self, hp) -> None:
-        den_sum = hp.beta2 * self.state["den_sum"] + (1 - hp.beta2)
+        den_sum = hp.beta2 * self.state["den_sum"] + hp.one_minus_beta2
         self.state["den_sum"] = den_sum
         hp.den_sqrt = mx.sqrt(den_sum)
         hp.beta1_t = hp.beta1
@@ -170,7 +170,7 @@ class SimplifiedAdEMAMix(Optimizer):
         hp = self.hp
         p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, 1 - hp.beta1_t)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) + hp.den_sqrt * hp.eps
         return p - hp.lr * ((m + hp.alpha * g) / denom / hp.den_sqrt)
@@ -207,6 +207,7 @@ class ADOPT(Optimizer):
     name = "adopt"
     family = "adam"
     reference = "pytorch_optimizer.ADOPT"
+    ops_per_leaf = 2  # v' is not an input of p' (p' is normalized by the old v): mx.compile gives it its own kernel
 
     def __init__(
         self,
@@ -240,6 +241,8 @@ class ADOPT(Optimizer):
         hp.first = hp.step == 1
         if self.clip_lambda is not None:
             hp.clip = mx.array(self.clip_lambda(hp.step), mx.float32)
+            hp.neg_clip = -hp.clip
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -247,13 +250,16 @@ class ADOPT(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         normed = g / mx.maximum(mx.sqrt(v), hp.eps)
         if self.clip_lambda is not None:
-            normed = mx.clip(normed, -hp.clip, hp.clip)
-        m_new = F.lerp(m, normed, 1 - hp.beta1)
-        update = self.apply_cautious(m_new, normed) if self.cautious else m_new
+            normed = mx.clip(normed, hp.neg_clip, hp.clip)
+        # The update reads the new state (m_new but on the first step, whose update is discarded) so that they share
+        # a kernel, and m_new is beta1 m + (1 - beta1) normed, not lerp's m + (1 - beta1) (normed - m) (a rounding
+        # apart): one operation shallower, so that mx.compile fuses all but the new v into one kernel (mlx_optim.fusion)
+        m = mx.where(hp.first, m, hp.beta1 * m + hp.c1 * normed)
+        state["exp_avg"] = m
+        update = self.apply_cautious(m, normed) if self.cautious else m
         if self.stable_adamw:
             update = update / F.stable_adamw_rms(g, v)
-        state["exp_avg"] = mx.where(hp.first, m, m_new)
-        state["exp_avg_sq"] = mx.where(hp.first, v + mx.square(g), hp.beta2 * v + (1 - hp.beta2) * mx.square(g))
+        state["exp_avg_sq"] = mx.where(hp.first, v + mx.square(g), hp.beta2 * v + hp.c2 * mx.square(g))
         return mx.where(hp.first, p, p - hp.lr * update)
 
 
@@ -320,21 +326,21 @@ class DiffGrad(Optimizer):
 
     def step_scalars(self, hp) -> None:
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
             hp.rectified = n_sma >= self.n_sma_threshold
             step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
         else:
-            step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+            step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2"))
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], s_grad, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = F.ams_bound_denom(self.apply_amsgrad(state, v) if self.ams_bound else v, hp.eps)
         dfc = mx.sigmoid(mx.abs(state["previous_grad"] - g)) * m
@@ -348,13 +354,14 @@ class DiffGrad(Optimizer):
 # ----------------------------------------------------------------------------- EXAdam
 
 
-def exadam_update(g, m, v, *, beta1_t, beta2_t, bc1, bc2, eps) -> mx.array:
-    """EXAdam's direction: cross-moment corrected moments and the gradient-accelerated numerator."""
+def exadam_update(g, m, v, *, beta1_t, beta2_t, bc1, bc2, eps) -> tuple[mx.array, mx.array]:
+    """EXAdam's direction as ``(numerator, denominator)``: cross-moment corrected moments and the
+    gradient-accelerated numerator."""
     d1 = 1.0 + v / (v + eps) * beta2_t
     m_sq = mx.square(m)
     d2 = 1.0 + m_sq / (m_sq + eps) * beta1_t
     numerator = m / bc1 * d1 + d1 * (g / bc1)
-    return numerator / (mx.sqrt(d2 * (v / bc2)) + eps)
+    return numerator, mx.sqrt(d2 * (v / bc2)) + eps
 
 
 @register
@@ -398,17 +405,23 @@ class EXAdam(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
+        hp.beta1_t, hp.beta2_t = 1.0 - hp.bc1, 1.0 - hp.bc2
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.c1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        update = exadam_update(g, m, v, beta1_t=1.0 - hp.bc1, beta2_t=1.0 - hp.bc2, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps)
-        return p - hp.lr * update
+        numerator, denom = exadam_update(
+            g, m, v, beta1_t=hp.beta1_t, beta2_t=hp.beta2_t, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps
+        )
+        # lr / denom first (not lr * (numerator / denom), a rounding apart): the DFS of mx.compile then reaches m
+        # through the denominator's m^2 before the numerator, so m joins the update's kernel (mlx_optim.fusion)
+        return p - (hp.lr / denom) * numerator
 
 
 # ----------------------------------------------------------------------------- FAdam
@@ -468,7 +481,7 @@ class FAdam(Optimizer):
 
     def step_scalars(self, hp) -> None:
         # debias_beta(beta2, t) = beta2 (1 - beta2^(t-1)) / (1 - beta2^t), 0 on the first step
-        hp.beta2_t = hp.beta2 * F.bias_correction(hp.beta2, hp.step - 1) / F.bias_correction(hp.beta2, hp.step)
+        hp.beta2_t = hp.beta2 * hp.bias_correction("beta2", hp.step - 1) / hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -480,7 +493,7 @@ class FAdam(Optimizer):
             (rms_grad > 0) & (scaled_eps < hp.eps), mx.power(scaled_eps, 2 * hp.p), mx.power(hp.eps, 2 * hp.p)
         )
         fim_base = mx.power(fim, hp.p) + eps_power
-        m = F.lerp(state["momentum"], clip_rms(g / fim_base, hp.clip), 1 - hp.beta1)
+        m = F.lerp(state["momentum"], clip_rms(g / fim_base, hp.clip), hp.one_minus_beta1)
         state["momentum"] = m
         update = m
         if self.decays():
@@ -532,13 +545,13 @@ class Grams(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         update = mx.abs(m / hp.bc1 / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)) * F.sign(g)
         if self.weight_decouple:
@@ -566,6 +579,9 @@ class Kate(Optimizer):
     name = "kate"
     family = "adaptive"
     reference = "pytorch_optimizer.Kate"
+    # b' = sqrt(b^2) is not an input of p' (p' divides by b^2 itself), so mx.compile gives b' its own kernel and
+    # materializes b^2 and g^2, each read by two kernels; only recomputing them would fuse further (mlx_optim.fusion)
+    ops_per_leaf = 4
 
     def __init__(
         self,
@@ -659,25 +675,28 @@ class LaProp(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        avg_lr = hp.beta1 * self.state["exp_avg_lr_1"] + (1 - hp.beta1) * hp.lr
+        avg_lr = hp.beta1 * self.state["exp_avg_lr_1"] + hp.one_minus_beta1 * hp.lr
         self.state["exp_avg_lr_1"] = avg_lr
         hp.step_size = mx.where(hp.lr != 0, hp.lr / avg_lr, 1.0)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.use_centered = hp.step > self.steps_before_using_centered
+        hp.c2 = hp.one_minus_beta2
+        # (1 - beta1) lr * (g / (denom / bc2_sqrt)) as (1 - beta1) lr bc2_sqrt * (g / denom): a rounding apart,
+        # one operation shallower, so that mx.compile fuses the whole update into one kernel (mlx_optim.fusion)
+        hp.m_scale = hp.one_minus_beta1 * hp.lr * hp.bc2_sqrt
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
         state["exp_avg_sq"] = v
         second = v
         if self.centered:
-            mean = F.lerp(state["exp_mean_avg_beta2"], g, 1 - hp.beta2)
+            mean = F.lerp(state["exp_mean_avg_beta2"], g, hp.c2)
             state["exp_mean_avg_beta2"] = mean
             second = mx.where(hp.use_centered, v - mx.square(mean), v)
         if self.ams_bound:
             second = self.apply_amsgrad(state, second)
-        denom = F.ams_bound_denom(second, hp.eps) / hp.bc2_sqrt
-        m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * hp.lr * (g / denom)
+        m = hp.beta1 * state["exp_avg"] + hp.m_scale * (g / F.ams_bound_denom(second, hp.eps))
         state["exp_avg"] = m
         update = self.apply_cautious(m, g) if self.cautious else m
         p = p - hp.step_size * update
@@ -689,10 +708,20 @@ class LaProp(Optimizer):
 # ----------------------------------------------------------------------------- MADGRAD
 
 
-def madgrad_rms(grad_sum_sq: mx.array, eps) -> mx.array:
-    """MADGRAD's cube-root denominator; zero entries (possible only with ``eps=0``) become inactive (inf)."""
+def madgrad_zero(eps) -> mx.array:
+    """The ``grad_sum_sq`` value whose :func:`madgrad_rms` is zero: 0 when ``eps == 0``, else NaN (none is)."""
+    return mx.where(eps == 0, 0.0, mx.nan)
+
+
+def madgrad_rms(grad_sum_sq: mx.array, eps, zero) -> mx.array:
+    """MADGRAD's cube-root denominator; zero entries (possible only with ``eps=0``) become inactive (inf).
+
+    ``zero`` is :func:`madgrad_zero` of ``eps``: ``grad_sum_sq == zero`` is ``r == 0`` exactly (``r`` is at
+    least ``eps`` unless NaN, and the cube root of a non-negative float32 is 0 only at 0), one operation
+    shallower, which lets ``mx.compile`` fuse the update into one kernel (mlx_optim.fusion).
+    """
     r = mx.power(grad_sum_sq, 1.0 / 3.0) + eps
-    return mx.where(r == 0, mx.inf, r)
+    return mx.where(grad_sum_sq == zero, mx.inf, r)
 
 
 @register
@@ -746,6 +775,9 @@ class MADGRAD(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.lr_eps = mx.where(hp.lr != 0, hp.lr + hp.eps, 0.0)
         hp.lamb = hp.lr_eps * mx.sqrt(hp.step)
+        hp.rms_zero = madgrad_zero(hp.eps)
+        hp.c_mom = hp.one_minus_momentum
+        hp.wd_step = hp.lr_eps * hp.weight_decay
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -754,12 +786,12 @@ class MADGRAD(Optimizer):
         if self.use_momentum:
             x0 = state["x0"]
         else:
-            x0 = p + state["s"] / madgrad_rms(state["grad_sum_sq"], hp.eps)
+            x0 = p + state["s"] / madgrad_rms(state["grad_sum_sq"], hp.eps, hp.rms_zero)
         grad_sum_sq = state["grad_sum_sq"] + hp.lamb * mx.square(g)
         s = state["s"] + hp.lamb * g
         state["grad_sum_sq"], state["s"] = grad_sum_sq, s
-        z = x0 - s / madgrad_rms(grad_sum_sq, hp.eps)
-        new = F.lerp(p, z, 1 - hp.momentum) if self.use_momentum else z
+        z = x0 - s / madgrad_rms(grad_sum_sq, hp.eps, hp.rms_zero)
+        new = F.lerp(p, z, hp.c_mom) if self.use_momentum else z
         if self.weight_decouple and self.decays():
-            new = new - hp.lr_eps * hp.weight_decay * p
+            new = new - hp.wd_step * p
         return new

@@ -138,14 +138,14 @@ class Lamb(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.beta3 = 1 - hp.beta1 if self.grad_averaging else 1.0
+        hp.beta3 = hp.one_minus_beta1 if self.grad_averaging else 1.0
         step_size = hp.lr
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
             hp.rectified = n_sma >= self.n_sma_threshold
             step_size = step_size * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
 
     def prepare(self, gradients, parameters) -> None:
@@ -161,7 +161,7 @@ class Lamb(Optimizer):
             g = g * hp.grad_scale
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = hp.beta1 * state["exp_avg"] + hp.beta3 * s_grad
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay)
@@ -269,8 +269,8 @@ class MARS(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.bc1_1d = F.bias_correction(hp.beta1_1d, hp.step)
         hp.bc2_sqrt_1d = mx.sqrt(F.bias_correction(hp.beta2_1d, hp.step))
 
@@ -359,16 +359,16 @@ class NovoGrad(Optimizer):
 
     def step_scalars(self, hp) -> None:
         hp.first = hp.step == 1
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) if self.adam_debias else hp.lr
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) if self.adam_debias else hp.lr
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         g_sq = mx.sum(mx.square(g))
-        ema = mx.where(hp.first, g_sq, F.lerp(state["grads_ema"], g_sq, 1 - hp.beta2))
+        ema = mx.where(hp.first, g_sq, F.lerp(state["grads_ema"], g_sq, hp.one_minus_beta2))
         state["grads_ema"] = ema
         g = g / (mx.sqrt(ema) + hp.eps)
         p, g = self.decay_weights(p, g)
-        new_term = g * (1 - hp.beta1) if self.grad_averaging else g
+        new_term = g * hp.one_minus_beta1 if self.grad_averaging else g
         m = mx.where(hp.first, g, hp.beta1 * state["moments"] + new_term)
         state["moments"] = m
         return p - hp.step_size * m
@@ -439,8 +439,8 @@ class QHAdam(Optimizer):
         m = F.lerp(state["exp_avg"], g, hp.inv_w1)
         v = F.lerp(state["exp_avg_sq"], g_sq, hp.inv_w2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        avg_grad = hp.nu1 * m + (1 - hp.nu1) * g
-        avg_rms = mx.sqrt(hp.nu2 * v + (1 - hp.nu2) * g_sq) + hp.eps
+        avg_grad = hp.nu1 * m + hp.one_minus_nu1 * g
+        avg_rms = mx.sqrt(hp.nu2 * v + hp.one_minus_nu2 * g_sq) + hp.eps
         return p - hp.lr * avg_grad / avg_rms
 
 
@@ -619,8 +619,8 @@ class SPAM(Optimizer):
         hp.clip = (t >= self.grad_accu_steps) & (phase >= self.grad_accu_steps)
         since_reset = mx.where(t >= max(gap, 2), phase, warm + t)
         scale = 1.0 - spam_death_rate(since_reset, warm)
-        bc1 = F.bias_correction(hp.beta1, t)
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, t)) / bc1 * scale
+        bc1 = hp.bias_correction("beta1", t)
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2", t)) / bc1 * scale
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -629,8 +629,8 @@ class SPAM(Optimizer):
         v = mx.where(hp.reset, 0.0, state["exp_avg_sq"])
         if "threshold" not in self._zero:
             g = mx.where(hp.clip, spam_spike_clip(g, v, hp.threshold), g)
-        m = F.lerp(m, g, 1 - hp.beta1)
-        v = hp.beta2 * v + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(m, g, hp.one_minus_beta1)
+        v = hp.beta2 * v + hp.one_minus_beta2 * mx.square(g)
         if mask is not None:
             m, v = mx.where(mask, m, 0.0), mx.where(mask, v, 0.0)
         state["exp_avg"], state["exp_avg_sq"] = m, v
@@ -720,7 +720,7 @@ class StableSPAM(Optimizer):
         s = mx.where(t < gap, t, mx.remainder(t, gap) + 1)  # the moments' step count, restarted at each reset
         hp.beta1_t = hp.beta1 * scale
         hp.step_size = hp.lr / F.bias_correction(hp.beta1_t, s)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, s))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2", s))
         hp.theta_t = F.bias_correction(hp.theta, t)
         gamma1 = hp.gamma1 * scale
         hp.norm_weight = 1.0 - gamma1
@@ -745,7 +745,7 @@ class StableSPAM(Optimizer):
         m0 = mx.where(hp.reset, 0.0, state["exp_avg"])
         v0 = mx.where(hp.reset, 0.0, state["exp_avg_sq"])
         m = mx.where(active, F.lerp(m0, g, 1 - hp.beta1_t), m0)
-        v = mx.where(active, hp.beta2 * v0 + (1 - hp.beta2) * mx.square(g), v0)
+        v = mx.where(active, hp.beta2 * v0 + hp.one_minus_beta2 * mx.square(g), v0)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         new = p - hp.step_size * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
         return mx.where(active, new, p)
@@ -816,22 +816,22 @@ class SWATS(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.sgd = self.state["sgd_phase"]
         hp.group_lr = mx.where(hp.sgd, self.state["sgd_lr"], hp.lr)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
         step_size = hp.lr * mx.sqrt(hp.bc2)
-        hp.step_size = step_size if self.adam_debias else step_size / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = step_size if self.adam_debias else step_size / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g, lr=hp.group_lr)
         # SGD phase
         buf = hp.beta1 * state["momentum_buffer"] + g
-        sgd_update = buf * (1 - hp.beta1)
+        sgd_update = buf * hp.one_minus_beta1
         if self.nesterov:
             sgd_update = sgd_update + hp.beta1 * buf
         state["momentum_buffer"] = mx.where(hp.sgd, buf, state["momentum_buffer"])
         # Adam phase
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         v_hat = v
         if self.ams_bound:
             v_hat = mx.maximum(state["max_exp_avg_sq"], v)
@@ -843,7 +843,7 @@ class SWATS(Optimizer):
         pg = mx.sum(perturb * g)
         valid = (pg != 0) & ~hp.sgd
         scaling = mx.sum(mx.square(perturb)) / mx.where(valid, -pg, 1.0)
-        avg = mx.where(valid, F.lerp(state["exp_avg2"], scaling, 1 - hp.beta2), state["exp_avg2"])
+        avg = mx.where(valid, F.lerp(state["exp_avg2"], scaling, hp.one_minus_beta2), state["exp_avg2"])
         state["exp_avg2"] = avg
         corrected = avg / hp.bc2
         close = mx.abs(corrected - scaling) <= 1e-8 + hp.eps * mx.abs(scaling)  # torch.allclose(rtol=eps)
@@ -876,6 +876,8 @@ class GrokFastAdamW(Optimizer):
     name = "grokfastadamw"
     family = "adam"
     reference = "pytorch_optimizer.GrokFastAdamW"
+    # the new slow EMA lies more than 11 operations deep below p' (through the amplified gradient and the second
+    ops_per_leaf = 2  # moment): mx.compile computes it in a kernel of its own
 
     def __init__(
         self,
@@ -915,8 +917,11 @@ class GrokFastAdamW(Optimizer):
             hp.lr = hp.lr / (1.0 + hp.grokfast_lamb)
         hp.first = hp.step == 1
         hp.grok_on = hp.step > self.grokfast_after_step
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
+        if self.grokfast:
+            hp.grok_weight = hp.one_minus_grokfast_alpha
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -924,11 +929,13 @@ class GrokFastAdamW(Optimizer):
         p, g = self.decay_weights(p, g)
         if self.grokfast:
             mu0 = mx.where(hp.first, g_raw, state["grok_exp_avg"])  # initialised to the first gradient
-            mu = F.lerp(mu0, g, 1 - hp.grokfast_alpha)
-            state["grok_exp_avg"] = mx.where(hp.grok_on, mu, mu0)
+            mu = F.lerp(mu0, g, hp.grok_weight)
+            # where grok_on the new state is mu: the gradient reads it from the new state, which then feeds the
+            # update (one kernel fewer under mx.compile, mlx_optim.fusion)
+            state["grok_exp_avg"] = mu = mx.where(hp.grok_on, mu, mu0)
             g = mx.where(hp.grok_on, g + hp.grokfast_lamb * mu, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.c1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / mx.maximum(mx.sqrt(v) / hp.bc2_sqrt, hp.eps)
 
@@ -996,17 +1003,17 @@ class AdamWSN(Optimizer):
             state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
         if self.sn:
             rows = state["exp_avg_sq"].shape[0]
             second = mx.sum(mx.square(g.reshape(rows, -1)), axis=1, keepdims=True)
         else:
             second = mx.square(g)
-        v = F.lerp(state["exp_avg_sq"], second, 1 - hp.beta2)
+        v = F.lerp(state["exp_avg_sq"], second, hp.one_minus_beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) + hp.eps
         update = (m.reshape(denom.shape[0], -1) / denom).reshape(p.shape) if self.sn else m / denom
@@ -1043,6 +1050,8 @@ class Adan(Optimizer):
     name = "adan"
     family = "adam"
     reference = "pytorch_optimizer.Adan"
+    # the chain to the first-step selection of the previous gradient is more than 11 operations deep from p':
+    ops_per_leaf = 2  # mx.compile computes it (and the new previous_grad) in a kernel of its own
 
     def __init__(
         self,
@@ -1077,9 +1086,13 @@ class Adan(Optimizer):
 
     def step_scalars(self, hp) -> None:
         hp.first = hp.step == 1
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.diff_step_size = hp.lr * hp.beta2 / F.bias_correction(hp.beta2, hp.step)
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.diff_step_size = hp.lr * hp.beta2 / hp.bias_correction("beta2")
         hp.bc3_sqrt = mx.sqrt(F.bias_correction(hp.beta3, hp.step))
+        hp.c1, hp.c2, hp.c3 = hp.one_minus_beta1, hp.one_minus_beta2, 1 - hp.beta3
+        if "weight_decay" not in self._zero:
+            hp.lr_wd = hp.lr * hp.weight_decay
+            hp.shrink, hp.prox = 1 - hp.lr_wd, 1 + hp.lr_wd
 
     def prepare(self, gradients, parameters) -> None:
         hp = self.hp
@@ -1089,23 +1102,29 @@ class Adan(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
+        clipped = not isinstance(hp.clip, float)  # hp.clip is 1.0 (a no-op) without max_grad_norm
         raw = -g if self.maximize else g
-        prev = mx.where(hp.first, -hp.clip * raw, state["previous_grad"])
-        g = g * hp.clip
+        g = g * hp.clip if clipped else g
         if self.use_gc:
             g = self.apply_gc(g)
+        neg = -g  # the new previous_grad
+        if self.use_gc:
+            first = -hp.clip * raw
+        else:  # -clip * raw is exactly -g (g with maximize, where raw = -g): the selection then also computes
+            first = g if self.maximize else neg  # the new state, in one kernel (mlx_optim.fusion)
+        prev = mx.where(hp.first, first, state["previous_grad"])
         diff = prev + g
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.lerp(state["exp_avg"], s_grad, 1 - hp.beta1)
-        d = F.lerp(state["exp_avg_diff"], diff, 1 - hp.beta2)
-        n = hp.beta3 * state["exp_avg_sq"] + (1 - hp.beta3) * mx.square(hp.beta2 * diff + g)
+        m = F.lerp(state["exp_avg"], s_grad, hp.c1)
+        d = F.lerp(state["exp_avg_diff"], diff, hp.c2)
+        n = hp.beta3 * state["exp_avg_sq"] + hp.c3 * mx.square(hp.beta2 * diff + g)
         state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"] = m, d, n
-        state["previous_grad"] = -g
+        state["previous_grad"] = neg
         denom = mx.sqrt(n) / hp.bc3_sqrt + hp.eps
         decay = self.decays()
         if decay and self.weight_decouple:
-            p = p * (1 - hp.lr * hp.weight_decay)
+            p = p * hp.shrink
         p = p - hp.step_size * m / denom - hp.diff_step_size * d / denom
         if decay and not self.weight_decouple:
-            p = p / (1 + hp.lr * hp.weight_decay)
+            p = p / hp.prox
         return p

@@ -94,13 +94,13 @@ class SparseAdam(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         seen = g != 0
-        m = mx.where(seen, F.ema(state["exp_avg"], g, hp.beta1), state["exp_avg"])
-        v = mx.where(seen, F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2), state["exp_avg_sq"])
+        m = mx.where(seen, hp.ema(state["exp_avg"], g, "beta1"), state["exp_avg"])
+        v = mx.where(seen, hp.ema(state["exp_avg_sq"], mx.square(g), "beta2"), state["exp_avg_sq"])
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return mx.where(seen, p - hp.step_size * m / (mx.sqrt(v) + hp.eps), p)
 
@@ -170,8 +170,8 @@ class TAdam(Optimizer):
         state["W_t"] = (beta1 / (1 - beta1)).astype(mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -180,7 +180,7 @@ class TAdam(Optimizer):
         m, state["W_t"] = tadam_moment(
             g, state["exp_avg"], state["exp_avg_sq"], state["W_t"], hp.beta1, hp.eps, dof, g.size
         )
-        v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        v = hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.amsgrad:
             v = self.apply_amsgrad(state, v)
@@ -238,9 +238,9 @@ class RaLars(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
-        sma_inf = 2 / (1 - hp.beta2) - 1
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
+        sma_inf = 2 / hp.one_minus_beta2 - 1
         sma_t = sma_inf - 2 * hp.step * (1 - hp.bc2) / hp.bc2
         hp.rectified = sma_t > 4
         safe = mx.maximum(sma_t, 4.0)
@@ -248,8 +248,8 @@ class RaLars(Optimizer):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.ema(state["exp_avg"], g, hp.beta1)
-        v = F.ema(state["exp_avg_sq"], mx.square(g), hp.beta2)
+        m = hp.ema(state["exp_avg"], g, "beta1")
+        v = hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         m_hat = m / hp.bc1
         adaptive = m_hat / (mx.sqrt(v / hp.bc2) + hp.eps)

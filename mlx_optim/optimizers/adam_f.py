@@ -76,7 +76,7 @@ class Ano(Optimizer):
             hp.beta1_t = 1 - 1 / mx.log(mx.maximum(hp.step, 2.0))
         else:
             hp.beta1_t = hp.beta1
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -138,16 +138,16 @@ class DualAdam(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
         hp.inverse_rate = mx.maximum(1 - hp.step * hp.switch_rate, 0.0)
         hp.use_inverse = hp.inverse_rate >= hp.switch_rate
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         m_hat = m / hp.bc1
         d = mx.sqrt(v / hp.bc2) + hp.eps

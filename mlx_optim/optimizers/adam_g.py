@@ -98,8 +98,8 @@ class SaRA(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def prepare(self, gradients, parameters) -> None:
         self._rank_index, self._rank_choice = {}, None
@@ -129,8 +129,8 @@ class SaRA(Optimizer):
             penalty = hp.lambda_rank * masked_nuclear_subgradient(p, mask)
             chosen = (self._rank_choice == index) & (mx.sum(mask) > 100)
             g = mx.where(chosen, g - penalty if self.maximize else g + penalty, g)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         v_hat = v
         if self.ams_bound:
             v_hat = mx.where(mask, mx.maximum(state["max_exp_avg_sq"], v), state["max_exp_avg_sq"])
@@ -238,8 +238,9 @@ class FlashAdamW(Optimizer):
     path). Not ported: ``fused`` (the reference raises for it), ``compress_state_dict`` (a torch checkpoint
     format switch: this state always holds the codes), ``check_numerics`` (a host-side ``.item()`` check that
     raises ``ArithmeticError``; it cannot run inside ``mx.compile``); float64 parameters are updated in float32.
-    The reference's "initial_lr must be positive" error is raised at construction here. ``1 - beta`` is kept in
-    double precision like the reference's Python floats (see :meth:`_set_complement`).
+    The reference's "initial_lr must be positive" error is raised at construction here. ``1 - beta`` is the
+    double-precision complement the base class keeps (``hp.one_minus_beta1``), like the reference's Python
+    floats: the float32 one flips the rounding of moments stored in bf16 (``quantize=False``).
     """
 
     name = "flashadamw"
@@ -261,8 +262,6 @@ class FlashAdamW(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        for i, beta in enumerate(betas):
-            self._set_complement(f"beta{i + 1}", beta)
         self._hyper("eps", eps, 0.0)
         self._hyper("weight_decay", weight_decay, 0.0)
         self._choice("master_weight_bits", master_weight_bits, _MASTER_WEIGHT_BITS)
@@ -275,23 +274,6 @@ class FlashAdamW(Optimizer):
         if decouple_lr and "weight_decay" not in self._zero and initial_lr <= 0.0:
             raise ValueError(f"FlashAdamW: decouple_lr needs a positive initial learning_rate, got {initial_lr}")
         self.state["initial_lr"] = mx.array(initial_lr, mx.float32)
-
-    def _set_complement(self, name: str, beta) -> None:
-        """Keep ``1 - beta`` computed in double precision, as the reference does with its Python-float betas.
-
-        ``1 - beta`` in float32 from a float32 ``beta`` differs by up to 1e-5 relative (0.001 vs 0.00099999 for
-        beta2 = 0.999), which flips the rounding of moments stored in bf16 (``quantize=False``). A scheduled beta
-        falls back to the float32 complement.
-        """
-        if not callable(beta):
-            self.state["one_minus_" + name] = mx.array(1.0 - float(beta), mx.float32)
-        else:
-            self.state.pop("one_minus_" + name, None)
-
-    def __setattr__(self, name: str, value) -> None:
-        super().__setattr__(name, value)
-        if name in ("beta1", "beta2"):
-            self._set_complement(name, value)
 
     def init(self, parameters: dict) -> None:
         if self.master_weight_bits is not None and all(
@@ -324,10 +306,9 @@ class FlashAdamW(Optimizer):
         return state[name].astype(mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.c1 = self.state.get("one_minus_beta1", 1 - hp.beta1)
-        hp.c2 = self.state.get("one_minus_beta2", 1 - hp.beta2)
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2 = hp.bias_correction("beta2")
         if self.decouple_lr:
             hp.wd_eff = mx.where(hp.lr > 0, hp.weight_decay / self.state["initial_lr"], hp.weight_decay)
 

@@ -55,10 +55,10 @@ class RMSprop(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=False)
-        v = hp.alpha * state["square_avg"] + (1 - hp.alpha) * mx.square(g)
+        v = hp.alpha * state["square_avg"] + hp.one_minus_alpha * mx.square(g)
         state["square_avg"] = v
         if self.centered:
-            g_avg = hp.alpha * state["grad_avg"] + (1 - hp.alpha) * g
+            g_avg = hp.alpha * state["grad_avg"] + hp.one_minus_alpha * g
             state["grad_avg"] = g_avg
             v = v - mx.square(g_avg)
         step = g / (mx.sqrt(v) + hp.eps)
@@ -129,6 +129,9 @@ class AdaDelta(Optimizer):
     name = "adadelta"
     family = "adaptive"
     reference = "pytorch_optimizer.AdaDelta"
+    # the step delta feeds two outputs that do not feed each other (p' and acc_delta): mx.compile writes delta
+    # to memory and gives each consumer its own kernel
+    ops_per_leaf = 3
 
     def __init__(
         self,
@@ -151,13 +154,16 @@ class AdaDelta(Optimizer):
         state["square_avg"] = self.zeros(parameter)
         state["acc_delta"] = self.zeros(parameter)
 
+    def step_scalars(self, hp) -> None:
+        hp.one_minus_rho = hp.one_minus_rho
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        v = hp.rho * state["square_avg"] + (1 - hp.rho) * mx.square(g)
+        v = hp.rho * state["square_avg"] + hp.one_minus_rho * mx.square(g)
         delta = mx.sqrt(state["acc_delta"] + hp.eps) / mx.sqrt(v + hp.eps) * g
         state["square_avg"] = v
-        state["acc_delta"] = hp.rho * state["acc_delta"] + (1 - hp.rho) * mx.square(delta)
+        state["acc_delta"] = hp.rho * state["acc_delta"] + hp.one_minus_rho * mx.square(delta)
         return p - hp.lr * delta
 
 

@@ -259,13 +259,13 @@ class Alice(Optimizer):
         key = None
         if "key" in state:
             state["key"], key = mx.random.split(state["key"])
-        q_t = hp.beta3 * (u @ q @ u.T) + (1 - hp.beta3) * (grad @ grad.T)
+        q_t = hp.beta3 * (u @ q @ u.T) + hp.one_minus_beta3 * (grad @ grad.T)
         u = mx.where(hp.refresh, alice_switch(q_t, u, rank, leading, key).astype(u.dtype), u)
         state["U"] = u
         sigma = u.T @ grad
-        state["Q"] = F.torch_lerp(q, sigma @ sigma.T, 1 - hp.beta3)
-        m = state["m"] = F.torch_lerp(state["m"], sigma, 1 - hp.beta1)
-        v = state["v"] = F.torch_lerp(state["v"], mx.square(sigma), 1 - hp.beta2)
+        state["Q"] = F.torch_lerp(q, sigma @ sigma.T, hp.one_minus_beta3)
+        m = state["m"] = F.torch_lerp(state["m"], sigma, hp.one_minus_beta1)
+        v = state["v"] = F.torch_lerp(state["v"], mx.square(sigma), hp.one_minus_beta2)
         c, state["p"], state["phi"] = alice_compensation(
             grad, u, sigma, state["p"], state["phi"], hp.gamma, hp.beta1, rank
         )

@@ -164,7 +164,7 @@ class DAdaptAdaGrad(_DAdaptBase):
         if self.weight_decouple:
             p = self._decouple_step(p, hp.lr)
         z = state["x0"] - state["sk"] / (mx.sqrt(state["alpha_k"]) + hp.eps)
-        new = z if "momentum" in self._zero else F.lerp(p, z, 1 - hp.momentum)
+        new = z if "momentum" in self._zero else F.lerp(p, z, hp.one_minus_momentum)
         return mx.where(hp.skip, p, new)
 
 
@@ -230,7 +230,7 @@ class DAdaptAdam(_DAdaptBase):
     def step_scalars(self, hp) -> None:
         hp.d_lr = self.state["d"] * hp.lr
         if self.bias_correction:
-            hp.d_lr = hp.d_lr / (F.bias_correction(hp.beta1, hp.step) / mx.sqrt(F.bias_correction(hp.beta2, hp.step)))
+            hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
@@ -240,8 +240,8 @@ class DAdaptAdam(_DAdaptBase):
             g = self._coupled(g, p)
             s, v = state["s"], state["exp_avg_sq"]
             numerator = numerator + hp.d_lr * _sum(g * (s / (mx.sqrt(sn_expand(v, g.shape)) + hp.eps)))
-            state["exp_avg"] = hp.beta1 * state["exp_avg"] + hp.d_lr * (1 - hp.beta1) * g
-            state["exp_avg_sq"] = hp.beta2 * v + (1 - hp.beta2) * sn_reduce(mx.square(g), v)
+            state["exp_avg"] = hp.beta1 * state["exp_avg"] + hp.d_lr * hp.one_minus_beta1 * g
+            state["exp_avg_sq"] = hp.beta2 * v + hp.one_minus_beta2 * sn_reduce(mx.square(g), v)
             s = hp.beta2_sq * s + hp.d_lr * (1 - hp.beta2_sq) * g
             state["s"] = s
             sk_l1 = sk_l1 + _sum(mx.abs(s))
@@ -341,7 +341,7 @@ class DAdaptSGD(_DAdaptBase):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
-        new = F.lerp(new, state["x0"] - state["s"], 1 - hp.momentum)
+        new = F.lerp(new, state["x0"] - state["s"], hp.one_minus_momentum)
         return mx.where(hp.skip, p, new)
 
 
@@ -426,7 +426,7 @@ class DAdaptLion(_DAdaptBase):
         hp = self.hp
         g = self._coupled(g, p)
         update = self._direction(g, state)
-        state["exp_avg"] = hp.beta2 * state["exp_avg"] + (1 - hp.beta2) * hp.d_lr * g
+        state["exp_avg"] = hp.beta2 * state["exp_avg"] + hp.one_minus_beta2 * hp.d_lr * g
         if self.weight_decouple:
             p = self._decouple_step(p, hp.d_lr)
         return p - hp.d_lr * update
@@ -628,7 +628,7 @@ class Prodigy(_DAdaptBase):
         hp.d = self.state["d"]
         hp.d_lr = hp.d * hp.lr
         if self.bias_correction:
-            hp.d_lr = hp.d_lr / (F.bias_correction(hp.beta1, hp.step) / mx.sqrt(F.bias_correction(hp.beta2, hp.step)))
+            hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp, st = self.hp, self.state
@@ -636,8 +636,8 @@ class Prodigy(_DAdaptBase):
         numerator, de_nom = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             numerator = numerator + ratio * hp.d_lr * _sum(g * (state["p0"] - p))
-            state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * (1 - hp.beta1) * g
-            state["exp_avg_sq"] = hp.beta2 * state["exp_avg_sq"] + d * d * (1 - hp.beta2) * mx.square(g)
+            state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * hp.one_minus_beta1 * g
+            state["exp_avg_sq"] = hp.beta2 * state["exp_avg_sq"] + d * d * hp.one_minus_beta2 * mx.square(g)
             s = hp.beta3 * state["s"] + ratio * (d if self.safeguard_warmup else hp.d_lr) * g
             state["s"] = s
             de_nom = de_nom + _sum(mx.abs(s))

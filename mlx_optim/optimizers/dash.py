@@ -264,7 +264,7 @@ class DASH(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.graft_beta = hp.grafting_beta if self.use_grafting_beta else hp.beta2
         one = mx.array(1.0, mx.float32)
-        hp.bias1 = F.bias_correction(hp.beta1, hp.step) if self.correct_bias else one
+        hp.bias1 = hp.bias_correction("beta1") if self.correct_bias else one
         hp.bias2 = F.bias_correction(hp.graft_beta, hp.step) if self.correct_bias else one
         start = self.start_preconditioning_step
         hp.precondition = hp.step >= start
@@ -302,7 +302,7 @@ class DASH(Optimizer):
         gb = hp.graft_beta
         state[f"exp_avg_sq_{i}"] = state[f"exp_avg_sq_{i}"] * gb + (1.0 - gb) * (g * g)
         if self.use_exp_avg:
-            g = state[f"exp_avg_{i}"] = F.torch_lerp(state[f"exp_avg_{i}"], g, 1.0 - hp.beta1)
+            g = state[f"exp_avg_{i}"] = F.torch_lerp(state[f"exp_avg_{i}"], g, hp.one_minus_beta1)
         denom = mx.maximum(mx.sqrt(state[f"exp_avg_sq_{i}"] / hp.bias2) + hp.eps, _TINY32)
         graft = (g / hp.bias1) / denom
 

@@ -202,7 +202,7 @@ class AdaFactor(Optimizer):
             inv_sqrt_v = mx.rsqrt(v_hat / hp.moment_weight)
         update = clip_by_rms(inv_sqrt_v * g, hp.clip_threshold) * lr
         if self.use_momentum:
-            state["exp_avg"], update = _lerp_lowp(state["exp_avg"], update, 1.0 - hp.beta1)
+            state["exp_avg"], update = _lerp_lowp(state["exp_avg"], update, hp.one_minus_beta1)
             if self.cautious:
                 update = self.apply_cautious(update, g)
         return p - update
@@ -317,7 +317,7 @@ class AdafactorBigVision(Optimizer):
         if self.use_momentum:
             ema = state["exp_avg"]
             decayed = ema * hp.momentum.astype(ema.dtype)  # optax.ema: decay * ema in the accumulator dtype
-            update = (1.0 - hp.momentum) * update + decayed.astype(update.dtype)
+            update = hp.one_minus_momentum * update + decayed.astype(update.dtype)
             state["exp_avg"] = update.astype(ema.dtype)
             if self.caution:
                 update = timm_caution(update, g)
@@ -395,25 +395,25 @@ class CAME(Optimizer):
         sq = mx.square(g) + hp.eps1
         factored = g.ndim >= 2
         if factored:
-            row = F.ema(state["exp_avg_sq_row"], mx.mean(sq, axis=-1), hp.beta2)
-            col = F.ema(state["exp_avg_sq_col"], mx.mean(sq, axis=-2), hp.beta2)
+            row = hp.ema(state["exp_avg_sq_row"], mx.mean(sq, axis=-1), "beta2")
+            col = hp.ema(state["exp_avg_sq_col"], mx.mean(sq, axis=-2), "beta2")
             state["exp_avg_sq_row"], state["exp_avg_sq_col"] = row, col
             inv_sqrt_v = factored_rsqrt(row, col)
         else:
-            v = F.ema(state["exp_avg_sq"], sq, hp.beta2)
+            v = hp.ema(state["exp_avg_sq"], sq, "beta2")
             state["exp_avg_sq"] = v
             inv_sqrt_v = mx.rsqrt(v)
         if self.ams_bound:
             v_hat = self.apply_amsgrad(state, 1.0 / inv_sqrt_v, "exp_avg_sq_hat")
             inv_sqrt_v = mx.rsqrt(v_hat / hp.beta2)
         update = clip_by_rms(inv_sqrt_v * g, hp.clip_threshold)
-        m = F.torch_lerp(state["exp_avg"], update, 1.0 - hp.beta1)
+        m = F.torch_lerp(state["exp_avg"], update, hp.one_minus_beta1)
         state["exp_avg"] = m
         if not factored:
             return p - hp.lr * m
         res = mx.square(update - m) + hp.eps2
-        row = F.ema(state["exp_avg_res_row"], mx.mean(res, axis=-1), hp.beta3)
-        col = F.ema(state["exp_avg_res_col"], mx.mean(res, axis=-2), hp.beta3)
+        row = hp.ema(state["exp_avg_res_row"], mx.mean(res, axis=-1), "beta3")
+        col = hp.ema(state["exp_avg_res_col"], mx.mean(res, axis=-2), "beta3")
         state["exp_avg_res_row"], state["exp_avg_res_col"] = row, col
         return p - hp.lr * factored_rsqrt(row, col) * m
 
@@ -498,7 +498,7 @@ class SM3(Optimizer):
             state[k] = a
         update = mx.rsqrt(nu + hp.eps) * g
         if self.use_momentum:
-            update = F.torch_lerp(state["momentum_buffer"], update, 1.0 - hp.momentum)
+            update = F.torch_lerp(state["momentum_buffer"], update, hp.one_minus_momentum)
             state["momentum_buffer"] = update
         return p - hp.lr * update
 
@@ -637,8 +637,8 @@ class AdamMini(Optimizer):
             state["v_mean"] = self.zeros(parameter, ())
 
     def step_scalars(self, hp) -> None:
-        hp.bc1 = F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc1 = hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         self._paths = {id(s): path for path, _, _, s in leaves(gradients, parameters, self.state)}
@@ -648,16 +648,16 @@ class AdamMini(Optimizer):
         self._leaf_path = path = self._paths[id(state)]
         if not any(b in path for b in self.no_decay_blocks):
             p, _ = self.apply_weight_decay(p, g, decouple=True)
-        m = F.torch_lerp(state["m"], g, 1.0 - hp.beta1)
+        m = F.torch_lerp(state["m"], g, hp.one_minus_beta1)
         state["m"] = m
         if "v" in state:  # embeddings: Adam
-            v = hp.beta2 * state["v"] + (1 - hp.beta2) * mx.square(g)
+            v = hp.beta2 * state["v"] + hp.one_minus_beta2 * mx.square(g)
             state["v"] = v
             return p - (hp.lr / hp.bc1) * m / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps)
         key = next(k for k in ("v_head", "v_qkv", "v_mean") if k in state)
         blocks = state[key].shape
         g_blocks = g.reshape(*blocks, -1)
-        v = F.torch_lerp(state[key], mx.mean(mx.square(g_blocks), axis=-1), 1.0 - hp.beta2)
+        v = F.torch_lerp(state[key], mx.mean(mx.square(g_blocks), axis=-1), hp.one_minus_beta2)
         state[key] = v
         h = mx.sqrt(v) / hp.bc2_sqrt + hp.eps
         update = m.reshape(*blocks, -1) / mx.expand_dims(h * hp.bc1, -1)
@@ -725,6 +725,9 @@ class LOMO(_FusedBackwardClipping):
     name = "lomo"
     family = "memory-efficient"
     reference = "pytorch_optimizer.LOMO"
+    # the per-tensor all-finite test is a reduction (isfinite(g), All, Squeeze to 0-d) before the update's kernel;
+    # keepdims=True saves the Squeeze but makes the flag a non-scalar input: the update's loop ran slower
+    ops_per_leaf = 4
 
     def __init__(
         self,

@@ -421,8 +421,7 @@ class LBFGS(Optimizer):
         """
         view = _FlatView(model)
         self._ensure_state(view.size, view.dtype)
-        for name, scheduler in self._schedulers.items():
-            self.state[name] = scheduler(self.step)
+        self._refresh_schedules()
         self.state["step"] = self.step + 1
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self._step(view, loss_and_grad_fn, args, kwargs)

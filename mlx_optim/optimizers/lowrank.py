@@ -185,7 +185,7 @@ class _Projected(Optimizer):
         self.projection_filter = projection_filter or default_projection_filter
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")
         hp.first = hp.step == 1
         hp.refresh = hp.first | (mx.remainder(hp.step, self.update_proj_gap) == 0)
 
@@ -232,8 +232,8 @@ class _Projected(Optimizer):
     def adam_direction(self, g: mx.array, state: dict) -> mx.array:
         """``m / (sqrt(v) + eps)`` after the moment updates (no bias correction: it is in ``step_size``)."""
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return m / (mx.sqrt(v) + hp.eps)
 
@@ -402,13 +402,13 @@ class Conda(_Projected):
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
         state["exp_avg"] = m
         if self.is_projected(state):
             side = self.side(g.shape)
             basis = self.refresh_basis(m, state)
             g, m = project(g, basis, side), project(m, basis, side)
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * sn_reduce(mx.square(g), state["exp_avg_sq"])
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * sn_reduce(mx.square(g), state["exp_avg_sq"])
         state["exp_avg_sq"] = v
         update = m / (mx.sqrt(sn_expand(v, m.shape)) + hp.eps)
         if self.is_projected(state):

@@ -300,15 +300,15 @@ class _MuonFamily(Optimizer):
         return p, F.coupled_decay(g, p, wd)
 
     def step_scalars(self, hp) -> None:
-        hp.adamw_bc1 = F.bias_correction(hp.adamw_beta1, hp.step)
-        hp.adamw_bc2_sqrt = mx.sqrt(F.bias_correction(hp.adamw_beta2, hp.step))
+        hp.adamw_bc1 = hp.bias_correction("adamw_beta1")
+        hp.adamw_bc2_sqrt = mx.sqrt(hp.bias_correction("adamw_beta2"))
 
     def adamw_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         """The AdamW fallback (bias-corrected Adam, decoupled decay ``adamw_wd`` at ``adamw_lr``)."""
         hp = self.hp
         p, g = self.decay(p, g, "adamw_wd", hp.adamw_lr)
-        m = F.torch_lerp(state["exp_avg"], g, 1 - hp.adamw_beta1)
-        v = F.torch_lerp(state["exp_avg_sq"], mx.square(g), 1 - hp.adamw_beta2)
+        m = F.torch_lerp(state["exp_avg"], g, hp.one_minus_adamw_beta1)
+        v = F.torch_lerp(state["exp_avg_sq"], mx.square(g), hp.one_minus_adamw_beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) / hp.adamw_bc2_sqrt + getattr(hp, self._ADAMW_EPS)
         return p - (hp.adamw_lr / hp.adamw_bc1) * (m / denom)
@@ -403,7 +403,7 @@ class Muon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         state["momentum_buffer"] = buf
         if self.nesterov:
             g = F.torch_lerp(g, buf, hp.momentum)
@@ -596,17 +596,17 @@ class AdaMuon(_MuonFamily):
 
     def step_scalars(self, hp) -> None:
         super().step_scalars(hp)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp, f32 = self.hp, mx.float32
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        m = F.torch_lerp(state["m"], g, 1 - hp.beta1)
+        m = F.torch_lerp(state["m"], g, hp.one_minus_beta1)
         state["m"] = m
         o = newton_schulz(as_matrix(m), self.ns_steps, self.ns_weights)
         lowp = o.dtype
         o = o.reshape(-1).astype(f32)
-        v = state["v"] * hp.beta2 + (1 - hp.beta2) * o * o
+        v = state["v"] * hp.beta2 + hp.one_minus_beta2 * o * o
         state["v"] = v
         u = (o / (mx.sqrt(v / hp.bc2) + hp.eps)).astype(lowp).reshape(p.shape)
         # torch: u.mul_(sqrt(min(rows, cols)) / (norm(u) + eps)) on bfloat16 tensors, where
@@ -691,7 +691,7 @@ class AdaGO(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         g_norm = F.norm(g)
         v = state["v"] + mx.minimum(mx.square(g_norm), hp.gamma**2)
         state["momentum_buffer"], state["v"] = buf, v

@@ -117,7 +117,7 @@ class NorMuon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         state["momentum_buffer"] = buf
         u = F.torch_lerp(g, buf, hp.momentum) if self.nesterov else buf
         o = as_matrix(self.orthogonalize(u)).astype(mx.float32)
@@ -490,7 +490,7 @@ class SpectralSphere(Optimizer):
             return p
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple)
-        buf = F.torch_lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         state["momentum_buffer"] = buf
         m = F.torch_lerp(g, buf, hp.momentum) if self.nesterov else buf
         u = spectral_ball_update(

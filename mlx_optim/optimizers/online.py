@@ -273,7 +273,7 @@ class BCOS(Optimizer):
         d = g
         if self.mode in ("m", "c"):
             m = mx.where(hp.first, g0, state["m"])
-            d = state["m"] = F.torch_lerp(m, g, 1.0 - hp.beta)
+            d = state["m"] = F.torch_lerp(m, g, hp.one_minus_beta)
         if self.mode in ("g", "m"):
             v = mx.where(hp.first, mx.square(g0), state["v"])
             v = state["v"] = F.torch_lerp(v, mx.square(d), 1.0 - (hp.beta if beta2 is None else beta2))

@@ -244,7 +244,7 @@ class SPlus(Optimizer):
         lr = self._scaled_lr(p.shape)
         if not self.weight_decouple:
             p, g = self.apply_weight_decay(p, g, decouple=False)
-        m = F.lerp(state["momentum"], g, 1 - hp.beta1)
+        m = F.lerp(state["momentum"], g, hp.one_minus_beta1)
         state["momentum"] = m
         if p.ndim == 2:
             q0, q1 = state.get("q_side_0"), state.get("q_side_1")
@@ -256,7 +256,7 @@ class SPlus(Optimizer):
             refresh = (hp.step == 1) | F.every(hp.step, self.inverse_steps)
             for i, outer in ((0, g @ g.T), (1, g.T @ g)):
                 if f"side_{i}" in state:
-                    side = F.lerp(state[f"side_{i}"], outer, 1 - hp.beta2)
+                    side = F.lerp(state[f"side_{i}"], outer, hp.one_minus_beta2)
                     eye = _eye(side.shape[0], mx.float32)
                     q_new = eigenvectors(side.astype(mx.float32) + eye * hp.eps).astype(side.dtype)
                     state[f"side_{i}"] = side
@@ -264,7 +264,7 @@ class SPlus(Optimizer):
         else:
             update = F.sign(m)
         p = p - lr * update
-        state["ema"] = F.lerp(state["ema"], p, 1 - hp.ema_rate)
+        state["ema"] = F.lerp(state["ema"], p, hp.one_minus_ema_rate)
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay, lr=lr)
         return p
@@ -398,7 +398,7 @@ class SOAP(Optimizer):
         s = mx.maximum(hp.step - 1, 1)
         hp.step_size = hp.lr
         if self.correct_bias:
-            hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, s)) / F.bias_correction(hp.beta1, s)
+            hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2", s)) / hp.bias_correction("beta1", s)
         hp.refresh = (hp.step > 1) & F.every(hp.step - 1, self.precondition_frequency)
 
     def _project(self, x: mx.array, qs: list, forward: bool) -> mx.array:
@@ -422,8 +422,8 @@ class SOAP(Optimizer):
 
         # Adam in the rotated basis (skipped on the first step, like the reference)
         g_hat = self._project(g, qs, True)
-        exp_avg = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
-        exp_avg_sq = F.lerp(state["exp_avg_sq"], mx.square(g_hat), 1 - hp.beta2)
+        exp_avg = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        exp_avg_sq = F.lerp(state["exp_avg_sq"], mx.square(g_hat), hp.one_minus_beta2)
         direction = self._project(self._project(exp_avg, qs, True) / (mx.sqrt(exp_avg_sq) + hp.eps), qs, False)
         if self.normalize_gradient:
             direction = direction / (mx.sqrt(mx.mean(mx.square(direction))) + hp.eps)
@@ -707,13 +707,13 @@ class Kron(Optimizer):
         self.state["key"] = keys[0]
         hp.balance = (mx.random.uniform(key=keys[1]) < hp.balance_prob) & hp.do_update
         hp.noise_key = keys[2]
-        hp.bias_correction1 = F.bias_correction(hp.momentum, hp.step)
+        hp.bias_correction1 = hp.bias_correction("momentum")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if p.ndim >= 2 and not self.weight_decouple:
             p, g = self.apply_weight_decay(p, g, decouple=False)
-        buf = state["momentum_buffer"] * hp.momentum + g * (1 - hp.momentum)
+        buf = state["momentum_buffer"] * hp.momentum + g * hp.one_minus_momentum
         state["momentum_buffer"] = buf.astype(state["momentum_buffer"].dtype)
         pdtype = state["Q_0"].dtype
         m_hat = (state["momentum_buffer"] / hp.bias_correction1).astype(pdtype)
@@ -999,7 +999,7 @@ class ScalableShampoo(Optimizer):
         if self.graft_type == GRAFT_ADAGRAD:
             state["graft_statistics"] = state["graft_statistics"] + g * g
         elif self.graft_type == GRAFT_RMSPROP:
-            state["graft_statistics"] = state["graft_statistics"] * hp.beta2 + (1 - hp.beta2) * (g * g)
+            state["graft_statistics"] = state["graft_statistics"] * hp.beta2 + hp.one_minus_beta2 * (g * g)
         if self.graft_type in (GRAFT_ADAGRAD, GRAFT_RMSPROP):
             return g / (mx.sqrt(state["graft_statistics"]) + self.diagonal_eps)
         if self.graft_type == GRAFT_SQRTN:
@@ -1045,7 +1045,7 @@ class ScalableShampoo(Optimizer):
         pre_mult = 1.0 if self.decoupled_learning_rate else hp.lr
         mom_mult = hp.lr if self.decoupled_learning_rate else 1.0
         ma = self.moving_average_for_momentum
-        w = (1.0 - hp.beta1) if ma else 1.0
+        w = hp.one_minus_beta1 if ma else 1.0
 
         graft = self._graft(g, state) * pre_mult
         shampoo = self._shampoo(g, state)

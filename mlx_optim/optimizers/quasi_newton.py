@@ -102,7 +102,7 @@ class ApolloDQN(Optimizer):
     def step_scalars(self, hp) -> None:
         warm = (hp.lr - hp.init_lr) * hp.step / max(self.warmup_steps, 1) + hp.init_lr
         hp.current_lr = mx.where(hp.step >= self.warmup_steps, hp.lr, warm)
-        hp.alpha = (1.0 - hp.beta) / F.bias_correction(hp.beta, hp.step)
+        hp.alpha = hp.one_minus_beta / hp.bias_correction("beta")
         hp.apollo_eps = hp.eps / 1e-2 if self.rebound == "constant" else hp.eps
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:

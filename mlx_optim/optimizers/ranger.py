@@ -21,12 +21,22 @@ from mlx_optim.registry import register
 
 
 # ---------------------------------------------------------------------------- shared pure functions
-def lookahead_merge(p: mx.array, slow: mx.array, alpha, sync: mx.array) -> tuple[mx.array, mx.array]:
+def lookahead_merge(
+    p: mx.array, slow: mx.array, alpha, sync: mx.array, *, chained: bool = True
+) -> tuple[mx.array, mx.array]:
     """Lookahead (Zhang et al., 2019): where ``sync``, ``slow <- slow + alpha (p - slow)`` and ``p <- slow``.
 
-    Returns ``(p, slow)``; both are unchanged where ``sync`` is false.
+    Returns ``(p, slow)``; both are unchanged where ``sync`` is false. Both forms give the same values.
+    ``chained`` reads the new ``p`` from the new ``slow`` (equal where ``sync``), so the parameter consumes the
+    slow-weight output and ``mx.compile`` can update both in one kernel with the step before it
+    (:mod:`mlx_optim.fusion`). It is one operation deeper; ``chained=False`` suits updates already too deep to
+    fuse with the merge, which then cost three small kernels (the merge and one select per output) instead of
+    cutting the update itself into more pieces.
     """
     merged = slow + alpha * (p - slow)
+    if chained:
+        slow = mx.where(sync, merged, slow)
+        return mx.where(sync, slow, p), slow
     return mx.where(sync, merged, p), mx.where(sync, merged, slow)
 
 
@@ -98,11 +108,11 @@ class Ranger(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold)
+        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
         hp.rectified = n_sma >= self.n_sma_threshold
         step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
         if not self.adam_debias:
-            step_size = step_size / F.bias_correction(hp.beta1, hp.step)
+            step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
         hp.sync = F.every(hp.step, self.k)
 
@@ -121,7 +131,7 @@ class Ranger(Optimizer):
         p0 = p
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.ema(state["exp_avg"], s_grad, hp.beta1)
+        m = hp.ema(state["exp_avg"], s_grad, "beta1")
         v = F.ema(state["exp_avg_sq"], sn_reduce(mx.square(g), state["exp_avg_sq"]), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         p = p - hp.step_size * self.direction(m, sn_expand(v, p.shape))
@@ -297,10 +307,10 @@ class Ranger21(Optimizer):
         return mx.where(step < self.start_warm_down, lr_up, lr_down)
 
     def step_scalars(self, hp) -> None:
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
         hp.bc2_sqrt = mx.sqrt(hp.bc2)
         hp.r_lr = self.scheduled_lr(hp.lr, hp.step, hp.warm_down_min_lr)
-        hp.step_size = hp.r_lr if self.adam_debias else hp.r_lr / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.r_lr if self.adam_debias else hp.r_lr / hp.bias_correction("beta1")
         hp.odd = mx.remainder(hp.step, 2) == 1
         hp.sync = F.every(hp.step, self.lookahead_merge_time)
 
@@ -385,6 +395,9 @@ class RangerQH(Optimizer):
     family = "ranger"
     reference = "pytorch_ranger.RangerQH"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
+    # the QH step (8 operations deep below the new p) under Lookahead's merge and selects exceeds mx.compile's
+    # depth of 11, and the chained merge cuts the moments into 5 pieces: step, merge, one select per output
+    ops_per_leaf = 4
 
     def __init__(
         self,
@@ -424,21 +437,26 @@ class RangerQH(Optimizer):
         w2 = 1.0 + hp.beta2 * self.state["beta2_weight"]
         self.state["beta1_weight"], self.state["beta2_weight"] = w1, w2
         hp.beta1_adj, hp.beta2_adj = 1.0 - 1.0 / w1, 1.0 - 1.0 / w2
+        # the complements F.ema and the QH mixes would compute per leaf (mlx_optim.fusion)
+        hp.c1, hp.c2 = 1.0 - hp.beta1_adj, 1.0 - hp.beta2_adj
+        hp.nu1_c, hp.nu2_c = hp.one_minus_nu1, hp.one_minus_nu2
         hp.sync = F.every(hp.step, self.k)
+        hp.first = hp.step == 1
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.decouple_weight_decay)
         if self.decouple_weight_decay:  # the reference copies the slow weights after the first decay
-            state["slow_buffer"] = mx.where(hp.step == 1, p, state["slow_buffer"])
+            state["slow_buffer"] = mx.where(hp.first, p, state["slow_buffer"])
         g2 = sn_reduce(mx.square(g), state["exp_avg_sq"])
-        m = F.ema(state["exp_avg"], g, hp.beta1_adj)
-        v = F.ema(state["exp_avg_sq"], g2, hp.beta2_adj)
+        m = hp.beta1_adj * state["exp_avg"] + hp.c1 * g  # = F.ema(exp_avg, g, beta1_adj)
+        v = hp.beta2_adj * state["exp_avg_sq"] + hp.c2 * g2
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        num = hp.nu1 * m + (1 - hp.nu1) * g
-        denom = mx.sqrt(sn_expand(hp.nu2 * v + (1 - hp.nu2) * g2, p.shape)) + hp.eps
+        num = hp.nu1 * m + hp.nu1_c * g
+        denom = mx.sqrt(sn_expand(hp.nu2 * v + hp.nu2_c * g2, p.shape)) + hp.eps
         p = p - hp.lr * num / denom
-        p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
+        # chained=False: the step is too deep to share a kernel with the merge (see ops_per_leaf above)
+        p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync, chained=False)
         return p
 
 
@@ -468,6 +486,9 @@ class RangerVA(Optimizer):
     family = "ranger"
     reference = "pytorch_ranger.RangerVA"
     subset_norm_keys = ("exp_avg_sq", "max_exp_avg_sq")  # mlx_optim.features: sn hook
+    # twice-decayed v, AMSGrad, sqrt and softplus (5 deep) under the step and Lookahead exceed mx.compile's depth
+    # of 11: one kernel up to sqrt(max v), one for the rest
+    ops_per_leaf = 2
 
     def __init__(
         self,
@@ -506,16 +527,18 @@ class RangerVA(Optimizer):
         state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr * mx.sqrt(F.bias_correction(hp.beta2, hp.step)) / F.bias_correction(hp.beta1, hp.step)
+        hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")
+        hp.step_size_lr = hp.step_size * hp.lr
+        hp.c1, hp.c2 = hp.one_minus_beta1, 1 - hp.beta2  # F.ema's complements, once per step (mlx_optim.fusion)
         hp.sync = F.every(hp.step, self.k)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         sq = state["exp_avg_sq"]
         g2 = sn_reduce(mx.square(g), sq)
-        v = F.ema(sq, g2, hp.beta2)
-        m = F.ema(state["exp_avg"], g, hp.beta1)
-        v = F.ema(v, g2 if self.grad_transformer == "square" else sn_reduce(mx.abs(g), sq), hp.beta2)
+        v = hp.beta2 * sq + hp.c2 * g2  # = F.ema(sq, g2, beta2)
+        m = hp.beta1 * state["exp_avg"] + hp.c1 * g
+        v = hp.beta2 * v + hp.c2 * (g2 if self.grad_transformer == "square" else sn_reduce(mx.abs(g), sq))
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom_c = self.apply_amsgrad(state, v, "max_exp_avg_sq") if self.amsgrad else v
         denom_c, v = sn_expand(denom_c, p.shape), sn_expand(v, p.shape)
@@ -525,7 +548,7 @@ class RangerVA(Optimizer):
         if self.transformer == "softplus":
             p = p - hp.step_size * m / F.softplus(denom_c, hp.smooth)
         else:
-            p = p - hp.step_size * hp.lr * m / (mx.sqrt(v) + hp.eps)
+            p = p - hp.step_size_lr * m / (mx.sqrt(v) + hp.eps)
         p, state["slow_buffer"] = lookahead_merge(p, state["slow_buffer"], hp.alpha, hp.sync)
         return p
 
@@ -608,8 +631,8 @@ class Ranger25(Optimizer):
         state["slow_momentum"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr / F.bias_correction(hp.beta1, hp.step)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.step_size = hp.lr / hp.bias_correction("beta1")
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.clip = mx.power(hp.step, 0.25)
         hp.alpha_t, hp.beta3_t = F.ademamix_schedules(hp.step, self.t_alpha_beta3, hp.alpha, hp.beta1, hp.beta3)
         hp.sync = F.every(hp.step, self.lookahead_merge_time)
@@ -622,8 +645,8 @@ class Ranger25(Optimizer):
         g = F.agc(p, g, 1e-3, 1e-2)
         v = state["exp_avg_sq"]
         normed = mx.clip(g / mx.maximum(mx.sqrt(v), hp.eps), -hp.clip, hp.clip)
-        m = F.ema(state["exp_avg"], normed, hp.beta1)
-        v = F.ema(v, mx.square(g), hp.beta2)
+        m = hp.ema(state["exp_avg"], normed, "beta1")
+        v = hp.ema(v, mx.square(g), "beta2")
         slow = F.ema(state["exp_avg_slow"], normed, hp.beta3_t)
         state["exp_avg"], state["exp_avg_sq"], state["exp_avg_slow"] = m, v, slow
         update = self.apply_cautious(m, g) if self.cautious else m
@@ -634,5 +657,6 @@ class Ranger25(Optimizer):
             p = p - step_size * mx.arctan2(update, denom)
         else:
             p = p - step_size * update / (denom + hp.eps)
-        p, state["slow_momentum"] = lookahead_merge(p, state["slow_momentum"], hp.lookahead_blending_alpha, hp.sync)
+        slow = state["slow_momentum"]  # chained=False: fewer kernels here (lookahead_merge)
+        p, state["slow_momentum"] = lookahead_merge(p, slow, hp.lookahead_blending_alpha, hp.sync, chained=False)
         return p

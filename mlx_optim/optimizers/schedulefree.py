@@ -35,14 +35,21 @@ from mlx_optim.optimizers.sgd_like import _copy_state
 from mlx_optim.registry import register
 
 
-def schedule_free_step(p, g, z, *, lr, checkpoint, beta):
+def schedule_free_step(p, g, z, *, lr, checkpoint, g_coef):
     """One schedule-free step at the training point ``p`` (= y). Returns ``(y_new, z_new)``.
 
-    ``y <- lerp(y, z, c) + lr (beta (1 - c) - 1) g`` and ``z <- z - lr g``, the
-    reference's in-place order (``c`` is the averaging weight ``checkpoint``).
+    The reference's ``y <- lerp(y, z, c) + lr (beta (1 - c) - 1) g`` then ``z <- z - lr g`` (``c`` is the
+    averaging weight ``checkpoint``), computed as ``z <- z - lr g`` then ``y <- lerp(y, z_new, c) + k g`` with
+    ``g_coef`` ``k = lr (beta - 1)(1 - c)`` (:func:`schedule_free_scalars`): equal up to rounding, and ``y`` reading
+    ``z_new`` lets ``mx.compile`` update both in one kernel (mlx_optim.fusion).
     """
-    y = F.lerp(p, z, checkpoint) + g * (lr * (beta * (1 - checkpoint) - 1))
-    return y, z - lr * g
+    z = z - lr * g
+    return F.lerp(p, z, checkpoint) + g_coef * g, z
+
+
+def schedule_free_scalars(hp, beta) -> None:
+    """Set ``hp.g_coef = lr (beta - 1)(1 - c)`` from ``hp.sf_lr`` and ``hp.checkpoint`` (:func:`schedule_free_step`)."""
+    hp.g_coef = hp.sf_lr * ((beta - 1) * (1 - hp.checkpoint))
 
 
 def averaging_checkpoint(state: dict, lr, step, r, weight_lr_power) -> mx.array:
@@ -195,11 +202,12 @@ class ScheduleFreeSGD(_ScheduleFree):
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
         hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        schedule_free_scalars(hp, hp.momentum)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.momentum)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
         return p
 
 
@@ -266,20 +274,21 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
         c = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
-        coupled = mx.minimum(1.0, c * (1 - hp.beta1) * hp.decoupling_c)
+        coupled = mx.minimum(1.0, c * hp.one_minus_beta1 * hp.decoupling_c)
         hp.checkpoint = mx.where(hp.decoupling_c > 0, coupled, c)
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        schedule_free_scalars(hp, hp.beta1)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
         v_hat = v / hp.bc2
         if self.ams_bound:
             v_hat = self.apply_amsgrad(state, v_hat)
         g = g / F.ams_bound_denom(v_hat, hp.eps)
         p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.beta1)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
         return p
 
 
@@ -335,19 +344,20 @@ class ScheduleFreeRAdam(_ScheduleFree):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        rt, n_sma = F.rectification(hp.beta2, hp.step, 4)
+        rt, n_sma = F.rectification(hp.beta2, hp.step, 4, hp.one_minus_beta2)
         step_size = hp.lr * mx.where(n_sma >= 4, rt, -1.0)
-        hp.bc2_sqrt = mx.sqrt(F.bias_correction(hp.beta2, hp.step))
+        hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.adaptive = n_sma > 4
         lr = mx.where(hp.adaptive, step_size / hp.bc2_sqrt, step_size)
         hp.sf_lr = mx.where(step_size < 0, 0.0 if self.silent_sgd_phase else 1.0, lr)
         hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        schedule_free_scalars(hp, hp.beta1)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
         g = mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)
         p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, beta=hp.beta1)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
         return p

@@ -286,17 +286,17 @@ class AdaHessian(_Hutchinson):
 
     def step_scalars(self, hp) -> None:
         super().step_scalars(hp)
-        hp.bias_correction2 = F.bias_correction(hp.beta2, hp.step)
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / F.bias_correction(hp.beta1, hp.step)
+        hp.bias_correction2 = hp.bias_correction("beta2")
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         d = self.take_hessian(state, g.dtype)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = F.lerp(state["exp_avg"], g, 1 - hp.beta1)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
         v = state["exp_hessian_diag_sq"]
         if d is not None:
-            v = mx.where(hp.refresh, hp.beta2 * v + (1 - hp.beta2) * d * d, v)
+            v = mx.where(hp.refresh, hp.beta2 * v + hp.one_minus_beta2 * d * d, v)
         state["exp_avg"], state["exp_hessian_diag_sq"] = m, v
         return p - adahessian_update(
             m,
@@ -379,10 +379,10 @@ class SophiaH(_Hutchinson):
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = F.lerp(state["momentum"], g, 1 - hp.beta1)
+        m = F.lerp(state["momentum"], g, hp.one_minus_beta1)
         h = state["hessian_moment"]
         if h_hat is not None:
-            h = mx.where(hp.refresh, F.lerp(h, h_hat, 1 - hp.beta2), h)
+            h = mx.where(hp.refresh, F.lerp(h, h_hat, hp.one_minus_beta2), h)
         state["momentum"], state["hessian_moment"] = m, h
         return p - hp.lr * mx.clip(m / mx.maximum(h, hp.eps), -hp.p, hp.p)
 
@@ -464,10 +464,10 @@ class SophiaG(_CurvatureOptimizer):
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        m = hp.beta1 * state["exp_avg"] + (1 - hp.beta1) * g
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * g
         h = state["hessian"]
         if h_hat is not None:
-            h = mx.where(hp.refresh, hp.beta2 * h + (1 - hp.beta2) * h_hat, h)
+            h = mx.where(hp.refresh, hp.beta2 * h + hp.one_minus_beta2 * h_hat, h)
         state["exp_avg"], state["hessian"] = m, h
         ratio = mx.minimum(mx.abs(m) / (hp.rho * h + SOPHIAG_EPS), 1.0)
         return p - hp.lr * F.sign(m) * ratio

@@ -80,7 +80,7 @@ class Adai(Optimizer):
         state["beta1_prod"] = self.full(parameter, 1.0)
 
     def step_scalars(self, hp) -> None:
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
 
     def _decay(self, g: mx.array, p: mx.array) -> tuple[mx.array, mx.array]:
         return self.decay_weights(p, g)
@@ -100,7 +100,7 @@ class Adai(Optimizer):
             dtype = self.compute_dtype(p)
             g = g.astype(dtype)
             _, g = self._pre(-g if self.maximize else g, p.astype(dtype))
-            v = hp.beta2 * state["exp_avg_sq"] + (1 - hp.beta2) * mx.square(g)
+            v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
             state["exp_avg_sq"] = v
             total = total + mx.sum(v).astype(mx.float32) / hp.bc2
             size += v.size
@@ -115,7 +115,7 @@ class Adai(Optimizer):
         prod = state["beta1_prod"] * beta1
         m = beta1 * state["exp_avg"] + beta3 * g
         state["beta1_prod"], state["exp_avg"] = prod, m
-        return p - hp.lr * mx.power(hp.beta1, 1 - hp.dampening) * m / (1 - prod)
+        return p - hp.lr * mx.power(hp.beta1, hp.one_minus_dampening) * m / (1 - prod)
 
 
 @register
@@ -204,7 +204,7 @@ class A2Grad(Optimizer):
         delta_sq = mx.sum(mx.square(g - avg))
         v = state["v_k"]
         if self.variant == "exp":
-            v_kk = F.lerp(state["v_kk"], delta_sq, 1 - hp.rho)
+            v_kk = F.lerp(state["v_kk"], delta_sq, hp.one_minus_rho)
             state["v_kk"] = v_kk
             v = mx.maximum(v, v_kk)
         else:
@@ -221,7 +221,10 @@ class A2Grad(Optimizer):
 
 
 def _global_norm(xs) -> mx.array:
-    return mx.sqrt(sum((mx.sum(mx.square(x.astype(mx.float32))) for x in xs), mx.array(0.0, mx.float32)))
+    # keepdims: each leaf's sum stays (1, ..., 1), summed (broadcast) and reshaped to () once, the same sums
+    # without a Squeeze per leaf (mlx_optim.fusion)
+    total = sum((mx.sum(mx.square(x.astype(mx.float32)), keepdims=True) for x in xs), mx.array(0.0, mx.float32))
+    return mx.sqrt(total).reshape(())
 
 
 @register
@@ -249,6 +252,9 @@ class ASGD(Optimizer):
     name = "asgd"
     family = "sgd"
     reference = "pytorch_optimizer.ASGD"
+    # the update is one kernel; the global norms of p and g are reductions (Square and Sum each, not fusable) and
+    # the chains summing the leaves' norms (per-step scalars) change kernels with the number of leaves
+    ops_per_leaf = 7
 
     def __init__(
         self,
@@ -421,7 +427,7 @@ class SGDSaI(Optimizer):
         scale = mx.where(hp.step == 1, gsnr(g, hp.eps), state["gsnr"])
         state["gsnr"] = scale
         if self.use_momentum:
-            buf = F.lerp(state["momentum_buffer"], g, 1 - hp.momentum)
+            buf = F.lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
             state["momentum_buffer"] = buf
             p, _ = self.apply_weight_decay(p, g, decouple=self.weight_decouple)
         else:
@@ -457,6 +463,9 @@ class VSGD(Optimizer):
     name = "vsgd"
     family = "sgd"
     reference = "pytorch_optimizer.VSGD"
+    # p', bg' and bhg' are three outputs none of which reads another, and each reads mu and mu^2 + sigma: mx.compile
+    # gives those five a kernel each
+    ops_per_leaf = 5
 
     def __init__(
         self,
@@ -493,15 +502,24 @@ class VSGD(Optimizer):
         hp.rho1 = mx.power(hp.step, -hp.tau1)
         hp.rho2 = mx.power(hp.step, -hp.tau2)
         hp.first = hp.step == 1
+        hp.sg1 = hp.pbg2 / (hp.pa2 - 1.0)  # the first step's sigma_g and sigma_hat_g
+        hp.shg1 = hp.pbhg2 / (hp.pa2 - 1.0)
+        hp.var1 = hp.sg1 * hp.shg1 / (hp.sg1 + hp.shg1)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple)
-        sg = mx.where(hp.first, hp.pbg2 / (hp.pa2 - 1.0), state["bg"] / hp.pa2)
-        shg = mx.where(hp.first, hp.pbhg2 / (hp.pa2 - 1.0), state["bhg"] / hp.pa2)
+        bg, bhg = state["bg"], state["bhg"]
+        sg = mx.where(hp.first, hp.sg1, bg / hp.pa2)
+        shg = mx.where(hp.first, hp.shg1, bhg / hp.pa2)
         mug_prev = state["mug"]
         mug = (mug_prev * shg + g * sg) / (sg + shg)
-        mug_sq = mx.square(mug) + sg * shg / (sg + shg)
+        # sg shg / (sg + shg) from bg, bhg directly (= bg bhg / (pa2 (bg + bhg)) up to rounding): sg, shg and their
+        # sum then feed only the kernel of mug instead of being written out for a second kernel (mlx_optim.fusion)
+        if bg.dtype != g.dtype:
+            bg, bhg = bg.astype(g.dtype), bhg.astype(g.dtype)
+        var = mx.where(hp.first, hp.var1, bg * bhg / (hp.pa2 * (bg + bhg)))
+        mug_sq = mx.square(mug) + var
         bg2 = hp.pbg2 + mug_sq - 2.0 * mug * mug_prev + mx.square(mug_prev)
         bhg2 = hp.pbhg2 + mug_sq - 2.0 * g * mug + mx.square(g)
         state["mug"] = mug
@@ -576,8 +594,8 @@ class RACS(Optimizer):
         p, g = self.decay_weights(p, g)
         G = g.reshape(racs_shape(g.shape))
         G2 = mx.square(G)
-        s = F.lerp(state["s"], mx.mean(G2, axis=1), 1 - hp.beta)
-        q = F.lerp(state["q"], mx.mean(G2, axis=0), 1 - hp.beta)
+        s = F.lerp(state["s"], mx.mean(G2, axis=1), hp.one_minus_beta)
+        q = F.lerp(state["q"], mx.mean(G2, axis=0), hp.one_minus_beta)
         g_hat = G / (mx.sqrt(s + hp.eps)[:, None] * mx.sqrt(q + hp.eps)[None, :])
         g_hat_norm = F.norm(g_hat)
         limit = hp.gamma / mx.maximum(g_hat_norm / (state["theta"] + hp.eps), hp.gamma)

@@ -163,7 +163,7 @@ class SGDP(Optimizer):
         if p.ndim > 1:
             d_p, ratio = adamp_projection(p, g, d_p, hp.delta, hp.wd_ratio, hp.eps)
         if self.weight_decouple:
-            ratio = ratio / (1.0 - hp.momentum)
+            ratio = ratio / hp.one_minus_momentum
             p, _ = self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay, ratio=ratio)
         return p - hp.lr * d_p
 
@@ -323,9 +323,9 @@ class PID(Optimizer):
         hp = self.hp
         p, g = self.decay_weights(p, g)
         if self.use_momentum:
-            i_buf = hp.momentum * state["i_buffer"] + (1.0 - hp.dampening) * g
+            i_buf = hp.momentum * state["i_buffer"] + hp.one_minus_dampening * g
             diff = mx.where(hp.step > 1, g - state["grad_buffer"], 0.0)
-            d_buf = hp.momentum * state["d_buffer"] + (1.0 - hp.momentum) * diff
+            d_buf = hp.momentum * state["d_buffer"] + hp.one_minus_momentum * diff
             state["i_buffer"], state["d_buffer"], state["grad_buffer"] = i_buf, d_buf, g
             g = g + hp.integral * i_buf + hp.derivative * d_buf
         return p - hp.lr * g
@@ -370,9 +370,9 @@ class QHM(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        buf = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
+        buf = F.lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         state["momentum_buffer"] = buf
-        return p - hp.lr * hp.nu * buf - hp.lr * (1.0 - hp.nu) * g
+        return p - hp.lr * hp.nu * buf - hp.lr * hp.one_minus_nu * g
 
 
 @register
@@ -477,15 +477,22 @@ class PNM(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.odd = mx.remainder(hp.step, 2.0) == 1.0
         hp.noise_norm = mx.sqrt((1.0 + hp.beta2) ** 2 + hp.beta2**2)
+        hp.inv_noise_norm = 1.0 / hp.noise_norm
+        hp.pos_weight, hp.neg_weight = 1.0 + hp.beta2, -hp.beta2
+        hp.lerp_weight = 1.0 - hp.beta1**2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
         a, b = state["pos_momentum"], state["neg_momentum"]
-        pos, neg = mx.where(hp.odd, a, b), mx.where(hp.odd, b, a)
-        pos = F.lerp(pos, g, 1.0 - hp.beta1**2)
-        state["pos_momentum"], state["neg_momentum"] = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
-        delta = ((1.0 + hp.beta2) * pos - hp.beta2 * neg) * (1.0 / hp.noise_norm)
+        pos = F.lerp(mx.where(hp.odd, a, b), g, hp.lerp_weight)
+        a, b = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
+        state["pos_momentum"], state["neg_momentum"] = a, b
+        # For one kernel per leaf (mlx_optim.fusion): the negative momentum is read from the new buffers (the
+        # untouched one), so the update consumes both state outputs; and -b2 neg + (1 + b2) pos, exactly
+        # (1 + b2) pos - b2 neg, makes mx.compile reach pos last through its shallowest use
+        neg = mx.where(hp.odd, b, a)
+        delta = (hp.neg_weight * neg + hp.pos_weight * pos) * hp.inv_noise_norm
         return p - hp.lr * delta
 
 
@@ -697,7 +704,7 @@ class TAM(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         buf = mx.where(hp.step == 1, g, state["momentum_buffer"])  # the reference starts the buffer at g_1
-        s = F.lerp(state["s"], normalize_dim0(buf) * normalize_dim0(g), 1.0 - hp.decay_rate)
+        s = F.lerp(state["s"], normalize_dim0(buf) * normalize_dim0(g), hp.one_minus_decay_rate)
         buf = hp.momentum * buf + ((1.0 + s) / 2.0 + hp.eps) * g
         state["s"], state["momentum_buffer"] = s, buf
         if self.weight_decouple:
@@ -746,7 +753,7 @@ class SignSGD(Optimizer):
         hp = self.hp
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple)
         if self.use_momentum:
-            g = F.lerp(state["momentum_buffer"], g, 1.0 - hp.momentum)
+            g = F.lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
             state["momentum_buffer"] = g
         return p - hp.lr * F.sign(g)
 
@@ -789,14 +796,17 @@ class FOCUS(Optimizer):
         state["pbar"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.bc2 = F.bias_correction(hp.beta2, hp.step)
+        hp.bc2 = hp.bias_correction("beta2")
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
+        hp.lr_wd = hp.lr * hp.weight_decay
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, 1.0 - hp.beta1)
-        pbar = F.lerp(state["pbar"], p, 1.0 - hp.beta2)
+        m = F.lerp(state["exp_avg"], g, hp.c1)
+        pbar = F.lerp(state["pbar"], p, hp.c2)
         state["exp_avg"], state["pbar"] = m, pbar
         pbar_hat = pbar / hp.bc2
         if self.decays():
-            p = p - hp.lr * hp.weight_decay * pbar_hat
-        return p - hp.lr * (hp.gamma * F.sign(p - pbar_hat) + F.sign(m))
+            p = p - hp.lr_wd * pbar_hat
+        # sign_diff(p, pbar_hat) == sign(p - pbar_hat), one operation shallower: one kernel (mlx_optim.fusion)
+        return p - hp.lr * (hp.gamma * F.sign_diff(p, pbar_hat) + F.sign(m))

@@ -27,6 +27,8 @@ class Lion(Optimizer):
     name = "lion"
     family = "sign"
     reference = "pytorch_optimizer.Lion"
+    # m' is not an input of p' (the sign interpolates with the old m, with another beta), so mx.compile gives
+    ops_per_leaf = 2  # each its own kernel
 
     def __init__(
         self,
@@ -54,6 +56,9 @@ class Lion(Optimizer):
         if self.adanorm:
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
+    def step_scalars(self, hp) -> None:
+        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         # -- fused kernel (mlx_optim.kernels.LION): Metal/CUDA only; None on the CPU, where the math below runs
@@ -66,8 +71,8 @@ class Lion(Optimizer):
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = state["exp_avg"]
-        update = F.sign(hp.beta1 * m + (1 - hp.beta1) * g)
-        state["exp_avg"] = hp.beta2 * m + (1 - hp.beta2) * s_grad
+        update = F.sign(hp.beta1 * m + hp.c1 * g)
+        state["exp_avg"] = hp.beta2 * m + hp.c2 * s_grad
         if self.cautious:
             update = self.apply_cautious(update, g)
         return p - hp.lr * update
@@ -105,6 +110,6 @@ class Tiger(Optimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = hp.beta * state["exp_avg"] + (1 - hp.beta) * g
+        m = hp.beta * state["exp_avg"] + hp.one_minus_beta * g
         state["exp_avg"] = m
         return p - hp.lr * F.sign(m)

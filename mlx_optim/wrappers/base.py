@@ -237,14 +237,13 @@ class Wrapper(Optimizer):
         if not self._initialized:
             self.init(params)
         if advance:
-            for name, scheduler in self._schedulers.items():
-                self._state[name] = scheduler(self.step)
+            self._refresh_schedules()
             self._state["step"] = self.step + 1
         self.hp = self._hyperparameters(loss)
         return params
 
     def _hyperparameters(self, loss: mx.array | None) -> SimpleNamespace:
-        hp = SimpleNamespace(**{name: self._state[name] for name in self._tunables})
+        hp = self._tunable_values()
         hp.step = self._state["step"].astype(mx.float32)
         hp.loss = loss
         self.step_scalars(hp)

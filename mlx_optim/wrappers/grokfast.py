@@ -133,7 +133,7 @@ class GradFilterEMA(Wrapper):
 
         def leaf(g: mx.array, slot: dict) -> mx.array:
             g32 = g.astype(slot["ema"].dtype)
-            mu = mx.where(first, g32, F.lerp(slot["ema"], g32, 1.0 - hp.alpha))
+            mu = mx.where(first, g32, F.lerp(slot["ema"], g32, hp.one_minus_alpha))
             slot["ema"] = mu
             return (g32 + hp.lamb * mu).astype(g.dtype)
 

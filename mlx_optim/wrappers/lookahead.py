@@ -127,7 +127,7 @@ class Lookahead(_SyncWrapper):
     def sync(self, fast: Any) -> Any:
         hp = self.hp
         now = F.every(hp.step, self.k)
-        w = 1.0 - hp.alpha
+        w = hp.one_minus_alpha
 
         def leaf(f: mx.array, slot: dict, inner_leaf: dict | None = None) -> mx.array:
             f32 = f.astype(self._cdt(f))

@@ -146,12 +146,12 @@ class Magma(Wrapper):
             key = self._moment_of(inner_leaf)
             if key is None:
                 m = slot["momentum"]
-                m = F.torch_lerp(m, g.astype(m.dtype), 1.0 - hp.momentum_beta)
+                m = F.torch_lerp(m, g.astype(m.dtype), hp.one_minus_momentum_beta)
                 slot["momentum"] = m
             else:
                 m = inner_leaf[key]
             target = mx.sigmoid(cosine_similarity(m, g) / hp.tau)
-            alignment = F.torch_lerp(slot["alignment"], target, 1.0 - hp.alignment_ema)
+            alignment = F.torch_lerp(slot["alignment"], target, hp.one_minus_alignment_ema)
             slot["alignment"] = alignment
             keep = mx.random.bernoulli(hp.mask_prob, key=draws[path]).astype(mx.float32)
             weight = (1.0 - alignment * keep).astype(cdt)

@@ -394,7 +394,7 @@ class WSAM(_SAMBase):
         state["grad"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.alpha = hp.gamma / (1.0 - hp.gamma)
+        hp.alpha = hp.gamma / hp.one_minus_gamma
 
     def phase(self, i: int, grads: Any, params: Any, loss: mx.array | None) -> Any:
         hp, slots = self.hp, self._state["slots"]
@@ -597,9 +597,9 @@ class BSAM(Phased, Optimizer):
         elif i == 1:
             new = p32 + (p32 * p32 if self.adaptive else 1.0) * hp.rho * g32 / s["s"]
         else:
-            m = F.lerp(s["momentum"], g32 * hp.weight_decay, 1.0 - hp.beta1)
+            m = F.lerp(s["momentum"], g32 * hp.weight_decay, hp.one_minus_beta1)
             var = mx.square(mx.sqrt(s["s"]) * mx.abs(g32) + (hp.weight_decay + hp.damping))
-            v = F.lerp(s["s"], var, 1.0 - hp.beta2)
+            v = F.lerp(s["s"], var, hp.one_minus_beta2)
             s["momentum"], s["s"] = m, v
             new = p32 - hp.lr * (m / v)
         return new.astype(p.dtype)
