@@ -48,3 +48,12 @@ def test_step_time_and_elementwise_cost_run(tmp_path):
     assert step_time.main(["--rounds", "1", "--steps", "1", "--trees", "lora", "--json", str(out)]) == 0
     (eager, compiled) = json.loads(out.read_text())
     assert eager["mode"] == "eager" and compiled["mode"] == "compiled" and eager["ratio"] > 0
+
+
+def test_buffer_cache_runs(tmp_path):
+    import buffer_cache
+
+    out = tmp_path / "cache.json"
+    assert buffer_cache.main(["--quick", "--steps", "2", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data) == 2 and all(len(rows) == 6 and all(r["ms"] > 0 for r in rows) for rows in data.values())

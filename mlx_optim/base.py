@@ -36,8 +36,10 @@ from typing import Any, ClassVar
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
+from mlx_optim import streams
 from mlx_optim.streams import LeafStreams
 
 __all__ = ["Optimizer", "check_range", "check_choice", "leaves"]
@@ -305,6 +307,8 @@ class Optimizer(optim.Optimizer):
             if not s and path not in packed:
                 self._leaf_path = path
                 self.init_single(p, s)
+        nbytes = sum(v.nbytes for _, v in tree_flatten([parameters, self._state]) if isinstance(v, mx.array))
+        streams.reserve_buffer_cache(2 * nbytes)  # each step's outputs are fresh buffers: keep the freed ones
 
     def _reserved_clash(self, gradients: Any) -> None:
         if isinstance(gradients, dict):

@@ -134,3 +134,23 @@ def test_fused_update_resumes_exactly_from_saved_state(name, tmp_path):
     want, got = params_np(model), params_np(resumed_model)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}: {k}")
+
+
+def test_init_raises_the_cpu_buffer_cache_to_hold_one_step():
+    """On the CPU an optimizer's init raises MLX's cache limit to twice its parameters' and state's bytes (each
+    step's outputs are fresh buffers), never lowers it, and leaves it alone when switched off."""
+    st = streams
+    previous = mx.set_cache_limit(1 << 20)
+    try:
+        params = {"w": mx.zeros((1024, 512))}  # 2 MB; AdamW state 4 MB: 12 MB wanted
+        mlx_optim.AdamW(learning_rate=1e-3).init(params)
+        wanted = 2 * (2 << 20) * 3
+        assert wanted <= mx.set_cache_limit(64 << 20) < wanted + 4096  # + the scalar state (step, tunables)
+        mlx_optim.AdamW(learning_rate=1e-3).init(params)  # 64 MB is enough: kept
+        assert mx.set_cache_limit(1 << 20) == 64 << 20
+        st.set_buffer_cache(False)
+        mlx_optim.AdamW(learning_rate=1e-3).init(params)
+        assert mx.set_cache_limit(1 << 20) == 1 << 20
+    finally:
+        st.set_buffer_cache(True)
+        mx.set_cache_limit(previous)
