@@ -19,7 +19,6 @@ from mlx.utils import tree_flatten, tree_unflatten
 import mlx_optim
 from mlx_optim import functional as F
 from mlx_optim import streams
-from mlx_optim.packed import is_elementwise
 from tests.test_contract import KWARGS, NAMES, NOT_COMPILABLE, batches, make_model, make_opt, params_np, train
 
 
@@ -46,19 +45,23 @@ def test_fast_paths_equal_the_plain_update(name, compiled, monkeypatch):
     assert lf == lp, name
     for k in pp:
         np.testing.assert_array_equal(pf[k], pp[k], err_msg=f"{name}: {k}")
-    if not compiled:  # the automatic choice: fused exactly for the element-wise optimizers
-        assert ("_fused_fn" in opt.__dict__) == is_elementwise(opt), name
+    if not compiled:  # the automatic choice: fused for every compilable optimizer (on the CPU)
+        assert opt._fuses_updates() == opt.compilable, name
 
 
 def test_fusion_is_automatic_for_the_common_optimizers():
     for name in ("adamw", "adam", "sgd", "lion", "rmsprop", "adagrad", "nadam", "radam", "adamax"):
         opt = mlx_optim.load_optimizer(name)(**KWARGS[name])
         assert opt._fuses_updates(), name
-    assert not mlx_optim.load_optimizer("lamb")()._fuses_updates()  # per-leaf norms: not element-wise
+    for name in ("lamb", "adafactor", "came", "prodigy", "muon"):  # not element-wise: compilable, so fused too
+        model, opt = make_model(), make_opt(name)
+        train(model, opt, batches(1))
+        assert "_fused_fn" in opt.__dict__, name
+    assert not mlx_optim.load_optimizer("lbfgs")()._fuses_updates()  # host-side line search: not compilable
     assert not mlx_optim.packed.pack(mlx_optim.AdamW())._fuses_updates()  # packed: its own fused update
-    forced = mlx_optim.load_optimizer("lamb")()
-    forced.fuse_updates = True
-    assert forced._fuses_updates()
+    off = mlx_optim.load_optimizer("lamb")()
+    off.fuse_updates = False
+    assert not off._fuses_updates()
 
 
 def test_changed_option_traces_again():
