@@ -101,9 +101,34 @@ def centralize(g: mx.array, *, conv_only: bool = False) -> mx.array:
     return g - g.mean(axis=tuple(range(1, g.ndim)), keepdims=True)
 
 
+# Above this many elements a tensor's sum of squares first reduces over the leading axes (a strided reduction,
+# which MLX's CPU backend vectorizes across the last axis; a vector is viewed as rows of 256) and then over the
+# last axis: 1.8 ms instead of 4.8 ms for 2048x2048 on our CPU, where a whole-tensor sum is one serial chain of
+# float32 additions, and more accurate for the same reason (tests/test_base.py: within 1e-6 of the exact sum,
+# against about 2e-5 for the serial sum of 1e5 squares). Below it the extra operation per leaf costs more than
+# it saves.
+SUM_SQ_SPLIT = 65536
+
+
+def sum_all(x: mx.array) -> mx.array:
+    """Sum of a whole tensor, in float32 (see :data:`SUM_SQ_SPLIT`)."""
+    x = x.astype(mx.float32)
+    if x.size >= SUM_SQ_SPLIT:
+        if x.ndim >= 2 and x.shape[-1] > 1:
+            return mx.sum(mx.sum(x.reshape(-1, x.shape[-1]), axis=0))
+        if x.size % 256 == 0:
+            return mx.sum(mx.sum(x.reshape(-1, 256), axis=0))
+    return mx.sum(x)
+
+
+def sum_sq(x: mx.array) -> mx.array:
+    """Sum of squares of a whole tensor, in float32 (see :data:`SUM_SQ_SPLIT`)."""
+    return sum_all(mx.square(x.astype(mx.float32)))
+
+
 def norm(x: mx.array) -> mx.array:
     """Frobenius / L2 norm of a whole tensor, in float32."""
-    return mx.sqrt(mx.sum(mx.square(x.astype(mx.float32))))
+    return mx.sqrt(sum_sq(x))
 
 
 def unit_norm(x: mx.array) -> mx.array:
@@ -198,7 +223,7 @@ def sum_of_squares(tree) -> mx.array:
     """Sum of the squared L2 norms of every array in a tree (or list), in float32."""
     from mlx.utils import tree_flatten
 
-    return sum(mx.sum(mx.square(x.astype(mx.float32))) for _, x in tree_flatten(tree))
+    return sum(sum_sq(x) for _, x in tree_flatten(tree))
 
 
 def global_norm(tree) -> mx.array:

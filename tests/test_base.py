@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mlx_optim as mo
+from mlx_optim import functional as F
 
 
 def test_invalid_hyperparameter_names_argument_value_and_range():
@@ -186,3 +187,16 @@ def test_documented_modules_are_reachable_from_the_package():
         "m.packed.pack; m.precision.stochastic_round; m.streams.set_update_streams; m.jit_pch.build; m.kernels"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("shape", [(512, 256), (64, 32, 48), (70144,), (300, 1), (70001,)])
+def test_sum_sq_is_accurate(shape):
+    """F.sum_sq reduces large tensors over the leading axes first (faster on the CPU, shorter float32 chains):
+    within 1e-6 of the exact sum where it does, and where it does not (small tensors, or 70001 elements that
+    cannot be viewed as rows) the serial sum stays within 3e-5."""
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32) * 3.0
+    exact = float(np.sum(x.astype(np.float64) ** 2))
+    split = x.size >= F.SUM_SQ_SPLIT and shape != (70001,)
+    got = float(F.sum_sq(mx.array(x)))
+    assert abs(got - exact) <= (1e-6 if split or x.size < 1000 else 3e-5) * exact, (got, exact)
+    assert float(F.norm(mx.array(x))) == pytest.approx(float(np.sqrt(np.float32(got))), rel=1e-7)
