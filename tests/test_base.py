@@ -200,3 +200,5 @@ def test_sum_sq_is_accurate(shape):
     got = float(F.sum_sq(mx.array(x)))
     assert abs(got - exact) <= (1e-6 if split or x.size < 1000 else 3e-5) * exact, (got, exact)
     assert float(F.norm(mx.array(x))) == pytest.approx(float(np.sqrt(np.float32(got))), rel=1e-7)
+    kd = F.norm_kd(mx.array(x))
+    assert kd.shape == (1,) * len(shape) and float(kd.reshape(())) == float(F.norm(mx.array(x)))
