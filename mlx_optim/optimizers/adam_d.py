@@ -95,6 +95,8 @@ class Lamb(Optimizer):
     name = "lamb"
 
     zero_compatible = True  # its cross-leaf sums go through global_sum
+    # two norms (||p||, ||u||): Square + Sum each; the Adam moments and u in one kernel, the step in another
+    ops_per_leaf = 6
     family = "adam"
     reference = "pytorch_optimizer.Lamb"
     clamp = 10.0
@@ -176,8 +178,8 @@ class Lamb(Optimizer):
             norm_of = direction
         trust = 1.0
         if not self.adam:
-            w_norm = mx.minimum(F.norm(p), self.clamp)
-            u_norm = F.norm(norm_of)
+            w_norm = mx.minimum(F.norm_kd(p), self.clamp)  # kept dims: the trust math fuses into the leaf's kernel
+            u_norm = F.norm_kd(norm_of)
             trust = mx.where((w_norm == 0) | (u_norm == 0), 1.0, w_norm / (u_norm + hp.eps))
         new = p - hp.step_size * trust * direction
         if self.rectify:
@@ -331,6 +333,8 @@ class NovoGrad(Optimizer):
 
     name = "novograd"
     family = "adam"
+    # ||g||^2 (Square + Sum + Squeeze); the 0-d EMA of it is a state output of its own shape (own kernel); the step
+    ops_per_leaf = 5
     reference = "pytorch_optimizer.NovoGrad"
 
     def __init__(
@@ -468,6 +472,8 @@ class StableAdamW(Optimizer):
 
     name = "stableadamw"
     family = "adam"
+    # rho's mean (Sum) of g^2 / max(v, eps^2): v (its own kernel, read by both sides), the ratio, Sum, the step
+    ops_per_leaf = 4
     reference = "pytorch_optimizer.StableAdamW"
 
     def __init__(
@@ -498,6 +504,8 @@ class StableAdamW(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.beta1_comp = 1.0 - debias_beta(hp.beta1, hp.step)
         hp.beta2_hat = debias_beta(hp.beta2, hp.step)
+        hp.one_minus_beta2_hat = 1 - hp.beta2_hat
+        hp.eps_sq = mx.square(hp.eps)
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
         self._param_dtype = parameter.dtype  # the Kahan sum rounds to the parameter's own dtype
@@ -508,9 +516,11 @@ class StableAdamW(Optimizer):
         if not self.weight_decouple:
             p, g = self.apply_weight_decay(p, g, decouple=False)
         m = F.lerp(state["exp_avg"], g, hp.beta1_comp)
-        v = hp.beta2_hat * state["exp_avg_sq"] + (1 - hp.beta2_hat) * mx.square(g)
+        # g * g (== mx.square(g) bit for bit) here and mx.square(g) in rho: g^2 is recomputed in both kernels, not
+        # written to memory as a third one; kept dims: rho's scalar math lands in the leaf's kernel (mlx_optim.fusion)
+        v = hp.beta2_hat * state["exp_avg_sq"] + hp.one_minus_beta2_hat * (g * g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        rho = mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, mx.square(hp.eps)))), 1.0)
+        rho = mx.maximum(mx.sqrt(mx.mean(mx.square(g) / mx.maximum(v, hp.eps_sq), keepdims=True)), 1.0)
         lr = hp.lr / rho
         if self.weight_decouple:
             p, _ = self.apply_weight_decay(p, g, decouple=True, lr=lr)

@@ -395,6 +395,9 @@ class LARS(Optimizer):
 
     name = "lars"
     family = "sgd"
+    # two norms (Square + Sum + Squeeze, Sqrt each), wd * |p|, the step. Measured: norm_kd (5 ops) is ~8% slower on
+    # the LoRA tree (the trust-ratio math then runs per element), so the norms stay scalar
+    ops_per_leaf = 10
     reference = "pytorch_optimizer.LARS"
 
     def __init__(
