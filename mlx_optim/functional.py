@@ -110,20 +110,22 @@ def centralize(g: mx.array, *, conv_only: bool = False) -> mx.array:
 SUM_SQ_SPLIT = 65536
 
 
-def sum_all(x: mx.array) -> mx.array:
-    """Sum of a whole tensor, in float32 (see :data:`SUM_SQ_SPLIT`)."""
+def sum_all(x: mx.array, keepdims: bool = False) -> mx.array:
+    """Sum of a whole tensor, in float32 (see :data:`SUM_SQ_SPLIT`); ``keepdims``: shape ``(1,) * x.ndim``."""
     x = x.astype(mx.float32)
     if x.size >= SUM_SQ_SPLIT:
         if x.ndim >= 2 and x.shape[-1] > 1:
-            return mx.sum(mx.sum(x.reshape(-1, x.shape[-1]), axis=0))
+            lead = mx.sum(x, axis=tuple(range(x.ndim - 1)), keepdims=keepdims)
+            return mx.sum(lead, axis=-1, keepdims=keepdims)
         if x.size % 256 == 0:
-            return mx.sum(mx.sum(x.reshape(-1, 256), axis=0))
-    return mx.sum(x)
+            total = mx.sum(mx.sum(x.reshape(-1, 256), axis=0), keepdims=keepdims)
+            return total.reshape((1,) * x.ndim) if keepdims and x.ndim != 1 else total
+    return mx.sum(x, keepdims=keepdims)
 
 
-def sum_sq(x: mx.array) -> mx.array:
+def sum_sq(x: mx.array, keepdims: bool = False) -> mx.array:
     """Sum of squares of a whole tensor, in float32 (see :data:`SUM_SQ_SPLIT`)."""
-    return sum_all(mx.square(x.astype(mx.float32)))
+    return sum_all(mx.square(x.astype(mx.float32)), keepdims)
 
 
 def norm(x: mx.array) -> mx.array:
@@ -135,14 +137,7 @@ def norm_kd(x: mx.array) -> mx.array:
     """:func:`norm` with the tensor's number of dimensions kept (shape ``(1,) * x.ndim``), so that it broadcasts
     against ``x`` without a ``Squeeze``: under ``mx.compile`` a whole-tensor ``mx.sum`` is a reduction plus a
     squeeze, two operations per leaf, and this saves one (:mod:`mlx_optim.fusion`). Same value as :func:`norm`."""
-    x = x.astype(mx.float32)
-    sq = mx.square(x)
-    if x.size >= SUM_SQ_SPLIT:  # the same two-stage sums as sum_all
-        if x.ndim >= 2 and x.shape[-1] > 1:
-            return mx.sqrt(mx.sum(mx.sum(sq, axis=tuple(range(x.ndim - 1)), keepdims=True), axis=-1, keepdims=True))
-        if x.size % 256 == 0:
-            return mx.sqrt(mx.sum(mx.sum(sq.reshape(-1, 256), axis=0), keepdims=True)).reshape((1,) * x.ndim)
-    return mx.sqrt(mx.sum(sq, keepdims=True))
+    return mx.sqrt(sum_sq(x, keepdims=True))
 
 
 def unit_norm(x: mx.array) -> mx.array:
@@ -237,7 +232,9 @@ def sum_of_squares(tree) -> mx.array:
     """Sum of the squared L2 norms of every array in a tree (or list), in float32."""
     from mlx.utils import tree_flatten
 
-    return sum(sum_sq(x) for _, x in tree_flatten(tree))
+    # each leaf's sum keeps its dimensions and the total is reshaped once: one Squeeze per step, not per leaf
+    total = sum(sum_sq(x, keepdims=True) for _, x in tree_flatten(tree))
+    return total.reshape(()) if isinstance(total, mx.array) else total
 
 
 def global_norm(tree) -> mx.array:

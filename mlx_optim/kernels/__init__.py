@@ -290,7 +290,8 @@ def adam(opt: Any, g: mx.array, p: mx.array, state: dict, step_size: mx.array, i
     states = {"m": state["exp_avg"], "v": state["exp_avg_sq"]}
     if opt.amsgrad:
         states["vmax"] = state["max_exp_avg_sq"]
-    scalars = dict(k1=hp.k1, c1=hp.c1, k2=hp.k2, c2=hp.c2, eps=hp.eps, wd=wd, step_size=step_size)
+    scalars = dict(k1=hp.k1, c1=hp.one_minus_beta1, k2=hp.k2, c2=hp.one_minus_beta2, eps=hp.eps, wd=wd)
+    scalars["step_size"] = step_size
     scalars["inv_bc2_sqrt"] = inv_bc2_sqrt
     out = run(ADAM, p, g, states, scalars, {"WD_MODE": mode, "AMSGRAD": bool(opt.amsgrad)})
     if out is None:

@@ -85,8 +85,7 @@ class Adam(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr / hp.bias_correction("beta1")
         hp.inv_bc2_sqrt = mx.rsqrt(hp.bias_correction("beta2"))
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
-        hp.k1, hp.k2 = hp.beta1 / hp.c1, hp.beta2 / hp.c2
+        hp.k1, hp.k2 = hp.beta1 / hp.one_minus_beta1, hp.beta2 / hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -108,8 +107,8 @@ class Adam(Optimizer):
             v_max=state["max_exp_avg_sq"] if self.amsgrad else None,
             k1=hp.k1,
             k2=hp.k2,
-            c1=hp.c1,
-            c2=hp.c2,
+            c1=hp.one_minus_beta1,
+            c2=hp.one_minus_beta2,
         )
         if self.amsgrad:
             state["max_exp_avg_sq"] = v_max

@@ -242,7 +242,6 @@ class ADOPT(Optimizer):
         if self.clip_lambda is not None:
             hp.clip = mx.array(self.clip_lambda(hp.step), mx.float32)
             hp.neg_clip = -hp.clip
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -254,12 +253,12 @@ class ADOPT(Optimizer):
         # The update reads the new state (m_new but on the first step, whose update is discarded) so that they share
         # a kernel, and m_new is beta1 m + (1 - beta1) normed, not lerp's m + (1 - beta1) (normed - m) (a rounding
         # apart): one operation shallower, so that mx.compile fuses all but the new v into one kernel (mlx_optim.fusion)
-        m = mx.where(hp.first, m, hp.beta1 * m + hp.c1 * normed)
+        m = mx.where(hp.first, m, hp.beta1 * m + hp.one_minus_beta1 * normed)
         state["exp_avg"] = m
         update = self.apply_cautious(m, normed) if self.cautious else m
         if self.stable_adamw:
             update = update / F.stable_adamw_rms(g, v)
-        state["exp_avg_sq"] = mx.where(hp.first, v + mx.square(g), hp.beta2 * v + hp.c2 * mx.square(g))
+        state["exp_avg_sq"] = mx.where(hp.first, v + mx.square(g), hp.beta2 * v + hp.one_minus_beta2 * mx.square(g))
         return mx.where(hp.first, p, p - hp.lr * update)
 
 
@@ -408,13 +407,12 @@ class EXAdam(Optimizer):
         hp.bc1 = hp.bias_correction("beta1")
         hp.bc2 = hp.bias_correction("beta2")
         hp.beta1_t, hp.beta2_t = 1.0 - hp.bc1, 1.0 - hp.bc2
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        m = F.lerp(state["exp_avg"], g, hp.c1)
-        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         numerator, denom = exadam_update(
             g, m, v, beta1_t=hp.beta1_t, beta2_t=hp.beta2_t, bc1=hp.bc1, bc2=hp.bc2, eps=hp.eps
@@ -680,18 +678,17 @@ class LaProp(Optimizer):
         hp.step_size = mx.where(hp.lr != 0, hp.lr / avg_lr, 1.0)
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.use_centered = hp.step > self.steps_before_using_centered
-        hp.c2 = hp.one_minus_beta2
         # (1 - beta1) lr * (g / (denom / bc2_sqrt)) as (1 - beta1) lr bc2_sqrt * (g / denom): a rounding apart,
         # one operation shallower, so that mx.compile fuses the whole update into one kernel (mlx_optim.fusion)
         hp.m_scale = hp.one_minus_beta1 * hp.lr * hp.bc2_sqrt
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
         second = v
         if self.centered:
-            mean = F.lerp(state["exp_mean_avg_beta2"], g, hp.c2)
+            mean = F.lerp(state["exp_mean_avg_beta2"], g, hp.one_minus_beta2)
             state["exp_mean_avg_beta2"] = mean
             second = mx.where(hp.use_centered, v - mx.square(mean), v)
         if self.ams_bound:

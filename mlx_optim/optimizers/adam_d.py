@@ -929,7 +929,6 @@ class GrokFastAdamW(Optimizer):
         hp.grok_on = hp.step > self.grokfast_after_step
         hp.step_size = hp.lr / hp.bias_correction("beta1")
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
         if self.grokfast:
             hp.grok_weight = hp.one_minus_grokfast_alpha
 
@@ -944,8 +943,8 @@ class GrokFastAdamW(Optimizer):
             # update (one kernel fewer under mx.compile, mlx_optim.fusion)
             state["grok_exp_avg"] = mu = mx.where(hp.grok_on, mu, mu0)
             g = mx.where(hp.grok_on, g + hp.grokfast_lamb * mu, g)
-        m = F.lerp(state["exp_avg"], g, hp.c1)
-        v = hp.beta2 * state["exp_avg_sq"] + hp.c2 * mx.square(g)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         return p - hp.step_size * m / mx.maximum(mx.sqrt(v) / hp.bc2_sqrt, hp.eps)
 
@@ -1099,7 +1098,7 @@ class Adan(Optimizer):
         hp.step_size = hp.lr / hp.bias_correction("beta1")
         hp.diff_step_size = hp.lr * hp.beta2 / hp.bias_correction("beta2")
         hp.bc3_sqrt = mx.sqrt(F.bias_correction(hp.beta3, hp.step))
-        hp.c1, hp.c2, hp.c3 = hp.one_minus_beta1, hp.one_minus_beta2, 1 - hp.beta3
+        hp.c3 = 1 - hp.beta3
         if "weight_decay" not in self._zero:
             hp.lr_wd = hp.lr * hp.weight_decay
             hp.shrink, hp.prox = 1 - hp.lr_wd, 1 + hp.lr_wd
@@ -1125,8 +1124,8 @@ class Adan(Optimizer):
         prev = mx.where(hp.first, first, state["previous_grad"])
         diff = prev + g
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.lerp(state["exp_avg"], s_grad, hp.c1)
-        d = F.lerp(state["exp_avg_diff"], diff, hp.c2)
+        m = F.lerp(state["exp_avg"], s_grad, hp.one_minus_beta1)
+        d = F.lerp(state["exp_avg_diff"], diff, hp.one_minus_beta2)
         n = hp.beta3 * state["exp_avg_sq"] + hp.c3 * mx.square(hp.beta2 * diff + g)
         state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"] = m, d, n
         state["previous_grad"] = neg

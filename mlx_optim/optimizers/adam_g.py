@@ -306,7 +306,6 @@ class FlashAdamW(Optimizer):
         return state[name].astype(mx.float32)
 
     def step_scalars(self, hp) -> None:
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
         hp.bc1 = hp.bias_correction("beta1")
         hp.bc2 = hp.bias_correction("beta2")
         if self.decouple_lr:
@@ -332,8 +331,8 @@ class FlashAdamW(Optimizer):
         m, v = self._load(state, "exp_avg"), self._load(state, "exp_avg_sq")
         if self.decays():
             p = p * (1 - (hp.wd_eff if self.decouple_lr else hp.weight_decay) * hp.lr)
-        m = F.lerp(m, g, hp.c1)
-        v = hp.beta2 * v + hp.c2 * mx.square(g)
+        m = F.lerp(m, g, hp.one_minus_beta1)
+        v = hp.beta2 * v + hp.one_minus_beta2 * mx.square(g)
         p = p - hp.lr * ((m / hp.bc1) / (mx.sqrt(v / hp.bc2) + hp.eps))
         self._store(state, "exp_avg", m, dtype)
         self._store(state, "exp_avg_sq", v, dtype)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
@@ -32,20 +32,12 @@ def _loss(hp) -> mx.array:
     return loss.astype(mx.float32).reshape(())
 
 
-def _sum_of_squares(tree) -> mx.array:
-    """:func:`mlx_optim.functional.sum_of_squares`, the same sums in the same order, bit for bit; each leaf's sum
-    keeps its dimensions and the total is squeezed once, which saves a Squeeze operation per leaf under
-    ``mx.compile`` (:mod:`mlx_optim.fusion`)."""
-    total = sum(mx.sum(mx.square(x.astype(mx.float32)), keepdims=True) for _, x in tree_flatten(tree))
-    return total.reshape(()) if isinstance(total, mx.array) else total
-
-
 def l2_projection(params: Any, max_norm: float = 1e2) -> Any:
     """pytorch_optimizer's ``l2_projection`` as a pure function of a parameter tree.
 
     Rescales every array by ``max_norm / ||params||`` when the global norm exceeds ``max_norm``.
     """
-    global_norm = mx.sqrt(_sum_of_squares(params))
+    global_norm = mx.sqrt(F.sum_of_squares(params))
     ratio = mx.where(global_norm > max_norm, max_norm / global_norm, 1.0)
     return tree_map(lambda p: (p * ratio).astype(p.dtype), params)
 
@@ -106,7 +98,7 @@ class AliG(Optimizer):
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
         hp = self.hp
-        step_size = _loss(hp) / (_sum_of_squares(gradients) + 1e-6)
+        step_size = _loss(hp) / (F.sum_of_squares(gradients) + 1e-6)
         hp.step_size = mx.minimum(step_size, hp.lr)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -322,17 +314,13 @@ class EmoLynx(EmoNavi):
             state_dtype=state_dtype,
         )
 
-    def step_scalars(self, hp) -> None:
-        super().step_scalars(hp)
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
-
     def init_moments(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
 
     def direction(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        u = F.sign(g * hp.c1 + hp.beta1 * state["exp_avg"])
-        state["exp_avg"] = F.lerp(state["exp_avg"], g, hp.c2)
+        u = F.sign(g * hp.one_minus_beta1 + hp.beta1 * state["exp_avg"])
+        state["exp_avg"] = F.lerp(state["exp_avg"], g, hp.one_minus_beta2)
         return u
 
 

@@ -800,13 +800,12 @@ class FOCUS(Optimizer):
 
     def step_scalars(self, hp) -> None:
         hp.bc2 = hp.bias_correction("beta2")
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
         hp.lr_wd = hp.lr * hp.weight_decay
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        m = F.lerp(state["exp_avg"], g, hp.c1)
-        pbar = F.lerp(state["pbar"], p, hp.c2)
+        m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+        pbar = F.lerp(state["pbar"], p, hp.one_minus_beta2)
         state["exp_avg"], state["pbar"] = m, pbar
         pbar_hat = pbar / hp.bc2
         if self.decays():

@@ -56,9 +56,6 @@ class Lion(Optimizer):
         if self.adanorm:
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
-    def step_scalars(self, hp) -> None:
-        hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
-
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         # -- fused kernel (mlx_optim.kernels.LION): Metal/CUDA only; None on the CPU, where the math below runs
@@ -71,8 +68,8 @@ class Lion(Optimizer):
         p, g = self.decay_weights(p, g)
         s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = state["exp_avg"]
-        update = F.sign(hp.beta1 * m + hp.c1 * g)
-        state["exp_avg"] = hp.beta2 * m + hp.c2 * s_grad
+        update = F.sign(hp.beta1 * m + hp.one_minus_beta1 * g)
+        state["exp_avg"] = hp.beta2 * m + hp.one_minus_beta2 * s_grad
         if self.cautious:
             update = self.apply_cautious(update, g)
         return p - hp.lr * update
