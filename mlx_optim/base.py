@@ -564,3 +564,17 @@ def leaves(gradients: Any, parameters: Any, state: Any, path: str = "") -> list[
     if isinstance(gradients, (list, tuple)):
         return [x for i, t in enumerate(zip(gradients, parameters, state)) for x in leaves(*t, f"{path}{i}.")]
     return [(path[:-1], gradients, parameters, state)]
+
+
+def betas3(opt: Optimizer, betas: Sequence[float]) -> None:
+    """Three betas as pytorch_optimizer validates them: beta1, beta2 in [0, 1), beta3 in [0, 1]."""
+    betas = tuple(betas)
+    if len(betas) != 3:
+        raise ValueError(f"{type(opt).__name__}: betas={betas!r} must have 3 values")
+    opt._betas(betas[:2], 2)
+    opt._hyper("beta3", betas[2], 0.0, 1.0, "[]")
+
+
+def state_copy(opt: Optimizer, parameter: mx.array) -> mx.array:
+    """A copy of ``parameter`` in the state dtype."""
+    return parameter.astype(opt.state_dtype or opt.compute_dtype(parameter))

@@ -4,7 +4,7 @@ The Keras seed's ``_sn`` and ``_e`` optimizers are a base optimizer plus a bundl
 techniques. Here each technique is one implementation in the :class:`Features` mixin, and a variant is
 ``class Ranger_e(Features, Ranger)`` with a ``features`` dict of the keywords it exposes and their
 defaults, and ``base_defaults`` for the base's own keywords whose default it changes
-(:mod:`mlx_optim.optimizers.variants`). :func:`compose` builds such a class for any optimizer, e.g.
+(:mod:`mlx_optim.variants`). :func:`compose` builds such a class for any optimizer, e.g.
 ``compose(AdamW, cautious=True, agc=True)``.
 
 Where each feature acts (``g`` the gradient, ``p`` the parameter, ``new`` the base optimizer's result,
@@ -88,6 +88,9 @@ import mlx.core as mx
 from mlx.utils import tree_map
 
 from mlx_optim import functional as F
+from mlx_optim.functional.subset_norm import sn_expand, sn_reduce, subset_size_for
+from mlx_optim.optimizers import adahessian as so
+from mlx_optim.optimizers.adahessian import DISTRIBUTIONS, ESTIMATE
 
 __all__ = ["Features", "compose", "sn_reduce", "sn_expand", "FEATURE_DEFAULTS"]
 
@@ -127,31 +130,6 @@ FEATURE_DEFAULTS: dict[str, Any] = {
 
 
 # ---------------------------------------------------------------------------- subset-norm hooks
-def sn_reduce(x: mx.array, v: mx.array) -> mx.array:
-    """``x`` (parameter-shaped, e.g. ``g**2``) summed over the subsets of the second moment ``v``.
-
-    The identity when ``v`` has ``x``'s shape (subset norm off).
-    """
-    if v.shape == x.shape:
-        return x
-    return mx.sum(x.reshape(v.shape[0], -1), axis=1, keepdims=True)
-
-
-def sn_expand(v: mx.array, shape: tuple[int, ...]) -> mx.array:
-    """A per-subset ``v`` of shape ``(rows, 1)`` broadcast back to the parameter ``shape`` (identity if equal)."""
-    if tuple(v.shape) == tuple(shape):
-        return v
-    rows = v.shape[0]
-    size = math.prod(shape)
-    return mx.broadcast_to(v, (rows, size // rows)).reshape(shape)
-
-
-def subset_size_for(size: int, subset_size: int) -> int:
-    """AdamWSN's subset length: the largest divisor of ``size`` not above the requested length."""
-    from mlx_optim.optimizers.adam_d import closest_smaller_divisor  # noqa: PLC0415 (optimizers import us)
-
-    k = subset_size if subset_size > 0 else int(math.sqrt(size) / abs(subset_size))
-    return closest_smaller_divisor(size, max(k, 1))
 
 
 def trust_scale(p: mx.array, delta: mx.array, lr: mx.array, clip: bool) -> mx.array:
@@ -255,8 +233,6 @@ class Features:
             self._hyper("lookahead_alpha", f["lookahead_blending_alpha"], 0.0, 1.0)
         fx.sophia = bool(f["sophia"])
         if fx.sophia:
-            from mlx_optim.optimizers.second_order import DISTRIBUTIONS  # noqa: PLC0415
-
             if not any("adamw_update" in c.__dict__ for c in type(self).__mro__ if not issubclass(c, Features)):
                 raise ValueError(f"{type(self).__name__}: sophia=True needs a Muon-family base (its AdamW fallback)")
             self._hyper("p", f["p"], 0.0, None, "(]")
@@ -425,7 +401,6 @@ class Features:
         """With ``sophia``: loss, gradient and a Hutchinson estimate (used on refresh steps), then the update."""
         if not self.feat.sophia:
             return super().step_with(model, loss_and_grad_fn, *args, **kwargs)
-        from mlx_optim.optimizers import second_order as so  # noqa: PLC0415
 
         fx = self.feat
         lg = so._require_loss_and_grad(
@@ -450,7 +425,6 @@ class Features:
         """The Muon family's AdamW fallback, or SophiaH's update with ``sophia``."""
         if not self.feat.sophia:
             return super().adamw_update(g, p, state)
-        from mlx_optim.optimizers.second_order import ESTIMATE  # noqa: PLC0415
 
         hp = self.hp
         p, g = self.decay(p, g, "adamw_wd", hp.adamw_lr)

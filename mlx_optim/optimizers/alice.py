@@ -1,33 +1,4 @@
-r"""Alice (pytorch_optimizer's ``Alice``): Adam in a tracked eigen-subspace plus a full-rank compensation.
-
-Every parameter is viewed as a matrix (1-D leaves as an ``(n, 1)`` column, N-D leaves as
-``(shape[0], -1)``) and gets a rank-``r`` basis :math:`U` (``r = min(rank, rows)``), refreshed on
-the first step and every ``update_interval`` steps by one step of subspace iteration on an
-EMA of :math:`G G^\top`; the refreshed basis is the ``leading_basis`` leading eigenvectors
-plus ``rank - leading_basis`` columns drawn at random from the orthogonal complement (from a
-*complete* QR of the eigenvectors, as the reference does with ``torch.linalg.qr(mode="complete")``).
-
-**Complete QR.** MLX's ``mx.linalg.qr`` returns only the reduced factor. The drawn complement
-columns are reconstructed from it (:func:`complement_columns`: the Householder vectors of
-LAPACK's ``geqrf`` recovered by an LU of the reduced factor), so they are the reference's
-``Q[:, r:]`` columns up to float32 rounding, at ``O(m r^2)`` cost and with no per-column loop
-(an unrolled Householder loop made ``mx.compile`` take minutes at ``rank=256``).
-
-**Signs.** Eigenvectors are defined up to sign, and the moments are kept in the basis'
-coordinates across refreshes, so the sign convention changes the trajectory after the second
-refresh. :func:`subspace_iteration` fixes it: each column of the new basis is flipped so that
-its largest-magnitude entry is positive (the convention of
-:func:`mlx_optim.optimizers.lowrank.canonical_svd`); the parity rows run the reference with the
-same convention. The complement columns do not depend on these signs (a Householder reflector
-is unchanged when its column is negated).
-
-**Refresh.** As in :mod:`mlx_optim.optimizers.lowrank`, the subspace iteration, eigh and QR run
-on *every* step (CPU stream, also inside ``mx.compile``) and are adopted with ``mx.where`` on
-refresh steps only, so the step stays one compilable graph; that is extra work the reference
-only does every ``update_interval`` steps. The random column choice (``torch.randperm`` from
-the global generator in the reference) uses a key kept per leaf in the state (keyword-only
-``seed``), so runs are reproducible and resumable.
-"""
+"""Alice (Gong et al., 2025, "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation"""
 
 from __future__ import annotations
 
@@ -40,17 +11,7 @@ from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
-__all__ = [
-    "Alice",
-    "alice_compensation",
-    "alice_switch",
-    "canonical_columns",
-    "complement_columns",
-    "subspace_iteration",
-]
 
-
-# ----------------------------------------------------------------------------- linear algebra
 def canonical_columns(x: mx.array) -> mx.array:
     """Flip each column of ``x`` so that its largest-magnitude entry is positive."""
     idx = mx.argmax(mx.abs(x), axis=0)
@@ -155,7 +116,6 @@ def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):
     return c, p, F.norm(c)
 
 
-# ----------------------------------------------------------------------------- the optimizer
 @register
 class Alice(Optimizer):
     r"""Alice (Gong et al., 2025, "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation

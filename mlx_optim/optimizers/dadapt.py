@@ -1,19 +1,6 @@
-"""Learning-rate-free optimizers: D-Adaptation (AdaGrad, Adam, SGD, Lion, Adan) and Prodigy.
+"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
 
-All of them estimate the distance to the solution, :math:`D`, from global sums
-over *every* parameter. The estimate and the running sums are optimizer-global
-arrays in ``self.state`` (``state["d"]``, ...), created in ``__init__`` and saved
-with the rest of the state, so a step runs inside ``mx.compile`` and resumes
-exactly.
-
-Each step mirrors the reference's two passes: :meth:`prepare` runs the first
-pass over the whole tree with :func:`mlx_optim.base.leaves` (per-tensor state
-updates, the global sums, then the new :math:`D`), and ``update_single`` the
-second (the parameter step, which reads the per-step scalars on ``self.hp``).
-The reference's early ``return`` (zero denominator sum; for DAdaptSGD a zero
-first-step gradient norm) becomes an ``mx.where`` on ``hp.skip``, its ``if lr > 0``
-guard on the D update likewise. Per-step global values such as ``d_lr`` (this
-step's D times the learning rate) live on ``self.hp``.
+Classes: DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, DAdaptLion, DAdaptAdan.
 """
 
 from __future__ import annotations
@@ -25,7 +12,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
-from mlx_optim.features import sn_expand, sn_reduce
+from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 _F32 = mx.float32
@@ -70,7 +57,6 @@ class _DAdaptBase(Optimizer):
         return g
 
 
-# ---------------------------------------------------------------------------- DAdaptAdaGrad
 @register
 class DAdaptAdaGrad(_DAdaptBase):
     r"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
@@ -167,7 +153,6 @@ class DAdaptAdaGrad(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptAdam
 @register
 class DAdaptAdam(_DAdaptBase):
     r"""Adam with D-Adaptation V3 (Defazio & Mishchenko, 2023).
@@ -259,7 +244,6 @@ class DAdaptAdam(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptSGD
 @register
 class DAdaptSGD(_DAdaptBase):
     r"""SGD with D-Adaptation V3 (Defazio & Mishchenko, 2023), dual-averaging form.
@@ -344,7 +328,6 @@ class DAdaptSGD(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptLion
 @register
 class DAdaptLion(_DAdaptBase):
     r"""Lion with D-Adaptation V3 (Defazio & Mishchenko, 2023).
@@ -431,7 +414,6 @@ class DAdaptLion(_DAdaptBase):
         return p - hp.d_lr * update
 
 
-# ---------------------------------------------------------------------------- DAdaptAdan
 @register
 class DAdaptAdan(_DAdaptBase):
     r"""Adan with D-Adaptation (Defazio & Mishchenko, 2023; Xie et al., 2022).
@@ -536,126 +518,4 @@ class DAdaptAdan(_DAdaptBase):
         new = new - hp.beta2 * state["exp_avg_diff"] / de_nom
         if decay and not self.weight_decouple:
             new = new / (1 + hp.d_lr * hp.weight_decay)
-        return mx.where(hp.skip, p, new)
-
-
-# ---------------------------------------------------------------------------- Prodigy
-@register
-class Prodigy(_DAdaptBase):
-    r"""Prodigy (Mishchenko & Defazio, 2023): Adam with a distance estimate that adapts the step size.
-
-    With :math:`D_k` the estimate, :math:`\lambda_k = D_k\,\eta` (divided by
-    :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}` when ``bias_correction``) and
-    :math:`\beta_3 = \sqrt{\beta_2}` unless given:
-
-    .. math::
-        r_k = \beta_3 r_{k-1} + \tfrac{D_k}{D_0}\lambda_k\langle g_k, x_0 - x_{k-1}\rangle,\quad
-        s_k = \beta_3 s_{k-1} + \tfrac{D_k}{D_0}\lambda_k g_k \\
-        m_k = \beta_1 m_{k-1} + (1-\beta_1) D_k g_k,\quad
-        v_k = \beta_2 v_{k-1} + (1-\beta_2) D_k^2 g_k^2 \\
-        \hat D = c\,\frac{r_k}{\lVert s_k\rVert_1},\quad
-        D_{\max} \leftarrow \max(D_{\max}, \hat D),\quad
-        D_{k+1} = \min(D_{\max},\, D'_k\cdot\text{growth\_rate}) \\
-        x_k = x_{k-1} - \lambda_k \frac{m_k}{\sqrt{v_k} + D_{k+1}\epsilon}
-
-    where :math:`D'_k = \max(D_k, \hat D)` while :math:`D_k = D_0` and :math:`D_k`
-    afterwards; with ``safeguard_warmup`` the :math:`s_k` increment uses :math:`D_k`
-    instead of :math:`\lambda_k`; ``eps=None`` replaces the division by
-    ``atan2(m_k, sqrt(v_k))``. :math:`r_k`, :math:`D_k` and :math:`D_{\max}` are
-    ``state["d_numerator"]``, ``state["d"]`` and ``state["d_max"]``. Paper: "Prodigy:
-    An Expeditiously Adaptive Parameter-Free Learner", ICML 2024.
-
-    Reference order kept: the step uses this step's :math:`\lambda_k` but the *new*
-    :math:`D_{k+1}` in the epsilon term; :math:`r_k` is decayed by :math:`\beta_3` even
-    on a step skipped because :math:`\lVert s_k\rVert_1 = 0`; decoupled decay shrinks by
-    ``lambda_k * weight_decay``. Reference quirk: with ``weight_decouple=False`` the
-    reference adds the L2 term to the gradient *after* the moments were updated, so it
-    has no effect; this port likewise applies no decay in that mode.
-    """
-
-    name = "prodigy"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
-    reference = "pytorch_optimizer.Prodigy"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1.0,
-        betas: Sequence[float] = (0.9, 0.999),
-        beta3: Tunable | None = None,
-        d0: Tunable = 1e-6,
-        d_coef: Tunable = 1.0,
-        growth_rate: Tunable = float("inf"),
-        weight_decay: Tunable = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        bias_correction: bool = False,
-        safeguard_warmup: bool = False,
-        eps: Tunable | None = 1e-8,
-        maximize: bool = False,
-        *,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self.auto_beta3 = beta3 is None
-        if not self.auto_beta3:
-            self._hyper("beta3", beta3, 0.0, 1.0, "[]")
-        self._hyper("d0", d0)
-        self._hyper("d_coef", d_coef)
-        self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.use_eps = eps is not None
-        if self.use_eps:
-            self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
-        self.bias_correction, self.safeguard_warmup = bias_correction, safeguard_warmup
-        d0 = float(d0(mx.array(0))) if callable(d0) else float(d0)
-        self._global("d", d0)
-        self._global("d_max", d0)
-        self._global("d_numerator", 0.0)
-
-    def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["s"] = self.zeros(parameter)
-        state["p0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-
-    def step_scalars(self, hp) -> None:
-        if self.auto_beta3:
-            hp.beta3 = mx.sqrt(hp.beta2)
-        hp.d = self.state["d"]
-        hp.d_lr = hp.d * hp.lr
-        if self.bias_correction:
-            hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
-
-    def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
-        d, ratio = hp.d, hp.d / hp.d0
-        numerator, de_nom = _scalar(), _scalar()
-        for g, p, state in self._leaves(gradients, parameters):
-            numerator = numerator + ratio * hp.d_lr * _sum(g * (state["p0"] - p))
-            state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * hp.one_minus_beta1 * g
-            state["exp_avg_sq"] = hp.beta2 * state["exp_avg_sq"] + d * d * hp.one_minus_beta2 * mx.square(g)
-            s = hp.beta3 * state["s"] + ratio * (d if self.safeguard_warmup else hp.d_lr) * g
-            state["s"] = s
-            de_nom = de_nom + _sum(mx.abs(s))
-        numerator = st["d_numerator"] * hp.beta3 + self.global_sum(numerator)
-        de_nom = self.global_sum(de_nom)
-        st["d_numerator"] = numerator
-        hp.skip = de_nom == 0
-        d_hat = hp.d_coef * numerator / de_nom
-        d_grown = mx.where(d == hp.d0, mx.maximum(d, d_hat), d)
-        d_max = mx.maximum(st["d_max"], d_hat)
-        st["d"] = mx.where(hp.skip, d, mx.minimum(d_max, d_grown * hp.growth_rate))
-        st["d_max"] = mx.where(hp.skip, st["d_max"], d_max)
-
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
-        m, de_nom = state["exp_avg"], mx.sqrt(state["exp_avg_sq"])
-        if self.use_eps:
-            new = new - hp.d_lr * m / (de_nom + self.state["d"] * hp.eps)
-        else:
-            new = new - hp.d_lr * mx.arctan2(m, de_nom)
         return mx.where(hp.skip, p, new)

@@ -1,13 +1,4 @@
-"""DASH (pytorch_optimizer 4.1.0): accelerated Shampoo with batched blocks and Newton-Denman-Beavers roots.
-
-The parameter is viewed as a matrix (``(d0, prod(rest))`` of its squeezed shape; vectors and scalars as
-``(numel, 1)`` with one-sided preconditioning) and cut into at most four batches of equal-sized blocks
-(full ``block_size`` blocks and the edge blocks, without padding). Each batch keeps its statistics and
-inverse roots as one ``(batch, n, n)`` array, like the reference; square blocks keep the left and right
-factors in one ``(2 * batch, n, n)`` array. All block layouts are Python structure derived from the
-shape at trace time; the refresh schedule is array logic on the step counter (``mx.where``), so the
-inverse roots are computed on every step and selected on refresh steps.
-"""
+"""DASH (local, layer-wise): Shampoo with batched blocks, Newton-DB inverse roots and Adam grafting."""
 
 from __future__ import annotations
 
@@ -21,10 +12,9 @@ from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
 _TINY32 = float(np.finfo(np.float32).tiny)
+
+
 _TINY_BF16 = 2.0**-126  # torch.finfo(torch.bfloat16).tiny
-
-
-# ----------------------------------------------------------------------------- pure helpers
 
 
 def dash_layout(shape: Sequence[int]) -> tuple[tuple[int, int], bool]:
@@ -138,9 +128,6 @@ def eigh_inverse_root(matrix: mx.array, root: int, matrix_eps: float) -> mx.arra
     values = values + (matrix_eps - mx.minimum(mx.min(values, axis=-1, keepdims=True), 0.0))
     values = mx.power(values, -1.0 / root)
     return (vectors * values[..., None, :]) @ mx.swapaxes(vectors, -1, -2)
-
-
-# ----------------------------------------------------------------------------- DASH
 
 
 @register

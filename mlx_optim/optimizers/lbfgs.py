@@ -1,15 +1,4 @@
-"""L-BFGS with torch.optim semantics, including torch's strong-Wolfe line search.
-
-L-BFGS evaluates the loss several times per step, so it is driven by
-:meth:`LBFGS.step_with` (the base class's calling convention for such optimizers)
-instead of ``update(model, grads)``.
-
-The scalar bookkeeping of the line search mirrors torch's types: quantities that
-torch keeps as 0-d tensors (dot products, step lengths produced by the cubic
-interpolation) are NumPy scalars of the same precision here and quantities torch keeps as
-Python floats (losses) are Python floats, so the mixed arithmetic rounds the same
-way (NumPy 2 treats Python scalars as "weak", like torch's wrapped numbers).
-"""
+"""L-BFGS (Liu & Nocedal, 1989) with torch.optim semantics, optionally with a strong-Wolfe line search."""
 
 from __future__ import annotations
 
@@ -23,8 +12,6 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
-
-__all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
 
 CURVATURE_EPS = 1e-10  # torch's hard-coded threshold on y.s for accepting a curvature pair
 
@@ -366,7 +353,6 @@ class LBFGS(Optimizer):
         self.state["n_iter"] = mx.array(0, mx.int64)
         self.state["func_evals"] = mx.array(0, mx.int64)
 
-    # ------------------------------------------------------------------ state
     def init(self, parameters: Any) -> None:
         """Allocate the history for ``parameters`` (a module or a dict of arrays); optional, as in MLX."""
         view = _FlatView(parameters)
@@ -400,7 +386,6 @@ class LBFGS(Optimizer):
     def _store(self, v: mx.array) -> mx.array:
         return v.astype(self.state_dtype) if self.state_dtype is not None else v
 
-    # ------------------------------------------------------------------ the calling convention
     def update(self, model: Any, gradients: Any = None, loss: Any = None) -> None:
         raise TypeError(
             "LBFGS re-evaluates the loss several times per step and cannot be driven by one gradient: "

@@ -1,24 +1,6 @@
-"""Schedule-free optimizers (Defazio et al., 2024): ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam.
+"""Schedule-free SGD (Defazio et al., 2024), pytorch_optimizer semantics.
 
-Schedule-free methods keep two sequences: the fast iterate :math:`z` (in the
-optimizer state) and the averaged iterate :math:`x`. The model holds the
-*training* point :math:`y = (1-\\beta) z + \\beta x`, at which gradients are
-taken. For evaluation (and for saving the weights to deploy) the model must
-hold :math:`x` instead, so these optimizers have two extra methods mirroring
-pytorch_optimizer's ``optimizer.eval()`` / ``optimizer.train()``::
-
-    opt = mlx_optim.ScheduleFreeAdamW(learning_rate=2.5e-3)
-    for batch in data:
-        opt.step_with(model, loss_and_grad_fn, *batch)   # model holds y
-    opt.eval(model)      # model now holds the averaged weights x
-    evaluate(model)
-    opt.train(model)     # back to y before training again
-
-Both accept an ``nn.Module`` (updated in place and returned) or a parameter tree
-(a new tree is returned). The mode is ``state["train_mode"]`` (1.0 train, 0.0
-eval), saved with the state; calling ``eval`` twice (or ``train`` in train mode)
-does nothing, as in the reference. The swap only touches parameters that have
-optimizer state (``z``); before the first step it only flips the mode.
+Classes: ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam.
 """
 
 from __future__ import annotations
@@ -30,8 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.optimizers.sgd_like import _copy_state
+from mlx_optim.base import Optimizer, Tunable, state_copy
 from mlx_optim.registry import register
 
 
@@ -192,7 +173,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
 
     def warmup_lr(self, hp) -> mx.array:
         if self.warmup_steps <= 0:
@@ -264,7 +245,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.ams_bound:
             state["max_exp_avg_sq"] = self.zeros(parameter)
@@ -340,7 +321,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:

@@ -25,6 +25,7 @@ from mlx_optim.wrappers.gradient_surgery import PCGrad, PPCGrad, value_and_task_
 from mlx_optim.wrappers.grokfast import GradFilterEMA, GradFilterMA
 from mlx_optim.wrappers.keras import KerasOptions
 from mlx_optim.wrappers.lookahead import Lookahead, Scout
+from mlx_optim.wrappers.magma import Magma
 from mlx_optim.wrappers.orthograd import OrthoGrad
 from mlx_optim.wrappers.sam import ASAM, BSAM, GSAM, SAM, WSAM, FriendlySAM, LookSAM
 from mlx_optim.wrappers.trac import TRAC
@@ -39,6 +40,7 @@ __all__ = [
     "GSAM",
     "LookSAM",
     "Lookahead",
+    "Magma",
     "OrthoGrad",
     "PCGrad",
     "PPCGrad",
@@ -52,10 +54,3 @@ __all__ = [
     "enable_running_stats",
     "value_and_task_grads",
 ]
-
-# Any other module in this package registers its wrappers on import too.
-import importlib as _importlib  # noqa: E402
-import pkgutil as _pkgutil  # noqa: E402
-
-for _module in _pkgutil.iter_modules(__path__):
-    _importlib.import_module(f"{__name__}.{_module.name}")

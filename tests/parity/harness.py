@@ -52,6 +52,7 @@ class Row:
     # and a parameter that misses atol/rtol still passes within fp64_envelope times the float32 reference's own
     # distance from that float64 run (per tensor, largest so far). 0: off. Requires a note.
     fp64_envelope: float = 0.0
+    source_module: str = ""  # the rows module it comes from (set by all_rows)
 
     @property
     def label(self) -> str:
@@ -212,7 +213,8 @@ def all_rows() -> list[Row]:
 
     rows = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        rows.extend(importlib.import_module(f"{pkg.__name__}.{info.name}").ROWS)
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        rows.extend(dataclasses.replace(row, source_module=info.name) for row in module.ROWS)
     return rows
 
 

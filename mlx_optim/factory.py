@@ -1,0 +1,80 @@
+"""``create_optimizer``: pytorch_optimizer's one-call construction (weight-decay ban list, Lookahead)."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_optim.base import Optimizer
+from mlx_optim.registry import load_optimizer
+from mlx_optim.wrappers import Lookahead
+
+DEFAULT_WD_BAN_LIST = ("bias", "LayerNorm.bias", "LayerNorm.weight", "RMSNorm.weight", "GroupNorm", "BatchNorm")
+
+
+def banned_paths(model: nn.Module, wd_ban_list: Sequence[str]) -> set[str]:
+    """Paths of the parameters excluded from weight decay.
+
+    Like pytorch_optimizer, a parameter is banned when a ban entry is a substring of
+    its full path, of its module's class name, or of ``ClassName.param_name``.
+    """
+    banned = set()
+    for module_path, module in model.named_modules():
+        cls = type(module).__name__
+        for pname in _direct_parameters(module):
+            full = f"{module_path}.{pname}" if module_path else pname
+            if any(b in pat for b in wd_ban_list for pat in (full, cls, f"{cls}.{pname}")):
+                banned.add(full)
+    return banned
+
+
+def _direct_parameters(module: nn.Module) -> list[str]:
+    return [k for k, v in module.items() if isinstance(v, mx.array)]
+
+
+def create_optimizer(
+    model: nn.Module,
+    optimizer_name: str,
+    learning_rate: Any = 1e-3,
+    weight_decay: float = 0.0,
+    wd_ban_list: Sequence[str] = DEFAULT_WD_BAN_LIST,
+    use_lookahead: bool = False,
+    **kwargs: Any,
+) -> Optimizer:
+    """Build the optimizer ``optimizer_name`` for ``model``.
+
+    With ``weight_decay > 0`` the parameters matched by ``wd_ban_list`` (biases and
+    normalization layers by default) are kept out of weight decay; MLX has no
+    parameter groups, so this is a per-parameter filter on the optimizer.
+
+    ``use_lookahead=True`` wraps the optimizer in :class:`mlx_optim.wrappers.Lookahead` with ``k``,
+    ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
+    pytorch_optimizer does; those keys reach the optimizer too only if its constructor has them.
+    ``ranger`` and ``ranger21`` already contain Lookahead: they are not wrapped (a warning says so).
+    """
+    cls = load_optimizer(optimizer_name)
+    lookahead_kwargs = {}
+    if use_lookahead:
+        accepted = inspect.signature(cls).parameters
+        for key in ("k", "alpha", "pullback_momentum"):
+            if key in kwargs:
+                lookahead_kwargs[key] = kwargs[key] if key in accepted else kwargs.pop(key)
+    if weight_decay:
+        kwargs["weight_decay"] = weight_decay
+    opt = cls(learning_rate=learning_rate, **kwargs)
+    if weight_decay:
+        banned = banned_paths(model, wd_ban_list)
+        opt.decay_filter = lambda path: path not in banned
+    if use_lookahead:
+        if optimizer_name.lower() in ("ranger", "ranger21"):
+            warnings.warn(
+                f"{optimizer_name} already has a Lookahead variant; not wrapping it", UserWarning, stacklevel=2
+            )
+        else:
+            opt = Lookahead(opt, **lookahead_kwargs)
+    return opt

@@ -1,0 +1,59 @@
+"""AdaDelta (Zeiler, 2012), pytorch_optimizer semantics (adds decoupled / fixed weight decay)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.registry import register
+
+
+@register
+class AdaDelta(Optimizer):
+    r"""AdaDelta (Zeiler, 2012), pytorch_optimizer semantics (adds decoupled / fixed weight decay).
+
+    .. math::
+        v_t = \rho v_{t-1} + (1-\rho) g_t^2,\quad
+        \Delta_t = \frac{\sqrt{u_{t-1}+\epsilon}}{\sqrt{v_t+\epsilon}} g_t,\quad
+        u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2,\quad p_t = p_{t-1} - \eta \Delta_t
+    """
+
+    name = "adadelta"
+    family = "adaptive"
+    reference = "pytorch_optimizer.AdaDelta"
+    # the step delta feeds two outputs that do not feed each other (p' and acc_delta): mx.compile writes delta
+    # to memory and gives each consumer its own kernel
+    ops_per_leaf = 3
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1.0,
+        rho: Tunable = 0.9,
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        eps: Tunable = 1e-6,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("rho", rho, 0.0, 1.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
+        self._hyper("eps", eps, 0.0)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["square_avg"] = self.zeros(parameter)
+        state["acc_delta"] = self.zeros(parameter)
+
+    def step_scalars(self, hp) -> None:
+        hp.one_minus_rho = hp.one_minus_rho
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.decay_weights(p, g)
+        v = hp.rho * state["square_avg"] + hp.one_minus_rho * mx.square(g)
+        delta = mx.sqrt(state["acc_delta"] + hp.eps) / mx.sqrt(v + hp.eps) * g
+        state["square_avg"] = v
+        state["acc_delta"] = hp.rho * state["acc_delta"] + hp.one_minus_rho * mx.square(delta)
+        return p - hp.lr * delta

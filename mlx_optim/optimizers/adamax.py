@@ -1,0 +1,64 @@
+"""AdaMax (Kingma & Ba, 2015), pytorch_optimizer semantics: Adam with the infinity norm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.registry import register
+
+
+@register
+class AdaMax(Optimizer):
+    r"""AdaMax (Kingma & Ba, 2015), pytorch_optimizer semantics: Adam with the infinity norm.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon),\quad
+        p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{u_t}
+    """
+
+    name = "adamax"
+    family = "adam"
+    reference = "pytorch_optimizer.AdaMax"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        adam_debias: bool = False,
+        adanorm: bool = False,
+        adanorm_r: float = 0.95,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
+        self._hyper("eps", eps, 0.0)
+        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
+        self.adam_debias, self.adanorm = adam_debias, adanorm
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_inf"] = self.zeros(parameter)
+        if self.adanorm:
+            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+
+    def step_scalars(self, hp) -> None:
+        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.decay_weights(p, g)
+        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
+        u = mx.maximum(hp.beta2 * state["exp_inf"], mx.abs(g) + hp.eps)
+        state["exp_avg"], state["exp_inf"] = m, u
+        return p - hp.step_size * m / u

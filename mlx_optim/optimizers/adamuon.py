@@ -1,0 +1,103 @@
+"""AdaMuon (Si et al., 2025, "AdaMuon: Adaptive Muon Optimizer"), pytorch_optimizer semantics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import mlx.core as mx
+
+from mlx_optim import functional as F
+from mlx_optim.base import Tunable
+from mlx_optim.functional.matrix import Weights, as_matrix, newton_schulz
+from mlx_optim.optimizers.muon import _MuonFamily
+from mlx_optim.registry import register
+
+
+@register
+class AdaMuon(_MuonFamily):
+    r"""AdaMuon (Si et al., 2025, "AdaMuon: Adaptive Muon Optimizer"), pytorch_optimizer semantics.
+
+    The orthogonalized momentum is normalized element-wise by a second moment of
+    itself and rescaled to a fixed RMS:
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad O_t = \operatorname{NS}(m_t),\quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) O_t^2 \\
+        U_t = \frac{O_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon},\quad
+        p_t = p_{t-1} - \eta\, s\, \frac{\sqrt{\min(\text{out}, \text{in})}}{\|U_t\|_F + \epsilon}\, U_t
+
+    with :math:`s` the shape factor of :class:`Muon` (Moonlight's ``0.2 sqrt(max)`` by
+    default, ``use_adjusted_lr=True``). Parameters not selected by ``muon_filter`` get
+    AdamW (``adamw_lr``, ``adamw_betas``, ``adamw_wd`` and the shared ``eps``). Reference
+    quirk kept: :math:`O_t`, :math:`U_t` and the rescaled update are bfloat16 tensors
+    (rounded at each in-place step, as in torch); ``v`` stays float32.
+
+    The Keras seed's defaults differ: ``learning_rate=1e-3``, ``betas=(0.9, 0.999)``,
+    ``eps=1e-8``, ``weight_decay=0.01``, ``use_adjusted_lr=False`` (we follow the reference).
+    """
+
+    name = "adamuon"
+    reference = "pytorch_optimizer.AdaMuon"
+    _ADAMW_EPS = "eps"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 2e-2,
+        betas: Sequence[float] = (0.9, 0.95),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        ns_steps: int = 5,
+        ns_coeffs: Weights = "original",
+        use_adjusted_lr: bool = True,
+        adamw_lr: Tunable = 3e-4,
+        adamw_betas: Sequence[float] = (0.9, 0.999),
+        adamw_wd: Tunable = 0.0,
+        eps: Tunable = 1e-10,
+        maximize: bool = False,
+        *,
+        muon_filter: Callable[[str, mx.array], bool] | None = None,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._setup(
+            weight_decay=weight_decay,
+            weight_decouple=weight_decouple,
+            ns_steps=ns_steps,
+            ns_coeffs=ns_coeffs,
+            use_adjusted_lr=use_adjusted_lr,
+            adamw_lr=adamw_lr,
+            adamw_betas=adamw_betas,
+            adamw_wd=adamw_wd,
+            muon_filter=muon_filter,
+        )
+        self._betas(betas, 2)
+        self._hyper("eps", eps, 0.0)
+
+    def init_muon(self, parameter: mx.array, state: dict) -> None:
+        state["m"] = self.zeros(parameter)
+        state["v"] = self.zeros(parameter, (parameter.size,))
+
+    def step_scalars(self, hp) -> None:
+        super().step_scalars(hp)
+        hp.bc2 = hp.bias_correction("beta2")
+
+    def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp, f32 = self.hp, mx.float32
+        p, g = self.decay(p, g, "weight_decay", hp.lr)
+        m = F.torch_lerp(state["m"], g, hp.one_minus_beta1)
+        state["m"] = m
+        o = newton_schulz(as_matrix(m), self.ns_steps, self.ns_weights)
+        lowp = o.dtype
+        o = o.reshape(-1).astype(f32)
+        v = state["v"] * hp.beta2 + hp.one_minus_beta2 * o * o
+        state["v"] = v
+        u = (o / (mx.sqrt(v / hp.bc2) + hp.eps)).astype(lowp).reshape(p.shape)
+        # torch: u.mul_(sqrt(min(rows, cols)) / (norm(u) + eps)) on bfloat16 tensors, where
+        # ``float / tensor`` is ``tensor.reciprocal() * float`` and ``tensor + float`` rounds the float first.
+        norm = F.norm(u).astype(lowp).astype(f32) + mx.array(hp.eps).astype(lowp).astype(f32)
+        inv = (1.0 / norm.astype(lowp).astype(f32)).astype(lowp).astype(f32)
+        rows = p.shape[0]
+        scale = (inv * math.sqrt(min(rows, p.size // rows))).astype(lowp).astype(f32)
+        u = (u.astype(f32) * scale).astype(lowp)
+        return p - (hp.lr * self.lr_ratio(p)) * u.astype(p.dtype)

@@ -1,0 +1,94 @@
+"""Adaptive SGD without descent (Malitsky & Mishchenko, 2020), pytorch_optimizer's ``ASGD``."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.registry import register
+
+
+def _global_norm(xs) -> mx.array:
+    # keepdims: each leaf's sum stays (1, ..., 1), summed (broadcast) and reshaped to () once, the same sums
+    # without a Squeeze per leaf (mlx_optim.fusion)
+    total = sum((mx.sum(mx.square(x.astype(mx.float32)), keepdims=True) for x in xs), mx.array(0.0, mx.float32))
+    return mx.sqrt(total).reshape(())
+
+
+@register
+class ASGD(Optimizer):
+    r"""Adaptive SGD without descent (Malitsky & Mishchenko, 2020), pytorch_optimizer's ``ASGD``.
+
+    The learning rate is adapted every step from the change of the global
+    parameter norm and gradient norm (differences of *norms*, as in the
+    reference), then a plain SGD step is taken:
+
+    .. math::
+        \eta_t = \eta_{t-1}\sqrt{1 + a\,\theta_{t-1}},\quad
+        \eta_t \leftarrow \min\!\Big(\eta_t, \frac{\Delta\lVert p\rVert}{d\,\Delta\lVert g\rVert}\Big) + \epsilon
+        \ \text{ if both differences are } > 0,\quad
+        \theta_t = \eta_t / \eta_{t-1},\quad p_t = p_{t-1} - \eta_t g_t
+
+    with ``amplifier`` :math:`a` and ``dampening`` :math:`d`. ``learning_rate`` is the
+    initial :math:`\eta_0` (read on the first step; the adapted value lives in
+    ``state["current_lr"]``). Weight decay is decoupled by default and uses
+    :math:`\eta_t`. Paper: "Adaptive Gradient Descent without Descent", ICML 2020.
+    Not ``torch.optim.ASGD`` (averaged SGD): that one is :class:`AveragedSGD`.
+    Same defaults as the Keras seed's ASGD.
+    """
+
+    name = "asgd"
+    family = "sgd"
+    reference = "pytorch_optimizer.ASGD"
+    # the update is one kernel; the global norms of p and g are reductions (Square and Sum each, not fusable) and
+    # the chains summing the leaves' norms (per-step scalars) change kernels with the number of leaves
+    ops_per_leaf = 7
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-2,
+        amplifier: Tunable = 0.02,
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        theta: float = 1.0,
+        dampening: Tunable = 1.0,
+        eps: Tunable = 1e-5,
+        maximize: bool = False,
+        *,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._hyper("amplifier", amplifier, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
+        self._check("theta", theta)
+        self._hyper("dampening", dampening)
+        self._hyper("eps", eps, 0.0)
+        self.state["theta"] = mx.array(float(theta), mx.float32)
+        self.state["current_lr"] = mx.array(0.0, mx.float32)
+        self.state["prev_param_norm"] = mx.array(0.0, mx.float32)
+        self.state["prev_grad_norm"] = mx.array(0.0, mx.float32)
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        pass
+
+    def prepare(self, gradients, parameters) -> None:
+        hp, s = self.hp, self.state
+        items = leaves(gradients, parameters, s)
+        p_norm = _global_norm(p for _, _, p, _ in items)
+        g_norm = _global_norm(g for _, g, _, _ in items)
+        first = hp.step == 1
+        lr = mx.where(first, hp.lr, s["current_lr"])
+        param_diff = p_norm - mx.where(first, p_norm, s["prev_param_norm"])
+        grad_diff = g_norm - mx.where(first, g_norm, s["prev_grad_norm"])
+        new_lr = lr * mx.sqrt(1 + hp.amplifier * s["theta"])
+        bound = param_diff / (hp.dampening * mx.where(grad_diff > 0, grad_diff, 1.0))
+        new_lr = mx.where((param_diff > 0) & (grad_diff > 0), mx.minimum(new_lr, bound) + hp.eps, new_lr)
+        s["theta"], s["current_lr"] = new_lr / lr, new_lr
+        s["prev_param_norm"], s["prev_grad_norm"] = p_norm, g_norm
+        hp.asgd_lr = new_lr
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        lr = self.hp.asgd_lr
+        p, g = self.decay_weights(p, g, lr=lr)
+        return p - lr * g

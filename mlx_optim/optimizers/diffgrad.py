@@ -1,0 +1,96 @@
+"""diffGrad (Dubey et al., 2019, "diffGrad: An Optimization Method for Convolutional Neural Networks")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+from mlx_optim import functional as F
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.registry import register
+
+
+@register
+class DiffGrad(Optimizer):
+    r"""diffGrad (Dubey et al., 2019, "diffGrad: An Optimization Method for Convolutional Neural Networks").
+
+    Adam whose first moment is damped per coordinate by the friction coefficient
+    :math:`\xi_t = \sigma(|g_{t-1} - g_t|)` (sigmoid of the gradient change):
+
+    .. math::
+        p_t = p_{t-1} - \eta \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+              \frac{\xi_t\, m_t}{\sqrt{v_t + 10^{-15}} + \epsilon}
+
+    ``rectify`` uses RAdam's rectified step size (below ``n_sma_threshold`` the
+    step is momentum SGD with ``degenerated_to_sgd``, else skipped); ``ams_bound``
+    uses the running maximum of :math:`v_t`; ``adam_debias`` drops the first-moment
+    correction; ``adanorm`` rescales the gradient fed to the first moment.
+    Decoupled weight decay by default. The Keras seed's defaults agree.
+    """
+
+    name = "diffgrad"
+    family = "adam"
+    reference = "pytorch_optimizer.DiffGrad"
+
+    def __init__(
+        self,
+        learning_rate: Tunable = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: Tunable = 0.0,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        rectify: bool = False,
+        n_sma_threshold: int = 5,
+        degenerated_to_sgd: bool = True,
+        ams_bound: bool = False,
+        eps: Tunable = 1e-8,
+        maximize: bool = False,
+        *,
+        adam_debias: bool = False,
+        adanorm: bool = False,
+        adanorm_r: float = 0.95,
+        state_dtype: mx.Dtype | None = None,
+    ):
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self._betas(betas, 2)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
+        self._hyper("eps", eps, 0.0)
+        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
+        self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
+        self.ams_bound, self.adam_debias, self.adanorm = ams_bound, adam_debias, adanorm
+
+    def init_single(self, parameter: mx.array, state: dict) -> None:
+        state["exp_avg"] = self.zeros(parameter)
+        state["exp_avg_sq"] = self.zeros(parameter)
+        state["previous_grad"] = self.zeros(parameter)
+        if self.ams_bound:
+            state["max_exp_avg_sq"] = self.zeros(parameter)
+        if self.adanorm:
+            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+
+    def step_scalars(self, hp) -> None:
+        if self.rectify:
+            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
+            hp.rectified = n_sma >= self.n_sma_threshold
+            step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
+        else:
+            step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2"))
+        if not self.adam_debias:
+            step_size = step_size / hp.bias_correction("beta1")
+        hp.step_size = step_size
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.decay_weights(p, g)
+        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
+        m = F.lerp(state["exp_avg"], s_grad, hp.one_minus_beta1)
+        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        denom = F.ams_bound_denom(self.apply_amsgrad(state, v) if self.ams_bound else v, hp.eps)
+        dfc = mx.sigmoid(mx.abs(state["previous_grad"] - g)) * m
+        state["previous_grad"] = g
+        adaptive = p - hp.step_size * dfc / denom
+        if not self.rectify:
+            return adaptive
+        return mx.where(hp.rectified, adaptive, mx.where(hp.step_size > 0, p - hp.step_size * m, p))

@@ -1,0 +1,50 @@
+"""Parity rows for :mod:`mlx_optim.optimizers.adago`."""
+
+from __future__ import annotations
+
+import pytorch_optimizer
+
+from tests.parity.harness import Row
+from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c
+
+ADAGO = muon_ref(pytorch_optimizer.AdaGO)
+
+
+ROWS = [
+    # adago
+    Row("adago", {"learning_rate": 5e-2}, ref=ADAGO),
+    Row(
+        "adago",
+        {
+            "learning_rate": 5e-2,
+            "momentum": 0.9,
+            "nesterov": True,
+            "cautious": True,
+            "weight_decay": 0.1,
+            "gamma": 2.0,
+            "eps": 1e-4,
+            "v": 1e-2,
+            "use_adjusted_lr": True,
+            **ADAMW_OPTS,
+            "adamw_eps": 1e-8,
+            "maximize": True,
+        },
+        ref=ADAGO,
+        atol=1e-4,  # measured 1.6e-5
+        note=NS_NOTE,
+        id="options",
+    ),
+    Row(
+        "adago",
+        {
+            "learning_rate": 5e-2,
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+            "adamw_wd": 0.1,
+            "ns_coeffs": "quintic",
+            "muon_filter": not_c,
+        },
+        ref=ADAGO,
+        id="l2-filter",
+    ),
+]

@@ -1,0 +1,37 @@
+"""Parity rows for :mod:`mlx_optim.optimizers.adamuon`."""
+
+from __future__ import annotations
+
+import pytorch_optimizer
+
+from tests.parity.harness import Row
+from tests.parity.runners.muon import ADAMW_OPTS, muon_ref, only_c
+
+ADAMUON = muon_ref(pytorch_optimizer.AdaMuon)
+
+
+ROWS = [
+    # adamuon (reference default foreach=False: its per-parameter path)
+    Row("adamuon", {"learning_rate": 2e-2}, ref=ADAMUON),
+    Row(
+        "adamuon",
+        {
+            "learning_rate": 1e-2,
+            "betas": (0.8, 0.99),
+            "weight_decay": 0.1,
+            "use_adjusted_lr": False,
+            **ADAMW_OPTS,
+            "eps": 1e-8,
+            "maximize": True,
+            "ns_coeffs": "polar_express_safer",
+        },
+        ref=ADAMUON,
+        id="options",
+    ),
+    Row(
+        "adamuon",
+        {"learning_rate": 1e-2, "weight_decay": 0.1, "weight_decouple": False, "ns_steps": 3, "muon_filter": only_c},
+        ref=ADAMUON,
+        id="l2-filter",
+    ),
+]
