@@ -9,6 +9,10 @@ reference::
     opt = mo.AdamW(learning_rate=1e-3)
 """
 
+# First, before anything imports mlx.core: may load an optimized BLAS/LAPACK for MLX's CPU backend on Linux (the
+# command line does by default; a library user opts in with MLX_OPTIM_BLAS=auto). See mlx_optim.blas.
+from mlx_optim import blas  # noqa: F401  (isort: skip)
+
 # Importing the optimizers and wrappers packages registers every class.
 from mlx_optim import functional, fusion, jit_pch, packed, precision, schedulers, streams, wrappers  # noqa: F401
 from mlx_optim import optimizers as _optimizers  # noqa: F401
