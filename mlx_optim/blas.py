@@ -1,8 +1,8 @@
 """A fast BLAS/LAPACK for MLX's CPU backend on Linux.
 
 The ``mlx[cpu]`` wheel for Linux links the reference (Netlib) BLAS and LAPACK that it bundles
-(``mlx_cpu.libs/libblas-*.so.3``): a 1024x1024 float32 matmul takes ~0.5 s there, against ~15-40 ms with
-OpenBLAS on the same two cores, and ``eigh``/``qr``/``svd`` are 5-15x slower. MLX calls these libraries through
+(``mlx_cpu.libs/libblas-*.so.3``): a 1024x1024 float32 matmul takes 0.5-1.7 s there, against ~50 ms with
+OpenBLAS on the same two cores, and ``eigh``/``qr``/``inv`` are 10-17x slower. MLX calls these libraries through
 their standard names (``cblas_sgemm``, ``ssyevd_``, ``sgeqrf_``, ...), so an optimized library that exports the
 same names can stand in for them without any change to MLX.
 
@@ -23,7 +23,8 @@ asks the dynamic linker which library each one points into.
 * the process is the command line (``mlx-optim ...`` or ``python -m mlx_optim ...``), unless
   ``MLX_OPTIM_BLAS=off``; without an optimized library the command line prints one hint on stderr and goes on;
 * or ``MLX_OPTIM_BLAS`` is set: ``auto`` (or ``1``/``on``) searches for OpenBLAS, a path loads that library
-  (any BLAS/LAPACK with the standard LP64 names: OpenBLAS, MKL's ``libmkl_rt.so``, BLIS + LAPACK ...), and
+  (any library with the standard LP64 BLAS and LAPACK names, e.g. the ``mkl`` wheel's ``libmkl_rt.so.3``, best
+  with ``MKL_THREADING_LAYER=SEQUENTIAL`` here), and
   ``off`` (or ``0``) keeps MLX's bundled libraries everywhere.
 
 A library user opts in with ``MLX_OPTIM_BLAS=auto`` in the environment and ``import mlx_optim`` before
@@ -31,12 +32,13 @@ A library user opts in with ``MLX_OPTIM_BLAS=auto`` in the environment and ``imp
 the import order, the library can be preloaded: ``LD_PRELOAD="$(mlx-optim doctor --library)" python train.py``
 (``mlx-optim doctor --library`` prints its path, or nothing when none is found).
 
-The library is searched for as Debian/Ubuntu's ``libopenblas0-pthread`` (``apt-get install libopenblas0-pthread``)
-and its ``openmp`` / ``serial`` variants install it, then the loader's cache (``libopenblas.so.0``, Fedora's
-``libopenblasp.so.0``) and a ``libmkl_rt.so`` in the Python environment's ``lib`` (the ``mkl`` wheel). Nothing is
-loaded on other systems: MLX on macOS uses Accelerate. The loaded library is global to the process, so a library
-imported later that references the same names without binding them itself (PyTorch's ``libtorch_cpu.so`` does, for
-its LAPACK calls) will use it too; NumPy and SciPy use prefixed names and are not affected.
+The search (``auto``) looks for OpenBLAS where Debian/Ubuntu's ``libopenblas0-pthread`` (``apt-get install
+libopenblas0-pthread``) and its ``openmp`` / ``serial`` variants install it, then for ``libopenblas.so.0`` /
+``libopenblasp.so.0`` in the usual directories and the loader's cache; a candidate is used only if it exports every
+name ``libmlx.so`` imports. Nothing is loaded on other systems: MLX on macOS uses Accelerate. The loaded library is
+global to the process, so a library imported later that references the same names without binding them itself
+(PyTorch's ``libtorch_cpu.so`` does, for ``sgemm_`` and its LAPACK calls) will use it too; imported before, it keeps
+its own. NumPy and SciPy use prefixed names and are not affected.
 """
 
 from __future__ import annotations
@@ -99,14 +101,15 @@ def _multiarch() -> list[str]:
 
 
 def candidates() -> list[str]:
-    """Paths (or sonames for the loader's cache) of optimized BLAS/LAPACK libraries to try, best first."""
+    """Paths of the OpenBLAS libraries present, best first; if none, sonames from the loader's cache."""
     out: list[str] = []
     for d in _multiarch() + ["/usr/lib64", "/usr/lib"]:
         out += [f"{d}/openblas-pthread/libopenblas.so.0", f"{d}/openblas-openmp/libopenblas.so.0"]
         out += [f"{d}/openblas-serial/libopenblas.so.0", f"{d}/libopenblas.so.0", f"{d}/libopenblasp.so.0"]
-    prefix_lib = Path(sys.prefix) / "lib"
-    out += [str(prefix_lib / "libmkl_rt.so.2"), str(prefix_lib / "libmkl_rt.so")]
-    return [p for p in dict.fromkeys(out) if os.path.exists(p)]
+    found = [p for p in dict.fromkeys(out) if os.path.exists(p)]
+    if found:
+        return found
+    return [e for e in (ctypes.util.find_library(n) for n in ("openblas", "openblasp")) if e]  # runs ldconfig
 
 
 def _symbols_needed() -> list[str]:
@@ -142,11 +145,10 @@ def _load_checked(path: str, needed: list[str]) -> str | None:
 
 
 def find_library(needed: list[str] | None = None) -> str | None:
-    """The first of :func:`candidates` (or the loader's cache: ``libopenblas.so.0``) that loads and exports every
-    BLAS/LAPACK name ``libmlx.so`` uses, without making it global. None when there is none."""
+    """The first of :func:`candidates` that loads and exports every BLAS/LAPACK name ``libmlx.so`` uses (or
+    ``needed``), without making it global. None when there is none."""
     needed = _symbols_needed() if needed is None else needed
-    extra = [ctypes.util.find_library(n) for n in ("openblas", "openblasp")]
-    for path in candidates() + [e for e in extra if e]:
+    for path in candidates():
         try:
             lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOW)
         except OSError:
@@ -183,7 +185,7 @@ def enable(library: str | None = None) -> Loaded:
         path = _load_checked(library, needed)
         _LOADED = Loaded(path, "loaded" if path else f"{library} cannot be loaded or lacks some of {needed}")
         return _LOADED
-    for path in candidates() + [e for e in (ctypes.util.find_library(n) for n in ("openblas", "openblasp")) if e]:
+    for path in candidates():
         loaded = _load_checked(path, needed)
         if loaded:
             _LOADED = Loaded(loaded, "loaded")
