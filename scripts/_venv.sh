@@ -17,7 +17,8 @@ fi
 # install OpenBLAS once (as root, with apt-get) and let mlx_optim load it (mlx_optim/blas.py; MLX_OPTIM_BLAS=off: not).
 export MLX_OPTIM_BLAS="${MLX_OPTIM_BLAS:-auto}"
 if [ "$(uname -s)" = Linux ] && [ "$MLX_OPTIM_BLAS" != off ] && [ "$MLX_OPTIM_BLAS" != 0 ] \
-  && ! .venv/bin/python -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('openblas') is None)"; then
+  && ! MLX_OPTIM_BLAS=off .venv/bin/python -c \
+    'import runpy, sys; sys.exit(runpy.run_path("mlx_optim/blas.py")["find_library"]() is None)'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing OpenBLAS for MLX's CPU backend: apt-get install libopenblas0-pthread" >&2
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread; } >/dev/null 2>&1 \
