@@ -183,7 +183,7 @@ def enable(library: str | None = None) -> Loaded:
     needed = _symbols_needed()
     if library is not None:
         path = _load_checked(library, needed)
-        _LOADED = Loaded(path, "loaded" if path else f"{library} cannot be loaded or lacks some of {needed}")
+        _LOADED = Loaded(path, "loaded" if path else f"{library} cannot be loaded or lacks a name libmlx.so uses")
         return _LOADED
     for path in candidates():
         loaded = _load_checked(path, needed)
