@@ -5,6 +5,7 @@
                       [--lr VALUE|auto] [--out DIR] [--seed S]
     mlx-optim bench [--optimizers a,b,c] [--tree small|lora|large] [--mode compiled|eager] [--steps N] [--rounds R]
     mlx-optim lora --model PATH --train --data DIR --optimizer NAME ...   (mlx-lm's LoRA; needs mlx-optim[lm])
+    mlx-optim doctor [--json] [--library]     (which BLAS/LAPACK MLX runs on, measured; see mlx_optim.blas)
 
 Also ``python -m mlx_optim``. Tables and progress bars need the ``cli`` extra (rich, matplotlib):
 ``pip install 'mlx-optim[cli]'``. A wrapper is written ``wrapper:inner`` (``lookahead:adamw``, ``sam:sgd``); a
@@ -487,6 +488,51 @@ def cmd_jit_pch(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- doctor
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Which BLAS/LAPACK MLX's CPU backend runs on (see mlx_optim.blas), measured; or only the library's path."""
+    from mlx_optim import blas
+
+    if args.library:
+        lib = blas.find_library() if os.environ.get(blas.ENV, "").strip().lower() not in blas.OFF else None
+        if lib:
+            print(lib)
+        return 0
+    r = blas.report()
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    setting = r["setting"]
+    if not r["blas"]:
+        state = "not inspected (not Linux: MLX uses the platform's BLAS)"
+    elif r["fast_blas"]:
+        state = "yes"
+    elif setting.lower() in blas.OFF:
+        state = f"no: {blas.ENV}={setting} keeps MLX's bundled reference BLAS"
+    elif r["available"]:
+        state = f"no: MLX's bundled reference BLAS, although {r['available']} is there ({r['reason']})"
+    else:
+        state = (
+            "no: MLX's bundled reference BLAS; install OpenBLAS (Debian/Ubuntu: apt-get install libopenblas0-pthread)"
+        )
+    rows = [
+        ("mlx-optim", mlx_optim.__version__),
+        ("mlx", r["mlx"]),
+        ("device", r["device"]),
+        ("platform", r["platform"]),
+        ("BLAS", ", ".join(r["blas"]) or "-"),
+        ("LAPACK", ", ".join(r["lapack"]) or "-"),
+        ("fast BLAS", state),
+        (blas.ENV, setting or "(unset)"),
+        (f"matmul {r['matmul_n']}^3 f32 (cpu)", f"{r['matmul_ms']:.1f} ms, {r['matmul_gflops']:.1f} GFLOP/s"),
+        (f"eigh {r['eigh_n']} f32 (cpu)", f"{r['eigh_ms']:.1f} ms"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k + ':':<{width + 1}} {v}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
@@ -530,6 +576,10 @@ def build_parser() -> Parser:
     )
     p.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
 
+    p = sub.add_parser("doctor", help="which BLAS/LAPACK MLX's CPU backend uses, and its measured matmul speed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--library", action="store_true", help="only print the optimized library's path (LD_PRELOAD)")
+
     sub.add_parser(
         "lora",
         help="mlx-lm's LoRA fine-tuning with any registered optimizer (mlx-optim lora --help)",
@@ -543,7 +593,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "lora":  # mlx-lm's own parser handles the rest
         commands = {}
     else:
-        commands = {"list": cmd_list, "compare": cmd_compare, "bench": cmd_bench, "jit-pch": cmd_jit_pch}
+        commands = {
+            "list": cmd_list,
+            "compare": cmd_compare,
+            "bench": cmd_bench,
+            "jit-pch": cmd_jit_pch,
+            "doctor": cmd_doctor,
+        }
     try:
         if not commands:
             return cmd_lora(argv[1:])

@@ -89,6 +89,7 @@ def test_families_are_a_fixed_set():
 # functional <- base layer <- optimizers <- wrappers / features / variants <- factory, distributed, schedulers
 # <- cli / integrations / the package's __init__.
 LAYERS = {
+    "blas": 0,
     "functional": 0,
     "base": 1,
     "streams": 1,

@@ -76,3 +76,22 @@ def shapes_runner(shapes: list[tuple[int, ...]], seed: int = 0):
         return mine, theirs
 
     return runner
+
+
+_ENVELOPE_CACHE: dict[str, tuple[list, list]] = {}
+
+
+def envelope_runner(row: Row, compiled: bool):
+    """``Row.runner`` for :attr:`Row.fp64_envelope` rows of a plain reference: our run, the reference's float32 run
+    (compared at the row's atol/rtol) and its float64 run (the envelope), both references computed once per row."""
+    import dataclasses
+
+    import pytorch_optimizer
+
+    if row.label not in _ENVELOPE_CACHE:
+        cls = pytorch_optimizer.load_optimizer(row.name)
+        ref32 = harness.run_reference(dataclasses.replace(row, ref=cls))
+        ref64 = harness.run_reference(dataclasses.replace(row, ref=float64_reference(row.name)))
+        _ENVELOPE_CACHE[row.label] = (ref32, ref64)
+    ref32, ref64 = _ENVELOPE_CACHE[row.label]
+    return harness.run_mlx(row, compiled), ref32, ref64
