@@ -46,6 +46,7 @@ CATALOG = {
     "ano": {"parity": "4 rows, default tolerance", "state_bytes_per_param": 8.0},
     "apollo": {"parity": "6 rows, default tolerance", "state_bytes_per_param": 18.518},
     "apollodqn": {"parity": "5 rows, default tolerance", "state_bytes_per_param": 12.0},
+    "applyiffinite": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 4.0},
     "asam": {"parity": "2 rows, default tolerance", "state_bytes_per_param": 4.0},
     "asgd": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.0},
     "avagrad": {"parity": "4 rows, default tolerance", "state_bytes_per_param": 8.0},
