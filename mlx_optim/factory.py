@@ -12,7 +12,7 @@ import mlx.nn as nn
 
 from mlx_optim.base import Optimizer
 from mlx_optim.registry import load_optimizer
-from mlx_optim.wrappers import Lookahead
+from mlx_optim.wrappers import ApplyIfFinite, Lookahead
 
 DEFAULT_WD_BAN_LIST = ("bias", "LayerNorm.bias", "LayerNorm.weight", "RMSNorm.weight", "GroupNorm", "BatchNorm")
 
@@ -44,6 +44,7 @@ def create_optimizer(
     weight_decay: float = 0.0,
     wd_ban_list: Sequence[str] = DEFAULT_WD_BAN_LIST,
     use_lookahead: bool = False,
+    apply_if_finite: int | None = None,
     **kwargs: Any,
 ) -> Optimizer:
     """Build the optimizer ``optimizer_name`` for ``model``.
@@ -56,6 +57,11 @@ def create_optimizer(
     ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
     pytorch_optimizer does; those keys reach the optimizer too only if its constructor has them.
     ``ranger`` and ``ranger21`` already contain Lookahead: they are not wrapped (a warning says so).
+
+    ``apply_if_finite=N`` (an integer >= 0) wraps the result, outermost, in
+    :class:`mlx_optim.wrappers.ApplyIfFinite` with ``max_consecutive_errors=N``: a step whose gradients hold a
+    NaN or an infinity leaves the parameters and the optimizer's state (Lookahead's too) untouched, until ``N``
+    such steps in a row have been skipped (optax's ``apply_if_finite``). ``None`` (the default): no guard.
     """
     cls = load_optimizer(optimizer_name)
     lookahead_kwargs = {}
@@ -77,4 +83,6 @@ def create_optimizer(
             )
         else:
             opt = Lookahead(opt, **lookahead_kwargs)
+    if apply_if_finite is not None:
+        opt = ApplyIfFinite(opt, max_consecutive_errors=apply_if_finite)
     return opt

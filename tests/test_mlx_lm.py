@@ -226,3 +226,16 @@ def _offline_env() -> dict:
     import os
 
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_lora_finetune_with_apply_if_finite(tmp_path):
+    """``apply_if_finite`` in the optimizer config: the guard runs inside mlx-lm's compiled step and saves its
+    counters with the optimizer state (no step of this run is non-finite, so none is skipped)."""
+    from mlx_optim.wrappers import ApplyIfFinite
+
+    opt = build_optimizer("adamw", {"apply_if_finite": 3, "betas": [0.9, 0.95]}, learning_rate=1e-2)
+    assert isinstance(opt, ApplyIfFinite) and opt.max_consecutive_errors == 3
+    before, after, _ = run(opt, tmp_path)
+    assert after < before - 0.3, (before, after)
+    assert opt.state["total_notfinite"].item() == 0 and opt.state["last_finite"].item()
+    assert opt.inner.state["step"].item() == 20

@@ -8,7 +8,9 @@ Needs the ``lm`` extra (``pip install 'mlx-optim[lm]'``).
   ``optimizer_config: {name: {...}}`` (the constructor's keywords; ``lr`` may be written for
   ``learning_rate``). Wrappers take their inner optimizer as ``optimizer`` / ``base_optimizer`` (a name,
   default ``adamw``) and ``optimizer_kwargs``. The SAM family is built ``transparent=True`` (one phase per
-  update) unless the config says otherwise.
+  update) unless the config says otherwise. The config key ``apply_if_finite: N`` (any optimizer) wraps it in
+  :class:`mlx_optim.wrappers.ApplyIfFinite` (``max_consecutive_errors=N``): steps whose gradients hold a NaN
+  or an infinity are skipped; ``applyiffinite`` is also a registered wrapper of its own.
 * Optimizers that need more than the gradient (loss-driven ones such as EmoNavi, which need the loss;
   AdaHessian / SophiaH / SophiaG, which need Hessian information; a non-transparent SAM, which re-evaluates
   the gradient) are returned inside a :class:`TrainerAdapter`. mlx-lm's trainer does not hand the batch to
@@ -68,13 +70,15 @@ def build_optimizer(
     """The registered optimizer ``name`` configured by ``config``, ready for ``mlx_lm``'s trainer.
 
     ``learning_rate`` (a float or a schedule, as mlx-lm's ``build_schedule`` makes) wins over a
-    ``learning_rate``/``lr`` entry in ``config``. Unknown names raise ``ValueError`` with the closest
-    names; unknown keywords raise ``TypeError`` naming them. See the module docstring for wrappers and for
-    the optimizers returned inside a :class:`TrainerAdapter` (``loss_fn`` is then the trainer's loss,
-    mlx-lm's ``default_loss`` by default).
+    ``learning_rate``/``lr`` entry in ``config``. ``config["apply_if_finite"] = N`` wraps the optimizer in
+    :class:`mlx_optim.wrappers.ApplyIfFinite` with ``max_consecutive_errors=N``. Unknown names raise
+    ``ValueError`` with the closest names; unknown keywords raise ``TypeError`` naming them. See the module
+    docstring for wrappers and for the optimizers returned inside a :class:`TrainerAdapter` (``loss_fn`` is
+    then the trainer's loss, mlx-lm's ``default_loss`` by default).
     """
     cls = mlx_optim.load_optimizer(name)
     kwargs = dict(config or {})
+    guard = kwargs.pop("apply_if_finite", None)
     if "lr" in kwargs:
         if "learning_rate" in kwargs:
             raise ValueError(f"{name}: optimizer config gives both 'lr' and 'learning_rate'")
@@ -96,6 +100,10 @@ def build_optimizer(
         opt = cls(inner, **kwargs)
     else:
         opt = cls(**kwargs)
+    if guard is not None:
+        from mlx_optim.wrappers import ApplyIfFinite
+
+        opt = ApplyIfFinite(opt, max_consecutive_errors=guard)
     if needs_batch(opt):
         return TrainerAdapter(opt, loss_fn)
     return opt

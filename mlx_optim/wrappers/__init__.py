@@ -4,7 +4,8 @@ Registered here: ``lookahead`` (pytorch_optimizer's Lookahead), ``scout`` (holoc
 ``kerasoptions`` (Keras 3's clipping / EMA / loss-scale / accumulation options), ``sam``, ``asam``, ``gsam``,
 ``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``; gradient surgery for several losses
 ``pcgrad`` / ``ppcgrad`` (:mod:`mlx_optim.wrappers.gradient_surgery`), the Grokfast gradient filters
-``gradfilterma`` / ``gradfilterema``, ``trac`` and ``magma`` (:mod:`mlx_optim.wrappers.magma`).
+``gradfilterma`` / ``gradfilterema``, ``trac``, ``magma`` (:mod:`mlx_optim.wrappers.magma`) and
+``applyiffinite`` (optax's ``apply_if_finite``: skip steps with non-finite gradients).
 
 Design (details in :mod:`mlx_optim.wrappers.base`):
 
@@ -21,6 +22,7 @@ Design (details in :mod:`mlx_optim.wrappers.base`):
 """
 
 from mlx_optim.wrappers.base import Phased, Wrapper, disable_running_stats, enable_running_stats
+from mlx_optim.wrappers.finite import ApplyIfFinite
 from mlx_optim.wrappers.gradient_surgery import PCGrad, PPCGrad, value_and_task_grads
 from mlx_optim.wrappers.grokfast import GradFilterEMA, GradFilterMA
 from mlx_optim.wrappers.keras import KerasOptions
@@ -32,6 +34,7 @@ from mlx_optim.wrappers.trac import TRAC
 
 __all__ = [
     "ASAM",
+    "ApplyIfFinite",
     "BSAM",
     "FriendlySAM",
     "GradFilterEMA",
