@@ -2,8 +2,9 @@
 
 Run it under different CPU-kernel settings to find rows whose pass depends on the machine's BLAS/LAPACK:
 
-    python scripts/parity_margins.py --json default.json
-    MKL_ENABLE_INSTRUCTIONS=SSE4_2 python scripts/parity_margins.py --json sse42.json
+    MLX_OPTIM_BLAS=auto python scripts/parity_margins.py --json default.json   # as the test suite runs
+    MLX_OPTIM_BLAS=off python scripts/parity_margins.py --json bundled.json     # MLX's bundled reference BLAS
+    MKL_ENABLE_INSTRUCTIONS=SSE4_2 MLX_OPTIM_BLAS=auto python scripts/parity_margins.py --json sse42.json
     python scripts/parity_margins.py --diff default.json sse42.json   # rows whose margin moved
 
 A margin above 1 is a failing row. Rows that compare statistics (``compare``) are skipped.
@@ -18,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402, F401  (first, as in tests/conftest.py: torch keeps its own BLAS if mlx_optim loads OpenBLAS)
 
 
 def margins(pattern: str | None) -> dict[str, float]:

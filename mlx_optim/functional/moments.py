@@ -60,6 +60,16 @@ def rectification(beta2, step: mx.array, threshold: float, one_minus=None) -> tu
     return rt, n_sma
 
 
+def rectified_scale(
+    beta2, step: mx.array, threshold: float, degenerated_to_sgd: bool, one_minus=None
+) -> tuple[mx.array, mx.array]:
+    """RAdam's step-size factor and whether the step is rectified: :math:`r_t` once the SMA length reaches
+    ``threshold``, before that 1 (``degenerated_to_sgd``: an SGD-like step) or -1 (the reference's "skip" marker)."""
+    rt, n_sma = rectification(beta2, step, threshold, one_minus)
+    rectified = n_sma >= threshold
+    return mx.where(rectified, rt, 1.0 if degenerated_to_sgd else -1.0), rectified
+
+
 def lerp(start: mx.array, end: mx.array, weight: Scalar) -> mx.array:
     """``torch.lerp``: ``start + weight * (end - start)``."""
     return start + weight * (end - start)

@@ -85,9 +85,10 @@ class Aida(Optimizer):
     def step_scalars(self, hp) -> None:
         step_size = hp.lr
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
-            hp.rectified = n_sma >= self.n_sma_threshold
-            step_size = step_size * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
+            scale, hp.rectified = F.rectified_scale(
+                hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
+            )
+            step_size = step_size * scale
         if not self.adam_debias:
             step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
 from mlx_optim.registry import register
-
-
-def _global_norm(xs) -> mx.array:
-    # keepdims: each leaf's sum stays (1, ..., 1), summed (broadcast) and reshaped to () once, the same sums
-    # without a Squeeze per leaf (mlx_optim.fusion)
-    total = sum((mx.sum(mx.square(x.astype(mx.float32)), keepdims=True) for x in xs), mx.array(0.0, mx.float32))
-    return mx.sqrt(total).reshape(())
 
 
 @register
@@ -75,8 +69,8 @@ class ASGD(Optimizer):
     def prepare(self, gradients, parameters) -> None:
         hp, s = self.hp, self.state
         items = leaves(gradients, parameters, s)
-        p_norm = _global_norm(p for _, _, p, _ in items)
-        g_norm = _global_norm(g for _, g, _, _ in items)
+        p_norm = F.global_norm([p for _, _, p, _ in items])
+        g_norm = F.global_norm([g for _, g, _, _ in items])
         first = hp.step == 1
         lr = mx.where(first, hp.lr, s["current_lr"])
         param_diff = p_norm - mx.where(first, p_norm, s["prev_param_norm"])

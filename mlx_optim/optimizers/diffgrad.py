@@ -71,9 +71,10 @@ class DiffGrad(Optimizer):
 
     def step_scalars(self, hp) -> None:
         if self.rectify:
-            rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
-            hp.rectified = n_sma >= self.n_sma_threshold
-            step_size = hp.lr * mx.where(hp.rectified, rt, 1.0 if self.degenerated_to_sgd else -1.0)
+            scale, hp.rectified = F.rectified_scale(
+                hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
+            )
+            step_size = hp.lr * scale
         else:
             step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2"))
         if not self.adam_debias:

@@ -60,10 +60,10 @@ class RAdam(Optimizer):
             state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
-        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
-        hp.rectified = n_sma >= self.n_sma_threshold
-        fallback = 1.0 if self.degenerated_to_sgd else -1.0
-        step_size = hp.lr * mx.where(hp.rectified, rt, fallback)
+        scale, hp.rectified = F.rectified_scale(
+            hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
+        )
+        step_size = hp.lr * scale
         if not self.adam_debias:
             step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size

@@ -70,17 +70,11 @@ __all__ = [
     "build_inner",
     "disable_running_stats",
     "enable_running_stats",
-    "global_norm",
     "select_tree",
 ]
 
 
 # ---------------------------------------------------------------------------- pure helpers
-def global_norm(trees: list[mx.array]) -> mx.array:
-    """``sqrt(sum_i ||x_i||^2)`` over a list of arrays, in float32."""
-    return mx.sqrt(sum(mx.sum(mx.square(x.astype(mx.float32))) for x in trees))
-
-
 def select_tree(cond: mx.array, a: Any, b: Any) -> Any:
     """``mx.where(cond, a, b)`` leaf by leaf over two trees of the same structure."""
     return tree_map(lambda x, y: mx.where(cond, x, y), a, b)

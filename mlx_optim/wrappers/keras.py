@@ -11,8 +11,9 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import _match, check_range
+from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers.base import Wrapper, _assign, global_norm
+from mlx_optim.wrappers.base import Wrapper, _assign
 
 __all__ = ["KerasOptions", "clip_by_norm", "clip_by_global_norm"]
 

@@ -32,8 +32,9 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers.base import Phased, Wrapper, global_norm
+from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["SAM", "ASAM", "GSAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "sam_perturbation"]
 
