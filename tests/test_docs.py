@@ -41,3 +41,17 @@ def test_training_loop_example_runs_and_learns():
         [sys.executable, "examples/train_compiled.py", "--steps", "60"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_readme_documents_the_lr_schedulers():
+    """The README's section on load_lr_scheduler / get_supported_lr_schedulers exists and its example runs."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert "## Learning-rate schedules" in text
+    section = text.split("## Learning-rate schedules", 1)[1].split("\n## ", 1)[0]
+    assert "load_lr_scheduler" in section and "get_supported_lr_schedulers" in section
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'cosine'" in out.stdout and "0.0 0.001" in out.stdout

@@ -239,3 +239,59 @@ def test_lora_finetune_with_apply_if_finite(tmp_path):
     assert after < before - 0.3, (before, after)
     assert opt.state["total_notfinite"].item() == 0 and opt.state["last_finite"].item()
     assert opt.inner.state["step"].item() == 20
+
+
+# ----------------------------------------------------------------------------- issue 18: what a new user sees
+def _lora_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(tmp_path / "no-model-here"), "--train", "--data", str(tmp_path / "no-data-here"),
+        "--iters", "2", "--batch-size", "2", "--num-layers", "2", "--adapter-path", str(tmp_path / "adapters"),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_lora_bad_optimizer_config_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """A bad --optimizer-config keyword was rejected only after mlx-lm loaded the model and the data sets."""
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import lora_main
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the optimizer was checked")
+
+    monkeypatch.setattr(L, "load", no_load)
+    monkeypatch.setattr(L, "load_dataset", no_load)
+    argv = _lora_argv(tmp_path, "--optimizer", "lion", "--optimizer-config", '{"betaz": [0.9, 0.99]}')
+    assert lora_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'betaz'" in err[0] and "Lion" in err[0], err
+
+
+def test_lora_learning_rate_help_does_not_say_adam():
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import _registry_optimizers
+
+    with _registry_optimizers():
+        help_text = " ".join(L.build_parser().format_help().split())
+    assert "Adam learning rate" not in help_text and "Learning rate of the chosen optimizer" in help_text
+
+
+def test_lora_banner_names_the_chosen_optimizer(tmp_path, monkeypatch, capsys):
+    """mlx-lm's banner said 'optimizer adam' (the optimizer mlx-lm is asked to build). Model loading, data and
+    training are stubbed: the banner comes before training."""
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import lora_main
+
+    trained = []
+    monkeypatch.setattr(L, "load", lambda *a, **k: (tiny_llama(), None))
+    monkeypatch.setattr(L, "load_dataset", lambda args, tok: (pattern_dataset(8, 0), pattern_dataset(4, 1), []))
+    monkeypatch.setattr(L, "train", lambda *a, **k: trained.append(type(k["optimizer"]).__name__))
+    argv = _lora_argv(tmp_path, "--optimizer", "lion", "--learning-rate", "1e-4")
+    assert lora_main(argv) == 0
+    out = capsys.readouterr().out
+    banner = next(line for line in out.splitlines() if "optimizer" in line)
+    assert "lion" in banner and "adam" not in banner, banner
+    assert trained == ["Lion"]
+    assert json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())["optimizer"] == "lion"

@@ -200,15 +200,19 @@ def _registry_optimizers() -> Iterator[None]:
     """Open ``mlx_lm.lora`` to the registry for the duration of one run.
 
     ``mlx_lm.lora`` picks its optimizer from a fixed list inside ``train_model``. Instead of copying
-    ``train_model``, four names in ``mlx_lm.lora``'s namespace are swapped for the run: ``build_parser``
-    (``--optimizer`` takes any registered name, plus ``--optimizer-config``), ``train_model`` (asks mlx-lm to
-    build its plain ``adam``, keeping the real choice aside), ``save_config`` (``adapter_config.json`` records
-    the real optimizer and config) and ``train`` (mlx-lm's trainer, called with the registry optimizer, and
-    with the adapter's batch-recording loss when needed). Everything else is mlx-lm's code.
+    ``train_model``, names in ``mlx_lm.lora``'s namespace are swapped for the run: ``build_parser``
+    (``--optimizer`` takes any registered name, plus ``--optimizer-config``; ``--learning-rate``'s help no longer
+    says Adam), ``run`` (builds the chosen optimizer once, so a bad name or keyword fails before the model and
+    the data load), ``train_model`` (asks mlx-lm to build its plain ``adam``, keeping the real choice aside),
+    ``print_lora_run_header`` (the banner names the real optimizer, not that ``adam``), ``save_config``
+    (``adapter_config.json`` records the real optimizer and config) and ``train`` (mlx-lm's trainer, called with
+    the registry optimizer, and with the adapter's batch-recording loss when needed). Everything else is
+    mlx-lm's code.
     """
     import mlx_lm.lora as L
 
-    saved = {k: getattr(L, k) for k in ("build_parser", "train_model", "save_config", "train")}
+    names = ("build_parser", "run", "train_model", "print_lora_run_header", "save_config", "train")
+    saved = {k: getattr(L, k) for k in names if hasattr(L, k)}
     chosen: dict[str, Any] = {}
 
     def build_parser():
@@ -217,6 +221,8 @@ def _registry_optimizers() -> Iterator[None]:
             if action.dest == "optimizer":
                 action.choices = None
                 action.help = "Any registered optimizer (mlx-optim list); default adam."
+            elif action.dest == "learning_rate":
+                action.help = "Learning rate of the chosen optimizer."
         parser.add_argument(
             "--optimizer-config",
             dest="optimizer_kwargs",
@@ -227,7 +233,7 @@ def _registry_optimizers() -> Iterator[None]:
         )
         return parser
 
-    def train_model(args, model, train_set, valid_set, training_callback=None):
+    def choose(args) -> None:
         name = args.optimizer.lower()
         config = dict((args.optimizer_config or {}).get(name) or {})
         config.update(getattr(args, "optimizer_kwargs", None) or {})
@@ -239,6 +245,20 @@ def _registry_optimizers() -> Iterator[None]:
         if args.grad_accumulation_steps != 1 and isinstance(probe, TrainerAdapter):
             raise OptimizerChoiceError(f"{name} needs the batch in its update: use grad_accumulation_steps=1")
         chosen.update(name=name, config=config, lr=lr)
+
+    def run(args, *rest, **kwargs):
+        if args.train:  # before mlx-lm loads the model and the data (minutes for a large model)
+            choose(args)
+        return saved["run"](args, *rest, **kwargs)
+
+    def print_lora_run_header(console, args):
+        shown = argparse.Namespace(**vars(args))
+        if chosen:
+            shown.optimizer = chosen["name"]
+        return saved["print_lora_run_header"](console, shown)
+
+    def train_model(args, model, train_set, valid_set, training_callback=None):
+        choose(args)
         real = (args.optimizer, args.optimizer_config)
         args.optimizer, args.optimizer_config = "adam", {}
         try:
@@ -261,7 +281,16 @@ def _registry_optimizers() -> Iterator[None]:
             kwargs.setdefault("loss", opt.loss)
         return saved["train"](*args, **kwargs)
 
-    L.build_parser, L.train_model, L.save_config, L.train = build_parser, train_model, save_config, train
+    replacements = {
+        "build_parser": build_parser,
+        "run": run,
+        "train_model": train_model,
+        "print_lora_run_header": print_lora_run_header,
+        "save_config": save_config,
+        "train": train,
+    }
+    for k in saved:
+        setattr(L, k, replacements[k])
     try:
         yield
     finally:

@@ -121,6 +121,10 @@ class Prodigy(_DAdaptBase):
         st["d"] = mx.where(hp.skip, d, mx.minimum(d_max, d_grown * hp.growth_rate))
         st["d_max"] = mx.where(hp.skip, st["d_max"], d_max)
 
+    def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
+        self._param_dtype = parameter.dtype  # update_single folds the rounding to this dtype into p0
+        return super().apply_single(gradient, parameter, state)
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
@@ -129,4 +133,11 @@ class Prodigy(_DAdaptBase):
             new = new - hp.d_lr * m / (de_nom + self.state["d"] * hp.eps)
         else:
             new = new - hp.d_lr * mx.arctan2(m, de_nom)
-        return mx.where(hp.skip, p, new)
+        new = mx.where(hp.skip, p, new)
+        low = getattr(self, "_param_dtype", new.dtype)
+        if low != new.dtype and low in (mx.bfloat16, mx.float16):
+            # A bf16/fp16 parameter cannot hold Prodigy's first steps (d0 * lr = 1e-6, below half a bf16 ulp for
+            # any |p| > ~1e-3): rounded back, x0 - x stays 0, so does D's numerator, and D never leaves d0. Shift
+            # p0 by the rounding error, so p0 - p is the distance the float32 updates travelled.
+            state["p0"] = state["p0"] + (new.astype(low).astype(new.dtype) - new)
+        return new

@@ -1,11 +1,33 @@
-"""Schedule-free SGD (Defazio et al., 2024), pytorch_optimizer semantics.
+"""Schedule-free optimizers (Defazio et al., 2024): ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam.
 
-Classes: ScheduleFreeSGD, ScheduleFreeAdamW, ScheduleFreeRAdam.
+Schedule-free methods keep two sequences: the fast iterate :math:`z` (in the
+optimizer state) and the averaged iterate :math:`x`. The model holds the
+*training* point :math:`y = (1-\\beta) z + \\beta x`, at which gradients are
+taken. For evaluation (and for saving the weights to deploy) the model must
+hold :math:`x` instead, so these optimizers have two extra methods mirroring
+pytorch_optimizer's ``optimizer.eval()`` / ``optimizer.train()``::
+
+    opt = mlx_optim.ScheduleFreeAdamW(learning_rate=2.5e-3)
+    for batch in data:
+        opt.step_with(model, loss_and_grad_fn, *batch)   # model holds y
+    opt.eval(model)      # model now holds the averaged weights x
+    evaluate(model)
+    opt.train(model)     # back to y before training again
+
+Both accept an ``nn.Module`` (updated in place and returned) or a parameter tree
+(a new tree is returned). Called without an argument, as in PyTorch (``opt.eval()``),
+they switch the model the optimizer last stepped through ``opt.update(model, ...)``
+or ``opt.step_with(model, ...)``; an optimizer driven only by ``apply_gradients``
+has no model to switch and says so. The mode is ``state["train_mode"]`` (1.0 train, 0.0
+eval), saved with the state; calling ``eval`` twice (or ``train`` in train mode)
+does nothing, as in the reference. The swap only touches parameters that have
+optimizer state (``z``); before the first step it only flips the mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -105,16 +127,46 @@ class _ScheduleFree(Optimizer):
             return target
         return _merge(target, new)
 
-    def eval(self, target: Any) -> Any:
+    def update(self, model: nn.Module, gradients: dict, loss: mx.array | None = None) -> None:
+        self._model_ref = weakref.ref(model)  # what eval() / train() without an argument switch
+        super().update(model, gradients, loss=loss)
+
+    def step_with(self, model: nn.Module, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
+        self._model_ref = weakref.ref(model)
+        return super().step_with(model, loss_and_grad_fn, *args, **kwargs)
+
+    def _target(self, target: Any, method: str) -> Any:
+        if target is not None:
+            return target
+        model = self.__dict__.get("_model_ref", lambda: None)()
+        if model is None:
+            raise ValueError(
+                f"{type(self).__name__}.{method}() without an argument switches the model this optimizer stepped "
+                f"with opt.update(model, ...) or opt.step_with(model, ...), and it has not stepped one: MLX "
+                f"optimizers hold no reference to the parameters, so pass them: opt.{method}(model) (an nn.Module, "
+                f"switched in place) or params = opt.{method}(params) (a parameter tree)"
+            )
+        return model
+
+    def eval(self, target: Any = None) -> Any:
         """Switch ``target`` (an ``nn.Module`` or a parameter tree) to the averaged weights ``x``.
 
-        ``p <- lerp(p, z, 1 - 1/beta)``; a no-op in eval mode. Returns the module / the new tree.
-        """
-        return self._swap(target, to_train=False)
+        ``p <- lerp(p, z, 1 - 1/beta)``; a no-op in eval mode. Returns the module / the new tree. Without
+        ``target`` (PyTorch's ``optimizer.eval()``): the model last passed to ``update`` / ``step_with``.
 
-    def train(self, target: Any) -> Any:
-        """Switch ``target`` back to the training point ``y``: ``p <- lerp(p, z, 1 - beta)``; a no-op in train mode."""
-        return self._swap(target, to_train=True)
+        Args:
+            target: the ``nn.Module`` (switched in place) or parameter tree (a new tree is returned); ``None``
+                for the model this optimizer last stepped (``ValueError`` if there is none).
+        """
+        return self._swap(self._target(target, "eval"), to_train=False)
+
+    def train(self, target: Any = None) -> Any:
+        """Switch ``target`` back to the training point ``y``: ``p <- lerp(p, z, 1 - beta)``; a no-op in train mode.
+
+        Args:
+            target: as for :meth:`eval`; ``None`` for the model this optimizer last stepped.
+        """
+        return self._swap(self._target(target, "train"), to_train=True)
 
 
 def _merge(base: Any, new: Any) -> Any:
