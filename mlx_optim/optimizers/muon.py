@@ -548,6 +548,8 @@ class AdaMuon(_MuonFamily):
     AdamW (``adamw_lr``, ``adamw_betas``, ``adamw_wd`` and the shared ``eps``). Reference
     quirk kept: :math:`O_t`, :math:`U_t` and the rescaled update are bfloat16 tensors
     (rounded at each in-place step, as in torch); ``v`` stays float32.
+    ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
+    reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
     The Keras seed's defaults differ: ``learning_rate=1e-3``, ``betas=(0.9, 0.999)``,
     ``eps=1e-8``, ``weight_decay=0.01``, ``use_adjusted_lr=False`` (we follow the reference).
@@ -556,6 +558,7 @@ class AdaMuon(_MuonFamily):
     name = "adamuon"
     reference = "pytorch_optimizer.AdaMuon"
     _ADAMW_EPS = "eps"
+    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -572,6 +575,8 @@ class AdaMuon(_MuonFamily):
         eps: Tunable = 1e-10,
         maximize: bool = False,
         *,
+        ns_method: str = "newton_schulz",
+        ns_reset_steps: Sequence[int] = (2,),
         muon_filter: Callable[[str, mx.array], bool] | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
@@ -589,6 +594,9 @@ class AdaMuon(_MuonFamily):
         )
         self._betas(betas, 2)
         self._hyper("eps", eps, 0.0)
+        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
+        self.ns_method = ns_method
+        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -603,7 +611,7 @@ class AdaMuon(_MuonFamily):
         p, g = self.decay(p, g, "weight_decay", hp.lr)
         m = F.torch_lerp(state["m"], g, hp.one_minus_beta1)
         state["m"] = m
-        o = newton_schulz(as_matrix(m), self.ns_steps, self.ns_weights)
+        o = self.orthogonalize(m)
         lowp = o.dtype
         o = o.reshape(-1).astype(f32)
         v = state["v"] * hp.beta2 + hp.one_minus_beta2 * o * o
@@ -633,6 +641,8 @@ class AdaGO(_MuonFamily):
     size use :math:`(1-\mu) g_t + \mu b_t`, as in the reference). ``s`` is :class:`Muon`'s
     shape factor. Parameters not selected by ``muon_filter`` get AdamW (``adamw_*``).
     ``cautious`` masks the orthogonalized update.
+    ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
+    reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
     The Keras seed's default ``nesterov=True`` differs from the reference's ``False`` (we
     follow the reference).
@@ -640,6 +650,7 @@ class AdaGO(_MuonFamily):
 
     name = "adago"
     reference = "pytorch_optimizer.AdaGO"
+    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -661,6 +672,8 @@ class AdaGO(_MuonFamily):
         maximize: bool = False,
         *,
         cautious: bool = False,
+        ns_method: str = "newton_schulz",
+        ns_reset_steps: Sequence[int] = (2,),
         muon_filter: Callable[[str, mx.array], bool] | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
@@ -683,6 +696,9 @@ class AdaGO(_MuonFamily):
         self._hyper("adamw_eps", adamw_eps, 0.0)
         self.initial_v = float(v)
         self.nesterov, self.cautious = bool(nesterov), bool(cautious)
+        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
+        self.ns_method = ns_method
+        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -698,7 +714,7 @@ class AdaGO(_MuonFamily):
         if self.nesterov:
             g = F.torch_lerp(g, buf, hp.momentum)
             g_norm = F.norm(g)
-        o = newton_schulz(as_matrix(g if self.nesterov else buf), self.ns_steps, self.ns_weights).reshape(p.shape)
+        o = self.orthogonalize(g if self.nesterov else buf)
         if self.cautious:
             o = cautious_lowp(o, g)
         step = mx.maximum(mx.minimum(g_norm, hp.gamma) * (hp.lr * self.lr_ratio(p)) / v, hp.eps)

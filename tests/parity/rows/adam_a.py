@@ -14,6 +14,16 @@ def _warmup_decay(step):
     return np.minimum(step / 3.0, 1.0) * 0.9**step
 
 
+def _group_option(cls, *keys):
+    """Factory: ``cls`` with ``keys`` in its one parameter group (the reference reads them only from the group)."""
+
+    def factory(params, **kw):
+        group = {"params": list(params), **{k: kw.pop(k) for k in keys if k in kw}}
+        return cls([group], **kw)
+
+    return factory
+
+
 def _scheduled_runner(row: Row, compiled: bool):
     """Run ``row`` with ``learning_rate * _warmup_decay(step)``: an MLX schedule vs setting the torch group's lr.
 
@@ -147,6 +157,12 @@ ROWS = [
         {"learning_rate": 1e-2, "final_lr": 0.05, "gamma": 0.05, "weight_decay": 0.1},
         runner=_scheduled_runner,
         id="warmup-schedule",
+    ),
+    Row(
+        "adabound",
+        {"learning_rate": 1e-2, "final_lr": 0.05, "adam_debias": True, "weight_decay": 0.1},
+        ref=_group_option(pytorch_optimizer.AdaBound, "adam_debias"),
+        id="adam-debias",
     ),
     Row("adaboundw", {"learning_rate": 1e-2}, ref=pytorch_optimizer.AdaBound),
     Row(
