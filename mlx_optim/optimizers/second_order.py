@@ -19,7 +19,9 @@ curvature moment only on refresh steps, ``(t - 1) % update_period == 0``
 cost is wasted. A precomputed estimate can also be given directly:
 ``opt.update(model, grads, hessian=h)`` refreshes with ``h`` on that step (the
 reference's ``step(hessian=h)``), and ``opt.update(model, grads)`` steps without
-refreshing.
+refreshing. A gradient-only update before any curvature was given (by ``step_with``, by
+``hessian=`` or in a loaded state) raises ``ValueError``: the curvature moment would still be
+zero (AdaHessian's step divides by it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim import functional as F
@@ -146,6 +149,17 @@ class _CurvatureOptimizer(Optimizer):
         self.update_period = int(update_period)
         self.state["key"] = mx.random.key(int(seed))
         self._refresh_mode = "none"
+        # Python-level (compile-safe): whether curvature was ever given, by step_with, hessian= or a loaded state
+        self._curvature_seen = False
+
+    @property
+    def state(self) -> dict:
+        return self._state
+
+    @state.setter
+    def state(self, state: dict) -> None:  # a loaded state carries the curvature it was saved with
+        optim.Optimizer.state.fset(self, state)
+        self._curvature_seen = True
 
     # the estimate for step_with
     def estimate(self, lg: LossAndGrad, model: nn.Module, key: mx.array, *args, **kwargs):
@@ -167,6 +181,17 @@ class _CurvatureOptimizer(Optimizer):
     def apply_gradients(
         self, gradients: dict, parameters: dict, loss: mx.array | None = None, hessian: Any = None
     ) -> dict:
+        """Apply ``gradients``; ``hessian`` (a tree like ``gradients``) refreshes the curvature moment.
+
+        Raises ``ValueError`` when no curvature was ever given (see the module docstring).
+        """
+        if hessian is None and not self._curvature_seen:
+            name = type(self).__name__
+            raise ValueError(
+                f"{name} cannot step on gradients alone before it has a curvature estimate (its curvature moment "
+                f"is still zero): call opt.step_with(model, {self.wrap_hint}, *batch), which estimates it, or pass "
+                f"one: opt.update(model, grads, hessian=h); afterwards gradient-only updates step between refreshes"
+            )
         return self._apply(gradients, parameters, loss, hessian, "given" if hessian is not None else "none")
 
     def _apply(self, gradients, parameters, loss, hessian, mode: str) -> dict:
@@ -176,6 +201,8 @@ class _CurvatureOptimizer(Optimizer):
                 self.init(_match(gradients, parameters))
             _attach(self.state, hessian)
         self._refresh_mode = mode
+        if mode != "none":
+            self._curvature_seen = True
         try:
             return super().apply_gradients(gradients, parameters, loss=loss)
         finally:
