@@ -10,7 +10,17 @@ reference::
 """
 
 # Importing the optimizers and wrappers packages registers every class.
-from mlx_optim import functional, fusion, jit_pch, packed, precision, schedulers, streams, wrappers  # noqa: F401
+from mlx_optim import (  # noqa: F401
+    functional,
+    fusion,
+    interop,
+    jit_pch,
+    packed,
+    precision,
+    schedulers,
+    streams,
+    wrappers,
+)
 from mlx_optim import optimizers as _optimizers  # noqa: F401
 from mlx_optim.autodiff import LossAndGrad, value_and_grad
 from mlx_optim.base import Optimizer, check_choice, check_range
@@ -37,6 +47,7 @@ __all__ = [
     "create_optimizer",
     "functional",
     "get_supported_lr_schedulers",
+    "interop",
     "load_lr_scheduler",
     "schedulers",
     "get_supported_optimizers",
