@@ -10,6 +10,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_optim import _unsupported
 from mlx_optim.base import Optimizer
 from mlx_optim.registry import load_optimizer
 from mlx_optim.wrappers import ApplyIfFinite, Lookahead
@@ -31,6 +32,15 @@ def banned_paths(model: nn.Module, wd_ban_list: Sequence[str]) -> set[str]:
             if any(b in pat for b in wd_ban_list for pat in (full, cls, f"{cls}.{pname}")):
                 banned.add(full)
     return banned
+
+
+def _check_listed_keywords(cls: type[Optimizer], kwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` with the reason for a reference keyword listed in :mod:`mlx_optim._unsupported`."""
+    accepted = inspect.signature(cls).parameters
+    for key in kwargs:
+        why = None if key in accepted else _unsupported.reason(cls, key)
+        if why is not None:
+            raise TypeError(f"{cls.__name__} does not take the reference keyword {key!r}: {why}")
 
 
 def _direct_parameters(module: nn.Module) -> list[str]:
@@ -57,6 +67,8 @@ def create_optimizer(
     ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
     pytorch_optimizer does; those keys reach the optimizer too only if its constructor has them.
     ``ranger`` and ``ranger21`` already contain Lookahead: they are not wrapped (a warning says so).
+    A reference keyword that is not ported (``foreach``, ...) raises ``TypeError`` with the reason
+    (:mod:`mlx_optim._unsupported`).
 
     ``apply_if_finite=N`` (an integer >= 0) wraps the result, outermost, in
     :class:`mlx_optim.wrappers.ApplyIfFinite` with ``max_consecutive_errors=N``: a step whose gradients hold a
@@ -72,6 +84,7 @@ def create_optimizer(
                 lookahead_kwargs[key] = kwargs[key] if key in accepted else kwargs.pop(key)
     if weight_decay:
         kwargs["weight_decay"] = weight_decay
+    _check_listed_keywords(cls, kwargs)
     opt = cls(learning_rate=learning_rate, **kwargs)
     if weight_decay:
         banned = banned_paths(model, wd_ban_list)

@@ -26,7 +26,7 @@ API = [
     ("mlx_optim.registry", ["register"]),
     ("mlx_optim.schedulers", ["get_supported_lr_schedulers", "load_lr_scheduler"]),
 ]
-SUBMODULES = ["functional", "fusion", "jit_pch", "packed", "precision", "schedulers", "streams", "wrappers"]
+SUBMODULES = ["functional", "fusion", "interop", "jit_pch", "packed", "precision", "schedulers", "streams", "wrappers"]
 
 
 def registered_classes(path: Path) -> list[str]:

@@ -106,6 +106,8 @@ LAYERS = {
     "features": 3,
     "variants": 3,
     "factory": 4,
+    "interop": 4,
+    "_unsupported": 0,
     "distributed": 4,
     "schedulers": 4,
     "tasks": 5,

@@ -30,7 +30,9 @@ class AdaBound(Optimizer):
     replaced by the first positive rate). ``ams_bound`` is AMSBound. Paper: "Adaptive
     Gradient Methods with Dynamic Bound of Learning Rate", ICLR 2019. Weight decay is
     decoupled by default as in the reference; the Keras seed's ``AdaBound`` uses L2
-    (``weight_decouple=False``) and names the decoupled one ``AdaBoundW``.
+    (``weight_decouple=False``) and names the decoupled one ``AdaBoundW``. ``adam_debias`` drops the
+    :math:`1-\beta_1^t` factor from the step size (AdamD); the reference reads it from the parameter group
+    (``group.get("adam_debias")``): its constructor does not forward it.
     """
 
     name = "adabound"
@@ -50,9 +52,11 @@ class AdaBound(Optimizer):
         eps: Tunable = 1e-8,
         maximize: bool = False,
         *,
+        adam_debias: bool = False,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
+        self.adam_debias = adam_debias
         self._hyper("final_lr", final_lr)
         self._betas(betas, 2)
         self._hyper("gamma", gamma, 0.0, None, "(]")
@@ -76,7 +80,7 @@ class AdaBound(Optimizer):
         hp.lower_bound = final_lr * (1 - 1 / (hp.gamma * hp.step + 1))
         hp.upper_bound = final_lr * (1 + 1 / (hp.gamma * hp.step))
         bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
-        hp.step_size = hp.lr * bc2_sqrt / hp.bias_correction("beta1")
+        hp.step_size = hp.lr * bc2_sqrt if self.adam_debias else hp.lr * bc2_sqrt / hp.bias_correction("beta1")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -8,8 +8,8 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import Weights, as_matrix, cautious_lowp, newton_schulz
-from mlx_optim.optimizers.muon import _MuonFamily
+from mlx_optim.functional.matrix import Weights, cautious_lowp
+from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -27,6 +27,8 @@ class AdaGO(_MuonFamily):
     size use :math:`(1-\mu) g_t + \mu b_t`, as in the reference). ``s`` is :class:`Muon`'s
     shape factor. Parameters not selected by ``muon_filter`` get AdamW (``adamw_*``).
     ``cautious`` masks the orthogonalized update.
+    ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
+    reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
     The Keras seed's default ``nesterov=True`` differs from the reference's ``False`` (we
     follow the reference).
@@ -34,6 +36,7 @@ class AdaGO(_MuonFamily):
 
     name = "adago"
     reference = "pytorch_optimizer.AdaGO"
+    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -55,6 +58,8 @@ class AdaGO(_MuonFamily):
         maximize: bool = False,
         *,
         cautious: bool = False,
+        ns_method: str = "newton_schulz",
+        ns_reset_steps: Sequence[int] = (2,),
         muon_filter: Callable[[str, mx.array], bool] | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
@@ -77,6 +82,9 @@ class AdaGO(_MuonFamily):
         self._hyper("adamw_eps", adamw_eps, 0.0)
         self.initial_v = float(v)
         self.nesterov, self.cautious = bool(nesterov), bool(cautious)
+        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
+        self.ns_method = ns_method
+        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -92,7 +100,7 @@ class AdaGO(_MuonFamily):
         if self.nesterov:
             g = F.torch_lerp(g, buf, hp.momentum)
             g_norm = F.norm(g)
-        o = newton_schulz(as_matrix(g if self.nesterov else buf), self.ns_steps, self.ns_weights).reshape(p.shape)
+        o = self.orthogonalize(g if self.nesterov else buf)
         if self.cautious:
             o = cautious_lowp(o, g)
         step = mx.maximum(mx.minimum(g_norm, hp.gamma) * (hp.lr * self.lr_ratio(p)) / v, hp.eps)

@@ -7,6 +7,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim import functional as F
@@ -124,6 +125,17 @@ class _CurvatureOptimizer(Optimizer):
         self.update_period = int(update_period)
         self.state["key"] = mx.random.key(int(seed))
         self._refresh_mode = "none"
+        # Python-level (compile-safe): whether curvature was ever given, by step_with, hessian= or a loaded state
+        self._curvature_seen = False
+
+    @property
+    def state(self) -> dict:
+        return self._state
+
+    @state.setter
+    def state(self, state: dict) -> None:  # a loaded state carries the curvature it was saved with
+        optim.Optimizer.state.fset(self, state)
+        self._curvature_seen = True
 
     # the estimate for step_with
     def estimate(self, lg: LossAndGrad, model: nn.Module, key: mx.array, *args, **kwargs):
@@ -145,6 +157,17 @@ class _CurvatureOptimizer(Optimizer):
     def apply_gradients(
         self, gradients: dict, parameters: dict, loss: mx.array | None = None, hessian: Any = None
     ) -> dict:
+        """Apply ``gradients``; ``hessian`` (a tree like ``gradients``) refreshes the curvature moment.
+
+        Raises ``ValueError`` when no curvature was ever given (see the module docstring).
+        """
+        if hessian is None and not self._curvature_seen:
+            name = type(self).__name__
+            raise ValueError(
+                f"{name} cannot step on gradients alone before it has a curvature estimate (its curvature moment "
+                f"is still zero): call opt.step_with(model, {self.wrap_hint}, *batch), which estimates it, or pass "
+                f"one: opt.update(model, grads, hessian=h); afterwards gradient-only updates step between refreshes"
+            )
         return self._apply(gradients, parameters, loss, hessian, "given" if hessian is not None else "none")
 
     def _apply(self, gradients, parameters, loss, hessian, mode: str) -> dict:
@@ -154,6 +177,8 @@ class _CurvatureOptimizer(Optimizer):
                 self.init(_match(gradients, parameters))
             _attach(self.state, hessian)
         self._refresh_mode = mode
+        if mode != "none":
+            self._curvature_seen = True
         try:
             return super().apply_gradients(gradients, parameters, loss=loss)
         finally:

@@ -9,8 +9,8 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import Weights, as_matrix, newton_schulz
-from mlx_optim.optimizers.muon import _MuonFamily
+from mlx_optim.functional.matrix import Weights
+from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -32,6 +32,8 @@ class AdaMuon(_MuonFamily):
     AdamW (``adamw_lr``, ``adamw_betas``, ``adamw_wd`` and the shared ``eps``). Reference
     quirk kept: :math:`O_t`, :math:`U_t` and the rescaled update are bfloat16 tensors
     (rounded at each in-place step, as in torch); ``v`` stays float32.
+    ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
+    reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
     The Keras seed's defaults differ: ``learning_rate=1e-3``, ``betas=(0.9, 0.999)``,
     ``eps=1e-8``, ``weight_decay=0.01``, ``use_adjusted_lr=False`` (we follow the reference).
@@ -40,6 +42,7 @@ class AdaMuon(_MuonFamily):
     name = "adamuon"
     reference = "pytorch_optimizer.AdaMuon"
     _ADAMW_EPS = "eps"
+    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -56,6 +59,8 @@ class AdaMuon(_MuonFamily):
         eps: Tunable = 1e-10,
         maximize: bool = False,
         *,
+        ns_method: str = "newton_schulz",
+        ns_reset_steps: Sequence[int] = (2,),
         muon_filter: Callable[[str, mx.array], bool] | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
@@ -73,6 +78,9 @@ class AdaMuon(_MuonFamily):
         )
         self._betas(betas, 2)
         self._hyper("eps", eps, 0.0)
+        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
+        self.ns_method = ns_method
+        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -87,7 +95,7 @@ class AdaMuon(_MuonFamily):
         p, g = self.decay(p, g, "weight_decay", hp.lr)
         m = F.torch_lerp(state["m"], g, hp.one_minus_beta1)
         state["m"] = m
-        o = newton_schulz(as_matrix(m), self.ns_steps, self.ns_weights)
+        o = self.orthogonalize(m)
         lowp = o.dtype
         o = o.reshape(-1).astype(f32)
         v = state["v"] * hp.beta2 + hp.one_minus_beta2 * o * o

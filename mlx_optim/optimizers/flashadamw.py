@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.base import Optimizer, Tunable, _match, leaves
 from mlx_optim.registry import register
 
 GROUP_SIZE = 32
@@ -106,9 +109,13 @@ class FlashAdamW(Optimizer):
     weight (:func:`compute_ecc_bits`).
 
     Paper/code: FlashOptim (Databricks). Reference: ``pytorch_optimizer.FlashAdamW`` (its portable PyTorch
-    path). Not ported: ``fused`` (the reference raises for it), ``compress_state_dict`` (a torch checkpoint
-    format switch: this state always holds the codes), ``check_numerics`` (a host-side ``.item()`` check that
-    raises ``ArithmeticError``; it cannot run inside ``mx.compile``); float64 parameters are updated in float32.
+    path). ``check_numerics`` raises ``ArithmeticError`` before a step whose learning rate is below a tenth of
+    the resolution of a bf16/fp16 parameter (its largest magnitude, read once per parameter, times
+    :math:`2^{1-\text{bits}}`, with the master-weight bits when larger), as the reference; it reads values on the
+    host, so it runs in eager steps only (inside ``mx.compile`` it raises ``ValueError``);
+    :meth:`recompute_param_stats` reads the magnitudes again. Not ported (listed in ``mlx_optim._unsupported``):
+    ``fused`` (the reference raises for it), ``compress_state_dict`` (a torch checkpoint format switch: this state
+    always holds the codes); float64 parameters are updated in float32.
     The reference's "initial_lr must be positive" error is raised at construction here. ``1 - beta`` is the
     double-precision complement the base class keeps (``hp.one_minus_beta1``), like the reference's Python
     floats: the float32 one flips the rounding of moments stored in bf16 (``quantize=False``).
@@ -126,6 +133,7 @@ class FlashAdamW(Optimizer):
         decouple_lr: bool = False,
         quantize: bool = True,
         master_weight_bits: int | None = None,
+        check_numerics: bool = False,
         maximize: bool = False,
         eps: Tunable = 1e-8,
         *,
@@ -141,10 +149,53 @@ class FlashAdamW(Optimizer):
         self.decouple_lr = decouple_lr
         self.quantize = quantize
         self.master_weight_bits = master_weight_bits
+        self.check_numerics = bool(check_numerics)
+        self._param_absmax: dict[str, float] = {}
         initial_lr = float(learning_rate(mx.array(0))) if callable(learning_rate) else float(learning_rate)
         if decouple_lr and "weight_decay" not in self._zero and initial_lr <= 0.0:
             raise ValueError(f"FlashAdamW: decouple_lr needs a positive initial learning_rate, got {initial_lr}")
         self.state["initial_lr"] = mx.array(initial_lr, mx.float32)
+
+    def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
+        if self.check_numerics:
+            self._check_numerics(_match(gradients, parameters))
+        return super().apply_gradients(gradients, parameters, loss=loss)
+
+    def recompute_param_stats(self) -> None:
+        """Forget the parameter magnitudes ``check_numerics`` read; the next step reads them again."""
+        self._param_absmax.clear()
+
+    def _check_numerics(self, params: Any) -> None:
+        """The reference's ``maybe_check_numerics`` for every low-precision parameter (host-side)."""
+        scheduled = self._schedulers.get("learning_rate")
+        try:
+            lr = float(scheduled(self.step) if scheduled is not None else self.state["learning_rate"])
+            if lr == 0.0:
+                return
+            for path, p in tree_flatten(params):
+                if p.dtype not in (mx.bfloat16, mx.float16):
+                    continue
+                if path not in self._param_absmax:
+                    self._param_absmax[path] = float(mx.max(mx.abs(p))) if p.size else 0.0
+                max_abs = self._param_absmax[path]
+                if max_abs <= 0.0 or not math.isfinite(max_abs):
+                    continue
+                width = 0 if self.master_weight_bits is None else self.master_weight_bits // 8
+                bits = max(_BYTES[p.dtype], width) * 8
+                resolution = max_abs * 2.0 ** (-(bits - 1))
+                if lr * 0.1 < resolution:
+                    hint = "; use master_weight_bits=24 or 32" if self.master_weight_bits is None else ""
+                    raise ArithmeticError(
+                        f"FlashAdamW: learning rate {lr:g} is too small to update the {p.dtype} parameter '{path}' "
+                        f"(max |p| = {max_abs:g}, resolution {resolution:g}){hint}"
+                    )
+        except ValueError as e:
+            if "compile" not in str(e):
+                raise
+            raise ValueError(
+                "FlashAdamW: check_numerics reads parameter values on the host and cannot run inside mx.compile; "
+                "construct it with check_numerics=False for compiled steps"
+            ) from None
 
     def init(self, parameters: dict) -> None:
         if self.master_weight_bits is not None and all(

@@ -282,7 +282,7 @@ class LBFGS(Optimizer):
     ``loss_and_grad_fn(params, *args, **kwargs)`` is called (e.g.
     ``mx.value_and_grad(loss_fn)``) and the dict is updated in place. The return
     value is the loss at the start of the step, as in torch. ``update`` and
-    ``apply_gradients`` raise ``TypeError``: one gradient is not enough.
+    ``apply_gradients`` raise ``ValueError``: one gradient is not enough.
 
     The control flow depends on loss and gradient values (``.item()``), so the
     optimizer is not compilable (``compilable = False``); for speed, compile the
@@ -387,15 +387,15 @@ class LBFGS(Optimizer):
         return v.astype(self.state_dtype) if self.state_dtype is not None else v
 
     def update(self, model: Any, gradients: Any = None, loss: Any = None) -> None:
-        raise TypeError(
+        raise ValueError(
             "LBFGS re-evaluates the loss several times per step and cannot be driven by one gradient: "
-            "call opt.step_with(model, loss_and_grad_fn, *args) instead of opt.update(...)"
+            "call opt.step_with(model, loss_and_grad_fn, *batch) instead of opt.update(...)"
         )
 
     def apply_gradients(self, gradients: Any, parameters: Any, loss: Any = None) -> Any:
-        raise TypeError(
+        raise ValueError(
             "LBFGS re-evaluates the loss several times per step and cannot be driven by one gradient: "
-            "call opt.step_with(model, loss_and_grad_fn, *args) instead of opt.apply_gradients(...)"
+            "call opt.step_with(model, loss_and_grad_fn, *batch) instead of opt.apply_gradients(...)"
         )
 
     def step_with(self, model: Any, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:

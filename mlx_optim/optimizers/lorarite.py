@@ -77,7 +77,8 @@ class LoRARite(Optimizer):
     a leaf whose last path component is ``lora_names[0]`` (default ``"lora_a"``, the *left* factor) is paired
     with the sibling leaf ``lora_names[1]`` (default ``"lora_b"``, the *right* factor), as in mlx-lm's
     ``LoRALinear``. As in the reference, unpaired leaves (and pairs one of whose gradients is missing from the
-    gradient tree) are left unchanged. ``lora_l_dim`` / ``lora_r_dim`` are the rank axes of the left / right
+    gradient tree) are left unchanged; a gradient tree without any pair raises ``ValueError`` (nothing would be
+    updated). ``lora_l_dim`` / ``lora_r_dim`` are the rank axes of the left / right
     factors; the defaults ``0`` / ``-1`` are the reference's (PEFT layout ``A: (r, in)``, ``B: (out, r)``).
     **For mlx-lm's layout** (``lora_a: (in, r)``, ``lora_b: (r, out)``) pass ``lora_l_dim=-1, lora_r_dim=0``.
     The pair's step count is the optimizer's global step (every pair is updated every step). A factor whose
@@ -136,14 +137,24 @@ class LoRARite(Optimizer):
         x = lora_to_2d(parameter, self.lora_l_dim if side == 0 else self.lora_r_dim)
         n, r = x.shape
         if n < r:
+            which, dim_name = ("left", "lora_l_dim") if side == 0 else ("right", "lora_r_dim")
             raise ValueError(
-                f"LoRARite: factor '{self._leaf_path}' has {n} rows but rank {r} in its 2-D form "
-                "(check lora_l_dim / lora_r_dim)"
+                f"LoRARite: factor '{self._leaf_path}' has {n} rows but rank {r} in its 2-D form. "
+                f"{self._pairing_hint()} '{self._leaf_path}' was taken as the {which} factor; if it is one, set "
+                f"{dim_name} to its rank axis (now {getattr(self, dim_name)})"
             )
         state["v"] = self.zeros(parameter, (r, r))
         state["m"] = self.zeros(parameter, (n, r))
         state["basis"] = self.zeros(parameter, (n, r))
         state["escape"] = self.zeros(parameter, ())
+
+    def _pairing_hint(self) -> str:
+        left, right = self.lora_names
+        return (
+            f"LoRARite pairs factors by leaf name, not by position as the reference does: a leaf named '{left}' with "
+            f"its sibling '{right}' (lora_names={self.lora_names!r}). Pass lora_names=(left, right) with your "
+            "model's factor names (e.g. ('A', 'B') for '...A' / '...B' leaves) or rename the factors."
+        )
 
     def step_scalars(self, hp) -> None:
         def decay(beta):  # the reference's bias_corrected_decay at its pair step t - 1
@@ -167,7 +178,10 @@ class LoRARite(Optimizer):
         hp = self.hp
         self._pending = {}
         infos, norm_sq = [], mx.zeros((), mx.float32)
-        for (lpath, gl, pl, sl), (rpath, gr, pr, sr) in self._pairs(gradients, parameters):
+        pairs = self._pairs(gradients, parameters)
+        if not pairs:  # a Python-level check of the tree's paths (compile-safe)
+            raise ValueError(f"LoRARite found no LoRA factor pair among the gradients. {self._pairing_hint()}")
+        for (lpath, gl, pl, sl), (rpath, gr, pr, sr) in pairs:
             dtype = self.compute_dtype(pl)
             pl2 = lora_to_2d(pl.astype(dtype), self.lora_l_dim)
             pr2 = lora_to_2d(pr.astype(dtype), self.lora_r_dim)

@@ -53,6 +53,16 @@ def _scheduled_runner(row: Row, compiled: bool):
     return mine, theirs
 
 
+def _group_option(cls, *keys):
+    """Factory: ``cls`` with ``keys`` in its one parameter group (the reference reads them only from the group)."""
+
+    def factory(params, **kw):
+        group = {"params": list(params), **{k: kw.pop(k) for k in keys if k in kw}}
+        return cls([group], **kw)
+
+    return factory
+
+
 ROWS = [
     # adabound / adaboundw (reference: pytorch_optimizer.AdaBound)
     Row("adabound", {"learning_rate": 1e-2}),
@@ -79,6 +89,12 @@ ROWS = [
         {"learning_rate": 1e-2, "final_lr": 0.05, "gamma": 0.05, "weight_decay": 0.1},
         runner=_scheduled_runner,
         id="warmup-schedule",
+    ),
+    Row(
+        "adabound",
+        {"learning_rate": 1e-2, "final_lr": 0.05, "adam_debias": True, "weight_decay": 0.1},
+        ref=_group_option(pytorch_optimizer.AdaBound, "adam_debias"),
+        id="adam-debias",
     ),
     Row("adaboundw", {"learning_rate": 1e-2}, ref=pytorch_optimizer.AdaBound),
     Row(

@@ -7,7 +7,7 @@ import pytorch_optimizer
 from tests.parity.harness import Row
 from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c
 
-ADAGO = muon_ref(pytorch_optimizer.AdaGO)
+ADAGO = muon_ref(pytorch_optimizer.AdaGO, group_keys=("ns_method", "ns_reset_steps"))
 
 
 ROWS = [
@@ -46,5 +46,11 @@ ROWS = [
         },
         ref=ADAGO,
         id="l2-filter",
+    ),
+    Row(
+        "adago",
+        {"learning_rate": 0.2, "nesterov": True, "ns_method": "gram_newton_schulz", "ns_reset_steps": (1, 3)},
+        ref=ADAGO,
+        id="gram",
     ),
 ]

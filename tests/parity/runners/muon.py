@@ -28,8 +28,11 @@ def _as_mx(p: torch.Tensor) -> mx.array:
     return mx.array(p.detach().numpy())
 
 
-def muon_ref(cls, setup=None):
-    """Factory: ``cls`` with ``use_muon`` groups from ``muon_filter`` (ours), the other keywords as given."""
+def muon_ref(cls, setup=None, group_keys=()):
+    """Factory: ``cls`` with ``use_muon`` groups from ``muon_filter`` (ours), the other keywords as given.
+
+    ``group_keys``: keywords the reference reads only from the parameter groups (its constructor drops them).
+    """
 
     def factory(params, muon_filter=None, **kw):
         if setup is not None:
@@ -38,7 +41,8 @@ def muon_ref(cls, setup=None):
         named = _named(params)
         muon = [p for n, p in named if keep(n, _as_mx(p))]
         adam = [p for n, p in named if not keep(n, _as_mx(p))]
-        groups = [{"params": ps, "use_muon": flag} for ps, flag in ((muon, True), (adam, False)) if ps]
+        extra = {k: kw.pop(k) for k in group_keys if k in kw}
+        groups = [{"params": ps, "use_muon": flag, **extra} for ps, flag in ((muon, True), (adam, False)) if ps]
         return cls(groups, **kw)
 
     return factory
