@@ -396,7 +396,7 @@ class EmoNeco(EmoNavi):
     Reference: the EmoNeco of NoteDance's Keras optimizer collection (``optimizers/emonavi.py``; no paper),
     checked against a NumPy transcription of it (``tests/parity/rows/emo.py``); pytorch_optimizer 4.1.0 has no
     such class. Keywords and their order are that class's, with ``eps`` for its ``epsilon`` (as in the
-    pytorch_optimizer Emo classes). Difference: it updates its loss EMAs once per *variable* (a
+    pytorch_optimizer Emo classes). Difference: the Keras class updates its loss EMAs once per *variable* (a
     per-parameter-state port); this class updates them once per step, as the pytorch_optimizer original did.
 
     Args:

@@ -113,6 +113,7 @@ class GaLore(_Projected):
 
     Paper: "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection" (Zhao et al.), ICML 2024,
     arXiv:2403.03507. Reference: ``pytorch_optimizer.GaLore``, same keywords and defaults.
+
     The reference projects the 2-D parameters of the parameter groups that carry ``rank`` /
     ``update_proj_gap`` / ``scale`` / ``projection_type`` keys; here these are keyword-only arguments (with
     ``GaLoreProjector``'s defaults) and ``projection_filter`` picks the projected leaves.
@@ -122,6 +123,7 @@ class GaLore(_Projected):
     array in the state chosen by ``mx.where`` on the step, so the step stays one compilable graph: the basis is
     computed on *every* step (a CPU SVD per projected matrix) and adopted only on refresh steps, an extra cost
     the reference pays only every ``update_proj_gap`` steps.
+
     Singular vectors are defined up to sign, and LAPACK builds differ in the signs they return; since the
     moments live in the projected coordinates across refreshes, the sign convention changes the trajectory
     after the first refresh. The basis fixes it: each left singular vector is flipped so that its
