@@ -1,4 +1,4 @@
-"""A2Grad, adaptive accelerated SGD (Deng et al., 2018), pytorch_optimizer semantics."""
+"""A2Grad, adaptive accelerated SGD (Deng et al., 2018)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlx_optim.registry import register
 
 @register
 class A2Grad(Optimizer):
-    r"""A2Grad, adaptive accelerated SGD (Deng et al., 2018), pytorch_optimizer semantics.
+    r"""A2Grad: adaptive accelerated SGD with a uniform, increasing or exponential moving average of gradient noise.
 
     With :math:`\gamma_t = 2L/(t+1)`, :math:`\alpha_t = 2/(t+2)` (:math:`\alpha_0 = 1`) and
     :math:`\bar g_t` the running mean of the gradients:
@@ -25,10 +25,25 @@ class A2Grad(Optimizer):
 
     ``variant='inc'`` scales :math:`v` by :math:`(t/(t+1))^2` before adding;
     ``'exp'`` keeps :math:`\tilde v_t = \rho \tilde v_{t-1} + (1-\rho)\lVert g_t - \bar g_t\rVert^2`
-    and :math:`v_t = \max(v_{t-1}, \tilde v_t)`. :math:`v` is one scalar per tensor.
-    There is no learning rate: ``learning_rate`` (default ``None``) is accepted and
-    validated like the reference and otherwise unused. Paper: "Uniform Convergence
-    of Adaptive Accelerated Gradient", arXiv:1810.00553. Same defaults as the Keras seed.
+    and :math:`v_t = \max(v_{t-1}, \tilde v_t)`. :math:`v` is one scalar per tensor; :math:`x` starts at the
+    initial parameters. There is no learning rate: the step sizes come from :math:`L`, :math:`\beta` and
+    :math:`h_t`.
+
+    Paper: "Optimal Adaptive and Accelerated Stochastic Gradient Descent" (Deng, Cheng, Lan, 2018), arXiv:1810.00553.
+    Reference: ``pytorch_optimizer.A2Grad``, same keywords and defaults.
+
+    Args:
+        learning_rate: Unused; accepted and validated (a float >= 0 or a schedule) like the reference's ``lr``.
+            Default ``None``.
+        beta: Weight :math:`\beta` of the adaptive term :math:`h_t` in the step coefficient. Default ``10.0``.
+        lips: Lipschitz constant :math:`L` (> 0); larger values take smaller steps. Default ``10.0``.
+        rho: Smoothing factor :math:`\rho` (>= 0) of the ``'exp'`` variant's moving average; unused by the
+            other variants. Default ``0.5``.
+        variant: How :math:`v_t` accumulates: ``'uni'`` (uniform sum), ``'inc'`` (increasing weights) or
+            ``'exp'`` (exponential moving average, kept monotone). Default ``'uni'``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "a2grad"

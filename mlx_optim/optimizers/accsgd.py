@@ -11,7 +11,7 @@ from mlx_optim.registry import register
 
 @register
 class AccSGD(Optimizer):
-    r"""AccSGD (Kidambi et al., 2018): accelerated SGD coupling a short and a long step.
+    r"""AccSGD: accelerated SGD that couples a short gradient step with a long momentum step.
 
     With :math:`\beta = \xi c^2/\kappa`, :math:`\bar\eta = \eta\kappa/c` and :math:`\zeta = c/(c+\beta)`:
 
@@ -19,9 +19,23 @@ class AccSGD(Optimizer):
         b_t = \beta\big((1/\beta - 1) b_{t-1} - \bar\eta g_t + p_{t-1}\big),\quad
         p_t = \operatorname{lerp}(p_{t-1} - \eta g_t,\; b_t,\; 1-\zeta)
 
-    The buffer starts at the initial parameters; ``weight_decay`` is an L2 penalty.
-    Paper: "On the insufficiency of existing momentum schemes for Stochastic
-    Optimization", ICLR 2018. The Keras seed calls ``constant`` ``smallConst``.
+    The buffer :math:`b` starts at the initial parameters; ``weight_decay`` is an L2 penalty added to the
+    gradient.
+
+    Paper: "On the insufficiency of existing momentum schemes for Stochastic Optimization" (Kidambi et al.),
+    ICLR 2018. Reference: ``pytorch_optimizer.AccSGD``, same keywords and defaults.
+
+    Args:
+        learning_rate: Short step size :math:`\eta`: a float or a schedule (a callable of the step). Default
+            ``1e-3``.
+        kappa: Long-step parameter :math:`\kappa` (> 0), the ratio of the long to the short step. Default
+            ``1000.0``.
+        xi: Statistical advantage parameter :math:`\xi` (>= 0). Default ``10.0``.
+        constant: Small constant :math:`c` (<= 1, > 0). Default ``0.7``.
+        weight_decay: L2 penalty coefficient (>= 0) added to the gradient. Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "accsgd"

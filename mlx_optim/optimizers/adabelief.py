@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaBelief(Optimizer):
-    r"""AdaBelief (Zhuang et al., 2020): Adam whose step adapts to the *belief* in the gradient.
+    r"""AdaBelief: Adam whose step adapts to the *belief* in the gradient (its deviation from the momentum).
 
     The second moment tracks the squared prediction error of the gradient instead of
     the squared gradient:
@@ -27,9 +27,35 @@ class AdaBelief(Optimizer):
     unless ``degenerated_to_sgd``, while the SMA length is below ``n_sma_threshold``).
     ``ams_bound`` uses the running maximum of :math:`s_t`; ``adanorm`` rescales the
     gradient fed to :math:`m_t`; ``adam_debias`` drops the first-moment correction.
-    Weight decay is decoupled by default. Paper: "AdaBelief Optimizer: Adapting
-    Stepsizes by the Belief in Observed Gradients", NeurIPS 2020.
-    The Keras seed defaults to ``rectify=True``; we keep the reference's ``rectify=False``.
+    Weight decay is decoupled by default.
+
+    Paper: "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients" (Zhuang et al.),
+    NeurIPS 2020. Reference: ``pytorch_optimizer.AdaBelief``, same keywords and defaults; its ``**kwargs``
+    options ``adanorm``, ``adanorm_r`` and ``adam_debias`` are explicit keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the gradient mean and of the
+            squared prediction error. Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate: ``p <- p (1 - wd)``. Default
+            ``False``.
+        rectify: Take RAdam's rectified step. Default ``False``.
+        n_sma_threshold: With ``rectify``, the SMA length below which the step is not adaptive. Default ``5``.
+        degenerated_to_sgd: With ``rectify``, take a momentum-SGD step (instead of none) while the SMA length
+            is below the threshold. Default ``True``.
+        ams_bound: Divide by the running maximum of :math:`s_t` (AMSGrad). Default ``False``.
+        eps: :math:`\epsilon` (>= 0), added to :math:`s_t` and to the denominator. Default ``1e-16``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to :math:`m_t` up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        adam_debias: Do not divide the step by the first moment's bias correction :math:`1-\beta_1^t`.
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adabelief"

@@ -1,7 +1,4 @@
-"""AdaBound (Luo et al., 2019): Adam whose per-coordinate step is clipped to bounds converging to SGD.
-
-Classes: AdaBound, AdaBoundW.
-"""
+"""AdaBound and AdaBoundW (Luo et al., 2019)."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaBound(Optimizer):
-    r"""AdaBound (Luo et al., 2019): Adam whose per-coordinate step is clipped to bounds converging to SGD.
+    r"""AdaBound: Adam whose per-coordinate step size is clipped to bounds that converge to SGD's.
 
     .. math::
         \eta^*_t = \operatorname{clip}\!\Big(\frac{\eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)}{\sqrt{v_t}+\epsilon},
@@ -25,14 +22,32 @@ class AdaBound(Optimizer):
         \eta_u(t) = \eta_f \big(1 + \tfrac{1}{\gamma t}\big),\quad
         \eta_f = \text{final\_lr} \cdot \eta / \eta_0
 
-    :math:`\eta_0` is the initial learning rate (kept in ``state["base_lr"]``, so a
-    learning-rate schedule scales ``final_lr`` as in the reference; an initial 0 is
-    replaced by the first positive rate). ``ams_bound`` is AMSBound. Paper: "Adaptive
-    Gradient Methods with Dynamic Bound of Learning Rate", ICLR 2019. Weight decay is
-    decoupled by default as in the reference; the Keras seed's ``AdaBound`` uses L2
-    (``weight_decouple=False``) and names the decoupled one ``AdaBoundW``. ``adam_debias`` drops the
-    :math:`1-\beta_1^t` factor from the step size (AdamD); the reference reads it from the parameter group
-    (``group.get("adam_debias")``): its constructor does not forward it.
+    :math:`m_t`, :math:`v_t` are Adam's moment EMAs. :math:`\eta_0` is the initial learning rate (kept in
+    ``state["base_lr"]``, so a learning-rate schedule scales ``final_lr`` as in the reference; an initial 0 is
+    replaced by the first positive rate). ``adam_debias`` drops the :math:`1-\beta_1^t` factor from the step size
+    (AdamD); the reference reads it from the parameter group (``group.get("adam_debias")``): its constructor does
+    not forward it.
+
+    Paper: "Adaptive Gradient Methods with Dynamic Bound of Learning Rate" (Luo et al.), ICLR 2019.
+    Reference: ``pytorch_optimizer.AdaBound``, same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        final_lr: The SGD step size :math:`\eta_f` both bounds converge to (for the initial learning rate;
+            scaled with it). Default ``0.1``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        gamma: Convergence speed :math:`\gamma` (> 0) of the bound functions. Default ``1e-3``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        ams_bound: AMSBound: use the running maximum of :math:`v_t`. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Drop the :math:`1-\beta_1^t` bias correction from the step size. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adabound"
@@ -95,12 +110,28 @@ class AdaBound(Optimizer):
 
 @register
 class AdaBoundW(AdaBound):
-    """AdaBoundW: AdaBound with decoupled weight decay, as the Keras seed names it.
+    r"""AdaBoundW: AdaBound with decoupled weight decay, registered under its own name.
 
-    Same math, parameters and defaults as :class:`AdaBound`, whose ``weight_decouple=True``
-    default it inherits (reference: pytorch_optimizer's ``AdaBound`` with
-    ``weight_decouple=True``, also that class's default); the seed's ``amsbound`` is
-    ``ams_bound`` here.
+    Same math, arguments and defaults as :class:`AdaBound`, whose ``weight_decouple=True`` default it
+    inherits. Reference: pytorch_optimizer's ``AdaBound`` with ``weight_decouple=True`` (also that class's
+    default).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        final_lr: The SGD step size :math:`\eta_f` both bounds converge to (for the initial learning rate;
+            scaled with it). Default ``0.1``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        gamma: Convergence speed :math:`\gamma` (> 0) of the bound functions. Default ``1e-3``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        ams_bound: AMSBound: use the running maximum of :math:`v_t`. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adaboundw"

@@ -1,4 +1,4 @@
-"""AdaDelta (Zeiler, 2012), pytorch_optimizer semantics (adds decoupled / fixed weight decay)."""
+"""AdaDelta (Zeiler, 2012)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,29 @@ from mlx_optim.registry import register
 
 @register
 class AdaDelta(Optimizer):
-    r"""AdaDelta (Zeiler, 2012), pytorch_optimizer semantics (adds decoupled / fixed weight decay).
+    r"""AdaDelta: a step scaled by the ratio of the RMS of past updates to the RMS of past gradients.
 
     .. math::
         v_t = \rho v_{t-1} + (1-\rho) g_t^2,\quad
         \Delta_t = \frac{\sqrt{u_{t-1}+\epsilon}}{\sqrt{v_t+\epsilon}} g_t,\quad
         u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2,\quad p_t = p_{t-1} - \eta \Delta_t
+
+    Paper: "ADADELTA: An Adaptive Learning Rate Method" (Zeiler), arXiv:1212.5701, 2012. Reference:
+    ``pytorch_optimizer.AdaDelta``, same keywords and defaults; unlike ``torch.optim.Adadelta`` it offers
+    decoupled and fixed weight decay.
+
+    Args:
+        learning_rate: Step size :math:`\eta` applied to :math:`\Delta_t`: a float or a schedule (a callable of
+            the step). Default ``1.0``.
+        rho: Decay rate :math:`\rho` in [0, 1] of both running averages. Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) inside both square roots. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adadelta"

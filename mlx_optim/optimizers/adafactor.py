@@ -1,7 +1,4 @@
-"""AdaFactor (Shazeer & Stern, 2018) with pytorch_optimizer semantics.
-
-Classes: AdaFactor, AdafactorBigVision.
-"""
+"""Adafactor (Shazeer & Stern, 2018): AdaFactor and AdafactorBigVision."""
 
 from __future__ import annotations
 
@@ -51,7 +48,7 @@ def _lerp_lowp(avg: mx.array, x: mx.array, weight: Any) -> tuple[mx.array, mx.ar
 
 @register
 class AdaFactor(Optimizer):
-    r"""AdaFactor (Shazeer & Stern, 2018) with pytorch_optimizer semantics.
+    r"""AdaFactor: Adam-like steps with a factored (row and column) second moment and a relative step size.
 
     Tensors of rank >= 2 keep row and column EMAs of :math:`g^2 + \epsilon_1` over their last two
     axes instead of a full second moment (rank < 2: a full one):
@@ -67,13 +64,46 @@ class AdaFactor(Optimizer):
     with :math:`c` = ``decay_rate``, :math:`d` = ``clip_threshold`` and the relative step
     :math:`\rho_t = \min(10^{-2}, 1/\sqrt t)` (``warmup_init``: :math:`\min(10^{-6} t, 1/\sqrt t)`),
     or ``learning_rate`` when ``relative_step=False``; ``scale_parameter=False`` drops the
-    :math:`\max(\epsilon_2, \mathrm{rms}(p))` factor. Note that with the default
-    ``relative_step=True`` the ``learning_rate`` is not used, as in the reference.
+    :math:`\max(\epsilon_2, \mathrm{rms}(p))` factor. With the default ``relative_step=True`` the
+    ``learning_rate`` is not used, as in the reference. Weight decay is scaled by :math:`\eta_t`.
     ``betas[0] = None`` disables the momentum buffer. The momentum is stored in
-    ``momentum_dtype`` (bfloat16 by default, as in the reference, halving its memory); with
-    ``momentum_dtype=mx.float16`` ``eps1`` is 1e-7 (reference quirk). ``ams_bound`` keeps the running
-    maximum of :math:`\hat V` and divides it by :math:`1-\hat\beta_{2,t}`; ``cautious`` masks the
-    momentum update (pytorch_optimizer's ``cautious`` group option).
+    ``momentum_dtype`` (bfloat16 by default, as in the reference, halving its memory). ``ams_bound`` keeps the
+    running maximum of :math:`\hat V` and divides it by :math:`1-\hat\beta_{2,t}`; ``cautious`` masks the
+    momentum update.
+
+    Paper: "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost" (Shazeer & Stern), ICML 2018.
+    Reference: ``pytorch_optimizer.AdaFactor``, same keywords and defaults; quirk kept: with
+    ``momentum_dtype=mx.float16`` ``eps1`` is replaced by 1e-7. ``cautious`` is the reference's ``cautious``
+    group option (``**kwargs``), a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size used only when ``relative_step=False``: a float or a schedule (a callable of
+            the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`: the momentum's decay rate in [0, 1) (``None``: no momentum buffer)
+            and the cap in [0, 1) of the second-moment decay :math:`\hat\beta_{2,t}`. Default ``(0.9, 0.999)``.
+        decay_rate: Exponent :math:`c` of the second-moment decay schedule :math:`1 - t^{c}` (negative).
+            Default ``-0.8``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - eta_t wd)`` instead of an L2 penalty added to the
+            gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the step size. Default ``False``.
+        clip_threshold: Maximum RMS :math:`d` of the preconditioned update :math:`u_t`. Default ``1.0``.
+        ams_bound: Use the running maximum of the second moment (AMSGrad). Default ``False``.
+        scale_parameter: Scale the step by :math:`\max(\epsilon_2, \mathrm{rms}(p))`. Default ``True``.
+        relative_step: Use the time-dependent step :math:`\rho_t` instead of ``learning_rate``. Default
+            ``True``.
+        warmup_init: With ``relative_step``, warm the relative step up linearly from :math:`10^{-6} t`.
+            Default ``False``.
+        eps1: :math:`\epsilon_1` (>= 0) added to the squared gradient. Default ``1e-30``.
+        eps2: :math:`\epsilon_2` (>= 0), the lower bound of the parameter RMS in the step scale. Default
+            ``1e-3``.
+        momentum_dtype (mx.Dtype): dtype of the momentum buffer. Default ``mx.bfloat16``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        cautious: Zero the momentum update's entries whose sign disagrees with the gradient's. Default
+            ``False``.
+        state_dtype: dtype of the second-moment state (the momentum uses ``momentum_dtype``). Default ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise; ``mx.bfloat16`` stores the
+            state with stochastic rounding.
     """
 
     name = "adafactor"
@@ -168,11 +198,11 @@ class AdaFactor(Optimizer):
 
 @register
 class AdafactorBigVision(Optimizer):
-    r"""Adafactor, BigVision variant (Zhai et al., "Scaling Vision Transformers", 2021).
+    r"""AdafactorBigVision: big_vision's Adafactor, with a capped decay schedule and a low-precision momentum.
 
     big_vision's ``scale_by_adafactor``: optax's factored RMS scaling with a capped decay schedule,
     optional update clipping and a low-precision momentum, then the learning rate and decoupled
-    weight decay (the Keras seed's / timm's ``AdafactorBigVision`` arguments):
+    weight decay (the arguments of timm's ``AdafactorBigVision``):
 
     .. math::
         \hat\beta_{2,t} = \min\big(\beta_{2,\mathrm{cap}},\ 1 - (t - t_0)^{-c}\big),\quad
@@ -193,10 +223,32 @@ class AdafactorBigVision(Optimizer):
     The momentum is kept in ``momentum_dtype`` (bfloat16 by default) exactly as ``optax.ema``
     does it: :math:`\mu m_{t-1}` is evaluated in that dtype (JAX keeps the weakly typed
     :math:`\mu` in bfloat16), the new average is formed in float32 and is the update, and only
-    the stored copy is rounded. ``epsilon=None`` means 1e-30. Differences from the seed's default
-    list: none; differences from timm's port: timm ignores ``decay_offset``, clips with
-    ``clamp(max=1)`` (which scales small updates *up*) and returns the rounded bfloat16 momentum;
-    we follow big_vision in all three.
+    the stored copy is rounded.
+
+    Paper: "Scaling Vision Transformers" (Zhai et al.), CVPR 2022, arXiv:2106.04560. Reference: big_vision's
+    ``scale_by_adafactor``, checked against a NumPy transcription (``tests/parity/rows/adafactor.py``). Differences
+    from timm's port: timm ignores ``decay_offset``, clips with ``clamp(max=1)`` (which scales small updates
+    *up*) and returns the rounded bfloat16 momentum; this class follows big_vision in all three. There is no
+    ``maximize``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1.0``.
+        epsilon: :math:`\epsilon` (>= 0) added to the squared gradient; ``None`` means 1e-30. Default ``None``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0). Default ``0.0``.
+        min_dim_size_to_factor: A tensor is factored only when its second-largest axis has at least this many
+            entries (>= 0). Default ``16``.
+        decay_rate: Exponent :math:`c` (>= 0) of the second-moment decay schedule. Default ``0.8``.
+        decay_offset (int): Step offset :math:`t_0` of the decay schedule. Default ``0``.
+        beta2_cap: Cap in [0, 1] of the second-moment decay :math:`\hat\beta_{2,t}`. Default ``0.999``.
+        momentum: Momentum decay :math:`\mu` in [0, 1); ``None`` or 0 keeps no momentum buffer. Default ``0.9``.
+        momentum_dtype (mx.Dtype): dtype of the momentum buffer. Default ``mx.bfloat16``.
+        clipping_threshold: Maximum RMS :math:`\tau` (> 0) of the scaled update; ``None``: no clipping. Default
+            ``None``.
+        unscaled_wd: Decay by :math:`1-\lambda` instead of :math:`1-\eta\lambda`. Default ``False``.
+        caution: Apply timm's cautious mask to the momentum update. Default ``False``.
+        state_dtype: dtype of the second-moment state (the momentum uses ``momentum_dtype``). Default ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise; ``mx.bfloat16`` stores the
+            state with stochastic rounding.
     """
 
     name = "adafactorbigvision"

@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaGC(Optimizer):
-    r"""AdaGC (Wang et al., 2025): Adam with adaptive, per-tensor gradient clipping.
+    r"""AdaGC: Adam with adaptive gradient clipping, each tensor clipped relative to its own history of norms.
 
     During warmup (``step < warmup_steps``, and always on the first step) the
     gradient is clipped to a global norm ``lambda_abs`` and the per-tensor
@@ -24,12 +24,31 @@ class AdaGC(Optimizer):
         h_t = \min\Big(\frac{\lambda_{rel} \max(\gamma_{t-1}, \epsilon)}{\max(\lVert g_t\rVert, \epsilon)}, 1\Big),\quad
         \hat g_t = h_t g_t,\quad \gamma_t = \beta \gamma_{t-1} + (1-\beta) \lVert \hat g_t \rVert
 
-    and :math:`\hat g_t` drives a bias-corrected Adam step. Paper: "AdaGC: Improving
-    Training Stability for Large Language Model Pretraining" (arXiv:2502.11034).
-    Reference quirk kept for parity: with L2 weight decay (``weight_decouple=False``)
-    the reference recomputes the warmup global norm before each tensor, over
-    gradients of which the already-visited tensors (including the current one)
-    have the L2 term folded in; we reproduce that order-dependent norm.
+    and :math:`\hat g_t` drives a bias-corrected Adam step.
+
+    Paper: "AdaGC: Improving Training Stability for Large Language Model Pretraining" (Wang et al., 2025),
+    arXiv:2502.11034. Reference: ``pytorch_optimizer.AdaGC``, same keywords and defaults. Quirk kept for
+    parity: with L2 weight decay (``weight_decouple=False``) the reference recomputes the warmup global norm
+    before each tensor, over gradients of which the already-visited tensors (including the current one) have
+    the L2 term folded in; this order-dependent norm is reproduced.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of Adam's first and second moments.
+            Default ``(0.9, 0.999)``.
+        beta: Decay rate :math:`\beta` in [0, 1) of the clipping threshold :math:`\gamma`'s moving average.
+            Default ``0.98``.
+        lambda_abs: Global-norm clipping threshold (> 0) during warmup. Default ``1.0``.
+        lambda_rel: Relative clipping factor :math:`\lambda_{rel}` (> 0) after warmup. Default ``1.05``.
+        warmup_steps (int): Number of steps (>= 0) with absolute clipping. Default ``100``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.1``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) in the clipping ratio and Adam's denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adagc"

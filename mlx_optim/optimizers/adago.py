@@ -1,4 +1,4 @@
-"""AdaGO (Zhang et al., 2025, "AdaGrad Meets Muon"), pytorch_optimizer semantics."""
+"""AdaGO (Zhang et al., 2025, "AdaGrad Meets Muon")."""
 
 from __future__ import annotations
 
@@ -15,23 +15,58 @@ from mlx_optim.registry import register
 
 @register
 class AdaGO(_MuonFamily):
-    r"""AdaGO (Zhang et al., 2025, "AdaGrad Meets Muon"), pytorch_optimizer semantics.
-
-    Muon's orthogonalized momentum with an AdaGrad-norm step size per matrix:
+    r"""AdaGO: Muon's orthogonalized momentum with an AdaGrad-norm step size per matrix.
 
     .. math::
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad v_t = v_{t-1} + \min(\|g_t\|^2, \gamma^2),\quad
         p_t = p_{t-1} - \max\!\Big(\frac{\eta\, s \min(\|g_t\|, \gamma)}{v_t}, \epsilon\Big)\, \operatorname{NS}(b_t)
 
-    (``v_0 = v``; with ``nesterov`` the orthogonalized direction and the norm in the step
-    size use :math:`(1-\mu) g_t + \mu b_t`, as in the reference). ``s`` is :class:`Muon`'s
-    shape factor. Parameters not selected by ``muon_filter`` get AdamW (``adamw_*``).
-    ``cautious`` masks the orthogonalized update.
+    (:math:`v_0` = ``v``; with ``nesterov`` the orthogonalized direction and the norm in the step
+    size use :math:`(1-\mu) g_t + \mu b_t`, as in the reference). :math:`\operatorname{NS}` is the Newton–Schulz
+    orthogonalization of the matrix view ``(out, -1)`` and :math:`s` is :class:`Muon`'s shape factor. Parameters
+    not selected by ``muon_filter`` get AdamW (``adamw_*``). ``cautious`` masks the orthogonalized update.
     ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
     reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
-    The Keras seed's default ``nesterov=True`` differs from the reference's ``False`` (we
-    follow the reference).
+    Paper: "AdaGrad Meets Muon: Adaptive Stepsizes for Orthogonal Updates" (Zhang et al., 2025). Reference:
+    ``pytorch_optimizer.AdaGO``, same keywords and defaults; its ``use_muon`` parameter groups are replaced by
+    ``muon_filter``, and its ``cautious`` group option (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
+            step). Default ``5e-2``.
+        momentum: Momentum decay :math:`\mu` in [0, 1). Default ``0.95``.
+        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
+            ``learning_rate``. Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
+            the gradient. Default ``True``.
+        gamma: Cap :math:`\gamma` (> 0) on the gradient norm in the accumulator and the step size. Default
+            ``10.0``.
+        eps: Lower bound :math:`\epsilon` (> 0) of the step size. Default ``5e-4``.
+        v (float): Initial value (> 0) of the AdaGrad accumulator :math:`v`. Default ``1e-6``.
+        nesterov: Orthogonalize the Nesterov look-ahead :math:`(1-\mu) g_t + \mu b_t` instead of :math:`b_t`.
+            Default ``False``.
+        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
+            last repeats). Default ``"original"``.
+        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
+            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``False``.
+        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
+        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.95)``.
+        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
+        adamw_eps: :math:`\epsilon` (>= 0) of the AdamW branch. Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_method: ``"newton_schulz"`` (the default) or ``"gram_newton_schulz"``, as in :class:`Muon`.
+        ns_reset_steps: With ``"gram_newton_schulz"``: the iterations at which the Gram iteration restarts.
+            Default ``(2,)``.
+        cautious: Zero the orthogonalized update's entries whose sign disagrees with the gradient's (the rest
+            rescaled to keep its size). Default ``False``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
+            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
+            ``"embed"``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adago"

@@ -1,4 +1,4 @@
-"""AdaHessian: Adam with the squared Hessian diagonal (Hutchinson) in place of the squared gradient."""
+"""AdaHessian (Yao et al., 2021): Adam with a Hutchinson estimate of the Hessian diagonal."""
 
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def adahessian_update(m, v, *, step_size, bias_correction2, hessian_power, eps):
 
 @register
 class AdaHessian(_Hutchinson):
-    r"""AdaHessian: Adam with the squared Hessian diagonal (Hutchinson) in place of the squared gradient.
+    r"""AdaHessian: Adam with the squared Hessian diagonal (Hutchinson's estimate) in place of the squared gradient.
 
     .. math::
         D_t = \frac{1}{n}\sum_i z_i \odot (H_t z_i) \ \text{(on refresh steps)},\quad
@@ -227,20 +227,42 @@ class AdaHessian(_Hutchinson):
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\,
               \frac{m_t}{(v_t / (1-\beta_2^t))^{k/2} + \epsilon}
 
-    with hessian power :math:`k`; ``adam_debias`` drops the :math:`1-\beta_1^t`
-    factor. Weight decay is decoupled by default (``fixed_decay``: without the
-    learning rate), else an L2 term in the gradient. On steps that do not refresh
-    (``update_period``) :math:`v` is left as it is. Call it as
-    ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn), *batch)`` (see
-    the module docstring) or pass an estimate: ``opt.update(model, grads, hessian=D)``.
-    ``seed`` seeds the probes' key, kept in ``state["key"]``. As in the
-    reference, the Hessian is that of the loss even with ``maximize``.
+    with hessian power :math:`k` and :math:`n` probes :math:`z_i` (Rademacher or Gaussian); ``adam_debias``
+    drops the :math:`1-\beta_1^t` factor. Weight decay is decoupled by default (``fixed_decay``: without the
+    learning rate), else an L2 term in the gradient. On steps that do not refresh (``update_period``)
+    :math:`v` is left as it is.
 
-    Yao et al., "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine
-    Learning", AAAI 2021. The Keras seed's ``Adahessian`` defaults to
-    ``epsilon=1e-8`` and calls ``update_period`` / ``num_samples``
-    ``update_each`` / ``n_samples``; its ``avg_conv_kernel`` is not offered. We keep
-    the reference's ``eps=1e-16``.
+    It needs Hessian-vector products, so call it as
+    ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn), *batch)`` (the loss function itself, not
+    ``nn.value_and_grad``'s result), or pass an estimate of your own: ``opt.update(model, grads, hessian=D)``
+    with ``D`` a tree like ``grads`` (then every such step refreshes :math:`v`). The probes' random key is kept
+    in ``state["key"]``. As in the reference, the Hessian is that of the loss even with ``maximize``.
+
+    Paper: "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning" (Yao et al.), AAAI 2021.
+    Reference: ``pytorch_optimizer.AdaHessian``, same keywords and defaults (the reference's
+    ``step(hessian=...)`` is ``update(..., hessian=...)``); its ``adam_debias`` option (``**kwargs``) is a
+    keyword-only argument here, and ``seed`` is added.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``0.1``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the gradient mean and of the squared
+            Hessian-diagonal estimate. Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        hessian_power: Exponent :math:`k` in (0, 1] of the RMS Hessian diagonal in the denominator. Default
+            ``1.0``.
+        update_period (int): Refresh the Hessian estimate every this many steps (>= 1). Default ``1``.
+        num_samples (int): Number of probes :math:`n` (>= 1) per estimate. Default ``1``.
+        hessian_distribution: Distribution of the probes, ``"rademacher"`` or ``"gaussian"``. Default
+            ``"rademacher"``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-16``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        seed (int): Seed of the probes' random key. Default ``0``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adahessian"

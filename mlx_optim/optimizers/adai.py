@@ -1,7 +1,4 @@
-"""Adai, adaptive inertia (Xie et al., 2022), pytorch_optimizer semantics.
-
-Classes: Adai, AdaiV2.
-"""
+"""Adai, adaptive inertia (Xie et al., 2022): Adai and AdaiV2."""
 
 from __future__ import annotations
 
@@ -22,7 +19,7 @@ def adai_momentum(v_hat: mx.array, v_mean, beta0, dampening, eps) -> tuple[mx.ar
 
 @register
 class Adai(Optimizer):
-    r"""Adai, adaptive inertia (Xie et al., 2022), pytorch_optimizer semantics.
+    r"""Adai: SGD with adaptive inertia, a per-coordinate momentum set by the coordinate's relative second moment.
 
     The momentum of every coordinate adapts to its second moment relative to the
     mean second moment over *all* parameters (a global reduction done in
@@ -39,10 +36,30 @@ class Adai(Optimizer):
     Adai). Weight decay is L2 (``weight_decouple`` / ``fixed_decay`` for decoupled),
     applied before the second moment, or, with ``stable_weight_decay``, after it
     (then an L2 term reaches only :math:`m_t`). ``use_gc`` centralizes gradients.
-    Paper: "Adaptive Inertia: Disentangling the Effects of Adaptive Learning Rate
-    and Momentum", ICML 2022. The Keras seed's ``beta0``/``beta2``/``epsilon``/
-    ``decoupled`` are ``betas``/``eps``/``weight_decouple`` here; it gives no default
-    learning rate (the reference's 1e-3 is used) and its Adai has no ``dampening``.
+
+    Paper: "Adaptive Inertia: Disentangling the Effects of Adaptive Learning Rate and Momentum" (Xie et al.),
+    ICML 2022. Reference: ``pytorch_optimizer.Adai``, same keywords and defaults; its ``use_gc`` group option
+    (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_0, \beta_2)`, each in [0, 1): the inertia scale :math:`\beta_0` and the decay
+            rate of the second moment. Default ``(0.1, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added to the gradient.
+            Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        stable_weight_decay: Apply the weight decay after the second-moment update instead of before it.
+            Default ``False``.
+        dampening: Dampening :math:`d` of the momentum's gradient weight :math:`(1-\beta_{1,t})^d`; ``1.0``
+            is the paper's Adai. Default ``1.0``.
+        eps: :math:`\epsilon` (>= 0): the floor of the mean second moment and the margin below 1 of
+            :math:`\beta_{1,t}`. Default ``1e-3``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        use_gc: Gradient centralization: subtract from each gradient with more than one dimension its mean over
+            all axes but the first. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adai"
@@ -117,16 +134,32 @@ class Adai(Optimizer):
 
 @register
 class AdaiV2(Adai):
-    r"""AdaiV2: the Keras seed's generalized Adai whose ``dampening`` :math:`d` sets the
-    nonlinearity of the adaptive inertia, :math:`\beta_1 = 1 - \beta_0 (\hat v/\bar v)^{1/(3-2d)}`,
-    and the gradient weight :math:`(1-\beta_1)^d`.
+    r"""AdaiV2: generalized Adai, whose ``dampening`` sets the nonlinearity of the adaptive inertia.
 
-    pytorch_optimizer's :class:`Adai` already has this ``dampening`` option, so this
-    is :class:`Adai` with the same keywords and defaults (``dampening=1.0``, where it
-    reduces to the paper's Adai), registered under the seed's name and checked
-    against ``pytorch_optimizer.Adai``. Seed names: ``beta0``/``beta2`` are
-    ``betas``, ``epsilon`` is ``eps``, ``decoupled`` is ``weight_decouple``; the seed
-    gives no default learning rate (1e-3 here, as the reference).
+    With dampening :math:`d` the inertia is :math:`\beta_1 = 1 - \beta_0 (\hat v/\bar v)^{1/(3-2d)}` and the
+    gradient weight :math:`(1-\beta_1)^d`. pytorch_optimizer's :class:`Adai` already has this ``dampening``
+    option, so this is :class:`Adai` with the same math, keywords and defaults (``dampening=1.0``, where it
+    reduces to the paper's Adai), registered under its own name. Reference: ``pytorch_optimizer.Adai``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_0, \beta_2)`, each in [0, 1): the inertia scale :math:`\beta_0` and the decay
+            rate of the second moment. Default ``(0.1, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added to the gradient.
+            Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        stable_weight_decay: Apply the weight decay after the second-moment update instead of before it.
+            Default ``False``.
+        dampening: Dampening :math:`d` of the momentum's gradient weight :math:`(1-\beta_{1,t})^d`; ``1.0``
+            is the paper's Adai. Default ``1.0``.
+        eps: :math:`\epsilon` (>= 0): the floor of the mean second moment and the margin below 1 of
+            :math:`\beta_{1,t}`. Default ``1e-3``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        use_gc: Gradient centralization: subtract from each gradient with more than one dimension its mean over
+            all axes but the first. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adaiv2"

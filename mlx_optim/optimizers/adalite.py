@@ -1,4 +1,4 @@
-"""Adalite (pytorch_optimizer): Adam-like updates with factored moments and a tensor-wise trust ratio."""
+"""Adalite: Adam-like updates with factored moments and a tensor-wise trust ratio."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def adalite_factored_step(g, m, v, state, hp, step_bc2):
 
 @register
 class Adalite(Optimizer):
-    r"""Adalite (pytorch_optimizer): Adam-like updates with factored moments and a tensor-wise trust ratio.
+    r"""Adalite: Adam-like updates with factored moments and a tensor-wise trust ratio.
 
     The gradient is rescaled by the trust ratio
     :math:`\max(\lVert p\rVert / \max(\lVert g\rVert, g_{min}), r_{min})`. For
@@ -48,8 +48,26 @@ class Adalite(Optimizer):
         p_t = p_{t-1} - \eta\,\frac{\operatorname{lerp}(m_t, g_t, 1-\beta_1)}{\sqrt{v_t/(1-\beta_2^t) + \epsilon_1}}
 
     (for matrices ``m`` is first pulled towards ``g`` by softmax row/column
-    importances of ``v``). Seed difference: the Keras seed defaults to
-    ``weight_decouple=False``; we keep the reference default ``True``.
+    importances of ``v``, and the factors are rebuilt with softmax weights at temperature ``tau``).
+
+    Reference: ``pytorch_optimizer.Adalite`` (no paper), same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        g_norm_min: Lower bound :math:`g_{min}` of the gradient norm in the trust ratio. Default ``1e-10``.
+        ratio_min: Lower bound :math:`r_{min}` of the trust ratio. Default ``1e-4``.
+        tau: Softmax temperature of the row and column importance weights. Default ``1.0``.
+        eps1: :math:`\epsilon_1` (>= 0) added under the square root. Default ``1e-6``.
+        eps2: Lower bound (>= 0) of the factored moments' normalizing denominators. Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adalite"

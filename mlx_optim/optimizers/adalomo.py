@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaLOMO(_FusedBackwardClipping):
-    r"""AdaLOMO (Lv et al., 2023): LOMO with Adafactor's factored second moment.
+    r"""AdaLOMO: LOMO (SGD with gradient clipping) with Adafactor's factored second moment and relative step size.
 
     .. math::
         \hat\beta_{2,t} = 1 - t^{c},\quad
@@ -26,12 +26,30 @@ class AdaLOMO(_FusedBackwardClipping):
     with :math:`c` = ``decay_rate``, :math:`d` = ``clip_threshold``; the gradient is first clipped
     by value and by global norm as in :class:`LOMO`. Rank-1 tensors keep a full second moment.
 
-    Differences from the torch version (see :class:`LOMO` for the fused backward): the gradient
-    tree is given, so ``loss_scale`` (the reference multiplies the loss by it before
-    ``backward`` and divides the gradients by it again) has no effect here; it is accepted and
-    validated for signature compatibility. The reference supports only 1-D and 2-D parameters;
-    tensors of rank >= 3 are factored here over their last two axes (as in :class:`AdaFactor`)
-    and scalars keep a full second moment.
+    Paper: "AdaLomo: Low-memory Optimization with Adaptive Learning Rate" (Lv et al., 2023),
+    arXiv:2310.10195. Reference: ``pytorch_optimizer.AdaLOMO``, same keywords and defaults. Differences (see
+    :class:`LOMO` for the fused backward): the gradient tree is given, so ``loss_scale`` (the reference
+    multiplies the loss by it before ``backward`` and divides the gradients by it again) has no effect here; it
+    is accepted and validated for signature compatibility. The reference supports only 1-D and 2-D parameters;
+    tensors of rank >= 3 are factored here over their last two axes (as in :class:`AdaFactor`) and scalars keep
+    a full second moment. There is no ``maximize``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, scaled by the parameter RMS: a float or a schedule (a callable
+            of the step). Default ``1e-3``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0), applied at :math:`\eta_t`. Default ``0.0``.
+        loss_scale (float): Accepted and validated (>= 0) for compatibility; no effect here. Default ``1024.0``.
+        clip_threshold: Maximum RMS :math:`d` (>= 0) of the preconditioned update. Default ``1.0``.
+        decay_rate: Exponent :math:`c` of the second-moment decay schedule :math:`1 - t^{c}` (negative).
+            Default ``-0.8``.
+        clip_grad_norm (float | None): Clip the gradients to this global norm (over the whole tree); ``None``
+            or 0: no norm clipping. Default ``None``.
+        clip_grad_value (float | None): Clip each gradient entry to ``[-value, value]``; ``None`` or 0: no
+            value clipping. Default ``None``.
+        eps1: :math:`\epsilon_1` (>= 0) added to the squared gradient. Default ``1e-30``.
+        eps2: Lower bound :math:`\epsilon_2` (>= 0) of the parameter RMS in the step size. Default ``1e-3``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adalomo"

@@ -1,7 +1,4 @@
-"""Adam (Kingma & Ba, 2015) with torch.optim semantics (bias-corrected).
-
-Classes: Adam, AdamW.
-"""
+"""Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), as torch.optim."""
 
 from __future__ import annotations
 
@@ -38,16 +35,34 @@ def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=No
 
 @register
 class Adam(Optimizer):
-    r"""Adam (Kingma & Ba, 2015) with torch.optim semantics (bias-corrected).
+    r"""Adam: adaptive moment estimation, a step along the bias-corrected first moment over the root second moment.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\, \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    ``weight_decay`` is an L2 penalty added to the gradient unless
-    ``decoupled_weight_decay`` (then it is AdamW). ``amsgrad`` uses the running
-    maximum of :math:`v_t`. Unlike ``mlx.optimizers.Adam`` the bias correction is
+    ``weight_decay`` is an L2 penalty added to the gradient unless ``decoupled_weight_decay`` (then it is
+    AdamW). ``amsgrad`` uses the running maximum of :math:`v_t`. On Metal and CUDA the update runs as one
+    fused kernel (:mod:`mlx_optim.kernels`), with the same arithmetic.
+
+    Paper: "Adam: A Method for Stochastic Optimization" (Kingma & Ba), ICLR 2015. Reference:
+    ``torch.optim.Adam``, same keywords and defaults; torch's ``foreach``, ``capturable``, ``differentiable``
+    and ``fused`` execution options have no counterpart. Unlike ``mlx.optimizers.Adam`` the bias correction is
     always on, as in PyTorch.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        weight_decay: Weight decay coefficient (>= 0): an L2 penalty, or decoupled with
+            ``decoupled_weight_decay``. Default ``0.0``.
+        amsgrad: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        decoupled_weight_decay: Decoupled (AdamW) decay ``p <- p (1 - lr wd)`` instead of the L2 penalty.
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adam"
@@ -114,9 +129,25 @@ class Adam(Optimizer):
 
 @register
 class AdamW(Adam):
-    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, torch.optim semantics.
+    r"""AdamW: Adam with decoupled weight decay, ``p <- p (1 - lr wd)`` before the Adam step.
 
-    ``p <- p (1 - lr wd)`` before the Adam step; default ``weight_decay=1e-2``.
+    The same update as :class:`Adam` with ``decoupled_weight_decay=True`` and a default ``weight_decay`` of
+    ``1e-2``.
+
+    Paper: "Decoupled Weight Decay Regularization" (Loshchilov & Hutter), ICLR 2019. Reference:
+    ``torch.optim.AdamW``, same keywords and defaults; torch's ``foreach``, ``capturable``,
+    ``differentiable`` and ``fused`` execution options have no counterpart.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        weight_decay: Decoupled weight decay coefficient (>= 0). Default ``1e-2``.
+        amsgrad: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamw"

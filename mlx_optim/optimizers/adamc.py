@@ -1,4 +1,4 @@
-"""AdamC (Defazio, 2025): Adam whose decoupled weight decay is corrected for normalized layers."""
+"""AdamC (Defazio et al., 2025): Adam with weight decay corrected for normalized layers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdamC(Optimizer):
-    r"""AdamC (Defazio, 2025): Adam whose decoupled weight decay is corrected for normalized layers.
+    r"""AdamC: Adam whose decoupled weight decay is corrected for normalized layers.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -21,11 +21,30 @@ class AdamC(Optimizer):
         / \sqrt{1-\beta_2^t}}
 
     with :math:`\eta_{wd} = \eta` normally and :math:`\eta^2/\eta_{max}` when
-    ``normalized`` (for LayerNorm/BatchNorm-like parameters; ``eta_max`` is the
-    constructor learning rate). ``ams_bound`` uses the running maximum of
-    :math:`v_t`. Paper: "Why Gradients Rapidly Increase Near the End of Training"
-    (arXiv:2506.02285). The reference sets ``normalized`` per parameter group; here
-    it is a constructor flag for the whole optimizer (the Keras seed omits it).
+    ``normalized`` (for LayerNorm/BatchNorm-like parameters; :math:`\eta_{max}` is the
+    constructor learning rate, a schedule's value at step 0). ``ams_bound`` uses the running maximum of
+    :math:`v_t`.
+
+    Paper: "Why Gradients Rapidly Increase Near the End of Training" (Defazio et al., 2025), arXiv:2506.02285.
+    Reference: ``pytorch_optimizer.AdamC``, same keywords and defaults. The reference sets ``normalized`` per
+    parameter group; here it is a keyword-only flag for the whole optimizer (build a second optimizer for the
+    normalization layers).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay instead of an L2 penalty added to the gradient. Default
+            ``True``.
+        fixed_decay: With decoupled decay, do not scale it by :math:`\eta_{wd}`. Default ``False``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        normalized: The parameters are normalization-layer weights: decay at :math:`\eta^2/\eta_{max}`. Default
+            ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamc"

@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdamG(Optimizer):
-    r"""AdamG (Pan et al., 2024): Adam with a golden-step numerator, nearly learning-rate free.
+    r"""AdamG: Adam with a golden-step numerator :math:`p\,v^q`, nearly learning-rate free.
 
     .. math::
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -21,8 +21,26 @@ class AdamG(Optimizer):
         m_t = \beta_1 m_{t-1} + (1-\beta_1) r_t g_t \\
         p_t = p_{t-1} - \frac{\min(\eta, 1/\sqrt t)}{1-\beta_1^t}\,\frac{m_t}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
 
-    Paper: "Towards Stability of Parameter-free Optimization" (arXiv:2405.04376).
-    The tunables ``p`` and ``q`` of the numerator function keep the reference's names.
+    Paper: "Towards Stability of Parameter-free Optimization" (Pan et al., 2024), arXiv:2405.04376.
+    Reference: ``pytorch_optimizer.AdamG``, same keywords and defaults (the numerator function's ``p`` and
+    ``q`` keep the reference's names).
+
+    Args:
+        learning_rate: Upper bound :math:`\eta` of the step size :math:`\min(\eta, 1/\sqrt t)`: a float or a
+            schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the scaled-gradient momentum and the
+            squared gradient (each in [0, 1)) and of the numerator :math:`r` (in [0, 1]). Default
+            ``(0.95, 0.999, 0.95)``.
+        p: Scale :math:`p` (> 0) of the numerator function :math:`s(x) = p\,x^q`. Default ``0.2``.
+        q: Exponent :math:`q` (> 0) of the numerator function. Default ``0.24``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamg"

@@ -14,11 +14,11 @@ from mlx_optim.registry import register
 
 @register
 class AdamMini(Optimizer):
-    r"""Adam-mini (Zhang et al., 2024): Adam with one second moment per parameter block.
+    r"""Adam-mini: Adam with one second moment per parameter block (attention head, tensor), not per entry.
 
-    pytorch_optimizer semantics, with the partition read from each parameter's path in the tree
-    (the torch version reads ``model.named_parameters()``; the paths here are the same dotted
-    names, e.g. ``"model.layers.0.self_attn.q_proj.weight"``). With decoupled weight decay
+    The partition is read from each parameter's path in the tree (the torch version reads
+    ``model.named_parameters()``; the paths here are the same dotted names, e.g.
+    ``"model.layers.0.self_attn.q_proj.weight"``). With decoupled weight decay
     :math:`p \leftarrow p(1-\eta\lambda)` first (skipped for paths containing ``norm`` or
     ``ln_f``), each parameter is updated as
 
@@ -42,8 +42,27 @@ class AdamMini(Optimizer):
     The rules are class attributes (``embed_blocks``, ``qk_blocks``, ``qkv_blocks``,
     ``no_decay_blocks``) that can be replaced on an instance before its first update. State:
     the first moment is full size; the second moment is full only for embeddings.
-    ``model_sharding`` (torch.distributed all-reduce of the block sums) has no effect: MLX runs
-    this optimizer in one process.
+
+    Paper: "Adam-mini: Use Fewer Learning Rates To Gain More" (Zhang et al., 2024), arXiv:2406.16793.
+    Reference: ``pytorch_optimizer.AdamMini``, same keywords and defaults; it takes the model, this class the
+    gradient tree with its paths. ``model_sharding`` (torch.distributed all-reduce of the block sums) has no
+    effect: MLX runs this optimizer in one process.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first moment and of the block
+            second moments. Default ``(0.9, 0.999)``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0). Default ``0.1``.
+        model_sharding: Accepted for compatibility; no effect (no sharded all-reduce). Default ``False``.
+        num_embeds (int): Embedding dimension (> 0) of the attention layers; a multiple of ``num_heads``.
+            Default ``2048``.
+        num_heads (int): Number of attention heads (> 0). Default ``32``.
+        num_query_groups (int | None): Number of query groups (grouped-query attention, > 0, divides
+            ``num_heads``); ``None`` means ``num_heads``. Default ``None``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adammini"

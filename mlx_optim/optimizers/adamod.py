@@ -1,4 +1,4 @@
-"""AdaMod (Ding et al., 2019): Adam with per-coordinate step sizes bounded by their own running average."""
+"""AdaMod (Ding et al., 2019): Adam with step sizes bounded by their own running average."""
 
 from __future__ import annotations
 
@@ -12,16 +12,32 @@ from mlx_optim.registry import register
 
 @register
 class AdaMod(Optimizer):
-    r"""AdaMod (Ding et al., 2019): Adam with per-coordinate step sizes bounded by their own running average.
+    r"""AdaMod: Adam with per-coordinate step sizes bounded by their own running average.
 
     .. math::
         \eta_t = \frac{\eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)}{\sqrt{v_t}+\epsilon},\quad
         s_t = \beta_3 s_{t-1} + (1-\beta_3)\eta_t,\quad
         p_t = p_{t-1} - \min(\eta_t, s_t)\, m_t
 
-    Paper: "An Adaptive and Momental Bound Method for Stochastic Learning", 2019.
-    The Keras seed's defaults are ``betas=(0.9, 0.999, 0.999)``; we keep the
-    reference's ``(0.9, 0.99, 0.9999)``.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs.
+
+    Paper: "An Adaptive and Momental Bound Method for Stochastic Learning" (Ding et al., 2019),
+    arXiv:1910.12249. Reference: ``pytorch_optimizer.AdaMod``, same keywords and defaults; its
+    ``adam_debias`` option (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the gradient mean and the squared gradient
+            (each in [0, 1)) and of the step-size average (in [0, 1]). Default ``(0.9, 0.99, 0.9999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamod"

@@ -1,4 +1,4 @@
-"""AdamP (Heo et al., 2021): Adam that removes the radial part of the update for scale-invariant weights."""
+"""AdamP (Heo et al., 2021): Adam without the radial update of scale-invariant weights."""
 
 from __future__ import annotations
 
@@ -13,21 +13,48 @@ from mlx_optim.registry import register
 
 @register
 class AdamP(Optimizer):
-    r"""AdamP (Heo et al., 2021): Adam that removes the radial part of the update for scale-invariant weights.
+    r"""AdamP: Adam that removes the radial part of the update for scale-invariant weights.
 
     .. math::
         u_t = \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t}+\epsilon} m_t,\quad
         u_t \leftarrow u_t - \hat p \langle \hat p, u_t\rangle \text{ if } \max|\cos(g_t, p)| < \delta/\sqrt{d},\quad
         p_t = p_{t-1}(1 - \eta\lambda r) - \frac{\eta}{1-\beta_1^t} u_t
 
-    The projection is tried per output channel, then per layer (tensors with more
-    than one dimension only); a projected tensor uses the weight-decay ratio
-    ``r = wd_ratio``. Options ``nesterov``, ``use_gc`` (gradient centralization),
-    ``adanorm``, ``cautious`` and ``adam_debias`` as in the reference. Paper:
-    "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant
-    Weights", ICLR 2021. Reference quirk kept for parity: the L2 penalty
-    (``weight_decouple=False``) is added to the gradient after the moments were
-    updated, so it has no effect.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs and :math:`\hat p = p/\lVert p\rVert`. The projection is
+    tried per output channel, then per layer (tensors with more than one dimension only); a projected tensor
+    uses the weight-decay ratio ``r = wd_ratio`` (else 1).
+
+    Paper: "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights" (Heo et al.),
+    ICLR 2021. Reference: ``pytorch_optimizer.AdamP``, same keywords and defaults; its ``use_gc``,
+    ``adanorm``, ``adanorm_r``, ``cautious`` and ``adam_debias`` options (``**kwargs``) are keyword-only
+    arguments here. Reference quirk kept for parity: the L2 penalty (``weight_decouple=False``) is added to the
+    gradient after the moments were updated, so it has no effect.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd r)``; ``False`` selects the
+            reference's L2 penalty, which has no effect (see above). Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        delta: Threshold :math:`\delta` of the cosine test that deems a tensor scale-invariant. Default ``0.1``.
+        wd_ratio: Weight-decay ratio :math:`r` in [0, 1] of the projected (scale-invariant) tensors. Default
+            ``0.1``.
+        nesterov: Use the Nesterov direction :math:`\beta_1 m_t + (1-\beta_1) g_t` instead of :math:`m_t`.
+            Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        use_gc: Gradient centralization: subtract from each gradient with more than one dimension its mean over
+            all axes but the first. Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        cautious: Zero the first moment's entries whose sign disagrees with the gradient's (the rest rescaled
+            to keep its size). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamp"

@@ -1,4 +1,4 @@
-"""AdamS (Xie et al., 2023): Adam with *stable* weight decay, scaled by the global second moment."""
+"""AdamS (Xie et al., 2023): Adam with stable weight decay."""
 
 from __future__ import annotations
 
@@ -13,18 +13,38 @@ from mlx_optim.registry import register
 
 @register
 class AdamS(Optimizer):
-    r"""AdamS (Xie et al., 2023): Adam with *stable* weight decay, scaled by the global second moment.
+    r"""AdamS: Adam with *stable* weight decay, scaled by the inverse root of the global mean second moment.
 
     .. math::
         \bar v_t = \frac{1}{N}\sum_{\text{all params}} \frac{v_t}{1-\beta_2^t},\quad
         p_t = p_{t-1}\Big(1 - \frac{\eta\lambda}{\sqrt{\bar v_t}+\epsilon}\Big)
               - \frac{\eta}{1-\beta_1^t} \frac{m_t}{\sqrt{v_t/(1-\beta_2^t)}+\epsilon}
 
-    :math:`\bar v_t` is the mean over *every* parameter element, so the moments of
-    all tensors are updated first (in :meth:`prepare`) and the step applied after.
-    ``weight_decouple=False`` adds an L2 penalty to the gradient instead;
-    ``ams_bound``, ``adanorm`` and ``adam_debias`` as in the reference. Paper:
-    "On the Overlooked Pitfalls of Weight Decay and How to Mitigate Them", NeurIPS 2023.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs. :math:`\bar v_t` is the mean over *every* parameter
+    element, so the moments of all tensors are updated first (in :meth:`prepare`) and the step applied after.
+
+    Paper: "On the Overlooked Pitfalls of Weight Decay and How to Mitigate Them: A Gradient-Norm Perspective"
+    (Xie et al.), NeurIPS 2023. Reference: ``pytorch_optimizer.AdamS``, same keywords and defaults; its
+    ``adanorm``, ``adanorm_r`` and ``adam_debias`` options (``**kwargs``) are keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``1e-4``.
+        weight_decouple: Stable decoupled decay as above; ``False`` adds an L2 penalty to the gradient instead.
+            Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad), in the step and in :math:`\bar v_t`.
+            Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adams"

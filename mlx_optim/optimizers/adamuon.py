@@ -1,4 +1,4 @@
-"""AdaMuon (Si et al., 2025, "AdaMuon: Adaptive Muon Optimizer"), pytorch_optimizer semantics."""
+"""AdaMuon (Si et al., 2025): Muon with an element-wise second moment of the orthogonalized update."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaMuon(_MuonFamily):
-    r"""AdaMuon (Si et al., 2025, "AdaMuon: Adaptive Muon Optimizer"), pytorch_optimizer semantics.
+    r"""AdaMuon: Muon whose orthogonalized momentum is normalized element-wise by its own second moment.
 
     The orthogonalized momentum is normalized element-wise by a second moment of
     itself and rescaled to a fixed RMS:
@@ -27,16 +27,46 @@ class AdaMuon(_MuonFamily):
         U_t = \frac{O_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon},\quad
         p_t = p_{t-1} - \eta\, s\, \frac{\sqrt{\min(\text{out}, \text{in})}}{\|U_t\|_F + \epsilon}\, U_t
 
-    with :math:`s` the shape factor of :class:`Muon` (Moonlight's ``0.2 sqrt(max)`` by
-    default, ``use_adjusted_lr=True``). Parameters not selected by ``muon_filter`` get
-    AdamW (``adamw_lr``, ``adamw_betas``, ``adamw_wd`` and the shared ``eps``). Reference
-    quirk kept: :math:`O_t`, :math:`U_t` and the rescaled update are bfloat16 tensors
-    (rounded at each in-place step, as in torch); ``v`` stays float32.
+    with :math:`\operatorname{NS}` the Newton–Schulz orthogonalization of the matrix view ``(out, -1)`` and
+    :math:`s` the shape factor of :class:`Muon` (Moonlight's ``0.2 sqrt(max(out, in))`` by default,
+    ``use_adjusted_lr=True``). Parameters not selected by ``muon_filter`` get AdamW (``adamw_lr``,
+    ``adamw_betas``, ``adamw_wd`` and the shared ``eps``).
     ``ns_method="gram_newton_schulz"`` (restarts at ``ns_reset_steps``) as in :class:`Muon`; the reference
     reads both from the parameter group (``group.get("ns_method")``), its constructor does not forward them.
 
-    The Keras seed's defaults differ: ``learning_rate=1e-3``, ``betas=(0.9, 0.999)``,
-    ``eps=1e-8``, ``weight_decay=0.01``, ``use_adjusted_lr=False`` (we follow the reference).
+    Paper: "AdaMuon: Adaptive Muon Optimizer" (Si et al., 2025), arXiv:2507.11005. Reference:
+    ``pytorch_optimizer.AdaMuon``, same keywords and defaults; its ``use_muon`` parameter groups are replaced
+    by ``muon_filter``. Reference quirk kept: :math:`O_t`, :math:`U_t` and the rescaled update are bfloat16
+    tensors (rounded at each in-place step, as in torch); :math:`v` stays float32.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
+            step). Default ``2e-2``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the second moment
+            of :math:`O_t`. Default ``(0.9, 0.95)``.
+        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
+            ``learning_rate``. Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
+            the gradient. Default ``True``.
+        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
+            last repeats). Default ``"original"``.
+        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
+            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``True``.
+        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
+        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.999)``.
+        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
+        eps: :math:`\epsilon` (>= 0) of both the orthogonalized branch and the AdamW branch. Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_method: ``"newton_schulz"`` (the default) or ``"gram_newton_schulz"``, as in :class:`Muon`.
+        ns_reset_steps: With ``"gram_newton_schulz"``: the iterations at which the Gram iteration restarts.
+            Default ``(2,)``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
+            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
+            ``"embed"``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamuon"

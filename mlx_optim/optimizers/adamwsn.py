@@ -1,4 +1,4 @@
-"""AdamW with subset-norm second moments (Nguyen et al., 2024, "Subset-Norm and Subspace-Momentum")."""
+"""AdamWSN (Nguyen et al., 2024): AdamW with subset-norm second moments."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from mlx_optim.registry import register
 
 @register
 class AdamWSN(Optimizer):
-    r"""AdamW with subset-norm second moments (Nguyen et al., 2024, "Subset-Norm and Subspace-Momentum").
+    r"""AdamWSN: AdamW with optional subset-norm second moments (one per subset of ``k`` entries).
 
-    pytorch_optimizer semantics. With ``sn`` each tensor is viewed as
-    ``(numel / k, k)`` and one second moment is kept per row of ``k`` entries (the
-    sum of their squared gradients); ``k`` is the largest divisor of ``numel`` not
-    above ``subset_size`` (or ``int(sqrt(numel) / |subset_size|)`` when it is negative):
+    With ``sn`` each tensor is viewed as ``(numel / k, k)`` and one second moment is kept per row of ``k``
+    entries (the sum of their squared gradients); ``k`` is the largest divisor of ``numel`` not above
+    ``subset_size`` (or ``int(sqrt(numel) / |subset_size|)`` when it is negative):
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
@@ -28,10 +27,29 @@ class AdamWSN(Optimizer):
         p_t = p_{t-1} - \eta\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t} + \epsilon},\quad
         p_t \leftarrow p_t(1-\eta\lambda)
 
-    Without ``sn`` it is AdamW with the decay applied after the step. Reference quirk
-    kept: ``weight_decouple=False`` applies no weight decay at all (the penalty is
-    added to the gradient after it was used). ``sn`` is a parameter-group option in
-    the reference (default off); the Keras seed's ``AdamWSN`` defaults to ``sn=True``.
+    Without ``sn`` it is AdamW with the decay applied after the step.
+
+    Paper: "Subset-Norm and Subspace-Momentum: Faster Memory-Efficient Adaptive Optimization with Convergence
+    Guarantees" (Nguyen et al., 2024). Reference: ``pytorch_optimizer.AdamWSN``, same keywords and defaults;
+    ``sn`` is a parameter-group option there (default off) and a keyword-only flag for the whole optimizer
+    here. Reference quirk kept: ``weight_decouple=False`` applies no weight decay at all (the penalty is added
+    to the gradient after it was used).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay after the step; ``False`` applies no decay (reference quirk). Default
+            ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        subset_size (int): With ``sn``, the subset size ``k`` (the largest divisor of the tensor size not above
+            it), or for a negative value ``-d``, ``int(sqrt(numel) / d)``; 0 is invalid. Default ``-1``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        sn: Keep subset-norm second moments instead of one per entry. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamwsn"

@@ -1,4 +1,4 @@
-"""Adan (Xie et al., 2022, "Adaptive Nesterov Momentum Algorithm"), pytorch_optimizer semantics."""
+"""Adan (Xie et al., 2022): adaptive Nesterov momentum."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class Adan(Optimizer):
-    r"""Adan (Xie et al., 2022, "Adaptive Nesterov Momentum Algorithm"), pytorch_optimizer semantics.
+    r"""Adan: adaptive Nesterov momentum, with moving averages of the gradient, its difference and their square.
 
     With :math:`\Delta_t = g_t - g_{t-1}` (zero on the first step):
 
@@ -26,10 +26,31 @@ class Adan(Optimizer):
 
     ``max_grad_norm > 0`` scales all gradients by ``min(1, max_grad_norm / (||g||_global + eps))``
     (global reduction in :meth:`prepare`). ``use_gc`` centralizes the gradient and
-    ``adanorm`` rescales the one fed to :math:`m_t`. Reference quirk kept: the
-    stored "previous gradient" before the first step is the negated raw gradient
-    (before ``maximize`` and centralization), so :math:`\Delta_1` is not zero with
-    ``maximize`` or ``use_gc``. Keras-seed ``no_prox``/``cautious`` are not in the reference.
+    ``adanorm`` rescales the one fed to :math:`m_t`.
+
+    Paper: "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models" (Xie et al., 2022),
+    arXiv:2208.06677. Reference: ``pytorch_optimizer.Adan``, same keywords and defaults; its ``use_gc``,
+    ``adanorm`` and ``adanorm_r`` options (``**kwargs``) are keyword-only arguments here. Reference quirk
+    kept: the stored "previous gradient" before the first step is the negated raw gradient (before
+    ``maximize`` and centralization), so :math:`\Delta_1` is not zero with ``maximize`` or ``use_gc``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1): decay rates of the gradient, the gradient
+            difference and the squared corrected gradient. Default ``(0.98, 0.92, 0.99)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay :math:`p(1-\eta\lambda)` before the step instead of the proximal
+            division by :math:`1+\eta\lambda` after it. Default ``False``.
+        max_grad_norm: Clip the gradients to this global norm (>= 0); 0 disables clipping. Default ``0.0``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        use_gc: Gradient centralization: subtract from each gradient with more than one dimension its mean over
+            all axes but the first. Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adan"

@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaNorm(Optimizer):
-    r"""AdaNorm (Dubey et al., 2023): Adam fed with gradients rescaled to their running norm.
+    r"""AdaNorm: Adam whose first moment is fed gradients rescaled up to their running average norm.
 
     .. math::
         e_t = r e_{t-1} + (1-r)\lVert g_t\rVert,\quad
@@ -21,9 +21,27 @@ class AdaNorm(Optimizer):
         m_t = \beta_1 m_{t-1} + (1-\beta_1)\tilde g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\frac{m_t\sqrt{1-\beta_2^t}}{\sqrt{v_t}+\epsilon}
 
-    The norm :math:`e_t` is kept per tensor. ``ams_bound`` and ``adam_debias`` as
-    in the reference. Paper: "AdaNorm: Adaptive Gradient Norm Correction based
-    Optimizer for CNNs", WACV 2023.
+    The norm :math:`e_t` is kept per tensor.
+
+    Paper: "AdaNorm: Adaptive Gradient Norm Correction based Optimizer for CNNs" (Dubey et al.), WACV 2023.
+    Reference: ``pytorch_optimizer.AdaNorm``, same keywords and defaults; its ``adam_debias`` option
+    (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.99)``.
+        r: Decay rate :math:`r` of the running gradient norm (0.9 to 0.99 works best). Default ``0.95``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adanorm"

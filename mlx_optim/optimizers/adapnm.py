@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaPNM(Optimizer):
-    r"""AdaPNM (Xie et al., 2021): Adam with positive-negative momentum.
+    r"""AdaPNM: Adam with positive-negative momentum, two momenta updated on alternate steps and combined.
 
     Two momenta are updated on alternate steps (each with :math:`\beta_1^2`); the
     update combines the fresh one :math:`m_t` and the stale one :math:`n_t`:
@@ -24,9 +24,30 @@ class AdaPNM(Optimizer):
               \frac{\big((1+\beta_3) m_t - \beta_3 n_t\big)/\sqrt{(1+\beta_3)^2+\beta_3^2}}
                    {(\sqrt{\max_{s\le t} v_s}+\epsilon)/\sqrt{1-\beta_2^t}}
 
-    AMSGrad (``ams_bound``) is on by default. ``adanorm`` and ``adam_debias`` as in
-    the reference. Paper: "Positive-Negative Momentum: Manipulating Stochastic
-    Gradient Noise to Improve Generalization", ICML 2021.
+    with :math:`v_t` Adam's second moment. AMSGrad (``ams_bound``) is on by default.
+
+    Paper: "Positive-Negative Momentum: Manipulating Stochastic Gradient Noise to Improve Generalization"
+    (Xie et al.), ICML 2021. Reference: ``pytorch_optimizer.AdaPNM``, same keywords and defaults; its
+    ``adanorm``, ``adanorm_r`` and ``adam_debias`` options (``**kwargs``) are keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: momentum and second-moment decay rates (each in [0, 1)) and
+            the positive-negative mixing coefficient :math:`\beta_3` (in [0, 1]). Default ``(0.9, 0.999, 1.0)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad); ``False`` uses :math:`v_t`. Default
+            ``True``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adapnm"

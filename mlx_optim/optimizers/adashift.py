@@ -1,4 +1,4 @@
-"""AdaShift (Zhou et al., 2019): decorrelate the second moment by using a gradient ``keep_num`` steps old."""
+"""AdaShift (Zhou et al., 2019): Adam whose second moment uses a gradient ``keep_num`` steps old."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from mlx_optim.registry import register
 
 @register
 class AdaShift(Optimizer):
-    r"""AdaShift (Zhou et al., 2019): decorrelate the second moment by using a gradient ``keep_num`` steps old.
+    r"""AdaShift: Adam whose second moment uses a gradient ``keep_num`` steps old, decorrelated from the step.
 
     The last ``keep_num`` (:math:`n`) gradients are kept in a ring buffer
     ``state["grad_queue"]`` of shape ``(n, *p.shape)``. While it fills, only the
-    first moment accumulates; afterwards, with the oldest gradient :math:`g_{t-n}`,
+    first moment accumulates (the parameters do not move); afterwards, with the oldest gradient
+    :math:`g_{t-n}`,
 
     .. math::
         m_t = \beta_1 (m_{t-1} - w_{first}\, g_{t-n}) + w_{last}\, g_t,\quad
@@ -25,10 +26,27 @@ class AdaShift(Optimizer):
         p_t = p_{t-1} - \eta\,\frac{m_t}{\sqrt{v_t/(1-\beta_2^{\max(1, t-n)})} + \epsilon}
 
     with :math:`w_{last} = 1/\sum_{i<n}\beta_1^i`, :math:`w_{first} = \beta_1^{n-1} w_{last}`
-    and :math:`\phi` = ``reduce_func`` (default ``mx.max`` over the whole tensor,
-    ``None`` for the identity; the Keras seed's ``tf.reduce_max``). ``cautious``
-    masks the update as in Cautious optimizers. Paper: "AdaShift: Decorrelation
-    and Convergence of Adaptive Learning Rate Methods" (arXiv:1810.00143).
+    and :math:`\phi` = ``reduce_func``.
+
+    Paper: "AdaShift: Decorrelation and Convergence of Adaptive Learning Rate Methods" (Zhou et al.), ICLR 2019,
+    arXiv:1810.00143. Reference: ``pytorch_optimizer.AdaShift``, same keywords and defaults (``torch.max`` is
+    ``mx.max`` here); its ``cautious`` option (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        keep_num (int): Number :math:`n` (> 0) of past gradients kept; the second moment uses the oldest.
+            Default ``10``.
+        reduce_func: Function :math:`\phi` applied to the old squared gradient before it enters :math:`v`
+            (``mx.max``: the whole tensor's maximum, one scalar per tensor); ``None`` for the identity
+            (element-wise). Default ``mx.max``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        cautious: Zero the update's entries whose sign disagrees with the gradient's (the rest rescaled to keep
+            its size). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adashift"

@@ -1,4 +1,4 @@
-"""AdaSmooth (Lu, 2022): a per-coordinate effective-ratio schedule for the second-moment decay."""
+"""AdaSmooth (Lu, 2022): a second-moment decay set by the per-coordinate effective ratio."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaSmooth(Optimizer):
-    r"""AdaSmooth (Lu, 2022): a per-coordinate effective-ratio schedule for the second-moment decay.
+    r"""AdaSmooth: RMSprop-like steps whose second-moment decay follows each coordinate's effective ratio.
 
     With the parameter change :math:`\Delta_t = p_t - p_{t-1}` accumulated as
     :math:`s_t = \sum \Delta`, :math:`n_t = \sum |\Delta|`,
@@ -23,8 +23,24 @@ class AdaSmooth(Optimizer):
         v_t = \operatorname{lerp}(v_{t-1}, g_t^2, c_t^2),\quad
         p_{t+1} = p_t - \frac{\eta}{\sqrt{v_t + \epsilon}} g_t
 
-    (the reference measures :math:`\Delta` after its weight decay step). Paper: "AdaSmooth:
-    An Adaptive Learning Rate Method based on Effective Ratio" (arXiv:2204.00825).
+    (the reference measures :math:`\Delta` after its weight decay step).
+
+    Paper: "AdaSmooth: An Adaptive Learning Rate Method based on Effective Ratio" (Lu, 2022),
+    arXiv:2204.00825. Reference: ``pytorch_optimizer.AdaSmooth``, same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the fast and slow bounds of the smoothing
+            constant (the decay weight :math:`c_t` lies between :math:`1-\beta_2` and :math:`1-\beta_1`).
+            Default ``(0.5, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) in the effective ratio and under the square root. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adasmooth"

@@ -1,4 +1,4 @@
-"""AdaTAM (pytorch_optimizer): Adam whose momentum input is scaled by gradient-momentum alignment."""
+"""AdaTAM: Adam with torque-aware momentum."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mlx_optim.registry import register
 
 @register
 class AdaTAM(Optimizer):
-    r"""AdaTAM (pytorch_optimizer): Adam whose momentum input is scaled by gradient-momentum alignment.
+    r"""AdaTAM: Adam whose momentum input is scaled by the alignment of the gradient with the momentum.
 
     .. math::
         s_t = \operatorname{lerp}(s_{t-1}, \hat m_{t-1} \odot \hat g_t, 1-\rho),\quad
@@ -22,9 +22,25 @@ class AdaTAM(Optimizer):
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         p_t = p_{t-1} - \eta\,\frac{m_t}{\sqrt{v_t} + \epsilon}
 
-    where :math:`\hat x` is :math:`x` normalized along its first axis and
-    :math:`\rho` = ``decay_rate``; no bias correction, as in the reference. Paper:
-    "Torque-Aware Momentum" (arXiv:2412.18790).
+    where :math:`\hat x` is :math:`x` normalized along its first axis and :math:`\rho` = ``decay_rate``; no
+    bias correction, as in the reference.
+
+    Paper: "Torque-Aware Momentum" (2024), arXiv:2412.18790. Reference:
+    ``pytorch_optimizer.AdaTAM``, same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the squared
+            gradient. Default ``(0.9, 0.999)``.
+        decay_rate: Decay rate :math:`\rho` in [0, 1) of the alignment average :math:`s`. Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0), added to the momentum weight and to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adatam"

@@ -1,4 +1,4 @@
-"""AdEMAMix (Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster, Older")."""
+"""AdEMAMix (Pagliardini et al., 2024): Adam with a mixture of a fast and a slow EMA."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AdEMAMix(Optimizer):
-    r"""AdEMAMix (Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster, Older").
-
-    Adam whose numerator mixes the usual fast EMA with a slow EMA of the gradient:
+    r"""AdEMAMix: Adam whose numerator mixes the usual fast EMA with a slow EMA of the gradient.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -23,10 +21,31 @@ class AdEMAMix(Optimizer):
         p_t = p_{t-1} - \eta \frac{m_t/(1-\beta_1^t) + \alpha(t)\, s_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
     With ``t_alpha_beta3`` the mixing weight :math:`\alpha(t)` warms up linearly
-    and :math:`\beta_3(t)` in half-life space over that many steps. Options read by
-    the reference from ``**kwargs``: ``cautious`` (mask the fast momentum) and
-    ``stable_adamw`` (divide the update by the StableAdamW RMS). ``betas[2]`` may be 1.
-    The Keras seed spells ``t_alpha_beta3`` as ``T_alpha_beta3``; defaults agree.
+    and :math:`\beta_3(t)` in half-life space over that many steps.
+
+    Paper: "The AdEMAMix Optimizer: Better, Faster, Older" (Pagliardini et al., 2024), arXiv:2409.03137.
+    Reference: ``pytorch_optimizer.AdEMAMix``, same keywords and defaults; the options it reads from
+    ``**kwargs``, ``cautious`` and ``stable_adamw``, are keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the fast EMA and the squared gradient (each
+            in [0, 1)) and of the slow EMA (in [0, 1]; 1 is allowed). Default ``(0.9, 0.999, 0.9999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        alpha: Weight :math:`\alpha` (>= 0) of the slow EMA. Default ``5.0``.
+        t_alpha_beta3 (float | None): Number of steps (>= 0) over which :math:`\alpha` and :math:`\beta_3` warm
+            up; ``None``: no warmup. Default ``None``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        cautious: Zero the fast momentum's entries whose sign disagrees with the gradient's (the rest rescaled
+            to keep its size). Default ``False``.
+        stable_adamw: Divide the update by StableAdamW's :math:`\max(1, \sqrt{\operatorname{mean}(g^2/v)})`. Default
+        ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "ademamix"

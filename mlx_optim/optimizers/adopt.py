@@ -1,4 +1,4 @@
-"""ADOPT (Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any beta2")."""
+"""ADOPT (Taniguchi et al., 2024): Adam normalized by the previous second moment."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def _adopt_clip(step):
 
 @register
 class ADOPT(Optimizer):
-    r"""ADOPT (Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any beta2").
+    r"""ADOPT: Adam variant that normalizes the gradient by the *previous* second moment before the momentum.
 
-    The gradient is normalized by the *previous* second moment (so the current
+    The gradient is normalized by the previous second moment (so the current
     gradient does not enter its own denominator), clipped, and then averaged:
 
     .. math::
@@ -27,13 +27,32 @@ class ADOPT(Optimizer):
         m_t = \beta_1 m_{t-1} + (1-\beta_1)\tilde g_t,\quad p_t = p_{t-1} - \eta m_t,\quad
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
 
-    The first step only sets :math:`v_1 = g_1^2` (and applies decoupled weight
-    decay). ``clip_lambda`` maps the float32 step array ``t`` (1 on the first
-    update, the same index as pytorch_optimizer, so the clip is not one step
-    late) to the bound :math:`c(t)`; default :math:`t^{1/4}`; ``None`` disables
-    clipping. Options ``cautious`` and ``stable_adamw`` as in the reference.
-    The Keras seed (after timm) uses ``clip_exp=0.333`` (:math:`c(t)=t^{0.333}`),
-    here pass ``clip_lambda=lambda t: t ** 0.333``.
+    The first step only sets :math:`v_1 = g_1^2` (and applies decoupled weight decay).
+
+    Paper: "ADOPT: Modified Adam Can Converge with Any beta2 with the Optimal Rate" (Taniguchi et al.), NeurIPS
+    2024, arXiv:2411.02853. Reference: ``pytorch_optimizer.ADOPT``, same keywords and defaults; the options it
+    reads from ``**kwargs``, ``cautious`` and ``stable_adamw``, are keyword-only arguments here. timm's ADOPT
+    uses ``clip_exp=0.333``, i.e. :math:`c(t)=t^{0.333}`: pass ``clip_lambda=lambda t: t ** 0.333``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.9999)``.
+        clip_lambda: Callable mapping the float32 step array ``t`` (1 on the first update, the same index as
+            pytorch_optimizer) to the clipping bound :math:`c(t)`; ``None`` disables clipping. Default
+            :math:`t^{1/4}`.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: Lower bound :math:`\epsilon` (>= 0) of :math:`\sqrt{v_{t-1}}`. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        cautious: Zero the momentum's entries whose sign disagrees with the normalized gradient's (the rest
+            rescaled to keep its size). Default ``False``.
+        stable_adamw: Divide the update by StableAdamW's :math:`\max(1, \sqrt{\operatorname{mean}(g^2/v)})`. Default
+            ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adopt"

@@ -1,4 +1,4 @@
-"""AggMo (Lucas et al., 2019): SGD averaging several momentum buffers with different decay rates."""
+"""AggMo (Lucas et al., 2019): aggregated momentum."""
 
 from __future__ import annotations
 
@@ -12,14 +12,26 @@ from mlx_optim.registry import register
 
 @register
 class AggMo(Optimizer):
-    r"""AggMo (Lucas et al., 2019): SGD averaging several momentum buffers with different decay rates.
+    r"""AggMo: SGD averaging several momentum buffers with different decay rates.
 
     .. math:: b^{(i)}_t = \beta_i b^{(i)}_{t-1} + g_t,\quad p_t = p_{t-1} - \frac{\eta}{K}\sum_{i=1}^K b^{(i)}_t
 
-    Any number of betas; buffer ``i`` is the state entry ``momentum_buffer_{i}``.
-    Validation as in the reference (beta1, beta2 in [0, 1), beta3 in [0, 1], later
-    ones unchecked). Paper: "Aggregated Momentum: Stability Through Passive Damping",
-    ICLR 2019. The seed's ``AggMo.from_exp_form`` constructor is not provided.
+    Any number :math:`K` of betas; buffer ``i`` is the state entry ``momentum_buffer_{i}``.
+
+    Paper: "Aggregated Momentum: Stability Through Passive Damping" (Lucas et al.), ICLR 2019. Reference:
+    ``pytorch_optimizer.AggMo``, same keywords, defaults and validation.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: The decay rates :math:`\beta_i` (at least two), validated as in the reference: the first two in
+            [0, 1), the third in [0, 1], later ones unchecked. Default ``(0.0, 0.9, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "aggmo"

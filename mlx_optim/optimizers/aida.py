@@ -22,7 +22,7 @@ def aida_projection(g: mx.array, m: mx.array, k: int, xi: Any) -> mx.array:
 
 @register
 class Aida(Optimizer):
-    r"""Aida (Zhang et al., 2024): AdaBelief-like variance of the residual after mutual projections.
+    r"""Aida: AdaBelief-like optimizer whose variance tracks the residual of mutual gradient-momentum projections.
 
     .. math::
         m_t = \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1),\quad
@@ -31,11 +31,36 @@ class Aida(Optimizer):
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\,\frac{m_t}{(\sqrt{v_t + 10^{-15}} + \epsilon)/\sqrt{1-\beta_2^t}}
 
     where :math:`\mathcal{P}^k` are ``k`` alternating projections of :math:`g_t`
-    and :math:`m_t` onto each other (``xi`` guards the divisions). Options as in the
-    reference: ``rectify`` (RAdam rectification, with ``n_sma_threshold`` and
-    ``degenerated_to_sgd``), ``ams_bound``, ``adam_debias``, ``adanorm``. Paper:
-    "A Novel Adaptive Optimizer Using Layer-wise Vector Projections" (arXiv:2406.05074).
-    The Keras seed calls ``adanorm_r`` ``r``.
+    and :math:`m_t` onto each other (``xi`` guards the divisions).
+
+    Paper: "A Novel Adaptive Optimizer Using Layer-wise Vector Projections" (Zhang et al., 2024),
+    arXiv:2406.05074. Reference: ``pytorch_optimizer.Aida``, same keywords and defaults; its ``adam_debias``,
+    ``adanorm`` and ``adanorm_r`` options (``**kwargs``) are keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the squared
+            projection residual. Default ``(0.9, 0.999)``.
+        k (int): Number (>= 0) of alternating projections per update. Default ``2``.
+        xi: Term (>= 0) added to the projections' denominators. Default ``1e-20``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        rectify: Take RAdam's rectified step. Default ``False``.
+        n_sma_threshold (int): With ``rectify``, the SMA length below which the step is not adaptive. Default
+            ``5``.
+        degenerated_to_sgd: With ``rectify``, take a momentum-SGD step (instead of none) while the SMA length
+            is below the threshold. Default ``True``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        eps: :math:`\epsilon` (>= 0), added to :math:`v_t` and to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "aida"

@@ -1,4 +1,4 @@
-"""Alice (Gong et al., 2025, "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation"""
+"""Alice (Gong et al., 2025): Adam in a low-rank eigenbasis with full-rank compensation."""
 
 from __future__ import annotations
 
@@ -118,8 +118,7 @@ def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):
 
 @register
 class Alice(Optimizer):
-    r"""Alice (Gong et al., 2025, "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation
-    with a Low-Rank Extension").
+    r"""Alice: Adam in a tracked low-rank eigenbasis of each gradient matrix, with a full-rank compensation term.
 
     Adam on the projected gradient :math:`\Sigma_t = U^\top G_t` of each (matrix-viewed)
     parameter, plus a compensation for the part of the gradient outside the subspace:
@@ -133,19 +132,47 @@ class Alice(Optimizer):
     with the compensation :math:`C_t` of :func:`alice_compensation` and ``switch`` of
     :func:`alice_switch` (one subspace-iteration step, ``leading_basis`` leading eigenvectors and
     random complement columns). ``betas[2] = 0`` gives Alice-0. Weight decay is applied first
-    (decoupled, ``fixed_decay``, or L2 into the gradient), as in the reference.
+    (decoupled, ``fixed_decay``, or L2 into the gradient), as in the reference. The matrix view is
+    ``(shape[0], -1)``; 0-D and 1-D parameters are ``(n, 1)`` columns. The rank is ``min(rank, shape[0])``.
 
-    Reference quirks kept: no bias correction; the compensation's residual-energy EMA (per column) uses
-    :math:`\beta_1`; :math:`Q`, :math:`m`, :math:`v` are not rotated into the new basis on a refresh;
+    Paper: "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation with a Low-Rank
+    Extension" (Gong et al., 2025). Reference: ``pytorch_optimizer.Alice``, same keywords and defaults; ``seed``
+    is added (the random complement columns, the reference's ``torch.randperm``, are drawn from a key kept in
+    the state). Reference quirks kept: no bias correction; the compensation's residual-energy EMA (per column)
+    uses :math:`\beta_1`; :math:`Q`, :math:`m`, :math:`v` are not rotated into the new basis on a refresh;
     on the first step the subspace iteration starts from :math:`U = 0`, so its QR factor is the
     identity's first columns and the first basis comes from the leading ``r x r`` block of
     :math:`G G^\top`. Every parameter is projected, 1-D ones as ``(n, 1)`` columns: their
     first-step block :math:`g g^\top` has rank 1, so with ``min(rank, n) >= 3`` (the default) its
     zero eigenvalue is repeated and the eigenvectors that enter :math:`U` are implementation-defined
     in the reference too (any two LAPACK builds give different trajectories for such leaves).
-    The refresh is "first step or ``step % update_interval == 0``" on the global step (the
-    reference uses the parameter's first step). See the module docstring for the complete QR,
-    the sign convention and the random draw. The Keras seed's defaults equal the reference's.
+    Difference: the refresh is "first step or ``step % update_interval == 0``" on the global step (the
+    reference uses the parameter's first step). The complete QR factor (:func:`complement_columns`), the
+    column sign convention (:func:`canonical_columns`) and the random draw (:func:`alice_switch`) reproduce
+    LAPACK's and torch's.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``0.02``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the momentum and the second moment (each in
+            [0, 1)) and of the subspace statistic :math:`Q` (in [0, 1]; 0 gives Alice-0). Default
+            ``(0.9, 0.9, 0.999)``.
+        alpha: Update scale :math:`\alpha` in [0, 1). Default ``0.3``.
+        alpha_c: Scale :math:`\alpha_c` in [0, 1) of the compensation term. Default ``0.4``.
+        update_interval (int): Refresh the basis every this many steps (> 0). Default ``200``.
+        rank (int): Dimension :math:`r` (> 0) of the subspace. Default ``256``.
+        gamma: Maximum growth factor :math:`\gamma` (> 0) of the compensation's norm from one step to the next.
+            Default ``1.01``.
+        leading_basis (int): Number (> 0, <= ``rank``) of leading eigenvectors kept on a refresh; the rest are
+            random complement columns. Default ``40``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed (int): Seed of the key for the random complement columns. Default ``0``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "alice"

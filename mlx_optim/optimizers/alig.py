@@ -26,7 +26,7 @@ def l2_projection(params: Any, max_norm: float = 1e2) -> Any:
 
 @register
 class AliG(Optimizer):
-    r"""AliG, Adaptive Learning-rates for Interpolation with Gradients (Berrada et al., 2020).
+    r"""AliG: a Polyak-type step size from the loss and the global gradient norm, capped at ``max_lr``.
 
     A Polyak-type step size from the loss and the global gradient norm, capped at
     ``max_lr``, with optional (Nesterov-style or PyTorch-style) momentum:
@@ -37,15 +37,27 @@ class AliG(Optimizer):
 
     then, with momentum :math:`\mu`, either :math:`b \leftarrow \mu b - \gamma_t g_t,\ p \leftarrow p + \mu b`
     or (``adjusted_momentum``) :math:`b \leftarrow \mu b - g_t,\ p \leftarrow p + \gamma_t \mu b`.
-    :math:`\lVert g_t\rVert^2` is the sum of squared norms over the whole gradient tree.
+    :math:`\lVert g_t\rVert^2` is the sum of squared norms over the whole gradient tree. It needs the loss:
+    call ``opt.update(model, grads, loss=loss)`` or ``opt.step_with(model, loss_and_grad_fn, *batch)``. A
+    negative loss gives a negative step, as in the reference.
 
-    Paper: "Training Neural Networks for and by Interpolation", ICML 2020. Reference:
-    pytorch_optimizer 4.1.0 ``AliG``. The constructor takes the reference's ``max_lr``
-    (``None``: no cap; stored as the tunable ``learning_rate``, ``inf`` when ``None``).
-    ``projection_fn(params) -> params`` is applied to the updated parameter tree after
-    every step (e.g. ``functools.partial(l2_projection, max_norm=...)``); the reference
-    also projects once at construction, which here is up to the caller (apply it to the
-    initial parameters). Note that a negative loss gives a negative step, as in the reference.
+    Paper: "Training Neural Networks for and by Interpolation" (Berrada et al.), ICML 2020. Reference:
+    ``pytorch_optimizer.AliG``, same keywords and defaults; ``max_lr`` is stored as the tunable
+    ``learning_rate`` (``inf`` when ``None``). The reference also projects the parameters once at construction;
+    here that is up to the caller (apply ``projection_fn`` to the initial parameters).
+
+    Args:
+        max_lr: Cap :math:`\eta_{max}` (>= 0) of the step size: a float or a schedule (a callable of the step);
+            ``None``: no cap. Default ``None``.
+        projection_fn: ``projection_fn(params) -> params``, applied to the updated parameter tree after every
+            step (e.g. ``functools.partial(l2_projection, max_norm=...)``); ``None``: no projection. Default
+            ``None``.
+        momentum: Momentum :math:`\mu` in [0, 1); 0 keeps no momentum buffer. Default ``0.0``.
+        adjusted_momentum: Use the PyTorch-style momentum :math:`b \leftarrow \mu b - g_t` instead of the
+            Nesterov-style one. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "alig"

@@ -1,4 +1,4 @@
-"""Amos (Tian & Parikh, 2022): adaptive step with weight decay towards a shape-derived target scale."""
+"""Amos (Tian & Parikh, 2022): adaptive weight decay towards a model-oriented scale."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def amos_scale(shape: Sequence[int]) -> float:
 
 @register
 class Amos(Optimizer):
-    r"""Amos (Tian & Parikh, 2022): adaptive step with weight decay towards a shape-derived target scale.
+    r"""Amos: Adam-style step with adaptive weight decay towards a target scale derived from the parameter's shape.
 
     With :math:`\bar g^2_t = \operatorname{mean}(g_t^2)` per tensor,
     :math:`\hat v_t = \operatorname{EMA}_\beta(\bar g^2)` and
@@ -35,11 +35,26 @@ class Amos(Optimizer):
         u_t = \frac{\tfrac12(\gamma_t - \lambda_{l2}) p + \eta_0 \sqrt{r_t}\, g_t}{1 + d\sqrt{\eta_0}\, d_{t-1}},\quad
         d_t = d_{t-1}(1+\gamma_t) + \gamma_t,\quad p_t = p_{t-1} - u_t
 
-    (``momentum`` > 0 averages :math:`u_t`). The scale :math:`\sigma(p)` follows the
-    reference's PyTorch layout (``shape[1]`` is the fan-in of a Linear weight, as in
-    MLX; for MLX conv weights ``shape[1]`` is a kernel dimension, as the reference's
-    rule would read it). Paper: "Amos: An Adam-style Optimizer with Adaptive Weight
-    Decay towards Model-Oriented Scale" (arXiv:2210.11693).
+    (``momentum`` > 0 averages :math:`u_t`). The target scale :math:`\sigma(p)` is 0.5 for vectors,
+    :math:`\sqrt{2/\text{shape}[1]}` for matrices and :math:`\sqrt{1/\text{shape}[1]}` otherwise; it follows the
+    reference's PyTorch layout (``shape[1]`` is the fan-in of a Linear weight, as in MLX; for MLX conv weights
+    ``shape[1]`` is a kernel dimension, as the reference's rule would read it).
+
+    Paper: "Amos: An Adam-style Optimizer with Adaptive Weight Decay towards Model-Oriented Scale" (Tian &
+    Parikh, 2022), arXiv:2210.11693. Reference: ``pytorch_optimizer.Amos``, same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        beta: Decay rate :math:`\beta` in [0, 1) of the mean squared gradient; :math:`1-\beta` of the order of
+            the learning rate works best. Default ``0.999``.
+        momentum: Momentum in [0, 1) applied to the update; 0 keeps no buffer. Default ``0.0``.
+        extra_l2: Additional L2 regularization :math:`\lambda_{l2}` (>= 0). Default ``0.0``.
+        c_coef: Coefficient :math:`c` of the decay factor of :math:`\gamma_t`. Default ``0.25``.
+        d_coef: Coefficient :math:`d` of the decay factor of the update. Default ``0.25``.
+        eps: :math:`\epsilon` (>= 0) added to :math:`\hat v_t`. Default ``1e-18``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "amos"

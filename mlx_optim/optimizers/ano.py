@@ -25,7 +25,7 @@ def ano_update(g: mx.array, m: mx.array, v: mx.array, *, beta1, beta2, bc2, eps)
 
 @register
 class Ano(Optimizer):
-    r"""Ano (Kegreisz, 2025): the direction of momentum with the magnitude of the current gradient.
+    r"""Ano: steps with the direction (sign) of the momentum and the magnitude of the current gradient.
 
     Momentum only smooths the *direction* of the step, its size comes from the instantaneous gradient,
     normalised by a Yogi-style second moment, so the optimizer stays responsive in noisy landscapes.
@@ -35,12 +35,26 @@ class Ano(Optimizer):
         v_t = \beta_2 v_{t-1} + (1-\beta_2)\,\operatorname{sign}(g_t^2 - v_{t-1})\, g_t^2 \\
         p_t = p_{t-1} - \eta\, \frac{|g_t|\,\operatorname{sign}(m_t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
 
-    Paper: "Ano: Faster is Better in Noisy Landscapes", https://arxiv.org/abs/2508.18258.
-    Follows pytorch_optimizer.Ano, which differs from the paper in two places kept here for parity:
-    :math:`v_t` is bias-corrected, and ``logarithmic_schedule`` (Anolog) uses
+    Paper: "Ano: Faster is Better in Noisy Landscapes" (Kegreisz, 2025), arXiv:2508.18258. Reference:
+    ``pytorch_optimizer.Ano``, same keywords and defaults. It differs from the paper in two places kept here
+    for parity: :math:`v_t` is bias-corrected, and ``logarithmic_schedule`` (Anolog) uses
     :math:`\beta_{1,t} = 1 - 1/\ln(\max(2, t))` (the paper: :math:`\ln(t + 2)`), so :math:`\beta_{1,t} < 0`
-    for :math:`t \le 2` and the first two momentum updates overshoot the gradient. Weight decay is
-    decoupled by default (``weight_decouple``, ``fixed_decay`` as in the reference).
+    for :math:`t \le 2` and the first two momentum updates overshoot the gradient.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-4``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the second moment.
+            Default ``(0.92, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        logarithmic_schedule: Anolog: replace :math:`\beta_1` by the schedule :math:`1 - 1/\ln(\max(2, t))`.
+            Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "ano"

@@ -1,4 +1,4 @@
-"""APOLLO (Zhu et al., 2024, "APOLLO: SGD-like Memory, AdamW-level Performance")."""
+"""APOLLO (Zhu et al., 2024): SGD-like memory, AdamW-level performance."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from mlx_optim.registry import register
 
 @register
 class APOLLO(_Projected):
-    r"""APOLLO (Zhu et al., 2024, "APOLLO: SGD-like Memory, AdamW-level Performance").
+    r"""APOLLO: scaled SGD whose per-tensor or per-channel scale comes from AdamW in a random low-rank projection.
 
     AdamW whose moments live in a *random* rank-``r`` projection of each projected matrix
     (Gaussian, variance :math:`1/r`, redrawn every ``update_proj_gap`` steps and on the first);
@@ -41,12 +41,43 @@ class APOLLO(_Projected):
     ``scale_type="channel"`` the norm ratio is taken per row or column (along the longer side
     of :math:`R_t`). Weight decay is decoupled (``weight_decouple``, applied after the step with
     the bias-corrected :math:`\eta_t` as its learning rate, a reference quirk; ``fixed_decay``
-    drops it) or an L2 term added to the gradient.
+    drops it) or an L2 term added to the gradient. Unprojected leaves take a plain Adam step.
 
-    The reference draws the projection with ``torch.randn`` from the global generator; here
-    it is drawn from a key kept per leaf in the state (keyword-only ``seed``), so runs are
-    reproducible and resumable. Only ``projection_type``'s choice of side matters (APOLLO
-    never uses the SVD).
+    Paper: "APOLLO: SGD-like Memory, AdamW-level Performance" (Zhu et al., 2024), arXiv:2412.05270.
+    Reference: ``pytorch_optimizer.APOLLO``, same keywords and defaults; the projection settings, group keys
+    there, are keyword-only arguments here (see :class:`GaLore` for ``projection_filter`` and the every-step
+    computation of the basis). The reference draws the projection with ``torch.randn`` from the global
+    generator; here it is drawn from a key kept per leaf in the state (``seed``), so runs are reproducible and
+    resumable. Only ``projection_type``'s choice of side matters (APOLLO never uses the SVD).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-2``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        scale_type: Compute the update scale per ``"tensor"`` or per ``"channel"``. Default ``"tensor"``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay after the step (at :math:`\eta_t`) instead of an L2 penalty added to
+            the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the step size. Default ``False``.
+        correct_bias: Bias-correct the step size :math:`\eta_t`; ``False``: :math:`\eta_t = \eta`. Default
+            ``True``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        rank (int): Rank :math:`r` (>= 1) of the random projection (it may exceed the matrix's sides; ``None`` is
+            not allowed). Default ``128``.
+        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
+            ``50``.
+        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
+        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
+            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
+            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
+            ``"std"``.
+        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
+            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
+            every 2-D leaf.
+        seed (int): Seed of the keys for the random projections. Default ``0``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "apollo"

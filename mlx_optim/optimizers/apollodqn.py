@@ -39,7 +39,7 @@ def apollo_step(
 
 @register
 class ApolloDQN(Optimizer):
-    r"""Apollo (Ma, 2020): an adaptive method with a diagonal quasi-Newton Hessian approximation.
+    r"""ApolloDQN: Apollo, a diagonal quasi-Newton method that preconditions momentum by a rectified secant Hessian.
 
     With :math:`\alpha_t = (1-\beta)/(1-\beta^t)` and :math:`d_{t-1}` the previous update direction,
 
@@ -55,12 +55,27 @@ class ApolloDQN(Optimizer):
     (``'belief'``). The learning rate warms up linearly from ``init_lr`` to ``learning_rate`` over
     ``warmup_steps``. Weight decay: ``'l2'`` (added to the gradient), ``'decoupled'`` (``wd * p`` added to
     :math:`d_t`) or ``'stable'`` (``wd / mean(denominator) * p``); as in the reference the decay term is kept in
-    the stored direction :math:`d_t`. Paper: X. Ma, "Apollo: An Adaptive Parameter-wise Diagonal Quasi-Newton
-    Method for Nonconvex Stochastic Optimization", arXiv:2009.13586.
+    the stored direction :math:`d_t`.
 
-    Reference quirk followed: ``init_lr`` defaults to ``1e-5`` (``None`` means ``learning_rate / 1000``);
-    the warmup interpolates towards the current ``learning_rate`` (the reference uses the constructor's
-    ``lr``; they differ only if the learning rate is a schedule or changed later).
+    Paper: "Apollo: An Adaptive Parameter-wise Diagonal Quasi-Newton Method for Nonconvex Stochastic
+    Optimization" (Ma, 2020), arXiv:2009.13586. Reference: ``pytorch_optimizer.ApolloDQN``, same keywords and
+    defaults; registered as ``apollodqn`` because ``apollo`` is :class:`APOLLO`. Reference quirk followed:
+    ``init_lr`` defaults to ``1e-5`` (``None`` means ``learning_rate / 1000``). Difference: the warmup
+    interpolates towards the current ``learning_rate`` (the reference uses the constructor's ``lr``; they
+    differ only if the learning rate is a schedule or changed later).
+
+    Args:
+        learning_rate: Step size after warmup: a float or a schedule (a callable of the step). Default ``1e-2``.
+        init_lr: Step size at the start of the warmup; ``None`` means ``learning_rate / 1000``. Default ``1e-5``.
+        beta: Decay rate :math:`\beta` in [0, 1) of the gradient average. Default ``0.9``.
+        rebound: Rectification of the diagonal Hessian: ``"constant"`` or ``"belief"``. Default ``"constant"``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decay_type: ``"l2"``, ``"decoupled"`` or ``"stable"`` (see above). Default ``"l2"``.
+        warmup_steps (int): Number of linear warmup steps. Default ``500``.
+        eps: :math:`\epsilon` (>= 0) in the normalization and the ``'belief'`` bound. Default ``1e-4``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "apollodqn"

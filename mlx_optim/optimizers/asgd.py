@@ -1,4 +1,4 @@
-"""Adaptive SGD without descent (Malitsky & Mishchenko, 2020), pytorch_optimizer's ``ASGD``."""
+"""Adaptive SGD without descent (Malitsky & Mishchenko, 2020)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlx_optim.registry import register
 
 @register
 class ASGD(Optimizer):
-    r"""Adaptive SGD without descent (Malitsky & Mishchenko, 2020), pytorch_optimizer's ``ASGD``.
+    r"""ASGD: adaptive gradient descent without descent, SGD whose step size follows the local smoothness.
 
     The learning rate is adapted every step from the change of the global
     parameter norm and gradient norm (differences of *norms*, as in the
@@ -23,12 +23,27 @@ class ASGD(Optimizer):
         \ \text{ if both differences are } > 0,\quad
         \theta_t = \eta_t / \eta_{t-1},\quad p_t = p_{t-1} - \eta_t g_t
 
-    with ``amplifier`` :math:`a` and ``dampening`` :math:`d`. ``learning_rate`` is the
-    initial :math:`\eta_0` (read on the first step; the adapted value lives in
-    ``state["current_lr"]``). Weight decay is decoupled by default and uses
-    :math:`\eta_t`. Paper: "Adaptive Gradient Descent without Descent", ICML 2020.
-    Not ``torch.optim.ASGD`` (averaged SGD): that one is :class:`AveragedSGD`.
-    Same defaults as the Keras seed's ASGD.
+    with ``amplifier`` :math:`a` and ``dampening`` :math:`d`. The adapted value lives in
+    ``state["current_lr"]``. Weight decay is decoupled by default and uses :math:`\eta_t`.
+
+    Paper: "Adaptive Gradient Descent without Descent" (Malitsky & Mishchenko), ICML 2020. Reference:
+    ``pytorch_optimizer.ASGD``, same keywords and defaults. Not ``torch.optim.ASGD`` (averaged SGD): that one
+    is :class:`AveragedSGD`.
+
+    Args:
+        learning_rate: Initial step size :math:`\eta_0` (read on the first step): a float or a schedule (a
+            callable of the step). Default ``1e-2``.
+        amplifier: Growth coefficient :math:`a` (>= 0) of the step size per step. Default ``0.02``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - eta_t wd)`` instead of an L2 penalty added to the
+            gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the step size. Default ``False``.
+        theta (float): Initial ratio :math:`\theta_0` of consecutive step sizes. Default ``1.0``.
+        dampening: Scale :math:`d` of the local-smoothness bound. Default ``1.0``.
+        eps: :math:`\epsilon` (>= 0) added to the bounded step size. Default ``1e-5``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "asgd"

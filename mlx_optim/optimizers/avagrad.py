@@ -1,4 +1,4 @@
-"""AvaGrad (Savarese et al., 2021): Adam with a one-step-delayed second moment and a global step scale."""
+"""AvaGrad (Savarese et al., 2021): Adam with a delayed second moment and a global step scale."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class AvaGrad(Optimizer):
-    r"""AvaGrad (Savarese et al., 2021): Adam with a one-step-delayed second moment and a global step scale.
+    r"""AvaGrad: Adam with a one-step-delayed second moment and a global step-size normalization.
 
     .. math::
         m_t = \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1),\quad
@@ -26,8 +26,24 @@ class AvaGrad(Optimizer):
     The first step only updates the moments. :math:`\gamma` is a global scalar
     (``state["gamma"]``), computed over the whole tree in :meth:`prepare`; as in the
     reference it uses :math:`v_{t-1}` with the step-:math:`t` bias correction.
-    ``adam_debias`` drops :math:`1-\beta_1^t` from the step size. Paper:
-    "Domain-independent Dominance of Adaptive Methods" (arXiv:1912.01823).
+
+    Paper: "Domain-independent Dominance of Adaptive Methods" (Savarese et al.), CVPR 2021, arXiv:1912.01823.
+    Reference: ``pytorch_optimizer.AvaGrad``, same keywords and defaults; its ``adam_debias`` option
+    (``**kwargs``) is a keyword-only argument here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``0.1``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``0.1``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "avagrad"

@@ -1,4 +1,4 @@
-"""Averaged SGD (Polyak & Juditsky, 1992), ``torch.optim.ASGD`` semantics."""
+"""Averaged SGD (Polyak & Juditsky, 1992), as ``torch.optim.ASGD``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mlx_optim.registry import register
 
 @register
 class AveragedSGD(Optimizer):
-    r"""Averaged SGD (Polyak & Juditsky, 1992), ``torch.optim.ASGD`` semantics.
+    r"""AveragedSGD: SGD with a decaying step that keeps a running (Polyak) average of its iterates.
 
     SGD with a decaying step and a weight shrink; the running average of the
     iterates, started at step ``t0``, is kept in ``state[...]["ax"]`` (the
@@ -21,8 +21,22 @@ class AveragedSGD(Optimizer):
         \eta_t = \frac{\eta}{(1 + \lambda \eta (t-1))^{\alpha}} \\
         \bar x_t = \bar x_{t-1} + \mu_t (p_t - \bar x_{t-1}),\quad \mu_t = 1/\max(1, t - 1 - t_0)
 
-    Registered as ``averagedsgd`` because pytorch_optimizer's ``asgd`` is the
-    adaptive :class:`ASGD`. Not in the Keras seed (its ASGD is the adaptive one).
+    with ``weight_decay`` :math:`w`.
+
+    Paper: "Acceleration of Stochastic Approximation by Averaging" (Polyak & Juditsky), SIAM Journal on
+    Control and Optimization, 1992. Reference: ``torch.optim.ASGD``, same keywords and defaults; torch's
+    ``foreach``, ``differentiable`` and ``capturable`` execution options have no counterpart. Registered as
+    ``averagedsgd`` because pytorch_optimizer's ``asgd`` is the adaptive :class:`ASGD`.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-2``.
+        lambd: Decay term :math:`\lambda` of the step size and of the weight shrink. Default ``1e-4``.
+        alpha: Power :math:`\alpha` of the step-size decay. Default ``0.75``.
+        t0: Step at which averaging starts. Default ``1e6``.
+        weight_decay: L2 penalty coefficient :math:`w` (>= 0) added to the gradient. Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "averagedsgd"

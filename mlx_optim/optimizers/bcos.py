@@ -1,4 +1,4 @@
-"""BCOS: block-coordinate optimal step sizes (Jiang et al., 2025), pytorch_optimizer semantics."""
+"""BCOS (Jiang et al., 2025): block-coordinate optimal step sizes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def bcos_conditional_v(g: mx.array, m: mx.array, beta: mx.array, beta2: mx.array
 
 @register
 class BCOS(Optimizer):
-    r"""BCOS: block-coordinate optimal step sizes (Jiang et al., 2025), pytorch_optimizer semantics.
+    r"""BCOS: a search direction (gradient or momentum) divided by the root of a second-moment estimate.
 
     A search direction ``d`` (the gradient, mode ``'g'``, or the momentum ``m``, modes ``'m'``/``'c'``)
     divided by the square root of a second-moment estimate ``v``: an EMA of ``d^2`` (modes ``'g'``/``'m'``)
@@ -36,10 +36,31 @@ class BCOS(Optimizer):
         v_t = (3\beta^2 - 2\beta^3) m_t^2 + (1-\beta)^2 g_t^2 + 2\beta(1-\beta)^2 m_t g_t \ (\text{mode c}),\\
         p_t = p_{t-1} - \eta\, \frac{d_t}{\sqrt{v_t} + \epsilon}
 
-    Paper: "Stochastic Approximation with Block Coordinate Optimal Stepsizes" (arXiv:2507.08963).
-    As the reference: ``m`` starts at the first gradient and ``v`` at its square (before weight decay);
-    mode ``'c'`` evaluates its estimate with the *updated* momentum (the reference's ``old_m`` aliases
-    the in-place updated buffer); weight decay is never ``fixed``.
+    With ``simple_cond`` mode ``'c'`` uses :math:`v_t = \beta_v m_t^2 + (1-\beta_v) g_t^2` with
+    :math:`\beta_v` = ``beta2`` or :math:`1-(1-\beta)^2`.
+
+    Paper: "Stochastic Approximation with Block Coordinate Optimal Stepsizes" (Jiang et al., 2025),
+    arXiv:2507.08963. Reference: ``pytorch_optimizer.BCOS``, same keywords and defaults. As the reference:
+    ``m`` starts at the first gradient and ``v`` at its square (before weight decay); mode ``'c'`` evaluates
+    its estimate with the *updated* momentum (the reference's ``old_m`` aliases the in-place updated buffer);
+    weight decay is never ``fixed``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        beta: Decay rate :math:`\beta` in [0, 1) of the momentum and (without ``beta2``) of the second moment.
+            Default ``0.9``.
+        beta2: Separate decay rate of the second moment; ``None`` uses ``beta`` (modes ``'g'``/``'m'``) or
+            :math:`1-(1-\beta)^2` (``simple_cond``). Default ``None``.
+        mode: Search direction and estimator: ``'g'`` (gradient), ``'m'`` (momentum) or ``'c'`` (momentum with
+            the conditional estimator). Default ``'c'``.
+        simple_cond: In mode ``'c'``, use the simplified conditional estimator. Default ``False``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.1``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "bcos"

@@ -14,11 +14,10 @@ from mlx_optim.registry import register
 
 @register
 class CAME(Optimizer):
-    r"""CAME (Luo et al., 2023): confidence-guided adaptive memory-efficient optimization.
+    r"""CAME: Adafactor with momentum, rescaled by a factored estimate of the update's instability (confidence).
 
-    pytorch_optimizer semantics. Adafactor's factored second moment (rank >= 2; full for rank < 2)
-    with a first moment, and a second factored EMA of the squared *instability*
-    :math:`(u_t - m_t)^2` that rescales the momentum:
+    Adafactor's factored second moment (rank >= 2; full for rank < 2) with a first moment, and a second
+    factored EMA of the squared *instability* :math:`(u_t - m_t)^2` that rescales the momentum:
 
     .. math::
         u_t = g_t \odot \hat V_t^{-1/2} / \max(1, \mathrm{rms}(\cdot)/d),\quad
@@ -26,10 +25,30 @@ class CAME(Optimizer):
         S_t = \beta_3 S_{t-1} + (1-\beta_3)\big((u_t - m_t)^2 + \epsilon_2\big) \text{ (factored)},\quad
         p_t = p_{t-1} - \eta\, m_t \odot \hat S_t^{-1/2}
 
-    where :math:`\hat V_t` uses EMAs (rate :math:`\beta_2`) of :math:`g^2 + \epsilon_1`. Rank < 2
-    tensors skip the confidence factor (:math:`p_t = p_{t-1} - \eta m_t`). ``ams_bound`` keeps the
-    running maximum of :math:`\hat V_t` and uses :math:`\hat V_{\max}/\beta_2` (reference quirk: a
-    division by :math:`\beta_2`, not a bias correction). Weight decay is decoupled by default.
+    where :math:`\hat V_t` uses EMAs (rate :math:`\beta_2`) of :math:`g^2 + \epsilon_1` and :math:`d` is
+    ``clip_threshold``. Rank < 2 tensors skip the confidence factor (:math:`p_t = p_{t-1} - \eta m_t`).
+    Weight decay is decoupled by default.
+
+    Paper: "CAME: Confidence-guided Adaptive Memory Efficient Optimization" (Luo et al.), ACL 2023,
+    arXiv:2307.02047. Reference: ``pytorch_optimizer.CAME``, same keywords and defaults. Reference quirk kept:
+    ``ams_bound`` keeps the running maximum of :math:`\hat V_t` and uses :math:`\hat V_{\max}/\beta_2` (a
+    division by :math:`\beta_2`, not a bias correction).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``2e-4``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the momentum and the squared gradient (each
+            in [0, 1)) and of the squared instability (in [0, 1]). Default ``(0.9, 0.999, 0.9999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        clip_threshold: Maximum RMS :math:`d` of the preconditioned update :math:`u_t`. Default ``1.0``.
+        ams_bound: Use the running maximum of :math:`\hat V_t` (divided by :math:`\beta_2`). Default ``False``.
+        eps1: :math:`\epsilon_1` (>= 0) added to the squared gradient. Default ``1e-30``.
+        eps2: :math:`\epsilon_2` (>= 0) added to the squared instability. Default ``1e-16``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "came"

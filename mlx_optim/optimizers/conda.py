@@ -1,4 +1,4 @@
-"""Conda (Wang et al., 2025, "Conda: Column-Normalized Adam for Training Large Language Models Faster")."""
+"""Conda (Wang et al., 2025): column-normalized Adam."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from mlx_optim.registry import register
 
 @register
 class Conda(_Projected):
-    r"""Conda (Wang et al., 2025, "Conda: Column-Normalized Adam for Training Large Language Models Faster").
+    r"""Conda: Adam whose second moment lives in the singular basis of the first moment (column-normalized Adam).
 
-    Adam whose second moment lives in the singular basis of the *first* moment: the
-    full-rank basis :math:`P` (all singular vectors of :math:`m_t`, refreshed every
-    ``update_proj_gap`` steps and on the first) rotates both the gradient and the momentum
-    before the second-moment EMA and the division.
+    The full-rank basis :math:`P` (all singular vectors of :math:`m_t`, refreshed every ``update_proj_gap``
+    steps and on the first) rotates both the gradient and the momentum before the second-moment EMA and the
+    division.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) G_t,\quad \tilde G_t = P^\top G_t,\ \tilde m_t = P^\top m_t,\quad
@@ -29,9 +28,33 @@ class Conda(_Projected):
         W_t = \big(W_{t-1} - \eta_t\, \alpha\, P \tfrac{\tilde m_t}{\sqrt{v_t}+\epsilon}\big)(1 - \eta\lambda),\quad
         \eta_t = \eta \tfrac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
 
-    (``G P^\top`` etc. for the other projection sides). The reference projects every 2-D
-    parameter; ``projection_filter`` can restrict that. Weight decay is decoupled and
-    applied after the step.
+    (``G P^\top`` etc. for the other projection sides). Weight decay is decoupled and applied after the step.
+    Unprojected leaves take a plain Adam step.
+
+    Paper: "Conda: Column-Normalized Adam for Training Large Language Models Faster" (Wang et al., 2025).
+    Reference: ``pytorch_optimizer.Conda``, same keywords and defaults. The reference projects every 2-D
+    parameter; ``projection_filter`` can restrict that. As in :class:`GaLore` the basis is computed on every
+    step (a CPU SVD per projected matrix) and adopted only on refresh steps, so that the step stays one
+    compilable graph, and the singular vectors' signs are fixed (the largest-magnitude entry of each left
+    singular vector positive), as in the parity rows' reference run.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0), applied after the step. Default ``0.0``.
+        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
+            ``2000``.
+        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
+        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
+            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"``, ``"left"``, ``"full"``
+            (both) or ``"random"`` (the side of ``"std"``). Default ``"std"``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones;
+            the others get a plain Adam step. Default ``None``: every 2-D leaf.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "conda"

@@ -1,7 +1,4 @@
-"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
-
-Classes: DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, DAdaptLion, DAdaptAdan.
-"""
+"""D-Adaptation (Defazio & Mishchenko, 2023): DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, DAdaptLion, DAdaptAdan."""
 
 from __future__ import annotations
 
@@ -59,7 +56,7 @@ class _DAdaptBase(Optimizer):
 
 @register
 class DAdaptAdaGrad(_DAdaptBase):
-    r"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
+    r"""DAdaptAdaGrad: learning-rate-free AdaGrad (dual-averaging form) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` (``d_lr``), per element
 
@@ -73,15 +70,28 @@ class DAdaptAdaGrad(_DAdaptBase):
     :math:`D_{k+1} = \max(D_k, \min(\hat D, D_k\cdot\text{growth\_rate}))`. The weighted
     sums are kept as running totals (``state["sk_sq_weighted"]``, ``state["gsq_weighted"]``,
     ``state["sk_l1"]``) updated by per-step changes, as in the reference; the new
-    :math:`D` is used from the next step on. Paper: "Learning-Rate-Free Learning by
-    D-Adaptation", ICML 2023.
+    :math:`D` is used from the next step on.
 
-    Reference quirks kept: :math:`\alpha` starts at ``1e-6``; decoupled weight decay
-    scales by ``lr`` (not ``d * lr``) and, because :math:`x_k = z_k` when
-    ``momentum == 0``, only has an effect with momentum. The Keras seed defaults to
-    ``weight_decouple=True`` (pytorch_optimizer and this port: ``False``) and lists a
-    ``bias_correction`` flag that the reference does not have (not ported). Sparse
-    gradients are not supported.
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptAdaGrad``, same keywords and defaults. Reference quirks kept:
+    :math:`\alpha` starts at ``1e-6``; decoupled weight decay scales by ``lr`` (not ``d * lr``) and, because
+    :math:`x_k = z_k` when ``momentum == 0``, only has an effect with momentum. Sparse gradients are not
+    supported.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.0``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay (by ``lr``, see above) instead of an L2 penalty added to the gradient.
+            Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadagrad"
@@ -155,7 +165,7 @@ class DAdaptAdaGrad(_DAdaptBase):
 
 @register
 class DAdaptAdam(_DAdaptBase):
-    r"""Adam with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+    r"""DAdaptAdam: learning-rate-free Adam (D-Adaptation V3) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` (divided by :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}`
     when ``bias_correction``) and :math:`\rho = \sqrt{\beta_2}`:
@@ -170,9 +180,27 @@ class DAdaptAdam(_DAdaptBase):
 
     :math:`r_k` is ``state["numerator_weighted"]``; the new :math:`D` is used from the
     next step on (this step's :math:`\lambda_k` is already folded into :math:`m_k`).
-    Decoupled weight decay shrinks by ``d_lr * weight_decay``. Paper:
-    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
-    to ``weight_decouple=True``; pytorch_optimizer (and this port) to ``False``.
+    Decoupled weight decay shrinks by ``d_lr * weight_decay``.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptAdam``, same keywords and defaults.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        bias_correction: Divide the step :math:`\lambda_k` by Adam's bias corrections. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadam"
@@ -246,7 +274,7 @@ class DAdaptAdam(_DAdaptBase):
 
 @register
 class DAdaptSGD(_DAdaptBase):
-    r"""SGD with D-Adaptation V3 (Defazio & Mishchenko, 2023), dual-averaging form.
+    r"""DAdaptSGD: learning-rate-free SGD (D-Adaptation V3, dual-averaging form) whose step size D is estimated.
 
     With :math:`\lambda_k = D_k\,\eta / \lVert g_1\rVert` (the global gradient norm of
     the first step, ``state["g0_norm"]``):
@@ -257,13 +285,27 @@ class DAdaptSGD(_DAdaptBase):
         D_{k+1} = \max\big(D_k, \min(2 r_k / \lVert s_k\rVert_2,\; D_k\cdot\text{growth\_rate})\big)
 
     :math:`r_k` is ``state["numerator_weighted"]`` (a running sum over all steps); the
-    new :math:`D` is used from the next step on. As in the reference, a step whose
-    first-step gradient norm is zero changes nothing (and the norm is taken again on
-    the next step), weight decay (coupled, or decoupled by ``d_lr * weight_decay``)
-    comes before the dual-averaging step, and ``z = x0 - s`` is not stored (it is
-    recomputed). Paper: "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The
-    Keras seed defaults to ``weight_decouple=True``; pytorch_optimizer (and this port)
-    to ``False``.
+    new :math:`D` is used from the next step on.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptSGD``, same keywords and defaults. As in the reference, a step whose
+    first-step gradient norm is zero changes nothing (and the norm is taken again on the next step), weight
+    decay (coupled, or decoupled by ``d_lr * weight_decay``) comes before the dual-averaging step, and
+    ``z = x0 - s`` is not stored (it is recomputed).
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.9``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptsgd"
@@ -330,7 +372,7 @@ class DAdaptSGD(_DAdaptBase):
 
 @register
 class DAdaptLion(_DAdaptBase):
-    r"""Lion with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+    r"""DAdaptLion: learning-rate-free Lion (D-Adaptation V3) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` and :math:`\rho = \sqrt{\beta_2}`:
 
@@ -343,13 +385,27 @@ class DAdaptLion(_DAdaptBase):
 
     :math:`r_k` is ``state["numerator_weighted"]``. The global sums are taken in
     :meth:`prepare` (which updates ``s``); the Lion step and ``m`` in
-    ``update_single``, both from this step's :math:`\lambda_k`. As in the reference,
-    :math:`r_k` is updated even when :math:`\lVert s_k\rVert_1 = 0` (then only
-    :math:`D` is kept), there is no ``growth_rate``, and weight decay (coupled, or
-    decoupled by ``d_lr * weight_decay``) comes first. Paper: "Learning-Rate-Free
-    Learning by D-Adaptation", ICML 2023; Lion: "Symbolic Discovery of Optimization
-    Algorithms", 2023. The Keras seed defaults to ``weight_decouple=True``;
-    pytorch_optimizer (and this port) to ``False``.
+    ``update_single``, both from this step's :math:`\lambda_k`.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Lion: "Symbolic Discovery of Optimization Algorithms" (Chen et al.), NeurIPS 2023. Reference:
+    ``pytorch_optimizer.DAdaptLion``, same keywords and defaults. As in the reference, :math:`r_k` is updated
+    even when :math:`\lVert s_k\rVert_1 = 0` (then only :math:`D` is kept), there is no ``growth_rate``, and
+    weight decay (coupled, or decoupled by ``d_lr * weight_decay``) comes first.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the update direction and
+            the momentum's decay rate. Default ``(0.9, 0.999)``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptlion"
@@ -416,7 +472,7 @@ class DAdaptLion(_DAdaptBase):
 
 @register
 class DAdaptAdan(_DAdaptBase):
-    r"""Adan with D-Adaptation (Defazio & Mishchenko, 2023; Xie et al., 2022).
+    r"""DAdaptAdan: learning-rate-free Adan whose step size D is estimated on the fly (D-Adaptation).
 
     With :math:`\lambda_k = D_k\,\eta` and :math:`\Delta_k = g_k - g_{k-1}` (zero on the
     first step):
@@ -435,13 +491,27 @@ class DAdaptAdan(_DAdaptBase):
     :math:`\lambda_k`: decoupled ``x (1 - lambda wd)`` before the step, otherwise
     ``x / (1 + lambda wd)`` after it (there is no ``fixed_decay``).
 
-    Reference quirks kept: the second moment averages the *fourth* power of
-    :math:`g_k + \beta_2\Delta_k` (it squares an already squared tensor); the
-    previous gradient starts as minus the *raw* first gradient, so with
-    ``maximize`` the first :math:`\Delta` is :math:`-2 g_1` rather than zero. Paper:
-    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
-    to ``weight_decouple=True`` and lists a ``fixed_decay`` that the reference does not
-    have; pytorch_optimizer (and this port) default to ``False``.
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Adan: "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models" (Xie et al., 2022).
+    Reference: ``pytorch_optimizer.DAdaptAdan``, same keywords and defaults. Reference quirks kept: the second
+    moment averages the *fourth* power of :math:`g_k + \beta_2\Delta_k` (it squares an already squared tensor);
+    the previous gradient starts as minus the *raw* first gradient, so with ``maximize`` the first
+    :math:`\Delta` is :math:`-2 g_1` rather than zero.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1): decay rates of the gradient, the gradient
+            difference and the second moment. Default ``(0.98, 0.92, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay before the step instead of the proximal division after it. Default
+            ``False``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadan"

@@ -1,4 +1,4 @@
-"""DeMo (Decoupled Momentum): accumulate the gradient in a residual buffer, send only its DCT top-k part,"""
+"""DeMo (Peng et al., 2024): decoupled momentum optimization."""
 
 from __future__ import annotations
 
@@ -71,8 +71,10 @@ def dct_compress(x: mx.array, chunk: int, top_k: int) -> mx.array:
 
 @register
 class DeMo(Optimizer):
-    r"""DeMo (Decoupled Momentum): accumulate the gradient in a residual buffer, send only its DCT top-k part,
-    step by the sign of what was sent.
+    r"""DeMo: sign SGD on the DCT top-k part of a residual momentum buffer, the rest kept for later steps.
+
+    Accumulate the gradient in a residual buffer, send only its DCT top-k part, step by the sign of what was
+    sent:
 
     .. math::
         \theta \leftarrow \theta (1 - \eta\lambda),\quad
@@ -81,16 +83,27 @@ class DeMo(Optimizer):
         \theta \leftarrow \theta - \eta\,\operatorname{sign}(q)
 
     with :math:`\mathcal{C}` = :func:`dct_compress` (blocks of at most ``compression_chunk`` per dimension,
-    ``compression_top_k`` coefficients kept per block), :math:`\beta` = ``compression_decay``. This is
+    ``compression_top_k`` coefficients kept per block), :math:`\beta` = ``compression_decay``. As in the
+    reference, parameters must be 1-D or 2-D (others raise ``ValueError``); weight decay is always decoupled.
+    Small tensors whose blocks hold no more than ``compression_top_k`` coefficients are sent whole
+    (:math:`q = \delta` up to the rounding of the DCT round trip).
+
+    Paper: "DeMo: Decoupled Momentum Optimization" (Peng et al., 2024), arXiv:2411.19870. Reference:
     ``pytorch_optimizer.DeMo`` with world size 1: with several processes the reference all-gathers the sparse
     coefficients and decodes their mean, which this single-process port does not do (its ``process_group``,
-    ``foreach`` knobs and the ``data_transmit``/``data_receive`` counters are dropped). As in the reference,
-    parameters must be 1-D or 2-D (others raise ``ValueError``); weight decay is always decoupled. Small tensors
-    whose blocks hold no more than ``compression_top_k`` coefficients are sent whole (``q = \delta`` up to the
-    rounding of the DCT round trip). The DCT matrices are built in float64 and rounded (the reference uses an
-    FFT); where a decoded value is mathematically 0 (one kept coefficient of a block size with an odd factor) its
-    sign is rounding noise in both implementations.
-    Paper: Peng et al., "DeMo: Decoupled Momentum Optimization" (2024).
+    ``foreach`` knobs and the ``data_transmit``/``data_receive`` counters are dropped). The DCT matrices are
+    built in float64 and rounded (the reference uses an FFT); where a decoded value is mathematically 0 (one
+    kept coefficient of a block size with an odd factor) its sign is rounding noise in both implementations.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        compression_decay (float): Decay rate :math:`\beta` in [0, 1) of the residual buffer. Default ``0.999``.
+        compression_top_k (int): DCT coefficients (> 0) kept per block. Default ``32``.
+        compression_chunk (int): Maximum block size (> 0) per dimension. Default ``64``.
+        weight_decay (float): Decoupled weight decay :math:`\lambda` (>= 0). Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "demo"

@@ -1,4 +1,4 @@
-"""diffGrad (Dubey et al., 2019, "diffGrad: An Optimization Method for Convolutional Neural Networks")."""
+"""diffGrad (Dubey et al., 2019): Adam with a friction coefficient from the gradient change."""
 
 from __future__ import annotations
 
@@ -13,20 +13,42 @@ from mlx_optim.registry import register
 
 @register
 class DiffGrad(Optimizer):
-    r"""diffGrad (Dubey et al., 2019, "diffGrad: An Optimization Method for Convolutional Neural Networks").
+    r"""DiffGrad: Adam whose first moment is damped per coordinate by a friction coefficient from the gradient change.
 
-    Adam whose first moment is damped per coordinate by the friction coefficient
-    :math:`\xi_t = \sigma(|g_{t-1} - g_t|)` (sigmoid of the gradient change):
+    The friction coefficient is :math:`\xi_t = \sigma(|g_{t-1} - g_t|)` (sigmoid of the gradient change):
 
     .. math::
         p_t = p_{t-1} - \eta \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
               \frac{\xi_t\, m_t}{\sqrt{v_t + 10^{-15}} + \epsilon}
 
-    ``rectify`` uses RAdam's rectified step size (below ``n_sma_threshold`` the
-    step is momentum SGD with ``degenerated_to_sgd``, else skipped); ``ams_bound``
-    uses the running maximum of :math:`v_t`; ``adam_debias`` drops the first-moment
-    correction; ``adanorm`` rescales the gradient fed to the first moment.
-    Decoupled weight decay by default. The Keras seed's defaults agree.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs. Decoupled weight decay by default.
+
+    Paper: "diffGrad: An Optimization Method for Convolutional Neural Networks" (Dubey et al., 2019).
+    Reference: ``pytorch_optimizer.DiffGrad``, same keywords and defaults; its ``adam_debias``, ``adanorm`` and
+    ``adanorm_r`` options (``**kwargs``) are keyword-only arguments here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        rectify: Use RAdam's rectified step size. Default ``False``.
+        n_sma_threshold (int): With ``rectify``, the SMA length below which the step is not adaptive. Default
+            ``5``.
+        degenerated_to_sgd: With ``rectify``, take a momentum-SGD step (instead of none) while the SMA length
+            is below the threshold. Default ``True``.
+        ams_bound: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step by the first moment's bias correction. Default ``False``.
+        adanorm: AdaNorm: rescale the gradient fed to the first moment up to the running average of its norm.
+            Default ``False``.
+        adanorm_r: Decay rate in [0, 1] of AdaNorm's running gradient norm. Default ``0.95``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "diffgrad"

@@ -1,4 +1,4 @@
-"""DistributedMuon, pytorch_optimizer semantics: :class:`Muon` with the Newton–Schulz work spread over ranks."""
+"""DistributedMuon: Muon with the Newton–Schulz work spread over ranks."""
 
 from __future__ import annotations
 
@@ -14,26 +14,61 @@ from mlx_optim.registry import register
 
 @register
 class DistributedMuon(Muon):
-    r"""DistributedMuon, pytorch_optimizer semantics: :class:`Muon` with the Newton–Schulz work spread over ranks.
+    r"""DistributedMuon: :class:`Muon` with the orthogonalization of each matrix done by one rank and all-gathered.
 
-    The parameters selected by ``muon_filter`` are numbered in update order (the tree's leaf
-    order); the ``i``-th one belongs to rank ``i % world_size`` (the reference's round-robin
-    ``params[rank::world_size]``). Each rank keeps the momentum buffer of, and computes the
-    orthogonalized update for, its own matrices only; the updated matrices are then exchanged
-    with ``mx.distributed.all_gather`` (one padded buffer per dtype, values copied exactly), so
-    every rank ends the step with the same parameters as :class:`Muon` would compute. The AdamW
-    fallback parameters are updated on every rank, with replicated state, as in the reference.
+    The update is :class:`Muon`'s. The parameters selected by ``muon_filter`` are numbered in update order
+    (the tree's leaf order); the ``i``-th one belongs to rank ``i % world_size`` (the reference's round-robin
+    ``params[rank::world_size]``). Each rank keeps the momentum buffer of, and computes the orthogonalized
+    update for, its own matrices only; the updated matrices are then exchanged with
+    ``mx.distributed.all_gather`` (one padded buffer per dtype, values copied exactly), so every rank ends the
+    step with the same parameters as :class:`Muon` would compute. The AdamW fallback parameters are updated
+    on every rank, with replicated state, as in the reference.
 
     As in the reference (which relies on DDP), the gradients must already be averaged over the
     ranks: use ``mlx_optim.distributed.DataParallel(DistributedMuon(...))`` or average them
-    yourself (``mlx.nn.average_gradients``). ``group`` is the ``mx.distributed`` group (default:
-    ``mx.distributed.init()``, a one-process group when not launched, where each step is exactly
-    :class:`Muon`'s). The rank assignment is fixed when the state is created; checkpoints of
-    the sharded momentum go through :func:`mlx_optim.distributed.save_sharded` /
+    yourself (``mlx.nn.average_gradients``). The rank assignment is fixed when the state is created;
+    checkpoints of the sharded momentum go through :func:`mlx_optim.distributed.save_sharded` /
     ``load_sharded`` (re-sharded for a different world size).
 
-    Same keywords as :class:`Muon`; ``ns_method``, ``ns_reset_steps`` and ``cautious`` reach the
-    reference through its ``**kwargs``; ``group`` replaces its implicit ``torch.distributed`` group.
+    Paper (Muon): "Muon: An optimizer for hidden layers in neural networks" (Jordan et al., 2024). Reference:
+    ``pytorch_optimizer.DistributedMuon``, same keywords and defaults as :class:`Muon`; ``ns_method``,
+    ``ns_reset_steps`` and ``cautious`` reach the reference through its ``**kwargs``; ``group`` replaces its
+    implicit ``torch.distributed`` group; its ``use_muon`` parameter groups are replaced by ``muon_filter``.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
+            step). Default ``2e-2``.
+        momentum: Momentum decay :math:`\mu` in [0, 1). Default ``0.95``.
+        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
+            ``learning_rate``. Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
+            the gradient. Default ``True``.
+        nesterov: Orthogonalize the Nesterov look-ahead :math:`(1-\mu) g_t + \mu b_t` instead of the momentum
+            :math:`b_t`. Default ``True``.
+        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
+            last repeats). Default ``"original"``.
+        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
+            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``False``.
+        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
+        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.95)``.
+        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
+        adamw_eps: :math:`\epsilon` (>= 0) of the AdamW branch. Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_method: ``"newton_schulz"`` (in bfloat16, as the reference) or ``"gram_newton_schulz"`` (the restarted
+            Gram iteration, in float16). Default ``"newton_schulz"``.
+        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts at which the Gram iteration
+            restarts. Default ``(2,)``.
+        cautious: Zero the orthogonalized update's entries whose sign disagrees with the gradient's (the rest
+            rescaled to keep its size). Default ``False``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
+            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
+            ``"embed"``.
+        group: The ``mx.distributed`` group. Default ``None``: ``mx.distributed.init()`` (a one-process group
+            when not launched, where each step is exactly :class:`Muon`'s).
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "distributedmuon"

@@ -1,4 +1,4 @@
-"""DualAdam: Adam whose step starts as a blend with the "inverse Adam" step and decays to plain Adam."""
+"""DualAdam: Adam that starts as a blend with the "inverse Adam" step."""
 
 from __future__ import annotations
 
@@ -27,10 +27,26 @@ class DualAdam(Optimizer):
         p_t = p_{t-1} - \eta\, \hat m_t \cdot
         \begin{cases} (1 - r_t)/d_t + r_t d_t & r_t \ge s \\ 1/d_t & \text{otherwise} \end{cases}
 
-    Follows pytorch_optimizer.DualAdam (no paper is cited there). Weight decay is an L2 penalty by
-    default (``weight_decouple``, ``fixed_decay`` as in the reference). The switch test
-    :math:`r_t \ge s` is evaluated in float32 (the reference: float64); the two can only disagree at a
+    Weight decay is an L2 penalty by default.
+
+    Reference: ``pytorch_optimizer.DualAdam`` (no paper is cited there), same keywords and defaults. The switch
+    test :math:`r_t \ge s` is evaluated in float32 (the reference: float64); the two can only disagree at a
     step where :math:`(t + 1) s = 1` exactly.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        switch_rate: Rate :math:`s` in [0, 1] at which the blend moves from inverse Adam to Adam (the blend lasts
+            about :math:`1/s - 1` steps). Default ``1e-2``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dualadam"

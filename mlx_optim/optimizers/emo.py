@@ -1,7 +1,4 @@
-"""EmoNavi: Adam-style steps scaled by the trend of the loss, with an optional shadow copy.
-
-Classes: EmoNavi, EmoLynx, EmoFact, EmoNeco, EmoZeal.
-"""
+"""The Emo family (EmoNavi, EmoLynx, EmoFact, EmoNeco, EmoZeal): steps scaled by the trend of the loss."""
 
 from __future__ import annotations
 
@@ -61,7 +58,7 @@ def emo_shadow(p, shadow, ratio, trust_abs, shadow_weight, update_shadow: bool):
 
 @register
 class EmoNavi(Optimizer):
-    r"""EmoNavi: Adam-style steps scaled by the trend of the loss, with an optional shadow copy.
+    r"""EmoNavi: Adam-style steps scaled by the trend of the loss, with an optional shadow copy of the parameters.
 
     Three EMAs of the loss :math:`L_t` (short 0.3, medium 0.05, long 0.01; initialised with
     the first loss) give a bounded trend scalar :math:`s_t = \tanh((\ell_t - \sigma_t)/\max(\ell_t, 10^{-5}))`
@@ -74,14 +71,29 @@ class EmoNavi(Optimizer):
 
     (no bias correction). With ``use_shadow``, before the step the parameters are pulled towards a
     shadow copy when :math:`r_t > 0` (:math:`p \leftarrow (1-r_t) p + r_t s`) and the shadow follows
-    the parameters (see :func:`emo_shadow`). Weight decay is decoupled by default.
+    the parameters (see :func:`emo_shadow`). Weight decay is decoupled by default. It needs the loss:
+    call ``opt.update(model, grads, loss=loss)`` or ``opt.step_with(model, loss_and_grad_fn, *batch)``.
 
-    Reference: pytorch_optimizer 4.1.0 ``EmoNavi`` (from muooon's EmoNavi). Its ``compute_scalar``
-    breaks a tie between two mathematically equal quantities by float64 round-off; we take the
-    exact-arithmetic branch (see :func:`emo_scalar`). The Keras seed's EmoNavi is an older variant
-    (two EMAs, :math:`s = \tanh(5(\sigma - \ell))`, fixed ratios 0.1/0.3/0.7+0.2s, shadow always on,
-    no step multiplier, ``shadow_weight`` after ``fixed_decay`` in the signature); the catalog lists
-    the same numeric defaults, and we follow the reference.
+    Reference: ``pytorch_optimizer.EmoNavi`` (from muooon's EmoNavi; no paper), same keywords and defaults. Its
+    ``compute_scalar`` breaks a tie between two mathematically equal quantities by float64 round-off; this
+    class takes the exact-arithmetic branch (see :func:`emo_scalar`), so the medium-term EMA is unused.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
+            Default ``False``.
+        shadow_weight: Rate in [0, 1) at which the shadow follows the parameters on active shadow steps.
+            Default ``0.05``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emonavi"
@@ -165,16 +177,34 @@ class EmoNavi(Optimizer):
 
 @register
 class EmoLynx(EmoNavi):
-    r"""EmoLynx: Lion-style sign steps with EmoNavi's loss-driven multiplier and shadow.
+    r"""EmoLynx: Lion-style sign steps with EmoNavi's loss-driven step multiplier and shadow.
 
     .. math::
         u_t = \operatorname{sign}((1-\beta_1) g_t + \beta_1 m_{t-1}),\quad
         m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t,\quad p_t = p_{t-1} - \eta\, d_t u_t
 
     The loss scalars and the shadow step are EmoNavi's (:class:`EmoNavi`), except that the
-    shadow is not updated on an active shadow step, as in the reference (pytorch_optimizer
-    4.1.0 ``EmoLynx``). The Keras seed's variant uses the older EmoNavi rule (see
-    :class:`EmoNavi`); default ``betas=(0.9, 0.99)`` in both.
+    shadow is not updated on an active shadow step, as in the reference. It needs the loss (see
+    :class:`EmoNavi`).
+
+    Reference: ``pytorch_optimizer.EmoLynx`` (no paper), same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the sign direction and
+            the momentum's decay rate. Default ``(0.9, 0.99)``.
+        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
+            Default ``False``.
+        shadow_weight: Rate in [0, 1) of the shadow's update; unused, since EmoLynx does not update the shadow on
+            active shadow steps. Default ``0.05``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emolynx"
@@ -236,19 +266,37 @@ def factored_rms(g: mx.array, r: mx.array, c: mx.array, beta: Any, eps: Any) -> 
 
 @register
 class EmoFact(EmoLynx):
-    r"""EmoFact: Adafactor-style factored scaling, signed, with EmoNavi's loss-driven multiplier.
+    r"""EmoFact: sign of an Adafactor-style factored scaling of the gradient, with EmoNavi's loss-driven multiplier.
 
     For tensors with ``ndim >= 2`` the row/column RMS of the gradient are averaged with
     :math:`\beta_1` (see :func:`factored_rms`); vectors keep Adam's :math:`m, v` (no bias
-    correction). The update is the *sign* of the scaled gradient, as in pytorch_optimizer 4.1.0:
+    correction). The update is the *sign* of the scaled gradient:
 
     .. math::
         u_t = \operatorname{sign}\Big(\frac{g_t}{\sqrt{R_t C_t} + \epsilon}\Big)\ (\text{ndim} \ge 2),\quad
         u_t = \operatorname{sign}\Big(\frac{m_t}{\sqrt{v_t} + \epsilon}\Big)\ (\text{vectors}),\quad
         p_t = p_{t-1} - \eta\, d_t u_t
 
-    Loss scalars and shadow as in :class:`EmoLynx`. The Keras seed's EmoFact uses the older
-    EmoNavi rule and applies the scaled gradient without the sign; we follow the reference.
+    Loss scalars and shadow as in :class:`EmoLynx`. It needs the loss (see :class:`EmoNavi`).
+
+    Reference: ``pytorch_optimizer.EmoFact`` (no paper), same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the factored RMS (and of the vectors'
+            first moment) and of the vectors' second moment. Default ``(0.9, 0.999)``.
+        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
+            Default ``False``.
+        shadow_weight: Rate in [0, 1) of the shadow's update; unused, since the shadow is not updated on active
+            shadow steps (as in :class:`EmoLynx`). Default ``0.05``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emofact"
@@ -301,7 +349,8 @@ class EmoFact(EmoLynx):
 
 
 def seed_emo_ratio(scalar: mx.array) -> mx.array:
-    """The Keras seed's ``get_scalar_ratio``: 0.7 + 0.2 s above 0.6, 0.1 below -0.6, 0.3 for |s| > 0.3, else 0."""
+    """EmoNeco's shadow ratio (``get_scalar_ratio``): 0.7 + 0.2 s above 0.6, 0.1 below -0.6, 0.3 for |s| > 0.3,
+    else 0."""
     return mx.where(
         scalar > 0.6,
         0.7 + 0.2 * scalar,
@@ -332,22 +381,37 @@ def neco_direction(g: mx.array, blended: mx.array, scalar: mx.array, eps: Any) -
 
 @register
 class EmoNeco(EmoNavi):
-    r"""EmoNeco (Keras seed): Lion/Tiger-style blended gradient, softsign or cautious sign by loss mood.
+    r"""EmoNeco: a Lion/Tiger-style blended gradient, stepped by its softsign or cautious sign by the loss trend.
 
     Two EMAs of the loss (short 0.3, long 0.01; initialised with the first loss) give
     :math:`s_t = \tanh(5(\sigma_t - \ell_t))`. With :math:`b_t = (1-\beta_1) g_t + \beta_1 m_{t-1}`,
     :math:`m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t` and :math:`p_t = p_{t-1} - \eta u_t`, where
     :math:`u_t` is ``softsign(b) (||g|| + eps)`` for :math:`0.3 < s_t \le 0.5`, ``softsign(b)``
     for :math:`s_t < -0.3`, and the cautious sign of :math:`b_t` otherwise (see :func:`neco_direction`).
-    Before the step, when the shadow ratio :math:`r_t` (:func:`seed_emo_ratio`) is positive,
-    :math:`p \leftarrow p + r_t (s - p)` and :math:`s \leftarrow s + w (p - s)` (``shadow_weight`` :math:`w`);
-    the shadow is always on.
+    Before the step, when the shadow ratio :math:`r_t` (:func:`seed_emo_ratio`: :math:`0.7 + 0.2 s` above 0.6,
+    0.1 below -0.6, 0.3 for :math:`|s| > 0.3`, else 0) is positive, :math:`p \leftarrow p + r_t (s - p)` and
+    :math:`s \leftarrow s + w (p - s)` (``shadow_weight`` :math:`w`); the shadow is always on. It needs the
+    loss (see :class:`EmoNavi`).
 
-    There is no pytorch_optimizer 4.1.0 class (the catalog notes one existed in earlier releases);
-    this follows the Keras seed (NoteDance ``optimizers/emonavi.py``) and is checked against a
-    NumPy transcription of it. Keywords and their order are the seed's, with ``eps`` for the
-    seed's ``epsilon`` (as in the pytorch_optimizer Emo classes). The seed updates its loss EMAs once per *variable*
-    (a per-parameter-state port); we update them once per step, as the pytorch_optimizer original did.
+    Reference: the EmoNeco of NoteDance's Keras optimizer collection (``optimizers/emonavi.py``; no paper),
+    checked against a NumPy transcription of it (``tests/parity/rows/emo.py``); pytorch_optimizer 4.1.0 has no
+    such class. Keywords and their order are that class's, with ``eps`` for its ``epsilon`` (as in the
+    pytorch_optimizer Emo classes). Difference: the Keras class updates its loss EMAs once per *variable* (a
+    per-parameter-state port); this class updates them once per step, as the pytorch_optimizer original did.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the blended gradient and
+            the momentum's decay rate. Default ``(0.9, 0.99)``.
+        eps: :math:`\epsilon` (>= 0) added to the gradient norm. Default ``1e-8``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emoneco"
@@ -367,7 +431,7 @@ class EmoNeco(EmoNavi):
         *,
         state_dtype: mx.Dtype | None = None,
     ):
-        # EmoNavi's constructor in its own keyword order; the seed's EmoNeco always keeps the shadow.
+        # EmoNavi's constructor in its own keyword order; EmoNeco always keeps the shadow.
         EmoNavi.__init__(
             self, learning_rate, betas, True, shadow_weight, weight_decay, weight_decouple, fixed_decay, eps, maximize,
             state_dtype=state_dtype,
@@ -410,20 +474,37 @@ class EmoNeco(EmoNavi):
 
 @register
 class EmoZeal(EmoNeco):
-    r"""EmoZeal (Keras seed): EmoNeco's step plus an Adafactor-style step for matrices, Adam-style for vectors.
+    r"""EmoZeal: EmoNeco's step plus an Adafactor-style step for matrices, Adam-style steps for vectors.
 
     Loss scalars and shadow as in :class:`EmoNeco` (the shadow is optional, on by default). For
     tensors with ``ndim >= 2`` two steps are taken: EmoNeco's :math:`p \leftarrow p - \eta u_t`, then
     :math:`p \leftarrow p - \eta\, g_t / (\sqrt{R_t C_t} + \epsilon)` with the factored row/column RMS
     averaged with :math:`\beta_1` (:func:`factored_rms`). Vectors take
-    :math:`p \leftarrow p - \eta\, m_t / (\sqrt{v_t} + \epsilon)` (no bias correction).
+    :math:`p \leftarrow p - \eta\, m_t / (\sqrt{v_t} + \epsilon)` (no bias correction). It needs the loss (see
+    :class:`EmoNavi`).
 
-    There is no pytorch_optimizer 4.1.0 class. The seed text gives only the interface; the update
-    follows the pytorch_optimizer release that had ``EmoZeal`` with the seed's signature
-    (``use_shadow=True``), with the Keras seed module's shadow-ratio rule (:func:`seed_emo_ratio`,
-    shared with :class:`EmoNeco`; that pytorch_optimizer release used a linear ramp in ``|s|``
-    instead). Checked against a NumPy transcription. Keywords and their order are the seed's,
-    with ``eps`` for the seed's ``epsilon``.
+    Reference: the EmoZeal interface of NoteDance's Keras optimizer collection (no paper), checked against a
+    NumPy transcription (``tests/parity/rows/emo.py``); pytorch_optimizer 4.1.0 has no such class. The update
+    follows the pytorch_optimizer release that had ``EmoZeal`` with this signature (``use_shadow=True``), with
+    the Keras collection's shadow-ratio rule (:func:`seed_emo_ratio`, shared with :class:`EmoNeco`; that
+    pytorch_optimizer release used a linear ramp in ``|s|`` instead). Keywords and their order are the Keras
+    class's, with ``eps`` for its ``epsilon``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the blend factor and factored-RMS decay rate
+            :math:`\beta_1`, and the decay rate :math:`\beta_2` of the momentum and the vectors' second moment.
+            Default ``(0.9, 0.999)``.
+        eps: :math:`\epsilon` (>= 0) added to the denominators and to the gradient norm. Default ``1e-8``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        use_shadow: Keep the shadow copy of the parameters. Default ``True``.
+        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emozeal"

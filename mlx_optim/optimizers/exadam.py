@@ -1,4 +1,4 @@
-"""EXAdam (Adly, 2024, "EXAdam: The Power of Adaptive Cross-Moments")."""
+"""EXAdam (Adly, 2024): Adam with adaptive cross-moments."""
 
 from __future__ import annotations
 
@@ -23,17 +23,31 @@ def exadam_update(g, m, v, *, beta1_t, beta2_t, bc1, bc2, eps) -> tuple[mx.array
 
 @register
 class EXAdam(Optimizer):
-    r"""EXAdam (Adly, 2024, "EXAdam: The Power of Adaptive Cross-Moments").
-
-    Adam with cross-moment bias corrections and a gradient-accelerated numerator:
+    r"""EXAdam: Adam with cross-moment bias corrections and a gradient-accelerated numerator.
 
     .. math::
         d_1 = 1 + \beta_2^t \frac{v_t}{v_t+\epsilon},\quad d_2 = 1 + \beta_1^t \frac{m_t^2}{m_t^2+\epsilon},\quad
         \hat m_t = \frac{m_t d_1}{1-\beta_1^t},\quad \hat v_t = \frac{v_t d_2}{1-\beta_2^t} \\
         p_t = p_{t-1} - \eta \frac{\hat m_t + d_1 g_t/(1-\beta_1^t)}{\sqrt{\hat v_t} + \epsilon}
 
-    As in the reference the learning rate is not scaled by the paper's
-    :math:`\sqrt{\log t}` schedule. Decoupled weight decay by default.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs. Decoupled weight decay by default.
+
+    Paper: "EXAdam: The Power of Adaptive Cross-Moments" (Adly, 2024). Reference: ``pytorch_optimizer.EXAdam``,
+    same keywords and defaults; as in the reference the learning rate is not scaled by the paper's
+    :math:`\sqrt{\log t}` schedule (pass a schedule as ``learning_rate`` for it).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) in the cross-moment corrections and the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "exadam"

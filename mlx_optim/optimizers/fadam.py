@@ -1,4 +1,4 @@
-"""FAdam (Hwang, 2024, "FAdam: Adam is a natural gradient optimizer using diagonal empirical Fisher"""
+"""FAdam (Hwang, 2024): Adam as a natural gradient with the diagonal empirical Fisher."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ def clip_rms(x: mx.array, clip) -> mx.array:
 
 @register
 class FAdam(Optimizer):
-    r"""FAdam (Hwang, 2024, "FAdam: Adam is a natural gradient optimizer using diagonal empirical Fisher
-    information").
+    r"""FAdam: Adam as a natural-gradient method, momentum of the Fisher-preconditioned, RMS-clipped gradient.
 
     .. math::
         f_t = \hat\beta_2(t) f_{t-1} + (1-\hat\beta_2(t)) g_t^2,\quad
@@ -27,11 +26,26 @@ class FAdam(Optimizer):
         m_t = \beta_1 m_{t-1} + (1-\beta_1) \operatorname{clip}_{\mathrm{RMS}}(g_t / d_t),\quad
         p_t = p_{t-1} - \eta\,(m_t + \lambda \operatorname{clip}_{\mathrm{RMS}}(p_{t-1}/d_t))
 
-    :math:`\hat\beta_2(t) = \beta_2 (1-\beta_2^{t-1})/(1-\beta_2^t)` is the
-    bias-corrected Fisher decay; ``clip`` caps the RMS of the natural gradient
-    and of the preconditioned weight decay (default ``weight_decay=0.1``).
-    The reference's ``momentum_dtype`` / ``fim_dtype`` are covered by ``state_dtype``
-    (both default to float32 there, as here for low-precision parameters).
+    :math:`\hat\beta_2(t) = \beta_2 (1-\beta_2^{t-1})/(1-\beta_2^t)` is the bias-corrected Fisher decay;
+    ``clip`` caps the RMS of the natural gradient and of the preconditioned weight decay.
+
+    Paper: "FAdam: Adam is a natural gradient optimizer using diagonal empirical Fisher information" (Hwang,
+    2024). Reference: ``pytorch_optimizer.FAdam``, same keywords and defaults; its ``momentum_dtype`` /
+    ``fim_dtype`` are covered by ``state_dtype`` (both default to float32 there, as here for low-precision
+    parameters).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the Fisher
+            diagonal. Default ``(0.9, 0.999)``.
+        weight_decay: Coefficient :math:`\lambda` (>= 0) of the preconditioned weight decay. Default ``0.1``.
+        clip: RMS cap (> 0) of the natural gradient and of the preconditioned weight decay. Default ``1.0``.
+        p: Exponent :math:`p` (> 0) of the Fisher diagonal. Default ``0.5``.
+        eps: Upper bound :math:`\epsilon` (>= 0) of the adaptive epsilon before the exponent. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        eps_2: Multiplier :math:`\epsilon_2` (>= 0) of the gradient RMS in the adaptive epsilon. Default ``0.01``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "fadam"

@@ -103,22 +103,39 @@ class FlashAdamW(Optimizer):
     scale per group of 32 consecutive entries (:func:`quantize_state`): :math:`m` as int8 through a softsign
     companding, :math:`\sqrt{v}` as uint8; the scales are rounded to float16 as in the reference (kept here in
     float32 arrays). With ``quantize=False`` the moments are stored in the parameter's dtype, as in the
-    reference. ``decouple_lr`` decays by :math:`\eta\lambda/\eta_0` (:math:`\eta_0` the initial learning rate).
-    ``master_weight_bits`` (24 or 32) keeps, for bf16/fp16 parameters, int8/int16 error-correction bits
-    (the float32 update's residual in half-ulp units) so the update acts on an effective 24/32-bit master
+    reference. ``master_weight_bits`` (24 or 32) keeps, for bf16/fp16 parameters, int8/int16 error-correction
+    bits (the float32 update's residual in half-ulp units) so the update acts on an effective 24/32-bit master
     weight (:func:`compute_ecc_bits`).
 
     Paper/code: FlashOptim (Databricks). Reference: ``pytorch_optimizer.FlashAdamW`` (its portable PyTorch
-    path). ``check_numerics`` raises ``ArithmeticError`` before a step whose learning rate is below a tenth of
-    the resolution of a bf16/fp16 parameter (its largest magnitude, read once per parameter, times
-    :math:`2^{1-\text{bits}}`, with the master-weight bits when larger), as the reference; it reads values on the
-    host, so it runs in eager steps only (inside ``mx.compile`` it raises ``ValueError``);
+    path), same keywords and defaults. ``check_numerics`` raises ``ArithmeticError`` before a step whose learning
+    rate is below a tenth of the resolution of a bf16/fp16 parameter (its largest magnitude, read once per
+    parameter, times :math:`2^{1-\text{bits}}`, with the master-weight bits when larger), as the reference; it
+    reads values on the host, so it runs in eager steps only (inside ``mx.compile`` it raises ``ValueError``);
     :meth:`recompute_param_stats` reads the magnitudes again. Not ported (listed in ``mlx_optim._unsupported``):
     ``fused`` (the reference raises for it), ``compress_state_dict`` (a torch checkpoint format switch: this state
-    always holds the codes); float64 parameters are updated in float32.
-    The reference's "initial_lr must be positive" error is raised at construction here. ``1 - beta`` is the
-    double-precision complement the base class keeps (``hp.one_minus_beta1``), like the reference's Python
-    floats: the float32 one flips the rounding of moments stored in bf16 (``quantize=False``).
+    always holds the codes); float64 parameters are updated in float32. The reference's "initial_lr must be positive"
+    error is raised at construction here. ``1 - beta`` is the double-precision complement the base class keeps
+    (``hp.one_minus_beta1``), like the reference's Python floats: the float32 one flips the rounding of moments
+    stored in bf16 (``quantize=False``).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0). Default ``1e-2``.
+        decouple_lr: Decay by :math:`\eta\lambda/\eta_0` (:math:`\eta_0` the initial learning rate, which must then
+            be positive) instead of :math:`\eta\lambda`. Default ``False``.
+        quantize: Store the moments as grouped 8-bit codes with float16-rounded scales. Default ``True``.
+        master_weight_bits (int | None): Effective master-weight precision (``24`` or ``32``) for bf16/fp16
+            parameters, kept as error-correction bits; ``None``: none. Raises if every parameter is float32.
+            Default ``None``.
+        check_numerics: Raise ``ArithmeticError`` before a step too small to change a bf16/fp16 parameter
+            (eager steps only). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        state_dtype: dtype of the moments with ``quantize=False`` (not allowed with ``quantize=True``). Default
+            ``None``: the parameter's dtype; ``mx.bfloat16`` stores them with stochastic rounding.
     """
 
     name = "flashadamw"

@@ -1,4 +1,4 @@
-"""FOCUS: sign momentum plus a sign attraction toward the running parameter average."""
+"""FOCUS: First Order Concentrated Updating Scheme."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class FOCUS(Optimizer):
-    r"""FOCUS: sign momentum plus a sign attraction toward the running parameter average.
+    r"""FOCUS: sign momentum plus a sign attraction toward the running average of the parameters.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
@@ -21,8 +21,20 @@ class FOCUS(Optimizer):
         p' = p_{t-1} - \eta\lambda\hat p_t,\quad
         p_t = p' - \eta\big(\gamma\operatorname{sign}(p' - \hat p_t) + \operatorname{sign}(m_t)\big)
 
-    As in the reference, weight decay subtracts :math:`\eta\lambda\hat p_t` (the running average, not :math:`p`).
-    Paper: "FOCUS: First Order Concentrated Updating Scheme", 2025.
+    Paper: "FOCUS: First Order Concentrated Updating Scheme" (2025). Reference: ``pytorch_optimizer.FOCUS``,
+    same keywords and defaults. As in the reference, weight decay subtracts :math:`\eta\lambda\hat p_t` (the
+    running average, not :math:`p`).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-2``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the running
+            parameter average. Default ``(0.9, 0.999)``.
+        gamma: Strength :math:`\gamma` in [0, 1) of the attraction toward the average. Default ``0.1``.
+        weight_decay: Coefficient :math:`\lambda` (>= 0) of the decay toward zero by the running average.
+            Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "focus"

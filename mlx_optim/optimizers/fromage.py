@@ -1,4 +1,4 @@
-"""Fromage."""
+"""Fromage (Bernstein et al., 2020)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,23 @@ from mlx_optim.registry import register
 
 @register
 class Fromage(Optimizer):
-    r"""Fromage (Bernstein et al., 2020): gradient steps of relative size :math:`\eta`, then a shrink.
+    r"""Fromage: gradient steps of relative size :math:`\eta` (scaled by the norm ratio), then a shrink.
 
     .. math::
         p \leftarrow \frac{p - \eta \frac{\lVert p\rVert}{\lVert g\rVert} g}{\sqrt{1+\eta^2}}
 
-    (the ratio is 1 where a norm is zero). With ``p_bound`` each tensor's norm is kept
-    below ``p_bound`` times its initial norm (state ``max``). Paper: "On the distance
-    between two neural networks and the stability of learning", NeurIPS 2020.
+    (the ratio is 1 where a norm is zero), per tensor.
+
+    Paper: "On the distance between two neural networks and the stability of learning" (Bernstein et al.),
+    NeurIPS 2020. Reference: ``pytorch_optimizer.Fromage``, same keywords and defaults.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-2``.
+        p_bound (float | None): Keep each tensor's norm below ``p_bound`` times its initial norm (kept in
+            state ``max``); ``None``: no bound. Default ``None``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "fromage"

@@ -1,4 +1,4 @@
-"""Follow The Regularized Leader, FTRL-Proximal (McMahan et al., 2013), pytorch_optimizer semantics."""
+"""Follow The Regularized Leader, FTRL-Proximal (McMahan et al., 2013)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def ftrl_step(
 
 @register
 class FTRL(Optimizer):
-    r"""Follow The Regularized Leader, FTRL-Proximal (McMahan et al., 2013), pytorch_optimizer semantics.
+    r"""FTRL: Follow The Regularized Leader (FTRL-Proximal), with L1 and L2 regularization in closed form.
 
     Keeps the accumulated squared gradients ``n`` and the shifted gradient sum ``z``; the parameter is
     the closed-form minimiser of the linearised, L1/L2-regularised objective (zero where ``|z| <= lambda_1``).
@@ -48,8 +48,21 @@ class FTRL(Optimizer):
         \frac{\operatorname{sign}(z_t)\lambda_1 - z_t}{(\sqrt{n_t} + \beta)/\eta + \lambda_2} & \text{else}
         \end{cases}
 
-    with ``c = lr_power``. Paper: "Ad Click Prediction: a View from the Trenches" (KDD 2013).
-    Reference quirk kept: the denominator uses ``sqrt(n)`` for every ``lr_power`` (Keras uses ``n^-c``).
+    with :math:`c` = ``lr_power``.
+
+    Paper: "Ad Click Prediction: a View from the Trenches" (McMahan et al.), KDD 2013. Reference:
+    ``pytorch_optimizer.FTRL``, same keywords and defaults. Reference quirk kept: the denominator uses
+    ``sqrt(n)`` for every ``lr_power`` (Keras's FTRL uses ``n^-c``).
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        lr_power: Exponent :math:`c` (<= 0) of the accumulator correction. Default ``-0.5``.
+        beta: Offset :math:`\beta` (>= 0) in the denominator. Default ``0.0``.
+        lambda_1: L1 regularization strength :math:`\lambda_1` (>= 0). Default ``0.0``.
+        lambda_2: L2 regularization strength :math:`\lambda_2` (>= 0). Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "ftrl"

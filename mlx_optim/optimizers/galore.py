@@ -1,4 +1,4 @@
-"""GaLore (Zhao et al., 2024, "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection")."""
+"""GaLore (Zhao et al., 2024): gradient low-rank projection."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class _Projected(Optimizer):
 
 @register
 class GaLore(_Projected):
-    r"""GaLore (Zhao et al., 2024, "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection").
+    r"""GaLore: AdamW whose moments live in a rank-``r`` subspace spanned by the gradient's leading singular vectors.
 
     AdamW whose moments live in a rank-``r`` subspace of each projected matrix: the basis
     :math:`P` holds the leading singular vectors of the gradient, recomputed every
@@ -109,8 +109,48 @@ class GaLore(_Projected):
         \eta_t = \eta \tfrac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
 
     with ``scale`` :math:`\alpha`. Unprojected leaves take the same step without :math:`P`.
-    Weight decay is decoupled and applied after the step, as in the reference. See the
-    module docstring for the projection filter, the every-step SVD and the sign convention.
+    Weight decay is decoupled and applied after the step, as in the reference.
+
+    Paper: "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection" (Zhao et al.), ICML 2024,
+    arXiv:2403.03507. Reference: ``pytorch_optimizer.GaLore``, same keywords and defaults.
+
+    The reference projects the 2-D parameters of the parameter groups that carry ``rank`` /
+    ``update_proj_gap`` / ``scale`` / ``projection_type`` keys; here these are keyword-only arguments (with
+    ``GaLoreProjector``'s defaults) and ``projection_filter`` picks the projected leaves.
+    ``projection_filter=lambda path, p: False`` gives the reference's behaviour for a group without ``rank``;
+    to project some layers with their own rank, use one optimizer per set of settings. The reference
+    recomputes the basis on the first step and whenever ``step % update_proj_gap == 0``; here the basis is an
+    array in the state chosen by ``mx.where`` on the step, so the step stays one compilable graph: the basis is
+    computed on *every* step (a CPU SVD per projected matrix) and adopted only on refresh steps, an extra cost
+    the reference pays only every ``update_proj_gap`` steps.
+
+    Singular vectors are defined up to sign, and LAPACK builds differ in the signs they return; since the
+    moments live in the projected coordinates across refreshes, the sign convention changes the trajectory
+    after the first refresh. The basis fixes it: each left singular vector is flipped so that its
+    largest-magnitude entry is positive (the right singular vector with it); the parity rows run the reference
+    with the same convention applied to ``torch.linalg.svd``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0), applied after the step. Default ``0.0``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        rank (int | None): Rank :math:`r` (>= 1) of the projection; ``None``: every singular vector
+            (``min(m, n)``). Default ``128``.
+        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
+            ``50``.
+        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
+        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
+            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
+            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
+            ``"std"``.
+        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
+            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
+            every 2-D leaf.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "galore"

@@ -1,4 +1,4 @@
-"""Grams (Cao et al., 2024, "Grams: Gradient Descent with Adaptive Momentum Scaling")."""
+"""Grams (Cao et al., 2024): gradient descent with adaptive momentum scaling."""
 
 from __future__ import annotations
 
@@ -13,17 +13,31 @@ from mlx_optim.registry import register
 
 @register
 class Grams(Optimizer):
-    r"""Grams (Cao et al., 2024, "Grams: Gradient Descent with Adaptive Momentum Scaling").
-
-    The magnitude of the Adam update with the sign of the current gradient:
+    r"""Grams: the magnitude of the Adam update with the sign of the current gradient.
 
     .. math::
         u_t = \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon},\quad
         p_t = p_{t-1} - \eta\, |u_t| \operatorname{sign}(g_t)
 
-    Decoupled weight decay (not lr-free) is applied after the update is formed.
-    Reference quirk kept for parity: with ``weight_decouple=False`` the L2 term is
-    added to the gradient *after* it was used, so no weight decay happens at all.
+    with :math:`m_t`, :math:`v_t` Adam's moment EMAs. Decoupled weight decay (scaled by the learning rate) is
+    applied after the update is formed.
+
+    Paper: "Grams: Gradient Descent with Adaptive Momentum Scaling" (Cao et al., 2024). Reference:
+    ``pytorch_optimizer.Grams``, same keywords and defaults. Reference quirk kept for parity: with
+    ``weight_decouple=False`` the L2 term is added to the gradient *after* it was used, so no weight decay
+    happens at all.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)``; ``False`` applies no decay (reference quirk).
+            Default ``True``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "grams"
