@@ -130,6 +130,7 @@ class AdaBoundW(AdaBound):
         ams_bound: AMSBound: use the running maximum of :math:`v_t`. Default ``False``.
         eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Drop the :math:`1-\beta_1^t` bias correction from the step size. Default ``False``.
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
