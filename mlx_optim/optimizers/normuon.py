@@ -47,7 +47,7 @@ class NorMuon(_MuonFamily):
     or ``"match_rms"`` (:math:`c = 0.2\sqrt{\text{out}\cdot\text{in}}`, :math:`s = 1`). Parameters not
     selected by ``muon_filter`` get AdamW (``adamw_*``).
 
-    Paper: Li et al., "NorMuon: Making Muon more efficient and scalable", 2025.
+    Paper: Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
 
     Reference: ``pytorch_optimizer.NorMuon`` (parity-checked). Differences: ``muon_filter`` instead of
     ``use_muon`` groups; ``ns_method`` / ``ns_reset_steps`` are the reference's ``**kwargs`` group options
