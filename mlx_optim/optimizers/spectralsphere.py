@@ -142,7 +142,7 @@ class SpectralSphere(Optimizer):
     11 + ``solver_max_iterations`` msign evaluations per matrix per step, so keep ``solver_max_iterations``
     small for big matrices (the float32 bisection interval stops shrinking after about 30 halvings).
 
-    Paper: "Controlled LLM Training on Spectral Sphere", arXiv:2601.08393, 2026; the reference also cites
+    Paper: arXiv:2601.08393 (controlled LLM training on the spectral sphere), 2026; the reference also cites
     "Spectral MuP: Spectral Control of Feature Learning" and Bernstein & Newhouse, "Modular Duality in Deep
     Learning", arXiv:2410.21265.
 

@@ -20,7 +20,7 @@ class TAM(Optimizer):
         s_t = \rho s_{t-1} + (1-\rho)\,\mathrm{n}(b_{t-1})\odot\mathrm{n}(g_t),\quad
         b_t = \mu b_{t-1} + \Big(\frac{1+s_t}{2}+\epsilon\Big) g_t,\quad p_t = p_{t-1} - \eta b_t
 
-    Paper: Malviya et al., "Torque-Aware Momentum", arXiv:2412.18790, 2024.
+    Paper: "Torque-Aware Momentum", arXiv:2412.18790, 2024.
 
     Reference: ``pytorch_optimizer.TAM`` (parity-checked). Reference quirk kept for parity: the L2 penalty
     (``weight_decouple=False``) is added to the gradient after the buffer was updated, so it has no effect.

@@ -46,7 +46,7 @@ class Magma(Wrapper):
     ``state["key"]`` (``seed``), split every step, so a run is reproducible and compiles. Per-parameter slots:
     ``"alignment"`` (float32 scalar) and, when needed, ``"momentum"``.
 
-    Paper: "Momentum-Aligned Gradient Masking", arXiv:2602.15322, 2026.
+    Paper: arXiv:2602.15322 (momentum-aligned gradient masking), 2026.
 
     Reference: ``pytorch_optimizer.Magma`` (its CPU, non-foreach path; ``lerp(new, old, 1 - a b)``;
     parity-checked). Differences: the mask draws differ from torch's, so parity replays our masks into the

@@ -338,7 +338,7 @@ class GSAM(_SAMBase):
     (norms global over all parameters). The weights are restored by subtracting the saved perturbation (slot
     ``e_w``), as the reference does. Calling forms as :class:`SAM`.
 
-    Paper: Zhuang et al., "Surrogate Gap Guided Sharpness-Aware Minimization", ICLR 2022.
+    Paper: Zhuang et al., "Surrogate Gap Minimization Improves Sharpness-Aware Training", ICLR 2022.
 
     Reference: ``pytorch_optimizer.GSAM`` (parity-checked). Difference: ``rho_scheduler`` replaces
     pytorch_optimizer's ``ProportionScheduler`` object. Differences that come from MLX: no parameter groups (the
