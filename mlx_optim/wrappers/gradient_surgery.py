@@ -240,8 +240,8 @@ class PPCGrad(PCGrad):
 
     Paper: none of its own; a variant of PCGrad (Yu et al., NeurIPS 2020, arXiv:2001.06782).
 
-    Reference: a torch transcription of ``PPCGrad.project_conflicting`` from the Keras source it was
-    specified from (see ``docs/provenance.md``; parity-checked). Difference: that code's
+    Reference: a torch transcription of ``PPCGrad.project_conflicting`` from its source document (see
+    ``docs/provenance.md``; parity-checked). Difference: that code's
     ``pc_backward(tape, losses, variables)`` returns the merged gradient instead of stepping an optimizer.
 
     Args:
