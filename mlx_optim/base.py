@@ -348,9 +348,8 @@ class Optimizer(optim.Optimizer):
         Automatic on the CPU for every optimizer whose update can run inside ``mx.compile`` (``compilable``;
         not L-BFGS): their update keeps no Python-level state that changes between steps, so one trace serves
         every step, and eagerly each leaf's element-wise work becomes a few fused kernels instead of dozens of
-        separate passes. Measured on the LoRA tree (benchmarks/suite.py, eager): Adafactor 157 -> 46 ms, CAME
-        163 -> 60, Prodigy 110 -> 35, Lamb 58 -> 33, AdEMAMix 62 -> 17. Not automatic on a GPU (unmeasured
-        there; the Metal/CUDA kernels of :mod:`mlx_optim.kernels` already fuse the hot paths). Set
+        separate passes (``benchmarks/suite.py`` compares both). Not automatic on a GPU (unmeasured there; the
+        Metal/CUDA kernels of :mod:`mlx_optim.kernels` already fuse the hot paths). Set
         ``opt.fuse_updates = False`` to run the plain update, or ``True`` to force it."""
         if self.fuse_updates is not None:
             return self.fuse_updates
@@ -432,7 +431,7 @@ class Optimizer(optim.Optimizer):
             hp.decay_factor = 1 - hp.weight_decay * hp.lr  # decoupled decay's p * (1 - wd lr), once per step
         # Materialise the per-step scalars. Under mx.compile a scalar expression feeding an element-wise update is
         # otherwise fused into it and recomputed for every element (Adam's two bias-correction powf per element made
-        # a compiled step ~10x slower on the CPU backend, benchmarks/suite.py); mx.contiguous is not fusable.
+        # a compiled step many times slower on the CPU backend, benchmarks/suite.py); mx.contiguous is not fusable.
         for k, v in vars(hp).items():
             if isinstance(v, mx.array) and v.ndim == 0:
                 setattr(hp, k, mx.contiguous(v))

@@ -1,8 +1,8 @@
 """A fast BLAS/LAPACK for MLX's CPU backend on Linux.
 
 The ``mlx[cpu]`` wheel for Linux links the reference (Netlib) BLAS and LAPACK that it bundles
-(``mlx_cpu.libs/libblas-*.so.3``): a 1024x1024 float32 matmul takes 0.5-1.7 s there, against ~50 ms with
-OpenBLAS on the same two cores, and ``eigh``/``qr``/``inv`` are 10-17x slower. MLX calls these libraries through
+(``mlx_cpu.libs/libblas-*.so.3``): matmul, ``eigh``, ``qr`` and ``inv`` are an order of magnitude slower there
+than with OpenBLAS on the same cores (``mlx-optim doctor`` measures it). MLX calls these libraries through
 their standard names (``cblas_sgemm``, ``ssyevd_``, ``sgeqrf_``, ...), so an optimized library that exports the
 same names can stand in for them without any change to MLX.
 

@@ -1,7 +1,7 @@
 """Composable optimizer features: each technique implemented once, switched on for any optimizer.
 
-The Keras seed's ``_sn`` and ``_e`` optimizers are a base optimizer plus a bundle of the same few
-techniques. Here each technique is one implementation in the :class:`Features` mixin, and a variant is
+The ``_sn`` and ``_e`` optimizers of :mod:`mlx_optim.variants` are a base optimizer plus a bundle of the same
+few techniques. Each technique is one implementation in the :class:`Features` mixin, and a variant is
 ``class Ranger_e(Features, Ranger)`` with a ``features`` dict of the keywords it exposes and their
 defaults, and ``base_defaults`` for the base's own keywords whose default it changes
 (:mod:`mlx_optim.variants`). :func:`compose` builds such a class for any optimizer, e.g.
@@ -92,7 +92,7 @@ from mlx_optim.functional.subset_norm import sn_expand, sn_reduce, subset_size_f
 from mlx_optim.optimizers import adahessian as so
 from mlx_optim.optimizers.adahessian import DISTRIBUTIONS, ESTIMATE
 
-__all__ = ["Features", "compose", "sn_reduce", "sn_expand", "FEATURE_DEFAULTS"]
+__all__ = ["Features", "compose", "sn_reduce", "sn_expand", "FEATURE_DEFAULTS", "FEATURE_DOCS"]
 
 _FEATURE_GRAD = "_feature_grad"  # the transformed gradient, from prepare to update_single (never saved)
 _FEATURE_SIGNAL = "_feature_signal"  # the gradient before pnm/aem, for the update transforms (never saved)
@@ -126,6 +126,52 @@ FEATURE_DEFAULTS: dict[str, Any] = {
     "update_period": 10,
     "num_samples": 1,
     "hessian_distribution": "gaussian",
+}
+
+# What each feature keyword means, for the ``Args:`` sections of the composed classes (:mod:`mlx_optim.variants`
+# appends the variant's default). One entry per keyword of :data:`FEATURE_DEFAULTS`.
+FEATURE_DOCS: dict[str, str] = {
+    "orthograd": "OrthoGrad: replace each gradient by its component orthogonal to the parameter, rescaled to the "
+    "gradient's norm (pytorch_optimizer's ``OrthoGrad``).",
+    "agc": "Adaptive gradient clipping: rescale each gradient so that its unit-wise norm is at most ``agc_clip_val`` "
+    "times ``max(unit-wise norm of the parameter, agc_eps)`` (pytorch_optimizer's ``agc``).",
+    "agc_eps": "Adaptive gradient clipping's lower bound of the parameter norm (> 0).",
+    "agc_clip_val": "Adaptive gradient clipping's largest gradient-to-parameter norm ratio (> 0).",
+    "pnm": "Positive-negative momentum: two EMAs of the gradient with decay ``pnm_beta**2``, updated on alternate "
+    "steps; the base optimizer sees ``((1 + b0) m_this - b0 m_other) / sqrt((1 + b0)^2 + b0^2)`` with "
+    "``b0 = pnm_beta0``.",
+    "pnm_beta": "Positive-negative momentum's beta, in [0, 1) (each EMA decays by its square).",
+    "pnm_beta0": "Weight ``b0`` of the negative momentum (>= 0).",
+    "aem": "AdEMAMix's slow EMA ``s = beta3_t s + (1 - beta3_t) g`` added to the gradient, ``g + alpha_t s`` (as a "
+    "gradient transform it also enters the base's second moment, unlike AdEMAMix).",
+    "alpha": "Weight of the slow EMA (>= 0), warmed up linearly over ``t_alpha_beta3`` steps when that is set.",
+    "beta3": "Decay rate of the slow EMA, in [0, 1), warmed up in half-life space over ``t_alpha_beta3`` steps when "
+    "that is set.",
+    "t_alpha_beta3": "Warm-up length in steps of the ``alpha`` and ``beta3`` schedules (> 0); ``None`` uses the "
+    "constants.",
+    "sn": "Subset-norm second moments (pytorch_optimizer's ``AdamWSN``): each tensor, viewed as ``(numel / k, k)``, "
+    "keeps one second moment per row, the EMA of the row's sum of squared gradients.",
+    "subset_size": "Subset size ``k``: the largest divisor of ``numel`` not above ``subset_size``, or "
+    "``int(sqrt(numel) / |subset_size|)`` when it is negative; not 0.",
+    "cautious": "Cautious masking: zero the step where it disagrees with the gradient's sign and rescale it by "
+    "``numel / (kept + 1)``.",
+    "trust_ratio": "LAMB's layer-wise trust ratio ``|p| / |step / lr|`` applied to the step (1 where a norm is 0).",
+    "trust_clip": "Cap the trust ratio at 1 (LAMBC).",
+    "DAdapt": "D-Adaptation of the step size: the base's step rescaled to ``d * step / max_i |step_i|``, ``d`` a "
+    "lower bound on the distance to the solution grown from ``d0`` (see :mod:`mlx_optim.features`); the base's "
+    "``learning_rate`` then only shapes the schedule.",
+    "d0": "Initial D-Adaptation estimate ``d`` (> 0).",
+    "growth_rate": "Largest factor by which ``d`` may grow per step (>= 1).",
+    "lookahead": "Lookahead: every ``lookahead_merge_time`` steps ``p <- lerp(p, slow, 1 - "
+    "lookahead_blending_alpha)``, ``slow <- p``.",
+    "lookahead_merge_time": "Steps between Lookahead merges (>= 1).",
+    "lookahead_blending_alpha": "Lookahead interpolation factor toward the fast weights, in [0, 1].",
+    "sophia": "Muon family only: the AdamW fallback becomes SophiaH's clipped update with a Hutchinson curvature "
+    "estimate; call ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn), *batch)``.",
+    "p": "Clip bound of the Sophia fallback's step (> 0).",
+    "update_period": "Steps between the Sophia fallback's curvature refreshes (>= 1).",
+    "num_samples": "Hutchinson probes per curvature refresh (>= 1).",
+    "hessian_distribution": "Distribution of the Hutchinson probes, ``'gaussian'`` or ``'rademacher'``.",
 }
 
 

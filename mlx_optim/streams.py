@@ -87,9 +87,8 @@ def reserve_buffer_cache(nbytes: int) -> bool:
     reuses its inputs' memory (MLX donates an input only when nothing else refers to it, and each output of a
     multi-output kernel refers to all inputs). Freed buffers go to MLX's cache, whose limit on the CPU
     backend is 32 MB by default; the rest goes back to ``malloc``, which may return it to the system, and the
-    next step then pays a page fault per 4 KB written. Measured on the 25M-parameter tree of
-    ``benchmarks/step_time.py``, in a process whose allocation history made ``malloc`` do so: 151 MB of page
-    faults per step, 83 ms per compiled AdamW step, and 50 ms with a 4 GB limit (mlx's AdamW: 119 -> 71 ms).
+    next step then pays a page fault per 4 KB written; in a process whose allocation history made ``malloc`` do
+    so, these page faults made up a large part of a compiled AdamW step (``benchmarks/buffer_cache.py``).
     The optimizers call this from ``init`` with twice their parameters' and state's bytes (one step's outputs,
     plus the gradients). Off with :func:`set_buffer_cache` ``(False)`` or ``MLX_OPTIM_BUFFER_CACHE=0``; on a
     GPU MLX's default limit is already the memory limit.

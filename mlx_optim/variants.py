@@ -1,31 +1,15 @@
-"""The Keras seed's ``_sn`` and ``_e`` variants: a base optimizer plus :mod:`mlx_optim.features`.
-
-Each class is ``Features`` + its base optimizer, with the seed's defaults for the feature keywords it
-exposes (catalog rows 105-136); everything else (keywords, their order and defaults, the math) is the
-base's. With every feature switched off a variant is its base optimizer, bit for bit
-(``tests/test_features.py``); the base's parity rows check it against its PyTorch reference.
-Registry names are the seed class names in lowercase.
-
-Seed keywords not exposed, and why (also in each class's docstring):
-
-* ``sn`` on SophiaH_e / SophiaG_e / DAdaptLion_e: those optimizers keep no element-wise EMA of squared
-  gradients (Sophia's curvature EMA is not a second moment; Lion has none), so subset-norm has
-  nothing to act on; on SOAP_e: SOAP's second moment is permuted with its eigenbasis at every refresh;
-* ``pnm`` / ``lookahead`` on the Ranger ``_e`` variants: the seed lists neither (Ranger21 has its own
-  positive-negative momentum, the Ranger line its own Lookahead);
-* ``sn`` on the Muon family: with the seed's ``sophia=True`` the AdamW fallback keeps no squared-gradient
-  moment (and the Muon branch none element-wise);
-* DAdaptLion_e's GaLore projector (``update_proj_gap``, ``scale``, ``projection_type``) and
-  ``muon_ortho`` / ``muon_steps``: not ported (the seed's defaults, ``None`` / ``False``, switch them off).
-"""
+"""The ``_sn`` and ``_e`` variants: a base optimizer plus :mod:`mlx_optim.features`."""
 
 from __future__ import annotations
 
+import inspect
+import re
+import textwrap
 from typing import Any
 
 import mlx.core as mx
 
-from mlx_optim.features import Features
+from mlx_optim.features import FEATURE_DOCS, Features
 from mlx_optim.optimizers.adago import AdaGO
 from mlx_optim.optimizers.adamuon import AdaMuon
 from mlx_optim.optimizers.conda import Conda
@@ -48,20 +32,92 @@ AEM = {"aem": True, "alpha": 5.0, "beta3": 0.9999, "t_alpha_beta3": None}
 AEM_OFF = {**AEM, "aem": False}
 SOPHIA = {"sophia": True, "p": 1e-2, "update_period": 10, "num_samples": 1, "hessian_distribution": "gaussian"}
 
+_ENTRY = re.compile(r"^\**([A-Za-z_]\w*)(\s*\(.*?\))?\s*:")
+_DEFAULT = re.compile(r"Default ``[^`]*``(?: \([^)]*\))?\.$")
+
+
+def _base_args(base: type) -> dict[str, list[str]]:
+    """The entries of the base class's ``Args:`` section, by keyword (each a list of dedented lines)."""
+    lines = (inspect.getdoc(base) or "").splitlines()
+    if "Args:" not in lines:
+        return {}
+    entries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[lines.index("Args:") + 1 :]:
+        if line and not line.startswith(" "):
+            break
+        m = _ENTRY.match(line[4:]) if line.startswith("    ") and not line.startswith("     ") else None
+        if m:
+            current = entries.setdefault(m.group(1), [])
+            current.append(line[4:])
+        elif current is not None and line.strip():
+            current.append(line[4:])
+    return entries
+
+
+def _wrap(text: str, width: int = 108, indent: str = "    ") -> str:
+    """``textwrap`` that does not break inside a ````literal````; continuation lines get ``indent``."""
+    protected = re.sub(r"``[^`]*``", lambda m: m.group(0).replace(" ", "\x00"), text)
+    lines = textwrap.wrap(protected, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines).replace("\x00", " ")
+
+
+def _show(value: Any) -> str:
+    return "inf" if value == INF else repr(value)
+
+
+def _args_section(cls: type, base: type) -> str:
+    """``Args:`` for every keyword of ``cls``: the base's entries (with a changed default where ``base_defaults``
+    sets one) and :data:`mlx_optim.features.FEATURE_DOCS` for the feature keywords, in signature order."""
+    base_entries = _base_args(base)
+    out = []
+    for name, param in inspect.signature(cls).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name in cls.features:
+            text = f"{name}: {FEATURE_DOCS[name]} Default ``{_show(cls.features[name])}``."
+            out.append(_wrap(text))
+            continue
+        entry = base_entries.get(name)
+        if entry is None:
+            default = "Required" if param.default is param.empty else f"Default ``{_show(param.default)}``"
+            out.append(f"{name}: As in :class:`~mlx_optim.{base.__name__}`. {default}.")
+            continue
+        entry = list(entry)
+        if name in cls.base_defaults:
+            base_default = inspect.signature(base.__init__).parameters[name].default
+            new = f"Default here ``{_show(cls.base_defaults[name])}`` (the base's: ``{_show(base_default)}``)."
+            text = " ".join(line.strip() for line in entry)
+            entry = _wrap(_DEFAULT.sub(new, text) if _DEFAULT.search(text) else f"{text} {new}").splitlines()
+        out.append("\n".join(entry))
+    body = "\n".join("        " + line for e in out for line in e.splitlines())
+    return "    Args:\n" + body
+
 
 def variant(cls: type) -> type:
-    """Register ``cls`` and append its composition (base + features with defaults) to its docstring."""
+    """Register ``cls``; append its composition (base + features with defaults) and its ``Args:`` to its docstring."""
     base = next(c for c in cls.__mro__[1:] if c is not Features and not issubclass(c, Features) and c.name)
     cls.family = base.family
     cls.reference = f"mlx_optim.{base.__name__} ({base.reference}) + mlx_optim.features"
     cls.needs_loss = base.needs_loss
-    on = ", ".join(f"``{k}={v!r}``" for k, v in cls.features.items())
-    changed = "".join(f", ``{k}={v!r}``" for k, v in cls.base_defaults.items())
-    others = f" Base keywords with the seed's default{changed}; every other" if changed else " Every other"
-    cls.__doc__ = (
-        f"{(cls.__doc__ or '').rstrip()}\n\n    Composition: :class:`~mlx_optim.{base.__name__}` (``{base.name}``) + "
-        f":mod:`mlx_optim.features` with {on}.{others} keyword and its default is the base's.\n"
+    on = ", ".join(f"``{k}={_show(v)}``" for k, v in cls.features.items())
+    changed = "".join(f", ``{k}={_show(v)}``" for k, v in cls.base_defaults.items())
+    others = f" Base keywords with another default{changed}; every other" if changed else " Every other"
+    composition = _wrap(
+        f"Composition: :class:`~mlx_optim.{base.__name__}` (``{base.name}``) + :mod:`mlx_optim.features` with {on}."
+        f"{others} keyword and its default is the base's. With every feature switched off the variant is its base "
+        "optimizer, bit for bit.",
+        112,
+        "",
     )
+    papers = _wrap(
+        f"Paper and reference: those of :class:`~mlx_optim.{base.__name__}` (parity-checked against "
+        f"``{base.reference}``) and of each feature (:mod:`mlx_optim.features`).",
+        112,
+        "",
+    )
+    notes = "\n\n".join("\n".join("    " + line for line in part.splitlines()) for part in (composition, papers))
+    cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n{notes}\n\n{_args_section(cls, base)}\n"
     return register(cls)
 
 
@@ -75,9 +131,10 @@ def _features(*parts: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- _sn: subset-norm second moments
 @variant
-class RangerQH_sn(Features, RangerQH):  # noqa: N801 (the seed's class name)
-    """RangerQH_sn (Keras seed): RangerQH with subset-norm second moments (QHAdam's instantaneous
-    :math:`g^2` term is summed over the same subsets)."""
+class RangerQH_sn(Features, RangerQH):  # noqa: N801 (the registry name's spelling)
+    """RangerQH_sn: RangerQH with subset-norm second moments.
+
+    QHAdam's instantaneous :math:`g^2` term is summed over the same subsets."""
 
     name = "rangerqh_sn"
     features = _features(SN)
@@ -85,8 +142,10 @@ class RangerQH_sn(Features, RangerQH):  # noqa: N801 (the seed's class name)
 
 @variant
 class RangerVA_sn(Features, RangerVA):  # noqa: N801
-    """RangerVA_sn (Keras seed): RangerVA with subset-norm second moments (``exp_avg_sq`` and its AMSGrad
-    maximum kept per subset; ``grad_transformer='abs'`` sums :math:`|g|` over the subset)."""
+    """RangerVA_sn: RangerVA with subset-norm second moments.
+
+    ``exp_avg_sq`` and its AMSGrad maximum are kept per subset; ``grad_transformer='abs'`` sums :math:`|g|` over
+    the subset."""
 
     name = "rangerva_sn"
     features = _features(SN)
@@ -94,8 +153,9 @@ class RangerVA_sn(Features, RangerVA):  # noqa: N801
 
 @variant
 class EmoNavi_sn(Features, EmoNavi):  # noqa: N801
-    """EmoNavi_sn (Keras seed): EmoNavi with subset-norm second moments. The seed lists only ``sn``;
-    ``subset_size`` is -1 (about :math:`\\sqrt{n}` per subset)."""
+    """EmoNavi_sn: EmoNavi with subset-norm second moments.
+
+    Only ``sn`` is exposed: the subset size is fixed at -1 (about :math:`\\sqrt{n}` per subset)."""
 
     name = "emonavi_sn"
     features = _features({"sn": True})
@@ -103,9 +163,9 @@ class EmoNavi_sn(Features, EmoNavi):  # noqa: N801
 
 @variant
 class EmoFact_sn(Features, EmoFact):  # noqa: N801
-    """EmoFact_sn (Keras seed): EmoFact with subset-norm second moments for its vectors (matrices already
-    keep factored row/column statistics). The seed's text also calls ``sn`` a "sign-based" mode; we use
-    the subset-norm meaning every other ``_sn`` section gives it."""
+    """EmoFact_sn: EmoFact with subset-norm second moments for its vectors.
+
+    Matrices already keep factored row/column statistics."""
 
     name = "emofact_sn"
     features = _features(SN)
@@ -113,8 +173,9 @@ class EmoFact_sn(Features, EmoFact):  # noqa: N801
 
 @variant
 class EmoZeal_sn(Features, EmoZeal):  # noqa: N801
-    """EmoZeal_sn (Keras seed): EmoZeal with subset-norm second moments for its vectors (matrices keep
-    factored row/column statistics)."""
+    """EmoZeal_sn: EmoZeal with subset-norm second moments for its vectors.
+
+    Matrices keep factored row/column statistics."""
 
     name = "emozeal_sn"
     features = _features(SN)
@@ -122,8 +183,9 @@ class EmoZeal_sn(Features, EmoZeal):  # noqa: N801
 
 @variant
 class DAdaptAdam_sn(Features, DAdaptAdam):  # noqa: N801
-    """DAdaptAdam_sn (Keras seed): DAdaptAdam with subset-norm second moments (also in D-Adaptation's
-    numerator :math:`\\langle g, s/(\\sqrt{v}+\\epsilon)\\rangle`)."""
+    """DAdaptAdam_sn: DAdaptAdam with subset-norm second moments.
+
+    The subset moments also enter D-Adaptation's numerator :math:`\\langle g, s/(\\sqrt{v}+\\epsilon)\\rangle`."""
 
     name = "dadaptadam_sn"
     features = _features(SN)
@@ -131,8 +193,9 @@ class DAdaptAdam_sn(Features, DAdaptAdam):  # noqa: N801
 
 @variant
 class DAdaptAdan_sn(Features, DAdaptAdan):  # noqa: N801
-    """DAdaptAdan_sn (Keras seed): DAdaptAdan with subset-norm second moments (also in D-Adaptation's
-    weighted sums)."""
+    """DAdaptAdan_sn: DAdaptAdan with subset-norm second moments.
+
+    The subset moments also enter D-Adaptation's weighted sums."""
 
     name = "dadaptadan_sn"
     features = _features(SN)
@@ -141,9 +204,12 @@ class DAdaptAdan_sn(Features, DAdaptAdan):  # noqa: N801
 # ---------------------------------------------------------------------------- _e: the extended bundles
 @variant
 class Ranger_e(Features, Ranger):  # noqa: N801
-    """Ranger_e (Keras seed): Ranger with subset-norm second moments and D-Adaptation of the RAdam step
-    (taken before Ranger's own Lookahead). With D-Adaptation ``learning_rate`` multiplies the adapted
-    ``d`` (from ``d0=1e-6``): the seed keeps ``learning_rate=1e-3``, D-Adaptation's convention is 1."""
+    """Ranger_e: Ranger with subset-norm second moments and D-Adaptation of the RAdam step.
+
+    D-Adaptation acts on the step before Ranger's own Lookahead. With D-Adaptation ``learning_rate``
+    multiplies the adapted ``d`` (from ``d0=1e-6``): the default stays Ranger's ``learning_rate=1e-3``, while
+    D-Adaptation's convention is 1. Positive-negative momentum and the generic Lookahead are not exposed
+    (Ranger has its own Lookahead)."""
 
     name = "ranger_e"
     features = _features(SN, DADAPT)
@@ -151,8 +217,9 @@ class Ranger_e(Features, Ranger):  # noqa: N801
 
 @variant
 class Ranger2020_e(Features, Ranger2020):  # noqa: N801
-    """Ranger2020_e (Keras seed): Ranger2020 with subset-norm second moments and D-Adaptation of the
-    step before the built-in Lookahead (see :class:`Ranger_e`)."""
+    """Ranger2020_e: Ranger2020 with subset-norm second moments and D-Adaptation of the step.
+
+    D-Adaptation acts on the step before the built-in Lookahead (see :class:`Ranger_e`)."""
 
     name = "ranger2020_e"
     features = _features(SN, DADAPT)
@@ -160,9 +227,11 @@ class Ranger2020_e(Features, Ranger2020):  # noqa: N801
 
 @variant
 class Ranger21_e(Features, Ranger21):  # noqa: N801
-    """Ranger21_e (Keras seed): Ranger21 with subset-norm second moments (``variance_ma`` and its AMSGrad
-    maximum per subset; the global variance normalizer averages the per-element view) and D-Adaptation of
-    the step before the built-in Lookahead (see :class:`Ranger_e`)."""
+    """Ranger21_e: Ranger21 with subset-norm second moments and D-Adaptation of the step.
+
+    ``variance_ma`` and its AMSGrad maximum are kept per subset (the global variance normalizer averages the
+    per-element view); D-Adaptation acts on the step before the built-in Lookahead (see :class:`Ranger_e`).
+    Positive-negative momentum and the generic Lookahead are not exposed (Ranger21 has its own)."""
 
     name = "ranger21_e"
     features = _features(SN, DADAPT)
@@ -170,9 +239,11 @@ class Ranger21_e(Features, Ranger21):  # noqa: N801
 
 @variant
 class SophiaH_e(Features, SophiaH):  # noqa: N801
-    """SophiaH_e (Keras seed): SophiaH (Hutchinson curvature, ``opt.step_with``) with OrthoGrad, AGC,
-    positive-negative momentum, cautious masking, D-Adaptation, optional trust ratio and Lookahead.
-    The seed's ``sn``/``subset_size`` are not exposed: Sophia keeps no EMA of squared gradients."""
+    """SophiaH_e: SophiaH with OrthoGrad, AGC, positive-negative momentum, cautious masking, D-Adaptation and Lookahead.
+
+    SophiaH's Hutchinson curvature needs ``opt.step_with``; a trust ratio is optional (off).
+    ``sn`` / ``subset_size`` are not exposed: Sophia keeps no EMA of squared gradients (its curvature EMA
+    is not a second moment)."""
 
     name = "sophiah_e"
     features = _features({"orthograd": True}, LOOKAHEAD, {"pnm": True, "agc": True, "cautious": True}, DADAPT, TRUST)
@@ -180,8 +251,10 @@ class SophiaH_e(Features, SophiaH):  # noqa: N801
 
 @variant
 class SophiaG_e(Features, SophiaG):  # noqa: N801
-    """SophiaG_e (Keras seed): SophiaG (Gauss-Newton-Bartlett curvature, ``opt.step_with``) with the same
-    bundle as :class:`SophiaH_e` (``sn`` not exposed for the same reason)."""
+    """SophiaG_e: SophiaG with the bundle of :class:`SophiaH_e`.
+
+    SophiaG's Gauss-Newton-Bartlett curvature needs ``opt.step_with``; ``sn`` is not exposed for the same
+    reason as in :class:`SophiaH_e`."""
 
     name = "sophiag_e"
     features = _features({"orthograd": True}, LOOKAHEAD, {"pnm": True, "agc": True, "cautious": True}, DADAPT, TRUST)
@@ -189,10 +262,11 @@ class SophiaG_e(Features, SophiaG):  # noqa: N801
 
 @variant
 class SOAP_e(Features, SOAP):  # noqa: N801
-    """SOAP_e (Keras seed): SOAP with Lookahead, positive-negative momentum, AGC, cautious masking, the AEM
-    slow EMA, D-Adaptation and an optional trust ratio. The seed's ``sn``/``subset_size`` are not
-    exposed: SOAP's second moment lives in the rotating eigenbasis and is permuted with it at every
-    basis refresh, which a per-subset moment cannot follow."""
+    """SOAP_e: SOAP with Lookahead, positive-negative momentum, AGC, cautious masking, the AEM EMA and D-Adaptation.
+
+    A trust ratio is optional (off). ``sn`` / ``subset_size`` are not exposed: SOAP's second moment lives in
+    the rotating eigenbasis and is permuted with it at every basis refresh, which a per-subset moment cannot
+    follow."""
 
     name = "soap_e"
     features = _features(LOOKAHEAD, {"pnm": True, "agc": True, "cautious": True}, AEM, DADAPT, TRUST)
@@ -200,11 +274,11 @@ class SOAP_e(Features, SOAP):  # noqa: N801
 
 @variant
 class Conda_e(Features, Conda):  # noqa: N801
-    """Conda_e (Keras seed): Conda with Lookahead, positive-negative momentum, subset-norm second moments
-    (for tensors whose projected second moment keeps the parameter's shape), AGC, cautious masking, the
-    AEM slow EMA, D-Adaptation and an optional trust ratio. The seed's ``update_proj_gap=None``,
-    ``scale=None``, ``projection_type=None`` are Conda's own projection keywords; we keep the base's
-    defaults (2000, 1.0, ``'std'``), as the seed does not say what ``None`` selects."""
+    """Conda_e: Conda with Lookahead, PN momentum, subset norms, AGC, cautious masking, AEM and D-Adaptation.
+
+    Subset-norm second moments apply to tensors whose projected second moment keeps the parameter's shape; a
+    trust ratio is optional (off). Conda's own projection keywords (``update_proj_gap``, ``scale``,
+    ``projection_type``) keep the base's defaults."""
 
     name = "conda_e"
     features = _features(LOOKAHEAD, {"pnm": True}, SN, {"agc": True, "cautious": True}, AEM, DADAPT, TRUST)
@@ -212,12 +286,12 @@ class Conda_e(Features, Conda):  # noqa: N801
 
 @variant
 class DAdaptLion_e(Features, DAdaptLion):  # noqa: N801
-    """DAdaptLion_e (Keras seed): DAdaptLion (its own D-Adaptation) with OrthoGrad, Lookahead,
-    positive-negative momentum, AGC, cautious masking and an optional trust ratio, and the seed's
-    ``weight_decouple=True``. Its D-Adaptation counts each Lookahead merge as a step (see
-    ``lookahead_moved``; the seed does not, and without it the seed defaults diverge on our test MLP).
-    Not exposed: ``sn`` (Lion keeps no second moment) and the seed's GaLore projector / ``muon_ortho``
-    options (off by default in the seed; not ported)."""
+    """DAdaptLion_e: DAdaptLion with OrthoGrad, Lookahead, positive-negative momentum, AGC and cautious masking.
+
+    DAdaptLion keeps its own D-Adaptation; a trust ratio is optional (off) and ``weight_decouple`` defaults to
+    ``True``. Its D-Adaptation counts each Lookahead merge as a step (see ``lookahead_moved``; without it the
+    default settings diverge on a small MLP). ``sn`` is not exposed (Lion keeps no second moment); a GaLore
+    projector and Muon-style orthogonalization are not ported."""
 
     name = "dadaptlion_e"
     features = _features({"orthograd": True}, LOOKAHEAD, {"pnm": True, "agc": True, "cautious": True}, TRUST)
@@ -226,7 +300,7 @@ class DAdaptLion_e(Features, DAdaptLion):  # noqa: N801
     # DAdaptLion estimates its distance travelled from its own steps (``s``, the EMA of ``d_lr * u``,
     # and the numerator's alignments with it). A Lookahead merge moves the weights back without
     # telling it, so the estimate keeps growing while the weights do not get further: with the
-    # seed's defaults ``d`` reached 0.9 and the test MLP's loss went 0.80 -> 16 in 120 steps.
+    # default settings ``d`` reached 0.9 and the test MLP's loss went 0.80 -> 16 in 120 steps.
     # Here the merge counts as one more step, in ``s`` and (summed over leaves and ranks, in the next
     # ``prepare``) in the numerator: ``d`` levels off near 0.04 and the loss falls to 0.35.
     def __init__(self, *args: Any, **kwargs: Any):
@@ -252,17 +326,19 @@ class DAdaptLion_e(Features, DAdaptLion):  # noqa: N801
 # ---------------------------------------------------------------------------- _e: the Muon family
 MUON_E = _features(LOOKAHEAD, {"pnm": True, "agc": True}, AEM_OFF, SOPHIA, DADAPT, TRUST)
 _MUON_NOTE = """
-    With the seed's ``sophia=True`` the AdamW fallback (non-Muon parameters) is SophiaH's update with
+
+    With ``sophia=True`` (the default here) the AdamW fallback (non-Muon parameters) is SophiaH's update with
     Hutchinson curvature: call ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn), *batch)``.
-    The seed's ``sn``/``subset_size`` are not exposed: with ``sophia`` the fallback keeps no squared-gradient
-    moment and the Muon branch has none element-wise."""
+    ``sn`` / ``subset_size`` are not exposed: with ``sophia`` the fallback keeps no squared-gradient moment and
+    the Muon branch has none element-wise."""
 
 
 @variant
 class Muon_e(Features, Muon):  # noqa: N801
     __doc__ = (
-        """Muon_e (Keras seed): Muon with Lookahead, positive-negative momentum, AGC, cautious masking (Muon's
-    own ``cautious``, on), the AEM slow EMA (off), the Sophia branch, D-Adaptation and an optional trust ratio."""
+        """Muon_e: Muon with Lookahead, positive-negative momentum, AGC, cautious masking, AEM, Sophia and D-Adaptation.
+
+    Cautious masking is Muon's own ``cautious`` (on); the AEM slow EMA is off and a trust ratio optional (off)."""
         + _MUON_NOTE
     )
 
@@ -274,9 +350,9 @@ class Muon_e(Features, Muon):  # noqa: N801
 @variant
 class DistributedMuon_e(Features, DistributedMuon):  # noqa: N801
     __doc__ = (
-        """DistributedMuon_e (Keras seed): DistributedMuon with the Muon_e bundle without cautious masking (the
-    seed lists none). The seed's 3-tuple ``adamw_betas`` is not taken: its third value is the AEM
-    ``beta3`` keyword here."""
+        """DistributedMuon_e: DistributedMuon with the bundle of :class:`Muon_e` without cautious masking.
+
+    ``adamw_betas`` is the base's pair; the AEM slow EMA's decay is the ``beta3`` keyword."""
         + _MUON_NOTE
     )
 
@@ -287,8 +363,9 @@ class DistributedMuon_e(Features, DistributedMuon):  # noqa: N801
 @variant
 class AdaMuon_e(Features, AdaMuon):  # noqa: N801
     __doc__ = (
-        """AdaMuon_e (Keras seed): AdaMuon with the Muon_e bundle (cautious masking as the generic feature, AdaMuon
-    has none of its own) and the seed's ``weight_decay=1e-2``."""
+        """AdaMuon_e: AdaMuon with the bundle of :class:`Muon_e` and ``weight_decay=1e-2``.
+
+    Cautious masking is the generic feature (AdaMuon has none of its own)."""
         + _MUON_NOTE
     )
 
@@ -300,8 +377,10 @@ class AdaMuon_e(Features, AdaMuon):  # noqa: N801
 @variant
 class AdaGO_e(Features, AdaGO):  # noqa: N801
     __doc__ = (
-        """AdaGO_e (Keras seed): AdaGO with the Muon_e bundle (cautious masking is AdaGO's own ``cautious``, on).
-    The seed's 3-tuple ``adamw_betas`` is not taken: its third value is the AEM ``beta3`` keyword here."""
+        """AdaGO_e: AdaGO with the bundle of :class:`Muon_e`.
+
+    Cautious masking is AdaGO's own ``cautious`` (on). ``adamw_betas`` is the base's pair; the AEM slow EMA's
+    decay is the ``beta3`` keyword."""
         + _MUON_NOTE
     )
 

@@ -46,7 +46,7 @@ def sign(x: mx.array) -> mx.array:
     """``mx.sign`` without a branch: ``(x > 0) - (x < 0)``, equal to it everywhere (0 for +-0 and NaN).
 
     MLX's ``Sign`` is two nested selects; fused by ``mx.compile`` on the CPU into a loop over data whose signs
-    are random, they mispredict: Lion-style updates ran at 8.4 ns per element against 2.3 ns with this form
+    are random, they mispredict: Lion-style updates ran several times slower than with this form
     (benchmarks/suite.py; g++ keeps the selects as branches)."""
     return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
 

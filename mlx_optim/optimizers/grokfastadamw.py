@@ -1,4 +1,4 @@
-"""GrokFast-AdamW (Lee et al., 2024, "Grokfast: Accelerated Grokking by Amplifying Slow Gradients")."""
+"""GrokFast-AdamW: AdamW on gradients amplified by their slow exponential moving average."""
 
 from __future__ import annotations
 
@@ -13,19 +13,45 @@ from mlx_optim.registry import register
 
 @register
 class GrokFastAdamW(Optimizer):
-    r"""GrokFast-AdamW (Lee et al., 2024, "Grokfast: Accelerated Grokking by Amplifying Slow Gradients").
+    r"""GrokFast-AdamW: AdamW on gradients amplified by their slow exponential moving average (Grokfast).
 
-    pytorch_optimizer semantics: AdamW on the gradient plus ``grokfast_lamb`` times
-    its slow EMA :math:`\mu_t = \alpha\mu_{t-1} + (1-\alpha) g_t` (:math:`\mu_0 = g_1`,
-    active after ``grokfast_after_step`` steps):
+    Grokfast low-pass filters the gradient with a slow EMA :math:`\mu_t = \alpha\mu_{t-1} + (1-\alpha) g_t`
+    (:math:`\mu` starts at the first gradient) and adds ``grokfast_lamb`` times it to the gradient, from step
+    ``grokfast_after_step + 1`` on; AdamW then runs on the amplified gradient:
 
     .. math::
         \tilde g_t = g_t + \lambda_g \mu_t,\quad
         p_t = p_{t-1} - \frac{\eta'}{1-\beta_1^t}\frac{m_t}{\max(\sqrt{v_t/(1-\beta_2^t)}, \epsilon)}
 
-    with :math:`\eta' = \eta / (1 + \lambda_g)` when ``normalize_lr`` (also used by
-    the weight decay, as in the reference). Note the denominator clamps at ``eps``
-    instead of adding it.
+    with :math:`m_t, v_t` the EMAs of :math:`\tilde g_t` and :math:`\tilde g_t^2`, and
+    :math:`\eta' = \eta / (1 + \lambda_g)` when ``normalize_lr`` (also used by the weight decay, as in the
+    reference). The denominator clamps at ``eps`` instead of adding it, as the reference does.
+
+    Paper: Lee et al., "Grokfast: Accelerated Grokking by Amplifying Slow Gradients", arXiv:2405.20233, 2024.
+
+    Reference: ``pytorch_optimizer.GrokFastAdamW`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-4``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.99)``.
+        grokfast: Apply the Grokfast filter; ``False`` (or ``grokfast_lamb=0``) gives plain AdamW with the
+            clamped denominator, and turns ``normalize_lr`` off. Default ``True``.
+        grokfast_alpha: Decay rate :math:`\alpha` of the slow gradient EMA, in [0, 1). Default ``0.98``.
+        grokfast_lamb: Amplification factor :math:`\lambda_g` of the slow EMA (>= 0). Default ``2.0``.
+        grokfast_after_step: Number of initial steps without amplification (plain AdamW); the filter applies
+            from step ``grokfast_after_step + 1``. Default ``0``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        normalize_lr: Divide the learning rate by ``1 + grokfast_lamb`` while Grokfast is on. Default ``True``.
+        eps: Lower bound of the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "grokfastadamw"

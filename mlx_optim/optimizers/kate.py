@@ -1,4 +1,4 @@
-"""KATE (Choudhury et al., 2024, "Remove that Square Root: A New Efficient Scale-Invariant Version of"""
+"""KATE: scale-invariant AdaGrad without the square root."""
 
 from __future__ import annotations
 
@@ -10,16 +10,35 @@ from mlx_optim.registry import register
 
 @register
 class Kate(Optimizer):
-    r"""KATE (Choudhury et al., 2024, "Remove that Square Root: A New Efficient Scale-Invariant Version of
-    AdaGrad").
+    r"""KATE: a scale-invariant version of AdaGrad without the square root.
 
     .. math::
         b_t^2 = b_{t-1}^2 + g_t^2 + \epsilon,\quad
         m_t^2 = m_{t-1}^2 + \delta g_t^2 + g_t^2 / b_t^2,\quad
         p_t = p_{t-1} - \eta \frac{m_t g_t}{b_t^2}
 
-    The state keeps :math:`m_t` and :math:`b_t` (not their squares), as the
-    reference does. Decoupled weight decay by default.
+    The state keeps :math:`m_t` and :math:`b_t` (not their squares), as the reference does. Weight decay is
+    decoupled by default.
+
+    Paper: Choudhury et al., "Remove that Square Root: A New Efficient Scale-Invariant Version of AdaGrad",
+    arXiv:2403.02648, 2024.
+
+    Reference: ``pytorch_optimizer.Kate`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        delta: Weight :math:`\delta` of the extra :math:`g^2` term in :math:`m_t^2`, in [0, 1) (typically 0 or
+            1e-8). Default ``0.0``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Term :math:`\epsilon` added to :math:`b_t^2` at every step (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "kate"

@@ -1,4 +1,4 @@
-"""Kron (PSGD with Kronecker-factored preconditioners; Li, 2015/2018; Evan Walters' Kron)."""
+"""Kron: PSGD with Kronecker-factored preconditioners."""
 
 from __future__ import annotations
 
@@ -145,12 +145,13 @@ def kron_update_factors(qs: list[mx.array], exprs, v: mx.array, g: mx.array, ste
 
 @register
 class Kron(Optimizer):
-    r"""Kron (PSGD with Kronecker-factored preconditioners; Li, 2015/2018; Evan Walters' Kron).
+    r"""Kron: preconditioned SGD (PSGD) with Kronecker-factored preconditioners.
 
     The preconditioner is :math:`P = Q^\top Q` with :math:`Q = Q_1 \otimes \cdots \otimes Q_k`,
     each factor upper-triangular (or diagonal for 1-d tensors, dimensions of size 1 or above
-    ``max_size_triangular``, or per ``memory_save_mode``). With bias-corrected momentum
-    :math:`\hat m_t` and, on update steps, a Gaussian probe :math:`v`:
+    ``max_size_triangular``, tensors with fewer than ``min_ndim_triangular`` dimensions, or per
+    ``memory_save_mode``). With bias-corrected momentum :math:`\hat m_t` and, on update steps, a Gaussian
+    probe :math:`v`:
 
     .. math::
         A = Q\,\hat m_t,\quad B = Q^{-\top} v,\quad
@@ -159,19 +160,52 @@ class Kron(Optimizer):
         u = Q^\top Q\,\hat m_t,\quad u \leftarrow u\,\min\!\big(1, 1.1/(\mathrm{rms}(u)+10^{-6})\big),\quad
         p \leftarrow p - \eta\,(u + \lambda p)
 
-    (decoupled decay, on tensors with ``ndim >= 2`` only; L2 otherwise). The factors are updated
-    when a counter reaches ``1/pre_conditioner_update_probability`` (default: the reference's schedule,
-    1 for the first 500 steps then decaying to 0.03), and rebalanced with probability
-    ``balance_prob`` on update steps. Randomness (the probe and the balance draw) comes from
-    ``state["key"]``, seeded by the keyword-only ``seed``; the counter is ``state["update_counter"]``;
-    both decisions are ``mx.where`` selects, so compiled == eager and a saved state resumes exactly.
-    The triangular solve runs on the CPU stream (MLX has it only there), also inside ``mx.compile``.
-    ``mu_dtype``/``precondition_dtype`` take ``mx.Dtype`` values (``None``: the state dtype policy).
+    Weight decay applies to tensors with ``ndim >= 2`` only: added to the preconditioned update (as above)
+    with ``weight_decouple``, to the gradient otherwise. The factors are updated when a counter reaches
+    ``1/pre_conditioner_update_probability`` (default: the reference's schedule, 1 for the first 500 steps
+    then decaying to 0.03), and rebalanced with probability ``balance_prob`` on update steps. The
+    preconditioner step size (0.1) and initial scale (1.0) are fixed, as in the reference.
 
-    The Keras seed defaults to ``learning_rate=3e-4`` and exposes ``precond_lr``/``precond_init_scale``;
-    the reference (and this port) default to ``1e-3`` and fix those at 0.1 and 1.0.
+    Randomness (the probe and the balance draw) comes from ``state["key"]``, seeded by ``seed``; the counter
+    is ``state["update_counter"]``; both decisions are ``mx.where`` selects, so compiled == eager and a saved
+    state resumes exactly. The triangular solve runs on the CPU stream (MLX has it only there), also inside
+    ``mx.compile``.
 
-    Paper: https://arxiv.org/abs/1512.04202. Reference: ``pytorch_optimizer.Kron``.
+    Paper: Xi-Lin Li, "Preconditioned Stochastic Gradient Descent", IEEE TNNLS 2018, arXiv:1512.04202; the
+    Kron variant follows Evan Walters' PSGD Kron.
+
+    Reference: ``pytorch_optimizer.Kron`` (parity-checked with the reference's random draws replaced by
+    ours). Difference: the reference draws from torch's and NumPy's global generators; here the draws come
+    from ``seed``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Decay rate of the momentum EMA, in [0, 1). Default ``0.9``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0), for tensors with ``ndim >= 2``.
+            Default ``0.0``.
+        weight_decouple: Add ``weight_decay * p`` to the preconditioned update instead of to the gradient.
+            Default ``True``.
+        pre_conditioner_update_probability: Probability (a float in [0, 1] or a schedule of the step) of
+            updating the preconditioner; ``None`` uses :func:`precondition_update_prob_schedule`. Default
+            ``None``.
+        max_size_triangular: Largest dimension that gets a triangular factor; larger ones are diagonal.
+            Default ``8192``.
+        min_ndim_triangular: Tensors with fewer dimensions get diagonal factors only. Default ``2``.
+        memory_save_mode: Which factors are diagonal: ``None`` (none beyond the rules above), ``'one_diag'``
+            (the largest dimension), ``'smart_one_diag'`` (the largest dimension when it is strictly the
+            largest) or ``'all_diag'``. Default ``None``.
+        momentum_into_precondition_update: Update the preconditioner from the bias-corrected momentum
+            instead of the raw gradient. Default ``True``.
+        mu_dtype: ``mx.Dtype`` of the momentum buffer; ``None`` follows ``state_dtype``. Default ``None``.
+        precondition_dtype: ``mx.Dtype`` of the factors and the preconditioning math; ``None`` follows
+            ``state_dtype``. Default ``mx.float32``.
+        balance_prob: Probability of rebalancing the factors' norms on an update step (tensors with
+            ``ndim >= 2``). Default ``0.01``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the random key for the probes and the balance draws (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "kron"

@@ -1,4 +1,4 @@
-"""LAMB (You et al., 2019, "Large Batch Optimization for Deep Learning"), pytorch_optimizer semantics."""
+"""LAMB: Adam moments with a layer-wise trust ratio."""
 
 from __future__ import annotations
 
@@ -13,27 +13,60 @@ from mlx_optim.registry import register
 
 @register
 class Lamb(Optimizer):
-    r"""LAMB (You et al., 2019, "Large Batch Optimization for Deep Learning"), pytorch_optimizer semantics.
+    r"""LAMB: Adam moments with a layer-wise trust ratio, for large-batch training.
 
-    Adam moments with a layer-wise trust ratio :math:`\phi = \min(\|p\|, 10) / (\|u\| + \epsilon)`:
+    Adam moments with a per-tensor trust ratio :math:`\phi = \min(\|p\|, 10) / (\|u\| + \epsilon)`
+    (1 where either norm is 0):
 
     .. math::
         m_t = \beta_1 m_{t-1} + \beta_3 g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         u_t = \frac{m_t}{\sqrt{v_t} + \epsilon} \,(+\, \lambda p),\quad
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\, \phi\, u_t
 
-    with :math:`\beta_3 = 1-\beta_1` when ``grad_averaging``. The second moment is
-    not bias corrected; the step size is divided by :math:`1-\beta_1^t` unless
-    ``adam_debias``. ``pre_norm`` scales all gradients by
-    ``min(1, max_grad_norm / (||g||_global + eps))`` (global reduction in :meth:`prepare`).
-    ``rectify`` uses RAdam's rectified step; reference quirk kept: in that mode
-    the norm in the trust ratio is that of ``p - step * m / (sqrt(v) + eps)``
-    (the would-be new parameter), not of the update. ``adam`` sets the trust
-    ratio to 1. Decoupled weight decay (default) is applied before the update.
+    with :math:`\beta_3 = 1-\beta_1` when ``grad_averaging`` (else 1) and the :math:`\lambda p` term only for
+    coupled weight decay. The second moment is not bias corrected (version 3 of the paper); the step size is
+    divided by :math:`1-\beta_1^t` unless ``adam_debias``. ``pre_norm`` scales all gradients by
+    ``min(1, max_grad_norm / (||g||_global + eps))`` (a global reduction over the whole tree). ``rectify``
+    uses RAdam's rectified step size; reference quirk kept: in that mode the norm in the trust ratio is that
+    of ``p - step * m / (sqrt(v) + eps)`` (the would-be new parameter), not of the update, and steps before
+    the rectification threshold are skipped unless ``degenerated_to_sgd``. ``adam`` sets the trust ratio to 1.
+    Decoupled weight decay (default) is applied before the update.
 
-    Keras-seed defaults differ (catalog App. B): ``weight_decay=0.01`` and
-    coupled decay (``decoupled_decay=False``); the seed's ``trust_clip``,
-    ``always_adapt`` and ``caution`` are not in the reference.
+    Paper: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020,
+    arXiv:1904.00962.
+
+    Reference: ``pytorch_optimizer.Lamb`` (parity-checked), including its ``adam_debias`` / ``adanorm``
+    options (keyword-only here).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)`` before the update,
+            instead of adding ``weight_decay * p`` to the adaptive update (inside the trust ratio). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        rectify: Use RAdam's rectified step size. Default ``False``.
+        degenerated_to_sgd: With ``rectify``, take momentum (SGD-like) steps before the variance estimate is
+            tractable instead of skipping them. Default ``False``.
+        n_sma_threshold: With ``rectify``, the length of the approximated simple moving average from which the
+            rectified adaptive step is used. Default ``5``.
+        grad_averaging: Scale the gradient's contribution to the first moment by ``1 - beta1``. Default ``True``.
+        max_grad_norm: With ``pre_norm``, the global gradient norm above which gradients are scaled down
+            (>= 0; 0 disables the scaling). Default ``1.0``.
+        adam: Use a trust ratio of 1 (plain Adam-style steps without the second-moment bias correction).
+            Default ``False``.
+        pre_norm: Scale the gradients by their global norm first (see ``max_grad_norm``). Default ``False``.
+        eps: Term added to the denominator and to the update norm (>= 0). Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        adanorm: AdaNorm: rescale each gradient up to the running average of its norm before the first moment
+            (keyword-only). Default ``False``.
+        adanorm_r: Decay rate of AdaNorm's running norm average, in [0, 1] (keyword-only). Default ``0.95``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "lamb"

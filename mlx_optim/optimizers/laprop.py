@@ -1,4 +1,4 @@
-"""LaProp (Ziyin et al., 2020, "LaProp: Separating Momentum and Adaptivity in Adam")."""
+"""LaProp: momentum of the RMSprop-preconditioned gradient."""
 
 from __future__ import annotations
 
@@ -13,23 +13,48 @@ from mlx_optim.registry import register
 
 @register
 class LaProp(Optimizer):
-    r"""LaProp (Ziyin et al., 2020, "LaProp: Separating Momentum and Adaptivity in Adam").
+    r"""LaProp: Adam with momentum taken of the preconditioned gradient, separating momentum from adaptivity.
 
-    Momentum is taken of the *preconditioned* gradient (RMSprop step first, then momentum):
+    RMSprop step first, then momentum:
 
     .. math::
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         m_t = \beta_1 m_{t-1} + (1-\beta_1)\,\eta_t \frac{g_t}{(\sqrt{v_t + 10^{-15}} + \epsilon)/\sqrt{1-\beta_2^t}} \\
         p_t = p_{t-1} - \frac{\eta_t}{\bar\eta_t} m_t,\quad \bar\eta_t = \beta_1\bar\eta_{t-1} + (1-\beta_1)\eta_t
 
-    :math:`\bar\eta_t` (an EMA of the learning rate, ``state["exp_avg_lr_1"]``)
-    is the first-moment bias correction, exact also under lr schedules. ``centered``
-    subtracts the squared gradient mean from :math:`v_t` after
-    ``steps_before_using_centered`` steps; ``ams_bound`` uses the running maximum;
-    ``cautious`` masks the momentum. Decoupled weight decay is applied after the
-    update. Reference quirk kept: with ``weight_decouple=False`` the L2 term is added
-    to the gradient after it was used, so no weight decay happens. The Keras seed
-    spells ``ams_bound`` as ``amsgrad``.
+    :math:`\bar\eta_t` (an EMA of the learning rate, ``state["exp_avg_lr_1"]``) is the first-moment bias
+    correction, exact also under learning-rate schedules. ``centered`` subtracts the squared gradient mean
+    from :math:`v_t` after ``steps_before_using_centered`` steps; ``ams_bound`` uses the running maximum;
+    ``cautious`` masks the momentum. Decoupled weight decay is applied after the update. Reference quirk
+    kept: with ``weight_decouple=False`` the L2 term is added to the gradient after it was used, so no weight
+    decay happens.
+
+    Paper: Ziyin et al., "LaProp: Separating Momentum and Adaptivity in Adam", arXiv:2002.04839, 2020.
+
+    Reference: ``pytorch_optimizer.LaProp`` (parity-checked), including its ``cautious`` option
+    (keyword-only here).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``4e-4``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of the second-moment EMA, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        centered: Subtract the squared EMA of the gradient from the second moment (a variance estimate).
+            Default ``False``.
+        steps_before_using_centered: With ``centered``, the number of steps that accumulate the gradient mean
+            before it is subtracted. Default ``10``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)`` after the update;
+            ``False`` has no effect (see above). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        ams_bound: Divide by the running maximum of the second moment (AMSGrad). Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-15``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        cautious: Zero the update where its sign disagrees with the gradient and rescale the rest
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "laprop"

@@ -1,4 +1,4 @@
-"""LARS (You et al., 2017): SGD with a layer-wise trust ratio."""
+"""LARS: SGD with a layer-wise trust ratio."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def lars_trust_ratio(p: mx.array, g: mx.array, trust_coefficient: Any, weight_de
 
 @register
 class LARS(Optimizer):
-    r"""LARS (You et al., 2017): SGD with a layer-wise trust ratio.
+    r"""LARS: SGD with momentum and a layer-wise trust ratio, for large-batch training.
 
     For tensors with more than one dimension:
 
@@ -31,17 +31,31 @@ class LARS(Optimizer):
         g \leftarrow r\,(g + \lambda p),\qquad
         b_t = \mu b_{t-1} + (1-\tau) g,\quad p_t = p - \eta\,(g + \mu b_t \text{ if nesterov else } b_t)
 
-    (:math:`r = 1` where a norm is zero). Scalars and vectors take plain (momentum) SGD
-    steps without weight decay. The buffer starts at zero, as in the reference. Paper:
-    "Large Batch Training of Convolutional Networks", 2017. The Keras seed follows timm
-    (``learning_rate=1.0``, ``momentum=0``, ``trust_clip``, ``always_adapt``, ``epsilon``);
-    the reference defaults ``learning_rate=1e-3``, ``momentum=0.9`` and has none of those.
+    (:math:`r = 1` where a norm is zero). Scalars and vectors take plain (momentum) SGD steps without weight
+    decay or trust ratio. The momentum buffer starts at zero, as in the reference.
+
+    Paper: You et al., "Large Batch Training of Convolutional Networks", arXiv:1708.03888, 2017.
+
+    Reference: ``pytorch_optimizer.LARS`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        weight_decay: L2 weight decay :math:`\lambda` (>= 0), added to the gradient of tensors with
+            ``ndim > 1`` and counted in the trust ratio. Default ``0.0``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1); 0 disables the momentum buffer. Default ``0.9``.
+        dampening: Dampening :math:`\tau` of the gradient added to the buffer, in [0, 1). Default ``0.0``.
+        trust_coefficient: Trust coefficient :math:`c` (>= 0). Default ``1e-3``.
+        nesterov: Use Nesterov momentum. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "lars"
     family = "sgd"
-    # two norms (Square + Sum + Squeeze, Sqrt each), wd * |p|, the step. Measured: norm_kd (5 ops) is ~8% slower on
-    # the LoRA tree (the trust-ratio math then runs per element), so the norms stay scalar
+    # two norms (Square + Sum + Squeeze, Sqrt each), wd * |p|, the step. The norms stay scalar: with kept dims
+    # (norm_kd) the trust-ratio math would run per element
     ops_per_leaf = 10
     reference = "pytorch_optimizer.LARS"
 

@@ -1,4 +1,4 @@
-"""L-BFGS (Liu & Nocedal, 1989) with torch.optim semantics, optionally with a strong-Wolfe line search."""
+"""L-BFGS with torch.optim semantics, optionally with a strong-Wolfe line search."""
 
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def _check_int(owner: str, name: str, value: Any, low: int) -> None:
 
 @register
 class LBFGS(Optimizer):
-    r"""L-BFGS (Liu & Nocedal, 1989) with torch.optim semantics, optionally with a strong-Wolfe line search.
+    r"""L-BFGS: limited-memory quasi-Newton steps as torch.optim.LBFGS, optionally with a strong-Wolfe line search.
 
     Each :meth:`step_with` runs up to ``max_iter`` quasi-Newton iterations on the
     full parameter vector :math:`x` (all trainable leaves flattened in
@@ -316,6 +316,26 @@ class LBFGS(Optimizer):
     ``RuntimeError`` in ``step``); ``max_iter``, ``max_eval`` and ``history_size``
     must be integers >= 1 and the tolerances >= 0 (torch does not check; a zero
     history crashes its step, and ``max_eval=0`` crashes its line search).
+
+    Paper: Liu & Nocedal, "On the limited memory BFGS method for large scale optimization", Mathematical
+    Programming 45, 1989 (Nocedal, 1980, for the two-loop recursion).
+
+    Reference: ``torch.optim.LBFGS`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta` (the fixed step, or the line search's first trial step), a
+            float or a schedule (a callable of the step). Default ``1``.
+        max_iter: Maximal number of quasi-Newton iterations per :meth:`step_with` (integer >= 1). Default ``20``.
+        max_eval: Maximal number of loss evaluations per :meth:`step_with` (integer >= 1); ``None`` means
+            ``max_iter * 5 // 4``. Default ``None``.
+        tolerance_grad: Stop the step when the largest absolute gradient entry is at most this (>= 0).
+            Default ``1e-7``.
+        tolerance_change: Stop the step when the change of the loss or the largest absolute parameter change
+            is below this (>= 0). Default ``1e-9``.
+        history_size: Number of curvature pairs kept (integer >= 1). Default ``100``.
+        line_search_fn: ``None`` (fixed step) or ``'strong_wolfe'``. Default ``None``.
+        state_dtype: Storage dtype of the history and direction vectors (keyword-only); ``None`` keeps them in
+            the math dtype (float32, or float64 for float64 parameters). Default ``None``.
     """
 
     name = "lbfgs"

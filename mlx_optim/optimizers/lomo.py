@@ -1,4 +1,4 @@
-"""LOMO (Lv et al., 2023): LOw-Memory Optimization, i.e. plain SGD with gradient clipping."""
+"""LOMO: low-memory optimization, SGD with gradient clipping."""
 
 from __future__ import annotations
 
@@ -47,24 +47,36 @@ class _FusedBackwardClipping(Optimizer):
 
 @register
 class LOMO(_FusedBackwardClipping):
-    r"""LOMO (Lv et al., 2023): LOw-Memory Optimization, i.e. plain SGD with gradient clipping.
+    r"""LOMO: LOw-Memory Optimization, plain SGD with gradient clipping by value and by global norm.
 
     .. math:: p_t = p_{t-1} - \eta\, c_t\, \operatorname{clip}(g_t, \pm v_{\max}),\quad
         c_t = \min\big(1, n_{\max} / (\lVert g_t \rVert_2 + 10^{-6})\big)
 
-    with ``clip_grad_value`` :math:`v_{\max}` and ``clip_grad_norm`` :math:`n_{\max}` (global norm
-    over the whole tree, of the unclipped gradients; ``None`` disables either). A tensor whose
-    gradient has a NaN/inf entry is not updated (and not counted in the norm), as in the reference.
+    with ``clip_grad_value`` :math:`v_{\max}` and ``clip_grad_norm`` :math:`n_{\max}` (global norm over the
+    whole tree, of the unclipped gradients; ``None`` disables either). A tensor whose gradient has a NaN/inf
+    entry is not updated (and not counted in the norm), as in the reference.
 
-    Difference from the torch version: pytorch_optimizer's ``LOMO(model)`` hooks into
-    ``loss.backward()`` and updates each parameter as soon as its gradient exists, so that the
+    Paper: Lv et al., "Full Parameter Fine-tuning for Large Language Models with Limited Resources",
+    arXiv:2306.09782, 2023.
+
+    Reference: ``pytorch_optimizer.LOMO`` (parity-checked). Difference: pytorch_optimizer's ``LOMO(model)``
+    hooks into ``loss.backward()`` and updates each parameter as soon as its gradient exists, so that the
     full gradient is never stored (``optimizer.grad_norm(loss)`` + ``optimizer.fused_backward(loss, lr)``,
     two backward passes when clipping by norm). MLX computes the whole gradient tree in one
     ``mx.value_and_grad`` call, so here LOMO is an ordinary optimizer on that tree
-    (``opt.update(model, grads)``): the math is the same, the memory saving of the fused backward
-    does not apply, and the gradient norm costs no second backward pass. The fp16 dynamic loss
-    scaler of the reference (and its requirement of ``clip_grad_norm`` for fp16 models) is not
-    ported: the update runs in float32 for low-precision parameters.
+    (``opt.update(model, grads)``): the math is the same, the memory saving of the fused backward does not
+    apply, and the gradient norm costs no second backward pass. The fp16 dynamic loss scaler of the
+    reference (and its requirement of ``clip_grad_norm`` for fp16 models) is not ported: the update runs in
+    float32 for low-precision parameters.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        clip_grad_norm: Largest global gradient norm :math:`n_{\max}` (> 0); ``None`` or 0 disables norm
+            clipping. Default ``None``.
+        clip_grad_value: Largest absolute gradient entry :math:`v_{\max}` (> 0); ``None`` or 0 disables value
+            clipping. Default ``None``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state (LOMO keeps none). Default ``None``.
     """
 
     name = "lomo"

@@ -1,4 +1,4 @@
-"""LoRA-RITE (Yen et al., 2024): transformation-invariant matrix preconditioning of LoRA factor pairs."""
+"""LoRA-RITE: transformation-invariant matrix preconditioning of LoRA factor pairs."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def lora_escape(new_v: mx.array, old_v: mx.array) -> mx.array:
 
 @register
 class LoRARite(Optimizer):
-    r"""LoRA-RITE (Yen et al., 2024): transformation-invariant matrix preconditioning of LoRA factor pairs.
+    r"""LoRA-RITE: transformation-invariant matrix preconditioning of LoRA factor pairs.
 
     For a pair :math:`W = B A^\top` with factors in 2-D form :math:`A \in \mathbb{R}^{n_A\times r}`,
     :math:`B \in \mathbb{R}^{n_B\times r}` (rank axis last), each step takes QR decompositions
@@ -70,8 +70,6 @@ class LoRARite(Optimizer):
     ``eps`` after the square root and :math:`\rho` is the optional *escape* correction (``apply_escape``).
     The update is :math:`A \leftarrow A - \eta (M_A R_B^{+\top} + \lambda A)` (likewise for :math:`B`),
     with optional RMS capping of :math:`M` and norm balancing of the pair (``balance_param``).
-    Paper: J. Yen et al., "LoRA Done RITE: Robust Invariant Transformation Equilibration for LoRA
-    Optimization", ICLR 2025 (arXiv:2410.20625).
 
     **Pairing convention (MLX).** The reference pairs parameters by position (``a1, b1, a2, b2, ...``). Here
     a leaf whose last path component is ``lora_names[0]`` (default ``"lora_a"``, the *left* factor) is paired
@@ -83,6 +81,42 @@ class LoRARite(Optimizer):
     **For mlx-lm's layout** (``lora_a: (in, r)``, ``lora_b: (r, out)``) pass ``lora_l_dim=-1, lora_r_dim=0``.
     The pair's step count is the optimizer's global step (every pair is updated every step). A factor whose
     2-D form has fewer rows than its rank is rejected (its QR basis would change the state's shape).
+
+    Paper: Yen et al., "LoRA Done RITE: Robust Invariant Transformation Equilibration for LoRA
+    Optimization", ICLR 2025, arXiv:2410.20625.
+
+    Reference: ``pytorch_optimizer.LoRARite`` (parity-checked). Differences: pairing by leaf name instead
+    of by position (above), and ``lora_names`` is new.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first moment and of the matrix second moment, each in
+            [0, 1) (bias-corrected as :math:`\bar\beta` above). Default ``(0.9, 0.999)``.
+        eps: Added after the inverse square root; its square :math:`\epsilon^2` is added to the eigenvalues
+            before it (>= 0). Default ``1e-6``.
+        relative_epsilon: Scale the :math:`\epsilon^2` added to the eigenvalues by the largest eigenvalue of
+            :math:`V_t`. Default ``False``.
+        clip_unmagnified_grad: Global norm (over all pairs) above which the unmagnified gradients are scaled
+            down (>= 0; 0 disables). Default ``1.0``.
+        update_capping: RMS above which a preconditioned first moment :math:`M` is scaled down to it (>= 0;
+            0 disables). Default ``0.0``.
+        update_skipping: RMS above which an unmagnified gradient is replaced by zeros (>= 0; 0 disables).
+            Default ``1.0``.
+        weight_decay: Weight decay :math:`\lambda` added to the update (>= 0). Default ``0.0``.
+        apply_escape: Add the escape term :math:`\rho` (second-moment mass lost by the basis change).
+            Default ``False``.
+        lora_l_dim: Rank axis of the left factors (``lora_names[0]``). Default ``0``.
+        lora_r_dim: Rank axis of the right factors (``lora_names[1]``). Default ``-1``.
+        maybe_inf_to_nan: Turn infinite gradients and statistics into NaN before the threshold tests (so an
+            infinite RMS does not pass as large but finite). Default ``True``.
+        balance_param: After the update, rescale the two factors of a pair to the same norm (their product is
+            unchanged). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        lora_names: ``(left, right)``: the last path components of the two factors of a pair (keyword-only).
+            Default ``("lora_a", "lora_b")``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "lorarite"

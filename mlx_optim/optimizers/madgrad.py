@@ -1,4 +1,4 @@
-"""MADGRAD (Defazio & Jelassi, 2021, "Adaptivity without Compromise: A Momentumized, Adaptive, Dual"""
+"""MADGRAD: momentumized, adaptive, dual-averaged gradient descent."""
 
 from __future__ import annotations
 
@@ -27,22 +27,37 @@ def madgrad_rms(grad_sum_sq: mx.array, eps, zero) -> mx.array:
 
 @register
 class MADGRAD(Optimizer):
-    r"""MADGRAD (Defazio & Jelassi, 2021, "Adaptivity without Compromise: A Momentumized, Adaptive, Dual
-    Averaged Gradient Method for Stochastic Optimization").
+    r"""MADGRAD: momentumized, adaptive, dual-averaged gradient descent.
 
-    Dual averaging with a cube-root AdaGrad denominator, anchored at the initial
-    parameters :math:`x_0` (kept in ``state["x0"]``), plus momentum by averaging:
+    Dual averaging with a cube-root AdaGrad denominator, anchored at the initial parameters :math:`x_0`
+    (kept in ``state["x0"]``), plus momentum by averaging:
 
     .. math::
         \lambda_t = (\eta+\epsilon)\sqrt{t},\quad s_t = s_{t-1} + \lambda_t g_t,\quad
         \nu_t = \nu_{t-1} + \lambda_t g_t^2 \\
         z_t = x_0 - \frac{s_t}{\nu_t^{1/3} + \epsilon},\quad p_t = \mu\, p_{t-1} + (1-\mu) z_t
 
-    With ``momentum=0`` there is no ``x0`` state: :math:`x_0` is recovered from the
-    current iterate as the reference does. ``weight_decouple`` subtracts
-    :math:`(\eta+\epsilon)\lambda p_{t-1}` after the step, else L2 is added to the
-    gradient. The Keras seed defaults to ``learning_rate=1e-2``; the reference (and
-    this class) to 1e-3.
+    With ``momentum=0`` there is no ``x0`` state: :math:`x_0` is recovered from the current iterate as the
+    reference does. ``weight_decouple`` subtracts :math:`(\eta+\epsilon)\lambda p_{t-1}` after the step,
+    else L2 is added to the gradient.
+
+    Paper: Defazio & Jelassi, "Adaptivity without Compromise: A Momentumized, Adaptive, Dual Averaged
+    Gradient Method for Stochastic Optimization", JMLR 2022, arXiv:2101.11075.
+
+    Reference: ``pytorch_optimizer.MADGRAD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Averaging factor :math:`\mu` toward the previous iterate, in [0, 1); 0 disables momentum
+            (and the ``x0`` state). Default ``0.9``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay (subtract :math:`(\eta+\epsilon)\lambda p` after the step)
+            instead of adding :math:`\lambda p` to the gradient. Default ``False``.
+        eps: Added to the denominator and to the learning rate in :math:`\lambda_t` (>= 0). Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "madgrad"

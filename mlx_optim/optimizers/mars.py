@@ -1,4 +1,4 @@
-"""MARS (Yuan et al., 2024, "MARS: Unleashing the Power of Variance Reduction"), pytorch_optimizer semantics."""
+"""MARS: variance-reduced gradients fed to AdamW, Lion or Shampoo-like updates."""
 
 from __future__ import annotations
 
@@ -22,28 +22,56 @@ def mars_correction(g: mx.array, last_grad: mx.array, gamma, beta1) -> mx.array:
 
 @register
 class MARS(Optimizer):
-    r"""MARS (Yuan et al., 2024, "MARS: Unleashing the Power of Variance Reduction"), pytorch_optimizer semantics.
+    r"""MARS: a variance-reduced (STORM-like) gradient correction fed to AdamW, Lion or Shampoo-like updates.
 
-    For matrices (all tensors with ``optimize_1d``) the gradient is replaced by the
-    variance-reduced, norm-clipped :math:`c_t = g_t + \gamma\frac{\beta_1}{1-\beta_1}(g_t - g_{t-1})`
-    and fed to an AdamW (``mars_type="adamw"``), Lion (sign of the momentum) or
-    Shampoo-like (Newton-Schulz orthogonalised momentum, computed in bfloat16 as the
-    reference does) update:
+    For matrices (all tensors with ``optimize_1d``) the gradient is replaced by the variance-reduced,
+    norm-clipped :math:`c_t = g_t + \gamma\frac{\beta_1}{1-\beta_1}(g_t - g_{t-1})` and fed to an AdamW
+    (``mars_type="adamw"``), Lion (sign of the momentum) or Shampoo-like (Newton-Schulz orthogonalised
+    momentum, computed in bfloat16 as the reference does) update:
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) c_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) c_t^2,\quad
         p_t = p_{t-1} - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t + 10^{-15}}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    Other tensors use plain AdamW with ``betas_1d``, ``lr_1d`` and ``weight_decay_1d``.
-    ``ams_bound`` keeps the running maximum of :math:`v_t`; ``cautious`` masks the
-    momentum where it disagrees with the gradient. Reference quirk kept: coupled
-    weight decay (``weight_decouple=False``) only alters the stored previous
+    Other tensors use plain AdamW with ``betas_1d``, ``lr_1d`` and ``weight_decay_1d``. ``ams_bound`` keeps
+    the running maximum of :math:`v_t`; ``cautious`` masks the momentum where it disagrees with the gradient.
+    Reference quirk kept: coupled weight decay (``weight_decouple=False``) only alters the stored previous
     gradient (it is added after the update is computed).
 
-    Deviation: ``lr_1d`` is its own tunable; the reference stores ``lr_1d / lr`` at
-    construction and multiplies it by the current ``lr``, which differs only when
-    the learning rate is changed after construction. Keras-seed default differs:
-    ``beta1=0.9`` (reference 0.95) and ``lr_1d_factor`` instead of ``lr_1d``.
+    Paper: Yuan et al., "MARS: Unleashing the Power of Variance Reduction for Training Large Models",
+    arXiv:2411.10438, 2024.
+
+    Reference: ``pytorch_optimizer.MARS`` (parity-checked). Deviation: ``lr_1d`` is its own tunable; the
+    reference stores ``lr_1d / lr`` at construction and multiplies it by the current ``lr``, which differs
+    only when the learning rate is changed after construction.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the MARS tensors, a float or a schedule (a callable of the
+            step). Default ``3e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs of the MARS tensors, each
+            in [0, 1); ``beta1`` also weights the correction. Default ``(0.95, 0.99)``.
+        gamma: Strength :math:`\gamma` of the gradient correction (>= 0). Default ``0.025``.
+        mars_type: ``'adamw'``, ``'lion'`` or ``'shampoo'``: the update the corrected gradient feeds.
+            Default ``'adamw'``.
+        optimize_1d: Apply MARS to tensors with fewer than two dimensions too (otherwise they take AdamW
+            steps with the ``_1d`` settings). Default ``False``.
+        lr_1d: Step size of the AdamW steps of the other tensors, a float or a schedule. Default ``3e-3``.
+        betas_1d: ``(beta1, beta2)`` of those AdamW steps, each in [0, 1). Default ``(0.9, 0.95)``.
+        weight_decay: Weight decay coefficient of the MARS tensors (>= 0). Default ``0.0``.
+        weight_decay_1d: Weight decay coefficient of the other tensors (>= 0). Default ``0.1``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``; ``False`` only
+            changes the stored previous gradient (see above). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        ams_bound: Divide by the running maximum of the second moment (AMSGrad). Default ``False``.
+        cautious: Zero the momentum where its sign disagrees with the gradient and rescale the rest.
+            Default ``False``.
+        eps: Term added to the denominator (>= 0); also the Newton-Schulz normalization's epsilon.
+            Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "mars"

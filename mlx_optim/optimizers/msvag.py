@@ -1,4 +1,4 @@
-"""M-SVAG (Balles & Hennig, 2018): momentum SGD damped per coordinate by the gradient's relative variance."""
+"""M-SVAG: momentum SGD damped per coordinate by the gradient's relative variance."""
 
 from __future__ import annotations
 
@@ -24,18 +24,28 @@ def msvag_factor(m: mx.array, v: mx.array, rho: Any, one_minus_rho: Any = None) 
 
 @register
 class MSVAG(Optimizer):
-    r"""M-SVAG (Balles & Hennig, 2018): momentum SGD damped per coordinate by the gradient's relative variance.
+    r"""M-SVAG: momentum SGD damped per coordinate by the gradient's relative variance.
 
     .. math::
         \hat m_t = \frac{m_t}{1-\beta^t},\quad \hat v_t = \frac{v_t}{1-\beta^t},\quad
         s_t = \frac{\hat v_t - \hat m_t^2}{1-\rho_t},\quad
         p_t = p_{t-1} - \eta\, \hat m_t \operatorname{clip}\!\Big(\frac{\hat m_t^2}{\hat m_t^2 + \rho_t s_t}, 0, 1\Big)
 
-    with :math:`m_t, v_t` the EMAs (factor :math:`\beta`) of :math:`g_t` and
-    :math:`g_t^2` and :math:`\rho_t = \min\big(\frac{(1-\beta^{2t})(1-\beta)^2}{(1-\beta^2)(1-\beta^t)^2}, 0.9999\big)`.
-    Paper: "Dissecting Adam: The Sign, Magnitude and Variance of Stochastic
-    Gradients", ICML 2018. The Keras seed also lists ``epsilon`` and
-    ``weight_decay``, which the reference (and this port) do not have.
+    with :math:`m_t, v_t` the EMAs (factor :math:`\beta`) of :math:`g_t` and :math:`g_t^2` and
+    :math:`\rho_t = \min\big(\frac{(1-\beta^{2t})(1-\beta)^2}{(1-\beta^2)(1-\beta^t)^2}, 0.9999\big)`.
+
+    Paper: Balles & Hennig, "Dissecting Adam: The Sign, Magnitude and Variance of Stochastic Gradients",
+    ICML 2018, arXiv:1705.07774.
+
+    Reference: ``pytorch_optimizer.MSVAG`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-2``.
+        beta: Decay rate :math:`\beta` of both moment EMAs, in [0, 1]. Default ``0.9``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "msvag"

@@ -1,7 +1,4 @@
-"""Muon (Jordan et al., 2024, "Muon: An optimizer for hidden layers"), pytorch_optimizer semantics.
-
-Classes: Muon, MuonClip.
-"""
+"""Muon and MuonClip: momentum orthogonalized by Newton-Schulz iterations."""
 
 from __future__ import annotations
 
@@ -132,29 +129,63 @@ class _MuonFamily(Optimizer):
 
 @register
 class Muon(_MuonFamily):
-    r"""Muon (Jordan et al., 2024, "Muon: An optimizer for hidden layers"), pytorch_optimizer semantics.
+    r"""Muon: momentum orthogonalized by a Newton-Schulz iteration, with AdamW for the other parameters.
 
-    For the parameters selected by ``muon_filter`` (default: matrices whose path has
-    no ``"embed"``; see the module docstring), momentum is orthogonalized by a
-    Newton–Schulz iteration on the matrix view ``(out, -1)``:
+    For the parameters selected by ``muon_filter`` (default: tensors with ``ndim >= 2`` whose path has no
+    ``"embed"``), momentum is orthogonalized by a Newton–Schulz iteration on the matrix view ``(out, -1)``:
 
     .. math::
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad
         u_t = (1-\mu) g_t + \mu b_t \ (\text{nesterov, else } b_t),\quad
         p_t = p_{t-1} - \eta\, s\, \operatorname{NS}(u_t)
 
-    with :math:`s = \sqrt{\max(1, \text{out}/\text{in})}` or, with ``use_adjusted_lr``,
-    Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`. Every other parameter gets
-    AdamW with ``adamw_lr``, ``adamw_betas``, ``adamw_wd`` and ``adamw_eps``. Weight decay
-    (``weight_decay`` at ``learning_rate`` / ``adamw_wd`` at ``adamw_lr``) is decoupled
-    unless ``weight_decouple=False``. ``ns_coeffs`` is a preset (``"original"``,
-    ``"quintic"``, ``"polar_express"``, ``"polar_express_safer"``) or coefficient tuples;
-    ``ns_method="gram_newton_schulz"`` uses the restarted Gram iteration (float16, restarts
-    at ``ns_reset_steps``). Newton–Schulz runs in bfloat16 like the reference. ``cautious``
-    masks the orthogonalized update (pytorch_optimizer's ``cautious`` group option).
+    with :math:`s = \sqrt{\max(1, \text{out}/\text{in})}` or, with ``use_adjusted_lr``, Moonlight's
+    :math:`0.2\sqrt{\max(\text{out}, \text{in})}`. Every other parameter gets AdamW with ``adamw_lr``,
+    ``adamw_betas``, ``adamw_wd`` and ``adamw_eps``. Weight decay (``weight_decay`` at ``learning_rate`` /
+    ``adamw_wd`` at ``adamw_lr``) is decoupled unless ``weight_decouple=False``. Newton–Schulz runs in
+    bfloat16 like the reference. ``cautious`` masks the orthogonalized update.
 
-    The Keras seed's defaults differ: ``weight_decay=0.01`` and ``adamw_eps=1e-8``
-    (reference: 0.0 and 1e-10; we follow the reference).
+    Paper: Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (blog post, 2024); the
+    adjusted learning rate is from Liu et al., "Muon is Scalable for LLM Training", arXiv:2502.16982, 2025.
+
+    Reference: ``pytorch_optimizer.Muon`` (parity-checked). Difference: the reference splits the parameters
+    by ``use_muon`` parameter groups; here ``muon_filter`` decides per leaf path.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
+            callable of the step). Default ``2e-2``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
+        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
+            (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
+            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
+            Default ``True``.
+        nesterov: Orthogonalize the Nesterov combination :math:`(1-\mu) g_t + \mu b_t` instead of the
+            buffer. Default ``True``.
+        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
+            one repeated). Default ``"original"``.
+        use_adjusted_lr: Moonlight's shape factor :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of
+            :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``False``.
+        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
+        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
+        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
+            Default ``0.0``.
+        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
+            float16). Default ``"newton_schulz"``.
+        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
+            restarts. Default ``(2,)``.
+        cautious: Zero the orthogonalized update where its sign disagrees with the gradient and rescale the
+            rest (keyword-only; the reference's ``cautious`` group option). Default ``False``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
+            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
+            not contain ``"embed"``. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "muon"
@@ -240,31 +271,73 @@ def qk_clip_scales(max_logits: mx.array, threshold: float, exponent: float) -> m
 
 @register
 class MuonClip(Muon):
-    r"""MuonClip (Kimi K2 report, Kimi Team 2025), pytorch_optimizer semantics: Muon plus per-head QK-Clip.
+    r"""MuonClip: Muon plus per-head QK-Clip of the attention query/key projections (Kimi K2).
 
-    The orthogonalized branch accumulates plain heavy-ball momentum (no Nesterov) and
-    uses Moonlight's shape factor by default:
+    The orthogonalized branch accumulates plain heavy-ball momentum (no Nesterov) and uses Moonlight's
+    shape factor by default:
 
     .. math::
         b_t = \mu b_{t-1} + g_t,\quad p_t = p_{t-1} - \eta\, s\, \operatorname{NS}(b_t)
 
-    after which every query/key projection whose attention reported a per-head maximum
-    pre-softmax logit :math:`S_h > \tau` has that head's rows scaled by
-    :math:`\gamma_h^{\alpha}` (query), :math:`\gamma_h^{1-\alpha}` (key) or :math:`\gamma_h`
-    (``query_rotary``), :math:`\gamma_h = \tau / S_h`; ``key_rotary`` (a shared rotary
-    key) is left unchanged. Parameters not selected by ``muon_filter`` get AdamW.
+    after which every query/key projection whose attention reported a per-head maximum pre-softmax logit
+    :math:`S_h > \tau` has that head's rows scaled by :math:`\gamma_h^{\alpha}` (query),
+    :math:`\gamma_h^{1-\alpha}` (key) or :math:`\gamma_h` (``query_rotary``), :math:`\gamma_h = \tau / S_h`;
+    ``key_rotary`` (a shared rotary key) is left unchanged. Parameters not selected by ``muon_filter`` get
+    AdamW.
 
-    **Calling convention.** The reference labels parameter groups with ``qk_clip`` (role)
-    and ``attention_name`` and takes ``step(attention_max_logits={name: logits})``. Here
-    ``qk_clip`` is a mapping ``{path: (role, attention_name)}`` or a callable
-    ``(path, parameter) -> (role, attention_name) | None``, and the logits go to
-    ``opt.update(model, grads, attention_max_logits={name: mx.array of shape (heads,)})``
-    (or ``apply_gradients(..., attention_max_logits=...)``). The model computes them in its
-    forward pass (e.g. ``mx.max(q @ k.T * scale, axis=(-2, -1))`` per head, reduced over
-    the batch) and returns them beside the loss; they must not carry gradients
-    (``mx.stop_gradient``). A projection's rows (first axis) are contiguous head blocks.
-    Names missing from the mapping, or no mapping, skip clipping. ``weight_decouple`` and
-    ``cautious`` reach the reference through its ``**kwargs``.
+    **Calling convention.** The reference labels parameter groups with ``qk_clip`` (role) and
+    ``attention_name`` and takes ``step(attention_max_logits={name: logits})``. Here ``qk_clip`` is a mapping
+    ``{path: (role, attention_name)}`` or a callable ``(path, parameter) -> (role, attention_name) | None``,
+    and the logits go to ``opt.update(model, grads, attention_max_logits={name: mx.array of shape (heads,)})``
+    (or ``apply_gradients(..., attention_max_logits=...)``). The model computes them in its forward pass
+    (e.g. ``mx.max(q @ k.T * scale, axis=(-2, -1))`` per head, reduced over the batch) and returns them
+    beside the loss; they must not carry gradients (``mx.stop_gradient``). A projection's rows (first axis)
+    are contiguous head blocks. Names missing from the mapping, or no mapping, skip clipping.
+
+    Paper: Kimi Team, "Kimi K2: Open Agentic Intelligence", arXiv:2507.20534, 2025.
+
+    Reference: ``pytorch_optimizer.MuonClip`` (parity-checked). Differences: the calling convention above
+    and ``muon_filter`` instead of ``use_muon`` groups; ``weight_decouple`` and ``cautious`` reach the
+    reference through its ``**kwargs``.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
+            callable of the step). Default ``2e-2``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
+        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
+            (>= 0). Default ``0.0``.
+        qk_clip_threshold: Logit threshold :math:`\tau` (> 0). Default ``100.0``.
+        qk_clip_alpha: Query exponent :math:`\alpha`, in [0, 1]; keys use :math:`1-\alpha`. Default ``0.5``.
+        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
+            one repeated). Default ``"original"``.
+        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
+            float16). Default ``"newton_schulz"``.
+        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
+            restarts. Default ``(2,)``.
+        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
+        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
+        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
+            Default ``0.0``.
+        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        use_adjusted_lr: Moonlight's shape factor :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of
+            :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``True``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
+            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
+            Default ``True`` (keyword-only).
+        cautious: Zero the orthogonalized update where its sign disagrees with the gradient and rescale the
+            rest (keyword-only; the reference's ``cautious`` group option). Default ``False``.
+        qk_clip: Which leaves are clipped: a mapping ``{path: (role, attention_name)}`` or a callable
+            ``(path, parameter) -> (role, attention_name) | None``, with role ``"query"``, ``"key"``,
+            ``"query_rotary"`` or ``"key_rotary"``; ``None`` disables clipping (keyword-only). Default ``None``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
+            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
+            not contain ``"embed"``. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "muonclip"

@@ -1,7 +1,4 @@
-"""NAdam (Dozat, 2016) with torch.optim semantics: Adam with Nesterov momentum.
-
-Classes: NAdam, NAdamW.
-"""
+"""NAdam and NAdamW: Adam with Nesterov momentum, torch.optim semantics."""
 
 from __future__ import annotations
 
@@ -20,16 +17,35 @@ def adam_moments(g: mx.array, m: mx.array, v: mx.array, beta1, beta2) -> tuple[m
 
 @register
 class NAdam(Optimizer):
-    r"""NAdam (Dozat, 2016) with torch.optim semantics: Adam with Nesterov momentum.
+    r"""NAdam: Adam with Nesterov momentum and a momentum warm-up schedule, with torch.optim semantics.
 
-    The momentum schedule is :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\,\psi})`
-    with ``momentum_decay`` :math:`\psi`; the product :math:`\prod_i \mu_i` is kept
-    in ``state["mu_product"]``.
+    The momentum schedule is :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\,\psi})` with ``momentum_decay``
+    :math:`\psi`; the product :math:`\prod_i \mu_i` is kept in ``state["mu_product"]``.
 
     .. math::
         p_t = p_{t-1} - \eta \frac{1-\mu_t}{1-\prod_{i\le t}\mu_i} \frac{g_t}{d_t}
               - \eta \frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i} \frac{m_t}{d_t},\quad
         d_t = \sqrt{v_t/(1-\beta_2^t)} + \epsilon
+
+    Paper: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+
+    Reference: ``torch.optim.NAdam`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        weight_decay: Weight decay coefficient (>= 0): L2 added to the gradient, or decoupled with
+            ``decoupled_weight_decay``. Default ``0.0``.
+        momentum_decay: Momentum decay :math:`\psi` of the schedule (>= 0). Default ``4e-3``.
+        decoupled_weight_decay: Decoupled (AdamW-style) weight decay, ``p * (1 - lr * weight_decay)`` before
+            the step (torch's NAdamW). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated; keyword-only).
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "nadam"
@@ -82,13 +98,29 @@ class NAdam(Optimizer):
 
 @register
 class NAdamW(NAdam):
-    """NAdam with decoupled weight decay: ``torch.optim.NAdam(decoupled_weight_decay=True)``.
+    r"""NAdamW: NAdam with decoupled weight decay, ``torch.optim.NAdam(decoupled_weight_decay=True)``.
 
-    ``p <- p (1 - lr wd)`` before the NAdam step (see :class:`~mlx_optim.optimizers.adam.NAdam`).
-    Defaults follow the Keras seed / timm ``NAdamW`` (``learning_rate=1e-3``,
-    ``weight_decay=1e-2``) because the torch reference is ``NAdam``, whose defaults
-    (``lr=2e-3``, ``weight_decay=0``) describe plain NAdam; the seed's ``caution``
-    option has no torch counterpart and is not offered.
+    ``p <- p (1 - lr wd)`` before the NAdam step (see :class:`NAdam`).
+
+    Paper: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop; decoupled weight decay
+    from Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1711.05101.
+
+    Reference: ``torch.optim.NAdam(decoupled_weight_decay=True)`` (parity-checked). Difference: the defaults
+    follow timm's ``NAdamW`` (``learning_rate=1e-3``, ``weight_decay=1e-2``), because torch's NAdam defaults
+    (``lr=2e-3``, ``weight_decay=0``) describe plain NAdam.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        weight_decay: Decoupled weight decay coefficient (>= 0). Default ``1e-2``.
+        momentum_decay: Momentum decay :math:`\psi` of the schedule (>= 0). Default ``4e-3``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated; keyword-only).
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "nadamw"

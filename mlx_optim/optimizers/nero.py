@@ -1,4 +1,4 @@
-"""Nero (Liu et al., 2021): neuron-wise normalized steps on centered, unit-norm neurons."""
+"""Nero: neuron-wise normalized steps on centered, unit-norm neurons."""
 
 from __future__ import annotations
 
@@ -26,21 +26,35 @@ def neuron_center_normalize(p: mx.array, eps: Any) -> mx.array:
 
 @register
 class Nero(Optimizer):
-    r"""Nero (Liu et al., 2021): neuron-wise normalized steps on centered, unit-norm neurons.
+    r"""Nero: neuron-wise normalized steps on centered, unit-norm neurons.
 
-    With the per-neuron gradient norm :math:`n_t = \lVert g_t\rVert` (per row; :math:`|g_t|` for
-    scalars and vectors):
+    With the per-neuron gradient norm :math:`n_t = \lVert g_t\rVert` (per row; :math:`|g_t|` for scalars and
+    vectors):
 
     .. math::
         v_t = \beta v_{t-1} + (1-\beta) n_t^2,\quad
         p_t = \Pi\Big(p_{t-1} - \eta\,s\,\frac{g_t}{\sqrt{v_t/(1-\beta^t)}+\epsilon}\Big)
 
-    where :math:`\Pi` (``constraints=True``, tensors with more than one dimension) centers
-    each neuron and scales it to unit norm, and :math:`s` is the mean neuron norm of the
-    initial (projected) parameter, 0.01 if that is 0. As in the reference the projection is
-    also applied to the parameter before the first step, and NaNs of the normalized
-    gradient become 0. Paper: "Learning by Turning: Neural Architecture Aware
-    Optimisation", ICML 2021.
+    where :math:`\Pi` (``constraints=True``, tensors with more than one dimension) centers each neuron and
+    scales it to unit norm, and :math:`s` is the mean neuron norm of the initial (projected) parameter, 0.01
+    if that is 0. As in the reference the projection is also applied to the parameter before the first step,
+    and NaNs of the normalized gradient become 0.
+
+    Paper: Liu et al., "Learning by Turning: Neural Architecture Aware Optimisation", ICML 2021,
+    arXiv:2102.07227.
+
+    Reference: ``pytorch_optimizer.Nero`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta` (relative to the neuron scale :math:`s`), a float or a schedule
+            (a callable of the step). Default ``0.01``.
+        beta: Decay rate of the per-neuron squared-gradient-norm EMA, in [0, 1]. Default ``0.999``.
+        constraints: Keep the neurons of tensors with ``ndim > 1`` centered and at unit norm. Default ``True``.
+        eps: Term added to the denominator and to the neuron norm in the projection (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "nero"

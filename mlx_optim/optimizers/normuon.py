@@ -1,4 +1,4 @@
-"""NorMuon (Li et al., 2025, "NorMuon: Making Muon more efficient and scalable"), pytorch_optimizer semantics."""
+"""NorMuon: Muon with row-wise second-moment normalization."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def row_normalize(
 
 @register
 class NorMuon(_MuonFamily):
-    r"""NorMuon (Li et al., 2025, "NorMuon: Making Muon more efficient and scalable"), pytorch_optimizer semantics.
+    r"""NorMuon: Muon with row-wise second-moment normalization of the orthogonalized update.
 
-    Muon's (Nesterov) momentum is orthogonalized, then each row is normalized by a
-    running mean of its squared entries and the result rescaled:
+    Muon's (Nesterov) momentum is orthogonalized, then each row is normalized by a running mean of its
+    squared entries and the result rescaled:
 
     .. math::
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad u_t = (1-\mu) g_t + \mu b_t \ (\text{nesterov, else } b_t),\quad
@@ -42,12 +42,56 @@ class NorMuon(_MuonFamily):
         \hat O_t = \frac{O_t}{\sqrt{v_t} + \epsilon},\quad
         p_t = p_{t-1} - \eta\, s\, c\, \frac{\hat O_t}{\|\hat O_t\|_F + \epsilon}
 
-    on the matrix view ``(out, -1)``, with ``v`` one value per row. ``update_scale``:
-    ``"preserve_norm"`` (:math:`c = \|O_t\|_F` and :math:`s` :class:`Muon`'s shape factor,
-    Moonlight's with ``use_adjusted_lr``) or ``"match_rms"`` (:math:`c = 0.2\sqrt{\text{out}\cdot\text{in}}`,
-    :math:`s = 1`). Parameters not selected by ``muon_filter`` get AdamW (``adamw_*``).
-    ``ns_method``/``ns_reset_steps`` are the reference's ``**kwargs`` group options (honoured
-    by its default batched path) and select :func:`~mlx_optim.optimizers.muon.gram_newton_schulz`.
+    on the matrix view ``(out, -1)``, with ``v`` one value per row. ``update_scale``: ``"preserve_norm"``
+    (:math:`c = \|O_t\|_F` and :math:`s` :class:`Muon`'s shape factor, Moonlight's with ``use_adjusted_lr``)
+    or ``"match_rms"`` (:math:`c = 0.2\sqrt{\text{out}\cdot\text{in}}`, :math:`s = 1`). Parameters not
+    selected by ``muon_filter`` get AdamW (``adamw_*``).
+
+    Paper: Li et al., "NorMuon: Making Muon more efficient and scalable", arXiv:2510.05491, 2025.
+
+    Reference: ``pytorch_optimizer.NorMuon`` (parity-checked). Differences: ``muon_filter`` instead of
+    ``use_muon`` groups; ``ns_method`` / ``ns_reset_steps`` are the reference's ``**kwargs`` group options
+    (honoured by its default batched path), keyword-only here.
+
+    Args:
+        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
+            callable of the step). Default ``2e-2``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
+        beta2: Decay rate of the row-wise second moment of the orthogonalized update, in [0, 1).
+            Default ``0.95``.
+        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
+            (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
+            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
+            Default ``True``.
+        nesterov: Orthogonalize the Nesterov combination :math:`(1-\mu) g_t + \mu b_t` instead of the
+            buffer. Default ``True``.
+        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
+        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
+            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
+            one repeated). Default ``"original"``.
+        update_scale: ``"preserve_norm"`` (keep the Frobenius norm of the orthogonalized update, as the
+            official code) or ``"match_rms"`` (RMS 0.2, as Algorithm 1 of the paper). Default ``"preserve_norm"``.
+        use_adjusted_lr: With ``"preserve_norm"``, Moonlight's shape factor
+            :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`;
+            unused with ``"match_rms"``. Default ``False``.
+        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
+        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
+        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
+            Default ``0.0``.
+        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
+        eps: Term added to the denominators of the row-wise normalization (>= 0). Default ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
+            float16; keyword-only). Default ``"newton_schulz"``.
+        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
+            restarts (keyword-only). Default ``(2,)``.
+        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
+            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
+            not contain ``"embed"``. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "normuon"

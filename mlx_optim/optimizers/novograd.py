@@ -1,4 +1,4 @@
-"""NovoGrad (Ginsburg et al., 2019), pytorch_optimizer semantics: layer-wise second moments."""
+"""NovoGrad: layer-wise second moments with gradient normalization."""
 
 from __future__ import annotations
 
@@ -13,17 +13,38 @@ from mlx_optim.registry import register
 
 @register
 class NovoGrad(Optimizer):
-    r"""NovoGrad (Ginsburg et al., 2019), pytorch_optimizer semantics: layer-wise second moments.
+    r"""NovoGrad: SGD with momentum on gradients normalized by a layer-wise second moment.
 
     .. math::
         v_t = \beta_2 v_{t-1} + (1-\beta_2)\|g_t\|^2 \;(v_1 = \|g_1\|^2),\quad
         \hat g_t = \frac{g_t}{\sqrt{v_t} + \epsilon} \,(+\, \lambda p),\quad
         m_t = \beta_1 m_{t-1} + \hat g_t \;(m_1 = \hat g_1),\quad p_t = p_{t-1} - \eta m_t
 
-    With ``grad_averaging`` the new term is scaled by :math:`1-\beta_1` (not on the
-    first step); ``adam_debias`` multiplies the step by :math:`\sqrt{1-\beta_2^t}`.
-    This is also the Keras seed's ``NvNovoGrad`` (whose ``amsgrad`` option the
-    reference lacks).
+    With ``grad_averaging`` the new term is scaled by :math:`1-\beta_1` (not on the first step);
+    ``adam_debias`` multiplies the step by :math:`\sqrt{1-\beta_2^t}`. :math:`v_t` is one scalar per tensor.
+
+    Paper: Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive Moments for Training of
+    Deep Networks", arXiv:1905.11286, 2019.
+
+    Reference: ``pytorch_optimizer.NovoGrad`` (parity-checked), including its ``adam_debias`` option
+    (keyword-only here).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``: momentum factor and decay rate of the layer-wise second moment, each in
+            [0, 1). Default ``(0.95, 0.98)``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            :math:`\lambda p` to the normalized gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        grad_averaging: Scale the new term of the momentum by :math:`1-\beta_1`. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Multiply the step size by :math:`\sqrt{1-\beta_2^t}` (keyword-only). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "novograd"

@@ -1,4 +1,4 @@
-"""PID controller optimizer (An et al., 2018): SGD plus integral and derivative terms."""
+"""PID: SGD with integral and derivative terms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mlx_optim.registry import register
 
 @register
 class PID(Optimizer):
-    r"""PID controller optimizer (An et al., 2018): SGD plus integral and derivative terms.
+    r"""PID: a PID-controller optimizer, SGD plus integral and derivative terms.
 
     With momentum :math:`\mu > 0`:
 
@@ -18,10 +18,28 @@ class PID(Optimizer):
         I_t = \mu I_{t-1} + (1-\tau) g_t,\quad D_t = \mu D_{t-1} + (1-\mu)(g_t - g_{t-1})\ (D_1 = 0),\\
         p_t = p_{t-1} - \eta\,(g_t + K_I I_t + K_D D_t)
 
-    With ``momentum=0`` (the default) it is plain SGD, as in the reference. Paper:
-    "A PID Controller Approach for Stochastic Optimization of Deep Networks", CVPR 2018.
-    The Keras seed has a ``nesterov`` flag and no default ``learning_rate``; the
-    reference has neither (its default is 1e-3).
+    With ``momentum=0`` (the default) it is plain SGD, as in the reference.
+
+    Paper: An et al., "A PID Controller Approach for Stochastic Optimization of Deep Networks", CVPR 2018.
+
+    Reference: ``pytorch_optimizer.PID`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Momentum factor :math:`\mu` of the integral and derivative buffers, in [0, 1); 0 gives
+            plain SGD. Default ``0.0``.
+        dampening: Dampening :math:`\tau` of the gradient entering the integral buffer. Default ``0.0``.
+        derivative: Derivative gain :math:`K_D` (>= 0). Default ``10.0``.
+        integral: Integral gain :math:`K_I` (>= 0). Default ``5.0``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "pid"

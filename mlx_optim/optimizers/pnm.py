@@ -1,4 +1,4 @@
-"""PNM (Xie et al., 2021): positive-negative momentum, two buffers that swap roles every step."""
+"""PNM: positive-negative momentum."""
 
 from __future__ import annotations
 
@@ -13,17 +13,34 @@ from mlx_optim.registry import register
 
 @register
 class PNM(Optimizer):
-    r"""PNM (Xie et al., 2021): positive-negative momentum, two buffers that swap roles every step.
+    r"""PNM: positive-negative momentum, two momentum buffers that swap roles every step.
 
-    On odd steps buffer A is the positive momentum :math:`m^+` and B the negative one
-    :math:`m^-`; on even steps they swap. With the current :math:`m^+`:
+    On odd steps buffer A is the positive momentum :math:`m^+` and B the negative one :math:`m^-`; on even
+    steps they swap. With the current :math:`m^+`:
 
     .. math::
         m^+_t = \beta_1^2 m^+ + (1-\beta_1^2) g_t,\quad
         p_t = p_{t-1} - \frac{\eta}{\sqrt{(1+\beta_2)^2+\beta_2^2}}\big((1+\beta_2) m^+_t - \beta_2 m^-\big)
 
-    Paper: "Positive-Negative Momentum: Manipulating Stochastic Gradient Noise to
-    Improve Generalization", ICML 2021. ``eps`` is validated but unused, as in the reference.
+    Paper: Xie et al., "Positive-Negative Momentum: Manipulating Stochastic Gradient Noise to Improve
+    Generalization", ICML 2021, arXiv:2103.17182.
+
+    Reference: ``pytorch_optimizer.PNM`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``: :math:`\beta_1` sets the buffers' decay :math:`\beta_1^2`, :math:`\beta_2`
+            the weight of the negative momentum; each in [0, 1]. Default ``(0.9, 1.0)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Validated (>= 0) but unused, as in the reference. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "pnm"

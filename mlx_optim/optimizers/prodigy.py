@@ -1,4 +1,4 @@
-"""Prodigy (Mishchenko & Defazio, 2023): Adam with a distance estimate that adapts the step size."""
+"""Prodigy: Adam with a distance estimate that adapts the step size."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class Prodigy(_DAdaptBase):
-    r"""Prodigy (Mishchenko & Defazio, 2023): Adam with a distance estimate that adapts the step size.
+    r"""Prodigy: a learning-rate-free Adam whose step size comes from an estimate of the distance to the solution.
 
     With :math:`D_k` the estimate, :math:`\lambda_k = D_k\,\eta` (divided by
     :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}` when ``bias_correction``) and
@@ -29,19 +29,47 @@ class Prodigy(_DAdaptBase):
         D_{k+1} = \min(D_{\max},\, D'_k\cdot\text{growth\_rate}) \\
         x_k = x_{k-1} - \lambda_k \frac{m_k}{\sqrt{v_k} + D_{k+1}\epsilon}
 
-    where :math:`D'_k = \max(D_k, \hat D)` while :math:`D_k = D_0` and :math:`D_k`
-    afterwards; with ``safeguard_warmup`` the :math:`s_k` increment uses :math:`D_k`
-    instead of :math:`\lambda_k`; ``eps=None`` replaces the division by
-    ``atan2(m_k, sqrt(v_k))``. :math:`r_k`, :math:`D_k` and :math:`D_{\max}` are
-    ``state["d_numerator"]``, ``state["d"]`` and ``state["d_max"]``. Paper: "Prodigy:
-    An Expeditiously Adaptive Parameter-Free Learner", ICML 2024.
+    where :math:`D'_k = \max(D_k, \hat D)` while :math:`D_k = D_0` and :math:`D_k` afterwards; with
+    ``safeguard_warmup`` the :math:`s_k` increment uses :math:`D_k` instead of :math:`\lambda_k`;
+    ``eps=None`` replaces the division by ``atan2(m_k, sqrt(v_k))``. :math:`r_k`, :math:`D_k` and
+    :math:`D_{\max}` are ``state["d_numerator"]``, ``state["d"]`` and ``state["d_max"]``; the sums run over
+    the whole parameter tree.
 
-    Reference order kept: the step uses this step's :math:`\lambda_k` but the *new*
-    :math:`D_{k+1}` in the epsilon term; :math:`r_k` is decayed by :math:`\beta_3` even
-    on a step skipped because :math:`\lVert s_k\rVert_1 = 0`; decoupled decay shrinks by
-    ``lambda_k * weight_decay``. Reference quirk: with ``weight_decouple=False`` the
-    reference adds the L2 term to the gradient *after* the moments were updated, so it
-    has no effect; this port likewise applies no decay in that mode.
+    Paper: Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free Learner", ICML 2024,
+    arXiv:2306.06101.
+
+    Reference: ``pytorch_optimizer.Prodigy`` (parity-checked). Reference order kept: the step uses this
+    step's :math:`\lambda_k` but the *new* :math:`D_{k+1}` in the epsilon term; :math:`r_k` is decayed by
+    :math:`\beta_3` even on a step skipped because :math:`\lVert s_k\rVert_1 = 0`; decoupled decay shrinks by
+    ``lambda_k * weight_decay``. Reference quirk: with ``weight_decouple=False`` the reference adds the L2
+    term to the gradient *after* the moments were updated, so it has no effect; this port likewise applies
+    no decay in that mode.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k`, a float or a schedule
+            (a callable of the step); leave it at 1 unless training is unstable. Default ``1.0``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        beta3: Decay rate :math:`\beta_3` of :math:`r_k` and :math:`s_k`, in [0, 1]; ``None`` uses
+            :math:`\sqrt{\beta_2}`. Default ``None``.
+        d0: Initial distance estimate :math:`D_0`. Default ``1e-6``.
+        d_coef: Coefficient :math:`c` of the estimate :math:`\hat D`. Default ``1.0``.
+        growth_rate: Largest factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lambda_k * weight_decay)``; ``False`` applies no
+            decay (reference quirk above). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without the step size factor.
+            Default ``False``.
+        bias_correction: Divide :math:`\lambda_k` by :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}` (Adam's bias
+            correction). Default ``False``.
+        safeguard_warmup: Leave the learning rate out of the :math:`s_k` increment (use :math:`D_k`), which
+            keeps a warm-up schedule from shrinking the estimate. Default ``False``.
+        eps: Term added to the denominator, scaled by :math:`D_{k+1}` (>= 0); ``None`` uses
+            ``atan2(m, sqrt(v))`` instead of the division. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "prodigy"

@@ -1,4 +1,4 @@
-"""QHAdam (Ma & Yarats, 2019, "Quasi-hyperbolic momentum and Adam"), pytorch_optimizer semantics."""
+"""QHAdam: quasi-hyperbolic Adam."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class QHAdam(Optimizer):
-    r"""QHAdam (Ma & Yarats, 2019, "Quasi-hyperbolic momentum and Adam"), pytorch_optimizer semantics.
+    r"""QHAdam: Adam whose numerator and denominator blend the moment estimates with the current gradient.
 
     Bias-corrected moments via running weights :math:`w_t = \beta w_{t-1} + 1`:
 
@@ -22,9 +22,30 @@ class QHAdam(Optimizer):
         v_t = v_{t-1} + \tfrac{1}{w^{(2)}_t}(g_t^2 - v_{t-1}),\\
         p_t = p_{t-1} - \eta \frac{\nu_1 m_t + (1-\nu_1) g_t}{\sqrt{\nu_2 v_t + (1-\nu_2) g_t^2} + \epsilon}
 
-    The weights are the same for every tensor, so they are kept once in
-    ``state["beta1_weight"]`` / ``state["beta2_weight"]``. The Keras seed calls
-    ``nus`` ``Nus2``.
+    The weights are the same for every tensor, so they are kept once in ``state["beta1_weight"]`` /
+    ``state["beta2_weight"]``.
+
+    Paper: Ma & Yarats, "Quasi-hyperbolic momentum and Adam for deep learning", ICLR 2019, arXiv:1810.06801.
+
+    Reference: ``pytorch_optimizer.QHAdam`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        nus: ``(nu1, nu2)``, the weights :math:`\nu_1, \nu_2` of the moment estimates against the current
+            gradient in the numerator and the denominator, each in [0, 1]; ``(1, 1)`` is Adam. Default
+            ``(1.0, 1.0)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "qhadam"

@@ -1,4 +1,4 @@
-"""QHM (Ma & Yarats, 2019): quasi-hyperbolic momentum, a blend of the gradient and its average."""
+"""QHM: quasi-hyperbolic momentum."""
 
 from __future__ import annotations
 
@@ -11,14 +11,29 @@ from mlx_optim.registry import register
 
 @register
 class QHM(Optimizer):
-    r"""QHM (Ma & Yarats, 2019): quasi-hyperbolic momentum, a blend of the gradient and its average.
+    r"""QHM: quasi-hyperbolic momentum, a step along a blend of the gradient and its moving average.
 
     .. math::
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad p_t = p_{t-1} - \eta\,\big(\nu b_t + (1-\nu) g_t\big)
 
-    Paper: "Quasi-hyperbolic momentum and Adam for deep learning", ICLR 2019. The Keras
-    seed defaults ``nu=0.7`` and has ``weight_decay_type``; the reference (and this
-    port) default ``nu=1.0`` and choose the decay with ``weight_decouple``/``fixed_decay``.
+    Paper: Ma & Yarats, "Quasi-hyperbolic momentum and Adam for deep learning", ICLR 2019, arXiv:1810.06801.
+
+    Reference: ``pytorch_optimizer.QHM`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Decay rate :math:`\mu` of the gradient average, in [0, 1). Default ``0.0``.
+        nu: Weight :math:`\nu` of the average against the gradient, in [0, 1]; 1 is momentum SGD with
+            dampening. Default ``1.0``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "qhm"

@@ -1,4 +1,4 @@
-"""RACS, row and column scaled SGD (Gong et al., 2025), pytorch_optimizer semantics."""
+"""RACS: row and column scaled SGD."""
 
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ def racs_shape(shape: Sequence[int]) -> tuple[int, int]:
 
 @register
 class RACS(Optimizer):
-    r"""RACS, row and column scaled SGD (Gong et al., 2025), pytorch_optimizer semantics.
+    r"""RACS: row and column scaled SGD, with a limit on how fast the scaled update's norm grows.
 
-    Every tensor is viewed as a matrix :math:`G` (:func:`racs_shape`); running
-    row and column means of :math:`G^2` scale it, and the growth of the scaled
-    update's norm is limited by ``gamma``:
+    Every tensor is viewed as a matrix :math:`G` (:func:`racs_shape`); running row and column means of
+    :math:`G^2` scale it, and the growth of the scaled update's norm is limited by ``gamma``:
 
     .. math::
         s_t = \beta s_{t-1} + (1-\beta)\operatorname{mean}_{cols}(G^2),\quad
@@ -34,9 +33,30 @@ class RACS(Optimizer):
         \tau_t = \frac{\gamma}{\max(\lVert\hat G\rVert / (\theta_{t-1}+\epsilon), \gamma)}\ (\tau_1 = 1),\quad
         \theta_t = \tau_t \lVert\hat G\rVert,\quad p_t = p_{t-1} - \eta\,\alpha\,\tau_t \hat G
 
-    Weight decay is decoupled by default. Paper: "Towards Efficient Optimizer
-    Design for LLM via Structured Fisher Approximation with a Low-Rank Extension",
-    arXiv:2502.07752. Same defaults as the Keras seed.
+    Weight decay is decoupled by default.
+
+    Paper: Gong et al., "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation with
+    a Low-Rank Extension", arXiv:2502.07752, 2025.
+
+    Reference: ``pytorch_optimizer.RACS`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        beta: Decay rate :math:`\beta` of the row and column averages of :math:`G^2`, in [0, 1).
+            Default ``0.9``.
+        alpha: Update scale :math:`\alpha`, in [0, 1). Default ``0.05``.
+        gamma: Largest growth factor :math:`\gamma` of the scaled update's norm per step (> 0).
+            Default ``1.01``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Term added to the row and column averages (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "racs"

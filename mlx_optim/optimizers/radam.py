@@ -1,4 +1,4 @@
-"""Rectified Adam (Liu et al., 2019) with pytorch_optimizer semantics."""
+"""RAdam: rectified Adam."""
 
 from __future__ import annotations
 
@@ -13,15 +13,48 @@ from mlx_optim.registry import register
 
 @register
 class RAdam(Optimizer):
-    r"""Rectified Adam (Liu et al., 2019) with pytorch_optimizer semantics.
+    r"""RAdam: Adam with a rectified step size that corrects the variance of the adaptive learning rate early on.
 
-    While the SMA length :math:`\rho_t` is below ``n_sma_threshold`` the update is
-    skipped (or, with ``degenerated_to_sgd``, is momentum SGD); afterwards it is
-    Adam with the rectification factor :math:`r_t`. Weight decay is decoupled
-    by default. Reference quirk kept for parity: with ``weight_decouple=False``
-    pytorch_optimizer's RAdam applies no weight decay at all.
-    ``adam_debias`` drops the first-moment correction from the step size;
+    With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and the length of the approximated simple moving average
+    :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
+
+    .. math::
+        r_t = \sqrt{(1-\beta_2^t)\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}},\quad
+        p_t = p_{t-1} - \frac{\eta\, r_t}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t} + \epsilon}
+
+    While :math:`\rho_t` is below ``n_sma_threshold`` the update is skipped (or, with ``degenerated_to_sgd``,
+    is momentum SGD, :math:`p_t = p_{t-1} - \eta m_t / (1-\beta_1^t)`). Weight decay is decoupled by default
+    (applied only on steps that move). ``adam_debias`` drops the first-moment correction from the step size;
     ``adanorm`` rescales the gradient fed to the first moment (AdaNorm).
+
+    Paper: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020,
+    arXiv:1908.03265.
+
+    Reference: ``pytorch_optimizer.RAdam`` (parity-checked), including its ``adam_debias`` / ``adanorm``
+    options (keyword-only here). Reference quirk kept: with ``weight_decouple=False`` it applies no weight
+    decay at all.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``; ``False`` applies
+            no decay (reference quirk above). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        n_sma_threshold: The :math:`\rho_t` from which the rectified adaptive step is used. Default ``5``.
+        degenerated_to_sgd: Take momentum SGD steps before the threshold instead of skipping them.
+            Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient entering the first moment up to the running average of its
+            norm (keyword-only). Default ``False``.
+        adanorm_r: Decay rate of AdaNorm's running norm average, in [0, 1] (keyword-only). Default ``0.95``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "radam"

@@ -1,4 +1,4 @@
-"""RaLars (holocron): RAdam (arXiv 1908.03265) with a LARS trust ratio (arXiv 1708.03888)."""
+"""RaLars: RAdam with a LARS trust ratio (holocron)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class RaLars(Optimizer):
-    r"""RaLars (holocron): RAdam (arXiv 1908.03265) with a LARS trust ratio (arXiv 1708.03888).
+    r"""RaLars: rectified Adam (RAdam) with a LARS layer-wise trust ratio, as in holocron.
 
     Follows holocron's code (``holocron.optim.RaLars``):
 
@@ -25,11 +25,30 @@ class RaLars(Optimizer):
         p_t = p_{t-1} - \eta \frac{\operatorname{clip}(\lVert p\rVert, \text{scale\_clip})}{\lVert u_t\rVert} u_t
 
     (ratio 1 when either norm is 0). :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`,
-    :math:`r_t = \sqrt{(\rho_t-4)(\rho_t-2)\rho_\infty / ((\rho_\infty-4)(\rho_\infty-2)\rho_t)}`.
-    Note the rectification threshold is :math:`\rho_t > 4` (torch's RAdam uses > 5) and,
-    unlike torch, :math:`r_t` has no :math:`\sqrt{1-\beta_2^t}` factor (the second moment is
-    bias-corrected instead). ``scale_clip`` defaults to ``(0, 10)``; ``weight_decay`` is not
-    range-checked by holocron and is not here either. No ``maximize`` (holocron has none).
+    :math:`r_t = \sqrt{(\rho_t-4)(\rho_t-2)\rho_\infty / ((\rho_\infty-4)(\rho_\infty-2)\rho_t)}`. Note the
+    rectification threshold is :math:`\rho_t > 4` (pytorch_optimizer's RAdam uses 5) and :math:`r_t` has no
+    :math:`\sqrt{1-\beta_2^t}` factor (the second moment is bias-corrected instead).
+
+    Paper: no paper of its own; RAdam is Liu et al., ICLR 2020, arXiv:1908.03265, and LARS is You et al.,
+    arXiv:1708.03888.
+
+    Reference: ``holocron.optim.RaLars``, through a torch transcription (parity-checked). ``weight_decay`` is
+    not range-checked by holocron and is not here either; there is no ``maximize`` (holocron has none).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        weight_decay: Weight decay :math:`\lambda`, added to the update before the trust ratio.
+            Default ``0.0``.
+        force_adaptive_momentum: Before the rectification threshold, use the unrectified adaptive step
+            instead of the bias-corrected momentum. Default ``False``.
+        scale_clip: ``(low, high)`` bounds of the parameter norm in the trust ratio; ``None`` means
+            ``(0, 10)``. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "ralars"

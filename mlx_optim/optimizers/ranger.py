@@ -1,7 +1,4 @@
-"""Ranger (Wright, 2019): RAdam + Lookahead + gradient centralization, pytorch_optimizer semantics.
-
-Classes: Ranger, Ranger2020, RangerQH, RangerVA.
-"""
+"""Ranger, Ranger2020, RangerQH and RangerVA: Adam variants with Lookahead."""
 
 from __future__ import annotations
 
@@ -18,24 +15,54 @@ from mlx_optim.registry import register
 
 @register
 class Ranger(Optimizer):
-    r"""Ranger (Wright, 2019): RAdam + Lookahead + gradient centralization, pytorch_optimizer semantics.
+    r"""Ranger: RAdam + Lookahead + gradient centralization.
 
-    The gradient is centralized (``use_gc``; only for ndim > 3 with ``gc_conv_only``),
-    weight decay is decoupled by default, then a RAdam step with rectification
-    :math:`r_t` (see :class:`~mlx_optim.optimizers.adam.RAdam`); every ``k`` steps the
-    Lookahead slow weights :math:`\phi` are merged:
+    The gradient is centralized (``use_gc``; only for ndim > 3 with ``gc_conv_only``), weight decay is
+    decoupled by default, then a RAdam step with rectification :math:`r_t` (see :class:`~mlx_optim.RAdam`);
+    every ``k`` steps the Lookahead slow weights :math:`\phi` are merged:
 
     .. math::
         p_t = p_{t-1} - \frac{\eta\, r_t}{1-\beta_1^t} \frac{m_t}{\sqrt{v_t} + \epsilon},\qquad
         t \bmod k = 0:\ \phi \leftarrow \phi + \alpha (p_t - \phi),\ p_t \leftarrow \phi
 
-    Reference quirk kept for parity: while the SMA length is below ``n_sma_threshold``
-    and ``degenerated_to_sgd=False``, pytorch_optimizer's Ranger uses :math:`r_t=-1`
-    in ``p -= step_size * m`` (RAdam skips that step instead), i.e. it moves *along*
-    the first moment for the first few steps. ``adam_debias``, ``adanorm`` and
-    ``adanorm_r`` are the reference's ``**kwargs`` options.
-    Papers: RAdam (arXiv 1908.03265), Lookahead (arXiv 1907.08610), GC (arXiv 2004.01461).
-    The Keras seed's defaults equal the reference's.
+    Paper: Wright, "Ranger" (2019), combining RAdam (Liu et al., arXiv:1908.03265), Lookahead (Zhang et al.,
+    "Lookahead Optimizer: k steps forward, 1 step back", NeurIPS 2019, arXiv:1907.08610) and gradient
+    centralization (Yong et al., ECCV 2020, arXiv:2004.01461).
+
+    Reference: ``pytorch_optimizer.Ranger`` (parity-checked), including its ``adam_debias`` / ``adanorm`` /
+    ``adanorm_r`` options (keyword-only here). Reference quirk kept for parity: while the SMA length is below
+    ``n_sma_threshold`` and ``degenerated_to_sgd=False``, pytorch_optimizer's Ranger uses :math:`r_t=-1` in
+    ``p -= step_size * m`` (RAdam skips that step instead), i.e. it moves *along* the first moment for the
+    first few steps.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.95, 0.999)``.
+        alpha: Lookahead interpolation factor :math:`\alpha` from the slow weights toward the fast ones, in
+            [0, 1]. Default ``0.5``.
+        k: Number of steps between Lookahead merges (> 0). Default ``6``.
+        n_sma_threshold: The length of the approximated simple moving average from which RAdam's rectified
+            adaptive step is used. Default ``5``.
+        degenerated_to_sgd: Before the threshold, take momentum steps :math:`\eta m_t/(1-\beta_1^t)`
+            instead of the reference's reversed ones (see above). Default ``False``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        use_gc: Gradient centralization (subtract each gradient's mean over all axes but the first, for
+            tensors with ``ndim > 1``). Default ``True``.
+        gc_conv_only: Centralize only tensors with ``ndim > 3`` (convolution kernels). Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-5``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient entering the first moment up to the running average of its
+            norm (keyword-only). Default ``False``.
+        adanorm_r: Decay rate of AdaNorm's running norm average, in [0, 1] (keyword-only). Default ``0.95``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "ranger"
@@ -118,17 +145,50 @@ class Ranger(Optimizer):
 
 @register
 class Ranger2020(Ranger):
-    r"""Ranger with the ``gc_loc`` option of lessw2020's ``ranger2020.py`` (the Keras seed's Ranger2020).
+    r"""Ranger2020: Ranger with the ``gc_loc`` option of lessw2020's ``ranger2020.py``.
 
-    ``gc_loc=True`` (default) centralizes the gradient before the moments, exactly
-    :class:`Ranger`; ``gc_loc=False`` leaves the gradient alone and centralizes the
-    update direction (:math:`m_t/(\sqrt{v_t}+\epsilon)`, or :math:`m_t` before
-    rectification) instead. Everything else is pytorch_optimizer's Ranger (parity
-    reference for ``gc_loc=True``; ``gc_loc=False`` is checked against a torch
-    transcription of Ranger with the option). Deliberately *not* ported from
-    ``ranger2020.py``: its strict ``N_sma > threshold``, its SGD-momentum fallback
-    and its weight decay added to the update (this class keeps Ranger's decoupled
-    decay and rectification rules).
+    ``gc_loc=True`` (default) centralizes the gradient before the moments, exactly :class:`Ranger`;
+    ``gc_loc=False`` leaves the gradient alone and centralizes the update direction
+    (:math:`m_t/(\sqrt{v_t}+\epsilon)`, or :math:`m_t` before rectification) instead. Everything else is
+    pytorch_optimizer's Ranger.
+
+    Paper: as :class:`Ranger`; ``gc_loc`` from lessw2020's Ranger-Deep-Learning-Optimizer (``ranger2020.py``).
+
+    Reference: ``pytorch_optimizer.Ranger`` for ``gc_loc=True``; ``gc_loc=False`` is checked against a torch
+    transcription of Ranger with the option. Deliberately *not* ported from ``ranger2020.py``: its strict
+    ``N_sma > threshold``, its SGD-momentum fallback and its weight decay added to the update (this class
+    keeps Ranger's decoupled decay and rectification rules).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.95, 0.999)``.
+        alpha: Lookahead interpolation factor :math:`\alpha` from the slow weights toward the fast ones, in
+            [0, 1]. Default ``0.5``.
+        k: Number of steps between Lookahead merges (> 0). Default ``6``.
+        n_sma_threshold: The length of the approximated simple moving average from which RAdam's rectified
+            adaptive step is used. Default ``5``.
+        degenerated_to_sgd: Before the threshold, take momentum steps :math:`\eta m_t/(1-\beta_1^t)`
+            instead of the reference's reversed ones (see above). Default ``False``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        use_gc: Gradient centralization (subtract each gradient's mean over all axes but the first, for
+            tensors with ``ndim > 1``). Default ``True``.
+        gc_conv_only: Centralize only tensors with ``ndim > 3`` (convolution kernels). Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-5``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        gc_loc: With ``use_gc``, centralize the gradient (``True``) or the update direction (``False``)
+            (keyword-only). Default ``True``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        adanorm: AdaNorm: rescale the gradient entering the first moment up to the running average of its
+            norm (keyword-only). Default ``False``.
+        adanorm_r: Decay rate of AdaNorm's running norm average, in [0, 1] (keyword-only). Default ``0.95``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "ranger2020"
@@ -171,22 +231,41 @@ class Ranger2020(Ranger):
 
 @register
 class RangerQH(Optimizer):
-    r"""RangerQH (lessw2020): QHAdam (Ma & Yarats, 2019) + Lookahead, ``pytorch_ranger`` semantics.
+    r"""RangerQH: quasi-hyperbolic Adam (QHAdam) + Lookahead, as in lessw2020's ``pytorch_ranger``.
 
     The moments use QHAdam's bias-free weights :math:`w_{i,t} = 1 + \beta_i w_{i,t-1}`,
-    :math:`\bar\beta_{i,t} = 1 - 1/w_{i,t}` (kept in ``state["beta1_weight"]`` /
-    ``state["beta2_weight"]``):
+    :math:`\bar\beta_{i,t} = 1 - 1/w_{i,t}` (kept in ``state["beta1_weight"]`` / ``state["beta2_weight"]``):
 
     .. math::
         m_t = \bar\beta_{1,t} m_{t-1} + (1-\bar\beta_{1,t}) g_t,\quad
         v_t = \bar\beta_{2,t} v_{t-1} + (1-\bar\beta_{2,t}) g_t^2 \\
         p_t = p_{t-1} - \eta \frac{(1-\nu_1) g_t + \nu_1 m_t}{\sqrt{(1-\nu_2) g_t^2 + \nu_2 v_t} + \epsilon}
 
-    then Lookahead every ``k`` steps. ``weight_decay`` is L2 unless
-    ``decouple_weight_decay`` (``p *= 1 - lr wd``). Reference quirk kept for parity:
-    with decoupled decay the slow weights start from the parameters *after* the
-    first step's decay. The reference has no ``maximize``.
-    Papers: arXiv 1810.06801, 1907.08610.
+    then Lookahead every ``k`` steps. ``weight_decay`` is L2 unless ``decouple_weight_decay``
+    (``p *= 1 - lr wd``).
+
+    Paper: QHAdam is Ma & Yarats, "Quasi-hyperbolic momentum and Adam for deep learning", ICLR 2019,
+    arXiv:1810.06801; Lookahead is Zhang et al., NeurIPS 2019, arXiv:1907.08610.
+
+    Reference: ``pytorch_ranger.RangerQH`` (parity-checked). Reference quirk kept for parity: with decoupled
+    decay the slow weights start from the parameters *after* the first step's decay. The reference has no
+    ``maximize``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        nus: ``(nu1, nu2)``, the weights of the moment estimates against the current gradient in the
+            numerator and the denominator. Default ``(0.7, 1.0)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        k: Number of steps between Lookahead merges (> 0). Default ``6``.
+        alpha: Lookahead interpolation factor from the slow weights toward the fast ones. Default ``0.5``.
+        decouple_weight_decay: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "rangerqh"
@@ -260,24 +339,47 @@ class RangerQH(Optimizer):
 
 @register
 class RangerVA(Optimizer):
-    r"""RangerVA (lessw2020, version 9.13.19A): Adam + Lookahead + calibrated (softplus) denominator.
+    r"""RangerVA: Adam + Lookahead with a calibrated (softplus) denominator, lessw2020's version 9.13.19A.
 
-    ``pytorch_ranger`` semantics, including its quirks (kept for parity): the second
-    moment is decayed twice per step,
-    :math:`v_t = \beta_2(\beta_2 v_{t-1} + (1-\beta_2) g_t^2) + (1-\beta_2)\,\tau(g_t)`
-    with :math:`\tau(g) = g^2` (``grad_transformer='square'``) or :math:`|g|` (``'abs'``);
-    ``amsgrad`` keeps the running max :math:`\hat v_t`; weight decay is decoupled,
-    ``p *= 1 - lr wd``; ``n_sma_threshhold`` is unused (no rectification).
+    ``pytorch_ranger`` semantics, including its quirks (kept for parity): the second moment is decayed twice
+    per step, :math:`v_t = \beta_2(\beta_2 v_{t-1} + (1-\beta_2) g_t^2) + (1-\beta_2)\,\tau(g_t)` with
+    :math:`\tau(g) = g^2` (``grad_transformer='square'``) or :math:`|g|` (``'abs'``); ``amsgrad`` keeps the
+    running max :math:`\hat v_t`; weight decay is decoupled, ``p *= 1 - lr wd``; ``n_sma_threshhold`` is
+    unused (no rectification).
 
     .. math::
         p_t = p_{t-1} - \frac{\eta\sqrt{1-\beta_2^t}}{1-\beta_1^t}
               \frac{m_t}{\operatorname{softplus}_{\text{smooth}}(\sqrt{\hat v_t})}
 
-    (no square root for ``'abs'``). With ``transformer`` other than ``'softplus'``
-    the step is :math:`\eta^2\sqrt{1-\beta_2^t}/(1-\beta_1^t)\; m_t/(\sqrt{v_t}+\epsilon)`
-    (the reference multiplies by ``lr`` twice there; ``eps`` is only used in that branch).
-    Lookahead every ``k`` steps. The reference has no ``maximize``.
-    Papers: arXiv 1908.00700 (calibrated adaptive LR), 1907.08610.
+    (no square root for ``'abs'``). With ``transformer`` other than ``'softplus'`` the step is
+    :math:`\eta^2\sqrt{1-\beta_2^t}/(1-\beta_1^t)\; m_t/(\sqrt{v_t}+\epsilon)` (the reference multiplies by
+    ``lr`` twice there; ``eps`` is only used in that branch). Lookahead every ``k`` steps.
+
+    Paper: Tong et al., "Calibrating the Adaptive Learning Rate to Improve Convergence of ADAM",
+    arXiv:1908.00700; Lookahead is Zhang et al., NeurIPS 2019, arXiv:1907.08610.
+
+    Reference: ``pytorch_ranger.RangerVA`` (parity-checked). The reference has no ``maximize``.
+
+    Args:
+        learning_rate: Step size :math:`\eta` (> 0), a float or a schedule (a callable of the step).
+            Default ``1e-3``.
+        alpha: Lookahead interpolation factor from the slow weights toward the fast ones, in [0, 1].
+            Default ``0.5``.
+        k: Number of steps between Lookahead merges (>= 1). Default ``6``.
+        n_sma_threshhold: Accepted for compatibility and unused (spelled as in the reference). Default ``5``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.95, 0.999)``.
+        eps: Term added to the denominator when ``transformer`` is not ``"softplus"`` (> 0). Default ``1e-5``.
+        weight_decay: Decoupled weight decay coefficient. Default ``0.0``.
+        amsgrad: Divide by the running maximum of the second moment. Default ``True``.
+        transformer: ``"softplus"`` for the calibrated denominator; anything else gives the plain
+            denominator described above. Default ``"softplus"``.
+        smooth: Sharpness :math:`\beta` of ``softplus(x) = log(1 + exp(beta x)) / beta``. Default ``50.0``.
+        grad_transformer: ``"square"`` (:math:`g^2`) or ``"abs"`` (:math:`|g|`) for the second decay of the
+            second moment. Default ``"square"``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "rangerva"

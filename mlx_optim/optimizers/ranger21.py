@@ -1,4 +1,4 @@
-"""Ranger21 (Wright & Demeure, 2021), pytorch_optimizer semantics."""
+"""Ranger21: AdamW with positive-negative momentum, clipping, normalization and Lookahead."""
 
 from __future__ import annotations
 
@@ -21,29 +21,72 @@ def pn_momentum(grad_ma: mx.array, neg_grad_ma: mx.array, beta0) -> mx.array:
 
 @register
 class Ranger21(Optimizer):
-    r"""Ranger21 (Wright & Demeure, 2021), pytorch_optimizer semantics.
+    r"""Ranger21: AdamW with positive-negative momentum, AGC, gradient normalization, norm loss and Lookahead.
 
-    Per step: gradients are AGC-clipped, centralized and normalized (``preprocess``);
-    the second moment :math:`v_t` uses the preprocessed gradient and the global
-    :math:`\sigma = \sqrt{(1 + \sum v_t/(1-\beta_2^t)) / N}`; stable decoupled weight
-    decay :math:`p \leftarrow p(1 - \eta_t\lambda/\sigma)`; norm loss
-    :math:`p \leftarrow p(1 - 2\eta_t \nu (1 - 1/(\lVert p\rVert_{unit}+\epsilon)))`;
-    positive-negative momentum with two buffers that swap roles each step
-    (:math:`\hat m \leftarrow \hat m + (1-\beta_1^2)(g - \hat m)` on the buffer of
-    this step's parity), AMSGrad + softplus denominator, and Lookahead every
-    ``lookahead_merge_time`` steps (:math:`p \leftarrow \alpha p + (1-\alpha)\phi`,
-    :math:`\phi \leftarrow p`). The learning rate :math:`\eta_t` follows the built-in
-    linear warm-up / warm-down schedule unless ``disable_lr_scheduler``.
+    Per step: gradients are AGC-clipped, centralized and normalized (``preprocess``); the second moment
+    :math:`v_t` uses the preprocessed gradient and the global :math:`\sigma = \sqrt{(1 + \sum
+    v_t/(1-\beta_2^t)) / N}`; stable decoupled weight decay :math:`p \leftarrow p(1 - \eta_t\lambda/\sigma)`;
+    norm loss :math:`p \leftarrow p(1 - 2\eta_t \nu (1 - 1/(\lVert p\rVert_{unit}+\epsilon)))`;
+    positive-negative momentum with two buffers that swap roles each step (:math:`\hat m \leftarrow \hat m +
+    (1-\beta_1^2)(g - \hat m)` on the buffer of this step's parity), AMSGrad + softplus denominator, and
+    Lookahead every ``lookahead_merge_time`` steps (:math:`p \leftarrow \alpha p + (1-\alpha)\phi`,
+    :math:`\phi \leftarrow p`). The learning rate :math:`\eta_t` follows the built-in linear warm-up /
+    warm-down schedule unless ``disable_lr_scheduler``.
 
     .. math::
         p_t = p - \frac{\eta_t}{1-\beta_1^t}
         \frac{\mathrm{pn}(m^{+}, m^{-})}{\mathrm{softplus}(\sqrt{\max_s v_s}/\sqrt{1-\beta_2^t} + \epsilon)}
 
-    Reference quirks kept for parity: the gradient is preprocessed (centralize +
-    normalize) a second time before the momentum update; with
-    ``weight_decouple=False`` no weight decay is applied at all; the warm-down
-    starts from the learning rate (the reference uses the constructor ``lr``, the
-    same unless ``learning_rate`` is a schedule). Paper: arXiv 2106.13731.
+    Paper: Wright & Demeure, "Ranger21: a synergistic deep learning optimizer", arXiv:2106.13731, 2021.
+
+    Reference: ``pytorch_optimizer.Ranger21`` (parity-checked), including its ``adam_debias`` option
+    (keyword-only here). Reference quirks kept for parity: the gradient is preprocessed (centralize +
+    normalize) a second time before the momentum update; with ``weight_decouple=False`` no weight decay is
+    applied at all; the warm-down starts from the learning rate (the reference uses the constructor ``lr``,
+    the same unless ``learning_rate`` is a schedule).
+
+    Args:
+        num_iterations: Total number of training steps, for the built-in learning-rate schedule (> 0;
+            required).
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        beta0: Weight :math:`\beta_0` of the negative momentum (the amplitude of the noise
+            positive-negative momentum adds), in [0, 1). Default ``0.9``.
+        betas: ``(beta1, beta2)``: :math:`\beta_1^2` is the decay of each momentum buffer, :math:`\beta_2` of
+            the second moment; each in [0, 1). Default ``(0.9, 0.999)``.
+        use_softplus: Pass the denominator through a softplus. Default ``True``.
+        beta_softplus: Sharpness :math:`\beta` of ``softplus(x) = log(1 + exp(beta x)) / beta``.
+            Default ``50.0``.
+        disable_lr_scheduler: Use ``learning_rate`` as given, without the built-in warm-up / warm-down.
+            Default ``False``.
+        num_warm_up_iterations: Length of the linear warm-up; ``None``: ``ceil(2 / (1 - beta2))``, or 22% of
+            ``num_iterations`` when that is more than 45% of it. Default ``None``.
+        num_warm_down_iterations: Length of the final linear warm-down to ``warm_down_min_lr``; ``None``:
+            the last 28% of ``num_iterations``. Default ``None``.
+        warm_down_min_lr: Learning rate at the end of the warm-down (>= 0). Default ``3e-5``.
+        agc_clipping_value: Largest gradient-to-parameter norm ratio of adaptive gradient clipping (>= 0).
+            Default ``1e-2``.
+        agc_eps: Lower bound of the parameter norm in adaptive gradient clipping (>= 0). Default ``1e-3``.
+        centralize_gradients: Gradient centralization (subtract each gradient's mean over all axes but the
+            first, for tensors with ``ndim > 1``). Default ``True``.
+        normalize_gradients: Gradient normalization (divide by the unbiased standard deviation, for tensors
+            with more than two elements). Default ``True``.
+        lookahead_merge_time: Number of steps between Lookahead merges (> 0). Default ``5``.
+        lookahead_blending_alpha: Lookahead interpolation factor :math:`\alpha` from the slow weights toward
+            the fast ones. Default ``0.5``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0), divided by :math:`\sigma` (stable
+            weight decay). Default ``1e-4``.
+        weight_decouple: Apply the decoupled weight decay; ``False`` applies none (reference quirk above).
+            Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        norm_loss_factor: Coefficient :math:`\nu` of the norm loss pulling each unit's norm toward 1.
+            Default ``1e-4``.
+        eps: Term added to the denominator and to the unit norm (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "ranger21"

@@ -16,13 +16,8 @@ from mlx_optim.registry import register
 class Ranger25(Optimizer):
     r"""Ranger25: ADOPT + AdEMAMix + Cautious + StableAdamW/Adam-atan2 + OrthoGrad + AGC + Lookahead.
 
-    No maintained PyTorch reference exists (pytorch_optimizer 4.1.0 dropped its
-    ``Ranger25``). This port follows the Keras seed's description (seed 000,
-    "Ranger25") with the math of the earlier pytorch_optimizer ``Ranger25`` whose
-    defaults the seed repeats; its parity reference is a NumPy transcription in
-    ``tests/parity/rows/ranger25.py``. Per parameter and step:
-    OrthoGrad (optional), weight decay (decoupled by default), AGC
-    (``agc_eps=1e-3``, ``clip=1e-2``), then with the ADOPT-normalized gradient
+    Per parameter and step: OrthoGrad (optional), weight decay (decoupled by default), AGC (``agc_eps=1e-3``,
+    ``clip=1e-2``), then with the ADOPT-normalized gradient
     :math:`\tilde g = \operatorname{clip}(g / \max(\sqrt{v_{t-1}}, \epsilon), \pm t^{1/4})`:
 
     .. math::
@@ -32,22 +27,54 @@ class Ranger25(Optimizer):
         p_t = p - \frac{\eta}{(1-\beta_1^t)\,\mathrm{rms}_t}
               \frac{u_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    with :math:`\mathrm{rms}_t` the StableAdamW RMS (1 without ``stable_adamw``),
-    AdEMAMix's schedules for :math:`\alpha_t, \beta_{3,t}` when ``t_alpha_beta3`` is
-    set, ``eps=None`` with ``stable_adamw=False`` selecting Adam-atan2
-    (:math:`\operatorname{atan2}(u_t, \sqrt{\hat v_t})`; ``eps=None`` with ``stable_adamw=True``
-    means ``eps=1e-8`` without the RMS, as in the earlier code), and Lookahead every
+    with :math:`\mathrm{rms}_t` the StableAdamW RMS (1 without ``stable_adamw``), AdEMAMix's schedules for
+    :math:`\alpha_t, \beta_{3,t}` when ``t_alpha_beta3`` is set, ``eps=None`` with ``stable_adamw=False``
+    selecting Adam-atan2 (:math:`\operatorname{atan2}(u_t, \sqrt{\hat v_t})`; ``eps=None`` with
+    ``stable_adamw=True`` means ``eps=1e-8`` without the RMS, as in the earlier code), and Lookahead every
     ``lookahead_merge_time`` steps.
-    Deviations: the earlier pytorch_optimizer code divided one shared ``step_size``
-    by every parameter's RMS in turn (compounding across parameters); here each
-    parameter uses its own RMS. The seed's ``sn``/``subset_size`` (subset second
-    moments) and ``DAdapt``/``d0``/``growth_rate`` options are not ported: the
-    seed does not define their math. No ``maximize`` (neither source has one).
+
+    Paper: none of its own; it combines ADOPT (Taniguchi et al., NeurIPS 2024, arXiv:2411.02853), AdEMAMix
+    (Pagliardini et al., arXiv:2409.03137), Cautious optimizers (Liang et al., arXiv:2411.16085),
+    StableAdamW (Wortsman et al., arXiv:2304.13013), Adam-atan2 (Everett et al., arXiv:2407.05872),
+    OrthoGrad (Prieto et al., arXiv:2501.04697), AGC (Brock et al., arXiv:2102.06171) and Lookahead (Zhang
+    et al., arXiv:1907.08610).
+
+    Reference: no maintained PyTorch reference exists (pytorch_optimizer 4.1.0 dropped its ``Ranger25``).
+    This port follows the math of the earlier pytorch_optimizer ``Ranger25``; its parity reference is a NumPy
+    transcription in ``tests/parity/rows/ranger25.py``. Deviation: the earlier pytorch_optimizer code divided
+    one shared ``step_size`` by every parameter's RMS in turn (compounding across parameters); here each
+    parameter uses its own RMS. No ``maximize`` (the earlier code has none).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2, beta3)``: decay rates of the first moment, the second moment and the slow
+            EMA (AdEMAMix's :math:`\beta_3`), each in [0, 1). Default ``(0.9, 0.98, 0.9999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-3``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        alpha: Weight :math:`\alpha` of the slow EMA in the update (>= 0). Default ``5.0``.
+        t_alpha_beta3: Warm-up length (in steps) of AdEMAMix's schedules for :math:`\alpha_t` and
+            :math:`\beta_{3,t}`; ``None`` uses the constants. Default ``None``.
+        lookahead_merge_time: Number of steps between Lookahead merges (> 0). Default ``5``.
+        lookahead_blending_alpha: Lookahead interpolation factor from the slow weights toward the fast
+            ones, in [0, 1]. Default ``0.5``.
+        cautious: Zero the momentum where its sign disagrees with the gradient and rescale the rest.
+            Default ``True``.
+        stable_adamw: Divide the step size by StableAdamW's RMS of :math:`g^2 / v_t`. Default ``True``.
+        orthograd: OrthoGrad: remove from the gradient its component along the parameter and rescale it to
+            the gradient's norm. Default ``True``.
+        eps: Term added to the denominator and lower bound in ADOPT's normalization (>= 0); ``None``
+            selects Adam-atan2 (see above). Default ``1e-8``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "ranger25"
     family = "ranger"
-    reference = "NumPy transcription (Keras seed description / earlier pytorch_optimizer Ranger25)"
+    reference = "NumPy transcription (earlier pytorch_optimizer Ranger25)"
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""ROSE: gradient steps scaled by row ranges, pytorch_optimizer semantics (stateless)."""
+"""ROSE: stateless gradient steps scaled by row ranges."""
 
 from __future__ import annotations
 
@@ -33,23 +33,45 @@ def rose_denominator(g: mx.array, stabilize: bool) -> mx.array:
 
 @register
 class ROSE(Optimizer):
-    r"""ROSE: gradient steps scaled by row ranges, pytorch_optimizer semantics (stateless).
+    r"""ROSE: stateless gradient steps normalized by the range of each row of the gradient.
 
-    For a parameter with two or more axes the gradient is centred per row (``centralize``) and divided by
-    its per-row range ``r = |max g| - min g`` (over all axes but the first); with ``stabilize`` the ranges
-    are blended with their mean ``\bar r`` by the trust ``\tau = \bar r / (\operatorname{std}(r) + \bar r)``.
-    A vector is divided by its whole range; a scalar takes a sign step.
+    For a parameter with two or more axes the gradient is centred per row (``centralize``) and divided by its
+    per-row range ``r = |max g| - min g`` (over all axes but the first); with ``stabilize`` the ranges are
+    blended with their mean ``\bar r`` by the trust ``\tau = \bar r / (\operatorname{std}(r) + \bar r)``. A
+    vector is divided by its whole range; a scalar takes a sign step.
 
     .. math::
         d = \bar r + \tau (r - \bar r),\quad p_t = p_{t-1} - \eta\, \frac{g_t}{d}\quad (d = 1 \text{ where } d = 0)
 
-    From "Stateless optimization through range-normalized gradient updates" (github.com/MatthewK78/Rose).
-    ``wd_schedule`` scales the weight decay's learning rate to ``lr / lr_ref``: a number is ``lr_ref``; ``True``
-    takes the initial learning rate (the schedule's value at step 0), which is what the reference reads from
-    ``initial_lr`` that torch schedulers set. ``bf16_sr`` (default on) writes bfloat16 parameters back with
-    stochastic rounding (a key kept in ``state["sr_key"]``), so steps below bf16's spacing still move them in
-    expectation. The torch knob ``compute_dtype`` is not ported: the update runs in float32 for
-    float32/bf16/fp16 parameters (the reference computes in float64 by default).
+    ``bf16_sr`` (default on) writes bfloat16 parameters back with stochastic rounding (a key kept in
+    ``state["sr_key"]``), so steps below bf16's spacing still move them in expectation. ROSE keeps no
+    optimizer state per parameter.
+
+    Paper: MatthewK78, "Stateless optimization through range-normalized gradient updates"
+    (github.com/MatthewK78/Rose).
+
+    Reference: ``pytorch_optimizer.ROSE`` (parity-checked). Differences: ``wd_schedule=True`` takes the
+    initial learning rate (the schedule's value at step 0), which is what the reference reads from the
+    ``initial_lr`` that torch schedulers set. The torch knob ``compute_dtype`` is not ported: the update runs
+    in float32 for float32/bf16/fp16 parameters (the reference computes in float64 by default).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-4``.
+        wd_schedule: Scale the decoupled weight decay's learning rate to ``lr / lr_ref``, so that it follows
+            the learning-rate schedule relative to ``lr_ref``: a number (> 0) is ``lr_ref``, ``True`` takes the
+            initial learning rate; ``False`` (or 0) uses ``lr``. Default ``False``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        centralize: Subtract each row's mean from the gradient of tensors with two or more axes.
+            Default ``True``.
+        stabilize: Blend the row ranges with their mean (see above). Default ``True``.
+        bf16_sr: Write bfloat16 parameters back with stochastic rounding. Default ``True``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the stochastic-rounding key (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state; ROSE keeps none per parameter. Default ``None``.
     """
 
     name = "rose"

@@ -1,4 +1,4 @@
-"""Resilient backpropagation (Riedmiller & Braun, 1993) as ``torch.optim.Rprop``."""
+"""Rprop: resilient backpropagation, as torch.optim.Rprop."""
 
 from __future__ import annotations
 
@@ -13,12 +13,29 @@ from mlx_optim.registry import register
 
 @register
 class Rprop(Optimizer):
-    r"""Resilient backpropagation (Riedmiller & Braun, 1993) as ``torch.optim.Rprop``.
+    """Rprop: resilient backpropagation, sign steps with a per-coordinate step size, as ``torch.optim.Rprop``.
 
-    Each coordinate keeps its own step size, multiplied by ``etas[1]`` while the
-    gradient keeps its sign and by ``etas[0]`` when it flips (then the update of
-    that coordinate is skipped and its stored gradient zeroed), clipped to
-    ``step_sizes``. The parameter moves by ``-sign(g) * step_size``.
+    Each coordinate keeps its own step size (starting at ``learning_rate``), multiplied by ``etas[1]`` while
+    the gradient keeps its sign and by ``etas[0]`` when it flips (then the update of that coordinate is skipped
+    and its stored gradient zeroed), clipped to ``step_sizes``. The parameter moves by
+    ``-sign(g) * step_size``.
+
+    Paper: Riedmiller & Braun, "A direct adaptive method for faster backpropagation learning: the RPROP
+    algorithm", IEEE ICNN 1993.
+
+    Reference: ``torch.optim.Rprop`` (parity-checked).
+
+    Args:
+        learning_rate: Initial per-coordinate step size, a float or a schedule (read once, at the state's
+            creation). Default ``1e-2``.
+        etas: ``(etaminus, etaplus)``, the step-size factors after a sign flip and after a kept sign, with
+            ``0 < etaminus < 1 < etaplus``. Default ``(0.5, 1.2)``.
+        step_sizes: ``(min, max)`` bounds of the step sizes (>= 0). Default ``(1e-6, 50.0)``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated; keyword-only).
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "rprop"

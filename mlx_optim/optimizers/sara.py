@@ -1,4 +1,4 @@
-"""SaRA (Hu et al., 2024): AdamW updates restricted to the weights that start small."""
+"""SaRA: AdamW updates restricted to the weights that start small."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def masked_nuclear_subgradient(p: mx.array, mask: mx.array) -> mx.array:
 
 @register
 class SaRA(Optimizer):
-    r"""SaRA (Hu et al., 2024): AdamW updates restricted to the weights that start small.
+    r"""SaRA: AdamW updates restricted to the weights whose initial magnitude is below a threshold.
 
     Only entries with initial :math:`|p| <` ``threshold`` are trained (the boolean ``mask``, fixed when the
     state is created from the parameter); everything else, including weight decay, leaves them untouched:
@@ -41,15 +41,38 @@ class SaRA(Optimizer):
     ``threshold``:math:`)`; the kept entries keep their moments. ``lambda_rank > 0`` adds
     :math:`\lambda_{rank} U V^T` (the SVD of the masked matrix) to the masked gradient of ONE matrix per step,
     drawn uniformly among the 2-D parameters with both dimensions > 64, when more than 100 of its entries are
-    masked. The learning rate defaults to :math:`10^{-3} e^{-350\,\text{threshold}}`.
+    masked.
 
-    Paper: "SaRA: High-Efficient Diffusion Model Fine-tuning with Progressive Sparse Low-Rank Adaptation"
-    (ICLR 2025). Reference: ``pytorch_optimizer.SaRA``, whose moments hold only the masked entries; here they
-    are parameter-shaped and the unmasked entries are never read (same arithmetic, fixed shapes for
-    ``mx.compile``). The reference draws the penalised matrix with Python's ``random``; here the draw uses the
-    key in ``state["key"]``, seeded by the keyword-only ``seed`` (not in the reference), so with several candidate
-    matrices only statistics compare. For bf16/fp16 parameters the moments are float32 (this package's dtype policy;
-    the reference keeps them in the parameter's dtype); the mask compares in the parameter's dtype as torch does.
+    Paper: Hu et al., "SaRA: High-Efficient Diffusion Model Fine-tuning with Progressive Sparse Low-Rank
+    Adaptation", ICLR 2025, arXiv:2409.06633.
+
+    Reference: ``pytorch_optimizer.SaRA`` (parity-checked). Differences: the reference's moments hold only
+    the masked entries; here they are parameter-shaped and the unmasked entries are never read (same
+    arithmetic, fixed shapes for ``mx.compile``). The reference draws the penalised matrix with Python's
+    ``random``; here the draw uses the key in ``state["key"]``, seeded by ``seed`` (not in the reference), so
+    with several candidate matrices only statistics compare. For bf16/fp16 parameters the moments are float32
+    (this package's dtype policy; the reference keeps them in the parameter's dtype); the mask compares in the
+    parameter's dtype as torch does.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step); ``None``
+            means :math:`10^{-3} e^{-350\,\text{threshold}}`. Default ``None``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        threshold: Strict upper bound of the initial absolute values of the trained weights (>= 0).
+            Default ``1e-3``.
+        progressive_iter: Refine the mask before update ``progressive_iter + 1`` (>= -1; -1 disables the
+            refinement). Default ``-1``.
+        lambda_rank: Coefficient of the nuclear-norm penalty (>= 0; 0 disables it). Default ``0.0``.
+        weight_decay: Decoupled weight decay coefficient :math:`\lambda` of the trained weights (>= 0).
+            Default ``1e-2``.
+        ams_bound: Divide by the running maximum of the second moment (AMSGrad). Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the key that draws the penalised matrix (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sara"

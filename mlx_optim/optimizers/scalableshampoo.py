@@ -1,4 +1,4 @@
-"""Scalable Shampoo (Anil et al., 2020): blocked Shampoo with layer-wise grafting."""
+"""Scalable Shampoo: blocked Shampoo with layer-wise grafting."""
 
 from __future__ import annotations
 
@@ -125,15 +125,15 @@ def _merge(blocks: list[mx.array], sizes: list[list[int]]) -> mx.array:
 
 @register
 class ScalableShampoo(Optimizer):
-    r"""Scalable Shampoo (Anil et al., 2020): blocked Shampoo with layer-wise grafting.
+    r"""Scalable Shampoo: blocked Shampoo preconditioning with layer-wise grafting of the update norm.
 
-    The parameter is reshaped (``shape_interpretation``: small dims merged up to ``block_size``) and cut
-    into blocks of at most ``block_size``; every block has, per preconditioned dimension, a statistic
+    The parameter is reshaped (``shape_interpretation``: small dims merged up to ``block_size``) and cut into
+    blocks of at most ``block_size``; every block has, per preconditioned dimension, a statistic
     :math:`L \leftarrow \beta_2 L + (1-\beta_2) G_{(i)} G_{(i)}^\top` (every ``statistics_compute_steps``
     steps) and, every ``preconditioning_compute_steps`` steps, the inverse root :math:`L^{-1/e}`
-    (``e = 2 * rank`` unless ``inverse_exponent_override``), by coupled Schur-Newton (matmuls only)
-    or an SVD (``use_svd``, on the CPU stream). The Shampoo direction :math:`S` is rescaled to the
-    norm of the graft direction :math:`D` (SGD, AdaGrad, RMSProp, sign, or none):
+    (``e = 2 * rank`` unless ``inverse_exponent_override``), by coupled Schur-Newton (matmuls only) or an SVD
+    (``use_svd``, on the CPU stream). The Shampoo direction :math:`S` is rescaled to the norm of the graft
+    direction :math:`D` (SGD, AdaGrad, RMSProp, sign, or none):
 
     .. math::
         S \leftarrow S\,\frac{\lVert D\rVert}{\lVert S\rVert + 10^{-16}},\quad
@@ -141,21 +141,60 @@ class ScalableShampoo(Optimizer):
         p \leftarrow p - \eta\,\big(\beta_1 m + S\big)\ \text{(Nesterov)}
 
     using :math:`m_D` and :math:`D` instead before ``start_preconditioning_step``
-    (``moving_average_for_momentum`` turns the sums into EMAs; ``decoupled_learning_rate=False``
-    moves :math:`\eta` into :math:`S, D`). Weight decay is decoupled or added (L2) to both :math:`S`
-    and :math:`D` after grafting, like the reference.
+    (``moving_average_for_momentum`` turns the sums into EMAs; ``decoupled_learning_rate=False`` moves
+    :math:`\eta` into :math:`S, D`). Weight decay is decoupled or added (L2) to both :math:`S` and :math:`D`
+    after grafting, like the reference.
 
-    Schedules are array logic: the statistics and the roots are computed every step and selected
-    with ``mx.where`` (MLX has no lazy conditional), and the Schur-Newton iteration runs its full
-    ``max_iters=100`` with a freeze flag that reproduces the reference's early stop. That makes every
-    step cost one inverse root per block factor (100 coupled iterations, or one SVD with
-    ``use_svd=True``): measured on 2 CPU cores for one 128x128 parameter, a compiled step takes about
-    0.6 s with Schur-Newton and 0.014 s with ``use_svd=True``, so prefer ``use_svd=True`` or small
-    blocks. The reference's power iteration starts
-    from a random vector; ours from a fixed one (it only scales the ``matrix_eps`` ridge).
-    ``graft_type``/``pre_conditioner_type`` take the reference's integer enum values.
+    Schedules are array logic: the statistics and the roots are computed every step and selected with
+    ``mx.where`` (MLX has no lazy conditional), and the Schur-Newton iteration runs its full ``max_iters=100``
+    with a freeze flag that reproduces the reference's early stop. That makes every step cost one inverse
+    root per block factor (100 coupled iterations, or one SVD with ``use_svd=True``); the Schur-Newton
+    iteration is much slower than the SVD on a CPU, so prefer ``use_svd=True`` or small blocks.
 
-    Paper: https://arxiv.org/abs/2002.09018. Reference: ``pytorch_optimizer.ScalableShampoo``.
+    Paper: Anil et al., "Scalable Second Order Optimization for Deep Learning", arXiv:2002.09018, 2020.
+
+    Reference: ``pytorch_optimizer.ScalableShampoo`` (parity-checked). Differences: the reference's power
+    iteration starts from a random vector, ours from a fixed one (it only scales the ``matrix_eps`` ridge);
+    the schedules are computed every step and selected (above).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``: momentum factor and decay rate of the preconditioner statistics, each in
+            [0, 1). Default ``(0.9, 0.999)``.
+        moving_average_for_momentum: Keep EMAs (``beta1 m + (1 - beta1) S``) instead of momentum sums.
+            Default ``False``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        decoupled_weight_decay: Decoupled weight decay, instead of adding ``weight_decay * p`` to the
+            grafted directions. Default ``False``.
+        decoupled_learning_rate: Apply the learning rate to the final step (``False``: to the preconditioned
+            and graft directions before the momentum). Default ``True``.
+        inverse_exponent_override: The root exponent :math:`e` when > 0 (otherwise twice the number of
+            preconditioned dimensions). Default ``0``.
+        start_preconditioning_step: First step that uses the Shampoo direction (>= 1; before it, the graft
+            direction). Default ``25``.
+        preconditioning_compute_steps: Steps between inverse-root computations (>= 1). Default ``1000``.
+        statistics_compute_steps: Steps between statistics updates (>= 1). Default ``1``.
+        block_size: Largest block side; larger dimensions are split (1 means AdaGrad, inefficiently).
+            Default ``512``.
+        skip_preconditioning_rank_lt: Parameters with fewer dimensions take the graft direction only.
+            Default ``1``.
+        no_preconditioning_for_layers_with_dim_gt: Parameters with a dimension above this take the graft
+            direction only. Default ``8192``.
+        shape_interpretation: Merge small dimensions (up to ``block_size``) before blocking. Default ``True``.
+        graft_type: The graft direction, the reference's ``LayerWiseGrafting`` integer: 0 none, 1 SGD,
+            2 AdaGrad, 3 RMSProp, 4 sign (SQRT_N). Default ``1`` (SGD).
+        pre_conditioner_type: The reference's ``PreConditionerType`` integer: 0 all dimensions, 1 all but
+            the last (input), 2 only the last (output). Default ``0``.
+        nesterov: Nesterov momentum. Default ``True``.
+        diagonal_eps: Term added to the AdaGrad / RMSProp graft denominators (>= 0). Default ``1e-10``.
+        matrix_eps: Initial value of the statistics (times the identity) and relative ridge of the
+            Schur-Newton inverse root (>= 0). Default ``1e-6``.
+        use_svd: Compute the inverse roots by an SVD instead of the coupled Schur-Newton iteration.
+            Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "scalableshampoo"

@@ -180,20 +180,39 @@ def _merge(base: Any, new: Any) -> Any:
 
 @register
 class ScheduleFreeSGD(_ScheduleFree):
-    r"""Schedule-free SGD (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free SGD: momentum by interpolation and iterate averaging instead of a learning-rate schedule.
 
-    With :math:`c_t = w_t / \sum_{i \le t} w_i`, :math:`w_t = t^r \, \eta_{\max,t}^{\,p}`
-    (``weight_lr_power`` :math:`p`) and linear warmup of :math:`\eta_t` over ``warmup_steps``:
+    With :math:`c_t = w_t / \sum_{i \le t} w_i`, :math:`w_t = t^r \, \eta_{\max,t}^{\,p}` (``weight_lr_power``
+    :math:`p`) and linear warmup of :math:`\eta_t` over ``warmup_steps``:
 
     .. math::
         g_t \leftarrow g_t + \lambda y_t \\
         y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta (1 - c_t) - 1) g_t,\quad
         z_{t+1} = z_t - \eta_t g_t
 
-    The model holds :math:`y`; call :meth:`eval` before evaluating (averaged
-    :math:`x`) and :math:`train` before training again (see the module docs).
-    ``eps`` is accepted and validated like the reference but unused by it.
-    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeSGD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Interpolation coefficient :math:`\beta` of the training point, in (0, 1). Default ``0.9``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the gradient at :math:`y` (>= 0).
+            Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
+        eps: Accepted and validated (>= 0) like the reference, which does not use it. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreesgd"
@@ -246,10 +265,10 @@ class ScheduleFreeSGD(_ScheduleFree):
 
 @register
 class ScheduleFreeAdamW(_ScheduleFree):
-    r"""Schedule-free AdamW (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free AdamW: the schedule-free step on gradients normalized by Adam's second moment.
 
-    The gradient is normalized by the bias-corrected second moment, then the
-    schedule-free SGD step is taken with :math:`\beta = \beta_1`:
+    The gradient is normalized by the bias-corrected second moment, then the schedule-free SGD step is taken
+    with :math:`\beta = \beta_1`:
 
     .. math::
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -257,11 +276,37 @@ class ScheduleFreeAdamW(_ScheduleFree):
         y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta_1 (1 - c_t) - 1) \hat g_t,\quad
         z_{t+1} = z_t - \eta_t \hat g_t
 
-    ``ams_bound`` uses the running maximum of the corrected :math:`v_t`;
-    ``decoupling_c > 0`` replaces :math:`c_t` by :math:`\min(1, c_t (1-\beta_1) C)`.
-    Weight decay is the reference's L2 term added to the *normalized* gradient.
-    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
-    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    with the averaging weight :math:`c_t` of :class:`ScheduleFreeSGD`. ``ams_bound`` uses the running maximum
+    of the corrected :math:`v_t`; ``decoupling_c > 0`` replaces :math:`c_t` by
+    :math:`\min(1, c_t (1-\beta_1) C)`. Weight decay is the reference's L2 term added to the *normalized*
+    gradient.
+
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeAdamW`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
+        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
+            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
+        decoupling_c: Coefficient :math:`C` of the decoupled averaging weight (>= 0; 0 uses :math:`c_t`).
+            Default ``0.0``.
+        ams_bound: Divide by the running maximum of the corrected second moment. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreeadamw"
@@ -327,12 +372,11 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 @register
 class ScheduleFreeRAdam(_ScheduleFree):
-    r"""Schedule-free RAdam (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free RAdam: the schedule-free step with RAdam's rectified step size.
 
-    The step size is RAdam's rectified one, :math:`\eta_t = \eta\, r_t / \sqrt{1-\beta_2^t}`
-    once the SMA length :math:`\rho_t > 4`; before that the update is plain SGD
-    on the gradient with :math:`\eta_t = 0` (``silent_sgd_phase=True``, only
-    the averaging state moves) or, reference quirk kept, :math:`\eta_t = 1`
+    The step size is RAdam's rectified one, :math:`\eta_t = \eta\, r_t / \sqrt{1-\beta_2^t}` once the SMA
+    length :math:`\rho_t > 4`; before that the update is plain SGD on the gradient with :math:`\eta_t = 0`
+    (``silent_sgd_phase=True``, only the averaging state moves) or, reference quirk kept, :math:`\eta_t = 1`
     regardless of ``learning_rate`` (``silent_sgd_phase=False``). Then
 
     .. math::
@@ -341,8 +385,32 @@ class ScheduleFreeRAdam(_ScheduleFree):
         z_{t+1} = z_t - \eta_t \hat g_t
 
     with the averaging weight :math:`c_t` of :class:`ScheduleFreeSGD` (no warmup).
-    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
-    Not in the Keras seed.
+
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682; RAdam is Liu et al.,
+    ICLR 2020, arXiv:1908.03265.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeRAdam`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
+        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
+            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        silent_sgd_phase: Before rectification, take no steps (only the averaging state moves) instead of
+            SGD steps of size 1. Default ``True``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreeradam"

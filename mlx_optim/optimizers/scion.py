@@ -1,7 +1,4 @@
-"""SCION (Pethick et al., 2025, "Training Deep Learning Models with Norm-Constrained LMOs").
-
-Classes: SCION, SCIONLight.
-"""
+"""SCION and SCIONLight: steps along linear minimization oracles of norm balls."""
 
 from __future__ import annotations
 
@@ -112,25 +109,48 @@ NormChoice = int | Callable[[str, mx.array], "int | tuple[int, dict]"]
 
 @register
 class SCION(Optimizer):
-    r"""SCION (Pethick et al., 2025, "Training Deep Learning Models with Norm-Constrained LMOs").
+    r"""SCION: momentum steps along the linear minimization oracle (LMO) of a norm ball chosen per layer.
 
-    Momentum averaged with weight ``momentum`` on the new gradient, then a step along
-    the linear minimization oracle of a norm ball of radius ``scale``:
+    Momentum averaged with weight ``momentum`` on the new gradient, then a step along the LMO direction of
+    a norm ball of radius ``scale``:
 
     .. math::
         d_t = (1-\alpha) d_{t-1} + \alpha g_t,\quad
-        p_t = (1 - \eta [\text{constraint}])\, p_{t-1} + \eta\, \text{scale}\cdot \operatorname{lmo}(d_t)
+        p_t = (1 - \eta [\text{constraint}])\, p_{t-1} - \eta\, \text{scale}\cdot u(d_t),\quad
+        u(d) = \arg\max_{\|x\| \le 1}\langle d, x\rangle
 
-    where :math:`\operatorname{lmo}(d) = -\arg\max_{\|x\| \le 1}\langle d, x\rangle` is
-    implemented as the reference's ``Norm.lmo`` (:func:`lmo_direction`; ``+`` sign as
-    the step subtracts it): ``AUTO`` picks RMS-normalization for vectors, the
-    Newton–Schulz polar factor (bfloat16) scaled by :math:`\sqrt{d_{out}/d_{in}}` for
-    matrices and convolution kernels; ``SIGN``, ``COL``, ``ROW``, ``BIAS``, ``NONE`` as in the
-    reference, with ``norm_kwargs``. Weight decay applies only without ``constraint``.
+    with :math:`u` the reference's ``Norm.lmo`` (:func:`lmo_direction`): ``AUTO`` picks RMS-normalization for
+    vectors, the Newton–Schulz polar factor (bfloat16) scaled by :math:`\sqrt{d_{out}/d_{in}}` for matrices
+    and convolution kernels; ``SIGN``, ``COL``, ``ROW``, ``BIAS``, ``NONE`` as in the reference, with
+    ``norm_kwargs``. Weight decay applies only without ``constraint``.
 
-    Parameter groups become per-leaf choices: ``norm_type`` may be a callable
-    ``(path, parameter) -> LMONorm`` or ``(LMONorm, norm_kwargs)``. The reference's
-    ``init()`` (re-initializing parameters on the norm ball with torch's RNG) is not ported.
+    Paper: Pethick et al., "Training Deep Learning Models with Norm-Constrained LMOs", ICML 2025,
+    arXiv:2502.07529.
+
+    Reference: ``pytorch_optimizer.SCION`` (parity-checked). Differences: parameter groups become per-leaf
+    choices (``norm_type`` may be a callable); the reference's ``init()`` (re-initializing parameters on the
+    norm ball with torch's RNG) is not ported.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Weight :math:`\alpha` of the new gradient in the momentum average (``1 -`` the usual
+            momentum), in (0, 1]. Default ``0.1``.
+        constraint: Constrained (conditional-gradient) updates: shrink ``p`` by :math:`1-\eta` before the step,
+            keeping it in the norm ball of radius ``scale``; weight decay is then not applied. Default ``False``.
+        norm_type: The norm: an :class:`LMONorm` value (``NONE``, ``AUTO``, ``SPECTRAL``, ``SPECTRALCONV``,
+            ``SIGN``, ``BIAS``, ``COL``, ``ROW``) or matching integer, or a callable ``(path, parameter) ->
+            LMONorm | (LMONorm, norm_kwargs)`` choosing per leaf. Default ``LMONorm.AUTO``.
+        norm_kwargs: Options of the norm (``SPECTRAL``: ``max_scale``, ``normalize``, ``num_steps``;
+            ``SPECTRALCONV``: ``num_steps``; ``SIGN``: ``zero_init``, ``normalize``; ``COL`` / ``ROW``:
+            ``normalized``, ``transpose``). Default ``None``.
+        scale: Radius of the norm ball, the update scale (> 0). Default ``1.0``.
+        weight_decay: Weight decay coefficient (>= 0), without ``constraint`` only. Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "scion"
@@ -196,22 +216,44 @@ class SCION(Optimizer):
 
 @register
 class SCIONLight(SCION):
-    r"""SCIONLight, pytorch_optimizer semantics: :class:`SCION` with the momentum kept in the gradient buffer.
+    r"""SCIONLight: :class:`SCION` with the momentum kept in a gradient accumulation buffer.
 
-    The reference never zeroes ``p.grad``: backward adds the new gradient to the
-    buffer, the step uses the LMO of the buffer and then scales it by
-    :math:`1-\alpha`. Here the buffer is optimizer state:
+    The reference never zeroes ``p.grad``: backward adds the new gradient to the buffer, the step uses the
+    LMO direction of the buffer and then scales it by :math:`1-\alpha`. Here the buffer is optimizer state:
 
     .. math::
         d_t = (1-\alpha) d_{t-1} + g_t,\quad
-        p_t = (1 - \eta [\text{constraint}])\, p_{t-1} - \eta\, \text{scale}\cdot \operatorname{lmo}(d_t)
+        p_t = (1 - \eta [\text{constraint}])\, p_{t-1} - \eta\, \text{scale}\cdot u(d_t)
 
-    (coupled weight decay is added to :math:`g_t` and so, as in the reference, kept in
-    the buffer). Differences from the reference, which mutates ``p.grad`` in place:
-    ``maximize`` negates only the new gradient (the reference negates the whole
-    accumulated buffer every step, flipping the sign of the history), and
-    ``momentum=1`` empties the buffer (the reference skips the scaling then, so the
-    buffer keeps everything).
+    (coupled weight decay is added to :math:`g_t` and so, as in the reference, kept in the buffer).
+
+    Paper: Pethick et al., "Training Deep Learning Models with Norm-Constrained LMOs", ICML 2025,
+    arXiv:2502.07529.
+
+    Reference: ``pytorch_optimizer.SCIONLight`` (parity-checked). Differences from the reference, which
+    mutates ``p.grad`` in place: ``maximize`` negates only the new gradient (the reference negates the whole
+    accumulated buffer every step, flipping the sign of the history), and ``momentum=1`` empties the buffer
+    (the reference skips the scaling then, so the buffer keeps everything).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: The buffer is scaled by :math:`1-\alpha` after each step, in (0, 1]. Default ``0.1``.
+        constraint: Constrained (conditional-gradient) updates: shrink ``p`` by :math:`1-\eta` before the step,
+            keeping it in the norm ball of radius ``scale``; weight decay is then not applied. Default ``False``.
+        norm_type: The norm: an :class:`LMONorm` value (``NONE``, ``AUTO``, ``SPECTRAL``, ``SPECTRALCONV``,
+            ``SIGN``, ``BIAS``, ``COL``, ``ROW``) or matching integer, or a callable ``(path, parameter) ->
+            LMONorm | (LMONorm, norm_kwargs)`` choosing per leaf. Default ``LMONorm.AUTO``.
+        norm_kwargs: Options of the norm (``SPECTRAL``: ``max_scale``, ``normalize``, ``num_steps``;
+            ``SPECTRALCONV``: ``num_steps``; ``SIGN``: ``zero_init``, ``normalize``; ``COL`` / ``ROW``:
+            ``normalized``, ``transpose``). Default ``None``.
+        scale: Radius of the norm ball, the update scale (> 0). Default ``1.0``.
+        weight_decay: Weight decay coefficient (>= 0), without ``constraint`` only. Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "scionlight"

@@ -1,7 +1,4 @@
-"""SGD with momentum, dampening, Nesterov and L2 weight decay, as ``torch.optim.SGD``.
-
-Classes: SGD, SGDW.
-"""
+"""SGD (torch.optim semantics) and SGDW."""
 
 from __future__ import annotations
 
@@ -21,8 +18,27 @@ class SGD(Optimizer):
         d_t = g_t + \lambda p_{t-1},\quad b_t = \mu b_{t-1} + (1-\tau) d_t,\quad
         p_t = p_{t-1} - \eta\,(d_t + \mu b_t \text{ if nesterov else } b_t)
 
-    As in PyTorch the first momentum step is undampened (:math:`b_1 = d_1`),
-    which ``mlx.optimizers.SGD`` does not do.
+    As in PyTorch the first momentum step is undampened (:math:`b_1 = d_1`), which ``mlx.optimizers.SGD``
+    does not do.
+
+    Paper: Robbins & Monro, "A Stochastic Approximation Method", Annals of Mathematical Statistics, 1951;
+    Nesterov momentum as in Sutskever et al., "On the importance of initialization and momentum in deep
+    learning", ICML 2013.
+
+    Reference: ``torch.optim.SGD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Momentum factor :math:`\mu` (>= 0); 0 disables the momentum buffer. Default ``0.0``.
+        dampening: Dampening :math:`\tau` of the gradient added to the buffer (not on the first step).
+            Default ``0.0``.
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient (>= 0). Default ``0.0``.
+        nesterov: Nesterov momentum; needs ``momentum > 0`` and ``dampening = 0``. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated; keyword-only).
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sgd"
@@ -73,17 +89,32 @@ class SGD(Optimizer):
 
 @register
 class SGDW(Optimizer):
-    r"""SGDW (Loshchilov & Hutter, 2019): SGD with momentum and *decoupled* weight decay.
+    r"""SGDW: SGD with momentum and decoupled weight decay.
 
     .. math::
         p \leftarrow p(1-\eta\lambda),\quad b_t = \mu b_{t-1} + (1-\tau) g_t\ (b_1 = g_1),\quad
         p_t = p - \eta\,(g_t + \mu b_t \text{ if nesterov else } b_t)
 
-    ``weight_decouple=False`` folds an L2 penalty into the gradient instead. As in
-    the reference the first momentum step copies the gradient (no dampening).
-    Paper: "Decoupled Weight Decay Regularization", ICLR 2019. The Keras seed
-    defaults ``learning_rate=1e-3`` and has a ``caution`` flag; the reference (and
-    this port) default ``learning_rate=1e-4`` and have no ``caution``.
+    ``weight_decouple=False`` folds an L2 penalty into the gradient instead. As in the reference the first
+    momentum step copies the gradient (no dampening).
+
+    Paper: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1711.05101.
+
+    Reference: ``pytorch_optimizer.SGDW`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-4``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1); 0 disables the momentum buffer. Default ``0.0``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        dampening: Dampening :math:`\tau` of the gradient added to the buffer (not on the first step).
+            Default ``0.0``.
+        nesterov: Nesterov momentum. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sgdw"

@@ -1,4 +1,4 @@
-"""SGDP (Heo et al., 2021): SGD that removes the radial part of the update for scale-invariant weights."""
+"""SGDP: SGD without the radial update component for scale-invariant weights."""
 
 from __future__ import annotations
 
@@ -12,19 +12,41 @@ from mlx_optim.registry import register
 
 @register
 class SGDP(Optimizer):
-    r"""SGDP (Heo et al., 2021): SGD that removes the radial part of the update for scale-invariant weights.
+    r"""SGDP: SGD that removes the radial part of the update for scale-invariant weights.
 
     .. math::
         b_t = \mu b_{t-1} + (1-\tau) g_t,\quad d_t = g_t + \mu b_t \text{ if nesterov else } b_t,\\
         d_t \leftarrow d_t - \hat p\langle\hat p, d_t\rangle \text{ if } \max|\cos(g_t, p)| < \delta/\sqrt{d},\quad
         p_t = p\,\big(1 - \eta\lambda\,r/(1-\mu)\big) - \eta d_t
 
-    The projection is tried per output channel, then per layer (tensors with more than
-    one dimension only); a projected tensor uses the weight-decay ratio ``r = wd_ratio``.
-    The momentum buffer starts at zero (no first-step copy), as in the reference. Paper:
-    "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights",
-    ICLR 2021. Reference quirk kept for parity: the L2 penalty (``weight_decouple=False``)
-    is added to the gradient after the update was formed, so it has no effect.
+    The projection is tried per output channel, then per layer (tensors with more than one dimension only);
+    a projected tensor uses the weight-decay ratio ``r = wd_ratio`` (else 1). The momentum buffer starts at
+    zero (no first-step copy), as in the reference.
+
+    Paper: Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant
+    Weights", ICLR 2021, arXiv:2006.08217.
+
+    Reference: ``pytorch_optimizer.SGDP`` (parity-checked). Reference quirk kept for parity: the L2 penalty
+    (``weight_decouple=False``) is added to the gradient after the update was formed, so it has no effect.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Momentum factor :math:`\mu`. Default ``0.0``.
+        dampening: Dampening :math:`\tau` of the gradient added to the buffer. Default ``0.0``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay (above); ``False`` applies none (reference quirk).
+            Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        delta: Threshold :math:`\delta` of the cosine test that detects scale-invariant weights.
+            Default ``0.1``.
+        wd_ratio: Weight-decay ratio :math:`r` of projected tensors, in [0, 1). Default ``0.1``.
+        nesterov: Nesterov momentum. Default ``False``.
+        eps: Term added to the norms in the cosine test and the projection (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sgdp"

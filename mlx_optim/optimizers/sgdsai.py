@@ -1,4 +1,4 @@
-"""SGD-SaI, SGD with scaling at initialization (Xu et al., 2024), pytorch_optimizer semantics."""
+"""SGD-SaI: SGD with learning rates scaled at initialization."""
 
 from __future__ import annotations
 
@@ -24,20 +24,35 @@ def gsnr(g: mx.array, eps) -> mx.array:
 
 @register
 class SGDSaI(Optimizer):
-    r"""SGD-SaI, SGD with scaling at initialization (Xu et al., 2024), pytorch_optimizer semantics.
+    r"""SGD-SaI: momentum SGD whose per-tensor learning rates are scaled once, at initialization.
 
-    Each tensor's learning rate is scaled once, by the gradient signal-to-noise
-    ratio of its *first* gradient (:func:`gsnr`), then plain momentum SGD:
+    Each tensor's learning rate is scaled once, by the gradient signal-to-noise ratio of its *first*
+    gradient (:func:`gsnr`), then plain momentum SGD:
 
     .. math::
         s = \lVert g_1\rVert / (\operatorname{std}(g_1) + \epsilon),\quad
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad p_t = p_{t-1}(1-\eta\lambda) - \eta\, s\, b_t
 
-    Weight decay is decoupled by default. Reference quirk kept: with
-    ``weight_decouple=False`` and momentum > 0 the L2 term is added to the gradient
-    *after* the momentum update and so has no effect. Paper: "No More Adam:
-    Learning Rate Scaling at Initialization is All You Need", arXiv:2412.11768.
-    Same defaults as the Keras seed.
+    Weight decay is decoupled by default.
+
+    Paper: Xu et al., "No More Adam: Learning Rate Scaling at Initialization is All You Need",
+    arXiv:2412.11768, 2024.
+
+    Reference: ``pytorch_optimizer.SGDSaI`` (parity-checked). Reference quirk kept: with
+    ``weight_decouple=False`` and momentum > 0 the L2 term is added to the gradient *after* the momentum update
+    and so has no effect.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-2``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1]; 0 disables the momentum buffer. Default ``0.9``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        eps: Term added to the standard deviation in the signal-to-noise ratio (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sgdsai"

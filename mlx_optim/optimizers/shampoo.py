@@ -1,4 +1,4 @@
-"""Shampoo (Gupta et al., 2018): one inverse-root preconditioner per tensor dimension."""
+"""Shampoo: one inverse-root preconditioner per tensor dimension."""
 
 from __future__ import annotations
 
@@ -12,29 +12,43 @@ from mlx_optim.registry import register
 
 @register
 class Shampoo(Optimizer):
-    r"""Shampoo (Gupta et al., 2018): one inverse-root preconditioner per tensor dimension.
+    r"""Shampoo: preconditioned SGD with one inverse-root preconditioner per tensor dimension.
 
-    For a tensor of order :math:`k` with gradient :math:`G` (after momentum and weight decay),
-    each dimension :math:`i` keeps :math:`H_i \mathrel{+}= G_{(i)} G_{(i)}^\top` (the mode-:math:`i`
-    unfolding, :math:`H_i` starts at ``matrix_eps`` :math:`I`) and, every
-    ``preconditioning_compute_steps`` steps, :math:`P_i = H_i^{-1/(2k)}`. The update is
+    For a tensor of order :math:`k` with gradient :math:`G` (after momentum and weight decay), each dimension
+    :math:`i` keeps :math:`H_i \mathrel{+}= G_{(i)} G_{(i)}^\top` (the mode-:math:`i` unfolding, :math:`H_i`
+    starts at ``matrix_eps`` :math:`I`) and, every ``preconditioning_compute_steps`` steps,
+    :math:`P_i = H_i^{-1/(2k)}`. The update is
 
     .. math::
         \tilde G = G \times_1 P_1 \times_2 P_2 \cdots \times_k P_k,\qquad p \leftarrow p - \eta \tilde G
 
-    Momentum follows the reference exactly: :math:`G \leftarrow \mathrm{lerp}(G, b, \mu)` where the
-    buffer :math:`b` is the *previous preconditioned* update (on the first step: the raw gradient,
-    before ``maximize`` negates it -- a reference quirk kept for parity). The inverse root uses an SVD,
-    which MLX only implements on the CPU: it is called with ``stream=mx.cpu`` and works inside
-    ``mx.compile`` on every device. The refresh is computed every step and selected with
-    ``mx.where`` (array logic, so compiled == eager).
-
-    The Keras seed (after jettify's ``torch_optimizer.Shampoo``) defaults to ``learning_rate=1e-1`` and
-    ``epsilon`` (= ``matrix_eps``) ``1e-4``; we keep the reference's ``1e-3`` and ``1e-6``. With
-    ``matrix_eps=1e-6`` the inverse root of a rank-deficient statistic (e.g. a vector's) is
+    Momentum follows the reference exactly: :math:`G \leftarrow \mathrm{lerp}(G, b, \mu)` where the buffer
+    :math:`b` is the *previous preconditioned* update (on the first step: the raw gradient, before
+    ``maximize`` negates it -- a reference quirk kept for parity). The inverse root uses an SVD, which MLX
+    only implements on the CPU: it is called with ``stream=mx.cpu`` and works inside ``mx.compile`` on every
+    device. The refresh is computed every step and selected with ``mx.where`` (array logic, so compiled ==
+    eager). With ``matrix_eps=1e-6`` the inverse root of a rank-deficient statistic (e.g. a vector's) is
     ill-conditioned in float32, in the reference as here.
 
-    Paper: https://arxiv.org/abs/1802.09568. Reference: ``pytorch_optimizer.Shampoo``.
+    Paper: Gupta, Koren & Singer, "Shampoo: Preconditioned Stochastic Tensor Optimization", ICML 2018,
+    arXiv:1802.09568.
+
+    Reference: ``pytorch_optimizer.Shampoo`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Interpolation weight :math:`\mu` of the previous update, in [0, 1). Default ``0.0``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        preconditioning_compute_steps: Steps between inverse-root computations (>= 1). Default ``1``.
+        matrix_eps: Initial value of the statistics, times the identity (>= 0). Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "shampoo"

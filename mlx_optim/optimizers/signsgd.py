@@ -1,4 +1,4 @@
-"""signSGD / Signum (Bernstein et al., 2018): step along the sign of the (averaged) gradient."""
+"""signSGD / Signum: steps along the sign of the (averaged) gradient."""
 
 from __future__ import annotations
 
@@ -11,12 +11,28 @@ from mlx_optim.registry import register
 
 @register
 class SignSGD(Optimizer):
-    r"""signSGD / Signum (Bernstein et al., 2018): step along the sign of the (averaged) gradient.
+    r"""signSGD / Signum: steps along the sign of the gradient or of its moving average.
 
     .. math:: m_t = \mu m_{t-1} + (1-\mu) g_t,\quad p_t = p_{t-1} - \eta \operatorname{sign}(m_t)
 
-    ``momentum=0`` gives signSGD (the sign of the gradient itself). Decoupled weight decay
-    by default. Paper: "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018.
+    ``momentum=0`` gives signSGD (the sign of the gradient itself). Decoupled weight decay by default.
+
+    Paper: Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018,
+    arXiv:1802.04434.
+
+    Reference: ``pytorch_optimizer.SignSGD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Decay rate :math:`\mu` of the gradient average, in [0, 1); 0 gives signSGD.
+            Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "signsgd"

@@ -1,4 +1,4 @@
-"""Simplified AdEMAMix (Morwani et al., 2024, "Connections between Schedule-Free Optimizers, AdEMAMix,"""
+"""Simplified AdEMAMix: one un-normalized momentum plus a weighted current gradient."""
 
 from __future__ import annotations
 
@@ -13,20 +13,41 @@ from mlx_optim.registry import register
 
 @register
 class SimplifiedAdEMAMix(Optimizer):
-    r"""Simplified AdEMAMix (Morwani et al., 2024, "Connections between Schedule-Free Optimizers, AdEMAMix,
-    and Accelerated SGD Variants").
-
-    One (theory-style, un-normalized) momentum plus ``alpha`` times the current gradient:
+    r"""Simplified AdEMAMix: Adam with one theory-style (un-normalized) momentum plus ``alpha`` times the gradient.
 
     .. math::
         m_t = \beta_1(t) m_{t-1} + (1-\beta_1(t)) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         c_t = \sqrt{1-\beta_2^t} \\
         p_t = p_{t-1} - \eta \frac{m_t + \alpha g_t}{c_t (\sqrt{v_t} + c_t \epsilon)}
 
-    With ``beta1_warmup`` the momentum :math:`\beta_1(t)` grows from ``min_beta1`` to
-    ``betas[0]`` linearly in half-life space. The reference's per-parameter
-    ``den_sum`` (:math:`c_t^2`) is one global scalar here; its ``num_sum`` is
-    never used and is not kept. Decoupled weight decay by default.
+    With ``beta1_warmup`` the momentum :math:`\beta_1(t)` grows from ``min_beta1`` to ``betas[0]`` linearly
+    in half-life space. Decoupled weight decay by default.
+
+    Paper: Morwani et al., "Connections between Schedule-Free Optimizers, AdEMAMix, and Accelerated SGD
+    Variants", arXiv:2502.02431, 2025.
+
+    Reference: ``pytorch_optimizer.SimplifiedAdEMAMix`` (parity-checked). Differences: the reference's
+    per-parameter ``den_sum`` (:math:`c_t^2`) is one global scalar here; its ``num_sum`` is never used and is
+    not kept.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-4``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of the second moment, each in [0, 1).
+            Default ``(0.99, 0.95)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        alpha: Weight :math:`\alpha` of the current gradient added to the momentum (>= 0). Default ``0.0``.
+        beta1_warmup: Number of warm-up steps of :math:`\beta_1(t)`; ``None`` (or 0) disables the warm-up.
+            Default ``None``.
+        min_beta1: Starting :math:`\beta_1` of the warm-up (>= 0). Default ``0.9``.
+        eps: Term added to the denominator, scaled by :math:`c_t` (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "simplifiedademamix"

@@ -1,4 +1,4 @@
-"""SM3 (Anil et al., 2019): memory-efficient adaptive optimization, pytorch_optimizer semantics."""
+"""SM3: memory-efficient adaptive optimization with per-axis accumulators."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def sm3_second_moment(g: mx.array, accumulators: list[mx.array], beta: Any) -> t
 
 @register
 class SM3(Optimizer):
-    r"""SM3 (Anil et al., 2019): memory-efficient adaptive optimization, pytorch_optimizer semantics.
+    r"""SM3: memory-efficient adaptive optimization with one second-moment accumulator per tensor axis.
 
     A rank-:math:`k` tensor keeps :math:`k` accumulators, one per axis (a vector per axis, so
     :math:`\sum_i n_i` numbers instead of :math:`\prod_i n_i`):
@@ -46,11 +46,24 @@ class SM3(Optimizer):
         u_t = g_t / \sqrt{\nu_t + \epsilon} \\
         m_t = \operatorname{lerp}(m_{t-1}, u_t, 1-\mu),\quad p_t = p_{t-1} - \eta\, m_t
 
-    With :math:`\beta = 0` (the default) :math:`\nu_t = \min_i a^{(i)}_{t-1} + g_t^2` and the
-    accumulators are overwritten by the maxima (SM3-II). Deviation from the reference: the
-    momentum buffer (always allocated by the reference) exists only when ``momentum > 0`` at
-    construction; the momentum-free default keeps only the per-axis accumulators. Sparse
-    gradients are not supported (MLX has none).
+    With :math:`\beta = 0` (the default) :math:`\nu_t = \min_i a^{(i)}_{t-1} + g_t^2` and the accumulators
+    are overwritten by the maxima (SM3-II).
+
+    Paper: Anil et al., "Memory-Efficient Adaptive Optimization", NeurIPS 2019, arXiv:1901.11150.
+
+    Reference: ``pytorch_optimizer.SM3`` (parity-checked). Deviation: the momentum buffer (always allocated
+    by the reference) exists only when ``momentum > 0`` at construction; the momentum-free default keeps only
+    the per-axis accumulators. Sparse gradients are not supported (MLX has none).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-1``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1); 0 keeps no momentum buffer. Default ``0.0``.
+        beta: Decay rate :math:`\beta` of the accumulators, in [0, 1]; 0 sums (SM3-II). Default ``0.0``.
+        eps: Term added to :math:`\nu_t` under the square root (>= 0). Default ``1e-30``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sm3"

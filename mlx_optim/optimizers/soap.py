@@ -1,4 +1,4 @@
-"""SOAP (Vyas et al., 2024): Adam run in the eigenbasis of Shampoo's preconditioner."""
+"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from mlx_optim.registry import register
 
 @register
 class SOAP(Optimizer):
-    r"""SOAP (Vyas et al., 2024): Adam run in the eigenbasis of Shampoo's preconditioner.
+    r"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner, refreshed periodically.
 
     Each (optionally merged) dimension :math:`i` keeps :math:`GG_i = \mathrm{EMA}_{\beta_s}(G_{(i)}
-    G_{(i)}^\top)` and an orthogonal basis :math:`Q_i`. With :math:`\hat x = x \times_i Q_i^\top`
-    (rotate into the basis) and the inverse rotation :math:`\check x`:
+    G_{(i)}^\top)` and an orthogonal basis :math:`Q_i`. With :math:`\hat x = x \times_i Q_i^\top` (rotate into
+    the basis) and the inverse rotation :math:`\check x`:
 
     .. math::
         m_t = \mathrm{lerp}(m_{t-1}, g_t, 1-\beta_1),\quad
@@ -27,18 +27,41 @@ class SOAP(Optimizer):
             \Big(\frac{\hat m_t}{\sqrt{v_t}+\epsilon}\Big)^{\vee} - \eta\lambda p
 
     with :math:`s = t-1`: as in the reference, the first step only initialises :math:`GG_i` and
-    :math:`Q_i = \mathrm{eigh}(GG_i)` (eigenvectors by descending eigenvalue) and leaves the
-    parameters alone. Every ``precondition_frequency`` steps the basis is refreshed by one
-    power-iteration + QR step (:math:`Q_i \leftarrow \mathrm{qr}(GG_i Q_i)` with columns sorted
-    by the estimated eigenvalue, which also permutes :math:`v`). Weight decay is always
-    decoupled. ``eigh``/``qr`` run on the CPU stream (MLX has them only there) inside
-    ``mx.compile``; the first-step eigh and the QR refresh are computed every step and selected
-    with ``mx.where``, so compiled == eager (cost: one eigh and one QR per factor per step).
+    :math:`Q_i = \mathrm{eigh}(GG_i)` (eigenvectors by descending eigenvalue) and leaves the parameters
+    alone. Every ``precondition_frequency`` steps the basis is refreshed by one power-iteration + QR step
+    (:math:`Q_i \leftarrow \mathrm{qr}(GG_i Q_i)` with columns sorted by the estimated eigenvalue, which also
+    permutes :math:`v`). Weight decay is always decoupled. ``eigh``/``qr`` run on the CPU stream (MLX has
+    them only there) inside ``mx.compile``; the first-step eigh and the QR refresh are computed every step
+    and selected with ``mx.where``, so compiled == eager (cost: one eigh and one QR per factor per step).
+    Where an eigenspace is degenerate (``precondition_1d`` on the first step: :math:`g g^\top` has rank 1)
+    the basis inside it is whatever LAPACK returns, on either side; see the parity row.
 
-    Where an eigenspace is degenerate (``precondition_1d`` on the first step: :math:`g g^\top` has
-    rank 1) the basis inside it is whatever LAPACK returns, on either side; see the parity row.
+    Paper: Vyas et al., "SOAP: Improving and Stabilizing Shampoo using Adam", ICLR 2025, arXiv:2409.11321.
 
-    Paper: https://arxiv.org/abs/2409.11321. Reference: ``pytorch_optimizer.SOAP``.
+    Reference: ``pytorch_optimizer.SOAP`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``3e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.95, 0.95)``.
+        shampoo_beta: Decay rate :math:`\beta_s` of the preconditioner statistics (>= 0); ``None`` uses
+            ``beta2``. Default ``None``.
+        weight_decay: Decoupled weight decay coefficient :math:`\lambda` (>= 0). Default ``1e-2``.
+        precondition_frequency: Steps between basis refreshes (> 0). Default ``10``.
+        max_precondition_dim: Largest preconditioned dimension (> 0); larger ones keep the identity.
+            Default ``10000``.
+        merge_dims: Merge small dimensions (up to ``max_precondition_dim``) before preconditioning.
+            Default ``False``.
+        precondition_1d: Precondition vectors too (otherwise they take plain Adam steps). Default ``False``.
+        correct_bias: Apply Adam's bias corrections to the step size. Default ``True``.
+        normalize_gradient: Divide the rotated-back direction by its RMS. Default ``False``.
+        data_format: Layout of 4-D tensors for ``merge_dims``: ``'channels_first'`` (NCHW) or
+            ``'channels_last'`` (NHWC). Default ``'channels_first'``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "soap"

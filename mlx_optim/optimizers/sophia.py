@@ -1,7 +1,4 @@
-"""SophiaH: Sophia with Hutchinson's estimate of the Hessian diagonal.
-
-Classes: SophiaH, SophiaG.
-"""
+"""SophiaH and SophiaG: clipped second-order updates with a diagonal curvature estimate."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from mlx_optim.registry import register
 
 @register
 class SophiaH(_Hutchinson):
-    r"""SophiaH: Sophia with Hutchinson's estimate of the Hessian diagonal.
+    r"""SophiaH: Sophia with Hutchinson's estimate of the Hessian diagonal, a clipped second-order update.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
@@ -25,17 +22,39 @@ class SophiaH(_Hutchinson):
         \hat h_t = \frac{1}{n}\sum_i z_i \odot (H_t z_i) \\
         p_t = p_{t-1} - \eta\, \operatorname{clip}\!\Big(\frac{m_t}{\max(h_t, \epsilon)}, -p, p\Big)
 
-    as pytorch_optimizer writes it (the paper's :math:`\rho` and unit clip folded
-    into the clip bound ``p``; no bias correction). Refreshes happen at steps
-    :math:`1, 1+k, 1+2k, \ldots` with ``k = update_period``. Decoupled weight decay
-    by default. Call it as ``opt.step_with(model, mlx_optim.value_and_grad(model,
-    loss_fn), *batch)`` or pass an estimate: ``opt.update(model, grads, hessian=h)``.
-    ``seed`` seeds the probes' key (``state["key"]``). As in the reference, the
-    Hessian is that of the loss even with ``maximize``.
+    as pytorch_optimizer writes it (the paper's :math:`\rho` and unit clip folded into the clip bound ``p``;
+    no bias correction). Refreshes happen at steps :math:`1, 1+k, 1+2k, \ldots` with ``k = update_period``.
+    Decoupled weight decay by default. Call it as ``opt.step_with(model, mlx_optim.value_and_grad(model,
+    loss_fn), *batch)`` (Hessian-vector products by ``mx.jvp``) or pass an estimate:
+    ``opt.update(model, grads, hessian=h)``. As in the reference, the Hessian is that of the loss even with
+    ``maximize``.
 
-    Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for
-    Language Model Pre-training", ICLR 2024. The Keras seed's defaults agree
-    (it calls ``eps`` ``epsilon``).
+    Paper: Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for Language Model
+    Pre-training", ICLR 2024, arXiv:2305.14342.
+
+    Reference: ``pytorch_optimizer.SophiaH`` (parity-checked). Difference: the probes come from the key in
+    ``state["key"]`` (``seed``) instead of torch's global generator.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``6e-2``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of the curvature EMA, each in [0, 1).
+            Default ``(0.96, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        p: Clip bound of the preconditioned step (>= 0). Default ``1e-2``.
+        update_period: Steps between curvature refreshes (>= 1). Default ``10``.
+        num_samples: Number of Hutchinson probes :math:`z_i` per refresh (>= 1). Default ``1``.
+        hessian_distribution: Distribution of the probes, ``"gaussian"`` or ``"rademacher"``.
+            Default ``"gaussian"``.
+        eps: Lower bound of the curvature in the denominator (>= 0). Default ``1e-12``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the probes' random key (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sophiah"
@@ -96,7 +115,7 @@ SOPHIAG_EPS = 1e-15  # the official SophiaG's fixed denominator term
 
 @register
 class SophiaG(_CurvatureOptimizer):
-    r"""SophiaG: Sophia with the Gauss-Newton-Bartlett (GNB) curvature estimate.
+    r"""SophiaG: Sophia with the Gauss-Newton-Bartlett (GNB) curvature estimate, a clipped second-order update.
 
     .. math::
         \hat h_t = B\, \hat g_t \odot \hat g_t,\quad
@@ -107,25 +126,38 @@ class SophiaG(_CurvatureOptimizer):
         p_t = p_{t-1} - \eta\, \operatorname{sign}(m_t)
               \min\!\Big(\frac{|m_t|}{\rho\, h_t + 10^{-15}}, 1\Big)
 
-    after weight decay (decoupled by default, ``fixed_decay``: without the
-    learning rate; else L2 in the gradient). Refreshes happen at steps
-    :math:`1, 1+k, \ldots` (``k = update_period``), as in the paper's Algorithm 3
-    and in SophiaH. Call it as ``opt.step_with(model, mlx_optim.value_and_grad(model,
-    loss_fn, logits_fn=...), *batch)``: the labels are sampled with the key in
-    ``state["key"]`` (``seed``), ``B`` is the number of sampled labels (all
-    positions of the logits but the last axis). Or pass an estimate:
+    after weight decay (decoupled by default, ``fixed_decay``: without the learning rate; else L2 in the
+    gradient). Refreshes happen at steps :math:`1, 1+k, \ldots` (``k = update_period``), as in the paper's
+    Algorithm 3 and in SophiaH. Call it as ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn,
+    logits_fn=...), *batch)``: the labels are sampled with the key in ``state["key"]`` (``seed``), ``B`` is
+    the number of sampled labels (all positions of the logits but the last axis). Or pass an estimate:
     ``opt.update(model, grads, hessian=h_hat)``.
 
-    Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for
-    Language Model Pre-training", ICLR 2024 (Algorithms 2 and 3). There is no
-    pytorch_optimizer class; the update follows the official ``SophiaG``
-    (github.com/Liuhong99/Sophia), which keeps the EMA of :math:`\hat g^2` and
-    multiplies ``rho`` by a ``bs`` argument of ``step()``; we fold ``B`` into
-    :math:`\hat h` as the paper writes it (identical when ``bs = B``). The Keras
-    seed's parameters and defaults (``learning_rate=1e-4``, ``beta1=0.965``,
-    ``beta2=0.99``, ``rho=0.04``, ``weight_decay=0.1``, ``weight_decouple``,
-    ``fixed_decay``, ``maximize``) are kept; ``update_period`` (default 10, the
-    official ``hess_interval``) and ``seed`` are ours.
+    Paper: Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for Language Model
+    Pre-training", ICLR 2024, arXiv:2305.14342 (Algorithms 2 and 3).
+
+    Reference: the official ``SophiaG`` (github.com/Liuhong99/Sophia); there is no pytorch_optimizer class.
+    The official code keeps the EMA of :math:`\hat g^2` and multiplies ``rho`` by a ``bs`` argument of
+    ``step()``; we fold ``B`` into :math:`\hat h` as the paper writes it (identical when ``bs = B``).
+    ``weight_decouple`` / ``fixed_decay`` (the official code always decouples), ``update_period`` (the
+    official ``hess_interval``, a training-loop setting there) and ``seed`` are additions.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-4``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of the curvature EMA, each in [0, 1).
+            Default ``(0.965, 0.99)``.
+        rho: Scale :math:`\rho` of the curvature in the clipped ratio (>= 0). Default ``0.04``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-1``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        update_period: Steps between curvature refreshes (>= 1). Default ``10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the key that samples the labels (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "sophiag"

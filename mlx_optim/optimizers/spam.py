@@ -1,4 +1,4 @@
-"""SPAM (Huang et al., 2025, "Spike-Aware Adam with Momentum Reset"), pytorch_optimizer semantics."""
+"""SPAM: spike-aware Adam with momentum reset."""
 
 from __future__ import annotations
 
@@ -30,13 +30,12 @@ def spam_spike_clip(g: mx.array, v: mx.array, threshold) -> mx.array:
 
 @register
 class SPAM(Optimizer):
-    r"""SPAM (Huang et al., 2025, "Spike-Aware Adam with Momentum Reset"), pytorch_optimizer semantics.
+    r"""SPAM: spike-aware Adam with periodic momentum reset, spike clipping and optional sparse masks.
 
-    Adam with (1) momentum reset every ``update_proj_gap`` steps, followed by a
-    cosine warm-up of the step size over ``warmup_epoch`` steps, (2) spike clipping
-    :math:`g \leftarrow \operatorname{sign}(g)\sqrt{\theta v}` where :math:`g^2 > \theta v`
-    (from step ``grad_accu_steps`` on, and not in the first ``grad_accu_steps``
-    steps after a reset) and (3) for ``density < 1`` a random sparse mask on 2-D
+    Adam with (1) momentum reset every ``update_proj_gap`` steps, followed by a cosine warm-up of the step
+    size over ``warmup_epoch`` steps, (2) spike clipping :math:`g \leftarrow \operatorname{sign}(g)\sqrt{\theta
+    v}` where :math:`g^2 > \theta v` (from step ``grad_accu_steps`` on, and not in the first
+    ``grad_accu_steps`` steps after a reset) and (3) for ``density < 1`` a random sparse mask on 2-D
     parameters (only masked entries are updated and decayed), redrawn at each reset:
 
     .. math::
@@ -44,12 +43,36 @@ class SPAM(Optimizer):
         p_t = p_{t-1} - s_t\,\eta\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t} + \epsilon},\quad
         p_t \leftarrow p_t (1 - \eta\lambda)
 
-    with :math:`s_t = 1 - \text{death rate}` of the warm-up. The moments of masked
-    tensors are kept dense (zero outside the mask) instead of compact. Masks are
-    random: they are drawn from a key kept in the state (keyword-only ``seed``,
-    not in the reference), the first mask with exactly ``int(density * numel)``
-    entries like the reference, later ones entry-wise with probability ``density``.
-    With the default ``density=1`` no masks are kept and the update is deterministic.
+    with :math:`s_t = 1 - \text{death rate}` of the warm-up. With the default ``density=1`` no masks are
+    kept and the update is deterministic.
+
+    Paper: Huang et al., "SPAM: Spike-Aware Adam with Momentum Reset for Stable LLM Training", ICLR 2025,
+    arXiv:2501.06842.
+
+    Reference: ``pytorch_optimizer.SPAM`` (parity-checked). Differences: the moments of masked tensors are
+    kept dense (zero outside the mask) instead of compact. Masks are drawn from a key kept in the state
+    (``seed``, not in the reference), the first mask with exactly ``int(density * numel)`` entries like the
+    reference, later ones entry-wise with probability ``density``.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        density: Fraction of the entries of each 2-D parameter that are trained (>= 0; 1 trains all and
+            keeps no masks). Default ``1.0``.
+        weight_decay: Decoupled weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        warmup_epoch: Length in steps of the cosine step-size warm-up after each reset (>= 0).
+            Default ``50``.
+        threshold: Spike threshold :math:`\theta` (>= 0; 0 disables the clipping). Default ``5000``.
+        grad_accu_steps: Steps after the start and after each reset without spike clipping (>= 0).
+            Default ``20``.
+        update_proj_gap: Steps between momentum resets (and mask redraws) (> 0). Default ``500``.
+        eps: Term added to the denominator (>= 0). Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed: Seed of the masks' random key (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "spam"

@@ -1,4 +1,4 @@
-"""SpectralSphere (spectral-sphere optimizer, pytorch_optimizer's ``sso.py``): tangent spectral updates."""
+"""SpectralSphere: spectral updates tangent to the spectral sphere of each weight matrix."""
 
 from __future__ import annotations
 
@@ -124,32 +124,53 @@ def spectral_ball_update(
 
 @register
 class SpectralSphere(Optimizer):
-    r"""SpectralSphere (spectral-sphere optimizer, pytorch_optimizer's ``sso.py``): tangent spectral updates.
+    r"""SpectralSphere: matrix-sign updates tangent to the spectral sphere of each weight matrix.
 
-    (Nesterov) momentum is normalized and its matrix sign taken after adding the
-    multiple of the weight's leading singular direction :math:`\Theta = u v^\top` that
-    makes the update orthogonal to :math:`\Theta` (first order, the update keeps the
-    spectral norm of the weight):
+    (Nesterov) momentum is normalized and its matrix sign taken after adding the multiple of the weight's
+    leading singular direction :math:`\Theta = u v^\top` that makes the update orthogonal to :math:`\Theta`
+    (first order, the update keeps the spectral norm of the weight):
 
     .. math::
         b_t = \mu b_{t-1} + (1-\mu) g_t,\quad m_t = (1-\mu) g_t + \mu b_t \ (\text{nesterov, else } b_t) \\
         \lambda_t:\ \langle \Theta_t, \operatorname{msign}(\hat m_t + \lambda_t \Theta_t)\rangle = 0,\quad
         p_t = p_{t-1} - \eta\, \operatorname{msign}(\hat m_t + \lambda_t \Theta_t)
 
-    with :math:`\hat m = m / \|m\|_F`, :math:`u, v` from ``power_iteration_steps`` of
-    bilateral power iteration and msign ``msign_steps`` Polar Express Newton–Schulz steps
-    (all in bfloat16, as the reference). Weight decay (``weight_decay`` at the learning rate)
-    is decoupled unless ``weight_decouple=False``. The paper references are Spectral MuP and
-    Bernstein & Newhouse, "Modular Duality in Deep Learning" (2024).
+    with :math:`\hat m = m / \|m\|_F`, :math:`u, v` from ``power_iteration_steps`` of bilateral power
+    iteration and msign ``msign_steps`` Polar Express Newton–Schulz steps (all in bfloat16, as the
+    reference). Weight decay (``weight_decay`` at the learning rate) is decoupled unless
+    ``weight_decouple=False``. The multiplier is found by a bracket search and bisection without early exits:
+    11 + ``solver_max_iterations`` msign evaluations per matrix per step, so keep ``solver_max_iterations``
+    small for big matrices (the float32 bisection interval stops shrinking after about 30 halvings).
 
-    The multiplier is found by the reference's batched solver (``solve_lambda_foreach``,
-    its path with ``foreach=True``) without early exits: 11 + ``solver_max_iterations``
-    msign evaluations per matrix per step, so keep ``solver_max_iterations`` small for big
-    matrices (the float32 bisection interval stops shrinking after about 30 halvings).
-    Its default CPU path (scalar bisection in float64) gives the same ``lambda`` up to float32
-    rounding. Like the reference, only 2-D parameters are supported: a tree with other
-    parameters needs ``spectral_filter(path, parameter) -> bool``; the leaves it rejects are
-    left unchanged (as parameters not given to the reference optimizer).
+    Paper: arXiv:2601.08393 (controlled LLM training on the spectral sphere), 2026; the reference also cites
+    "Spectral MuP: Spectral Control of Feature Learning" and Bernstein & Newhouse, "Modular Duality in Deep
+    Learning", arXiv:2410.21265.
+
+    Reference: ``pytorch_optimizer.SpectralSphere`` (``sso.py``; parity-checked). The multiplier follows the
+    reference's batched solver (``solve_lambda_foreach``, its path with ``foreach=True``); its default CPU
+    path (scalar bisection in float64) gives the same ``lambda`` up to float32 rounding. Like the reference,
+    only 2-D parameters are supported: a tree with other parameters needs ``spectral_filter``; the leaves it
+    rejects are left unchanged (as parameters not given to the reference optimizer).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``3e-4``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        nesterov: Use the Nesterov combination :math:`(1-\mu) g_t + \mu b_t` instead of the buffer.
+            Default ``True``.
+        power_iteration_steps: Bilateral power-iteration steps for :math:`u, v` (> 0). Default ``10``.
+        msign_steps: Polar Express Newton–Schulz steps per matrix sign (> 0). Default ``5``.
+        solver_tolerance_f: Tolerance on :math:`\langle\Theta, \operatorname{msign}(\cdot)\rangle` at which
+            the multiplier search stops improving. Default ``1e-8``.
+        solver_max_iterations: Bisection steps of the multiplier search (>= 0). Default ``100``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        spectral_filter: ``callable(path, parameter) -> bool`` selecting the updated leaves (keyword-only);
+            ``None`` selects all, and every one must then be 2-D. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "spectralsphere"

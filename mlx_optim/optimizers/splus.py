@@ -1,4 +1,4 @@
-"""SPlus (Frans et al., 2025): sign descent in the eigenbasis of Shampoo's side statistics."""
+"""SPlus: sign descent in the eigenbasis of Shampoo's side statistics."""
 
 from __future__ import annotations
 
@@ -14,27 +14,50 @@ from mlx_optim.registry import register
 
 @register
 class SPlus(Optimizer):
-    r"""SPlus (Frans et al., 2025): sign descent in the eigenbasis of Shampoo's side statistics.
+    r"""SPlus: sign descent in the eigenbasis of Shampoo's side statistics, with a shape-scaled step size.
 
     For a matrix parameter with left/right statistics :math:`L = \mathrm{EMA}_{\beta_2}(GG^\top)`,
-    :math:`R = \mathrm{EMA}_{\beta_2}(G^\top G)` and their eigenbases :math:`Q_L, Q_R` (refreshed
-    on step 1 and every ``inverse_steps`` steps, via ``eigh`` of :math:`L + \epsilon I`):
+    :math:`R = \mathrm{EMA}_{\beta_2}(G^\top G)` and their eigenbases :math:`Q_L, Q_R` (refreshed on step 1 and
+    every ``inverse_steps`` steps, via ``eigh`` of :math:`L + \epsilon I`):
 
     .. math::
         m_t = \mathrm{lerp}(m_{t-1}, g_t, 1-\beta_1),\qquad
         p \leftarrow p - \eta_s\, Q_L\, \mathrm{sign}(Q_L^\top m_t Q_R)\, Q_R^\top
 
-    with :math:`\eta_s = \eta \cdot 2/(m+n)` for an :math:`m\times n` matrix and
-    :math:`\eta \cdot` ``nonstandard_constant`` for every other shape (plain sign descent).
-    Weight decay is decoupled (after the step, scaled by :math:`\eta_s`) or L2. An EMA of the
-    parameters is kept in ``state[...]["ema"]``; :meth:`ema_parameters` returns the
-    bias-corrected average (what the reference's ``eval()`` swaps in). A side whose size is
-    ``>= max_dim`` gets no eigenbasis. ``eigh`` runs on the CPU stream (MLX has it only there)
-    and works inside ``mx.compile``; the refresh is computed every step and selected with
-    ``mx.where``. The reference's (and the Keras seed's) ``eval()``/``train()`` mode switch is
-    :meth:`ema_parameters` here: pass its result to ``model.update`` for evaluation.
+    with :math:`\eta_s = \eta \cdot 2/(m+n)` for an :math:`m\times n` matrix and :math:`\eta \cdot`
+    ``nonstandard_constant`` for every other shape (plain sign descent). Weight decay is decoupled (after the
+    step, scaled by :math:`\eta_s`) or L2. An EMA of the parameters is kept in ``state[...]["ema"]``;
+    :meth:`ema_parameters` returns the bias-corrected average: pass its result to ``model.update`` for
+    evaluation. A side whose size is ``>= max_dim`` gets no eigenbasis. ``eigh`` runs on the CPU stream (MLX
+    has it only there) and works inside ``mx.compile``; the refresh is computed every step and selected with
+    ``mx.where``.
 
-    Paper: https://arxiv.org/abs/2506.07254. Reference: ``pytorch_optimizer.SPlus``.
+    Paper: Frans et al., "A Stable Whitening Optimizer for Efficient Neural Network Training",
+    arXiv:2506.07254, 2025.
+
+    Reference: ``pytorch_optimizer.SPlus`` (parity-checked). Difference: the reference's ``eval()`` /
+    ``train()`` mode switch is :meth:`ema_parameters` here.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-1``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of the side statistics, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        ema_rate: Decay rate of the parameter EMA, in [0, 1). Default ``0.999``.
+        inverse_steps: Steps between eigenbasis refreshes (> 0). Default ``100``.
+        nonstandard_constant: Step-size factor for parameters that are not matrices (or too large).
+            Default ``1e-3``.
+        max_dim: Sides of this size or larger get no eigenbasis; larger matrices use the
+            ``nonstandard_constant`` step size (> 0). Default ``10000``.
+        eps: Ridge added to the side statistics before ``eigh`` (>= 0). Default ``1e-30``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "splus"

@@ -1,4 +1,4 @@
-"""SRMM (Yang et al., 2022): stochastic regularized majorization-minimization."""
+"""SRMM: stochastic regularized majorization-minimization."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlx_optim.registry import register
 
 @register
 class SRMM(Optimizer):
-    r"""SRMM (Yang et al., 2022): stochastic regularized majorization-minimization.
+    r"""SRMM: stochastic regularized majorization-minimization, SGD on running averages of gradients and iterates.
 
     With :math:`w_t = ((t \bmod L) + 1)^{-\beta}` (:math:`w_t = 1` without a memory length :math:`L`):
 
@@ -19,9 +19,21 @@ class SRMM(Optimizer):
         \bar g_t = (1-w_t)\bar g_{t-1} + w_t g_t,\quad
         \bar p_t = (1-w_t)\bar p_{t-1} + w_t p_{t-1} - \eta \bar g_t,\quad p_t = \bar p_t
 
-    Paper: "Stochastic regularized majorization-minimization with weakly convex and
-    multi-convex surrogates", 2022. ``memory_length`` must be None or at least 1 (the reference
-    fails later with a ZeroDivisionError on 0).
+    Paper: Lyu, "Stochastic regularized majorization-minimization with weakly convex and multi-convex
+    surrogates", arXiv:2201.01652, 2022.
+
+    Reference: ``pytorch_optimizer.SRMM`` (parity-checked). ``memory_length`` must be ``None`` or at least 1
+    (the reference fails later with a ZeroDivisionError on 0).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``0.01``.
+        beta: Exponent :math:`\beta` of the averaging weight, in [0, 1]. Default ``0.5``.
+        memory_length: Memory length :math:`L` after which the averaging weight restarts at 1 (>= 1);
+            ``None`` never refreshes. Default ``100``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "srmm"

@@ -1,4 +1,4 @@
-"""StableAdamW (Wortsman et al., 2023), pytorch_optimizer semantics: AdamW with update clipping."""
+"""StableAdamW: AdamW with update clipping."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ def debias_beta(beta, step: mx.array) -> mx.array:
 
 @register
 class StableAdamW(Optimizer):
-    r"""StableAdamW (Wortsman et al., 2023), pytorch_optimizer semantics: AdamW with update clipping.
+    r"""StableAdamW: AdamW whose learning rate is divided by the RMS of the update, with optional Kahan summation.
 
-    Moments use the bias-corrected decay rates :math:`\hat\beta_t = \beta\frac{1-\beta^{t-1}}{1-\beta^t}`
-    (so no separate bias correction); the learning rate is divided by
+    Moments use the bias-corrected decay rates :math:`\hat\beta_t = \beta\frac{1-\beta^{t-1}}{1-\beta^t}` (so
+    no separate bias correction); the learning rate is divided by
     :math:`\rho_t = \max(1, \sqrt{\operatorname{mean}(g_t^2 / \max(v_t, \epsilon^2))})`:
 
     .. math::
@@ -30,10 +30,29 @@ class StableAdamW(Optimizer):
         v_t = \hat\beta_{2,t} v_{t-1} + (1-\hat\beta_{2,t}) g_t^2,\quad
         p_t = p_{t-1}(1 - \lambda\eta/\rho_t) - \frac{\eta}{\rho_t}\frac{m_t}{\sqrt{v_t} + \epsilon}
 
-    ``kahan_sum`` (default) keeps a float32 Kahan compensation buffer for bf16/fp16
-    parameters so that small updates are not lost to rounding (the reference keeps
-    it in the parameter's dtype; here all state is float32). ``weight_decouple=False``
-    folds an L2 penalty into the gradient instead.
+    ``weight_decouple=False`` folds an L2 penalty into the gradient instead.
+
+    Paper: Wortsman et al., "Stable and low-precision training for large-scale vision-language models",
+    NeurIPS 2023, arXiv:2304.13013.
+
+    Reference: ``pytorch_optimizer.StableAdamW`` (parity-checked). Difference: ``kahan_sum`` keeps a float32
+    Kahan compensation buffer for bf16/fp16 parameters (the reference keeps it in the parameter's dtype; here
+    all state is float32).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.99)``.
+        kahan_sum: For bf16/fp16 parameters, keep a compensation buffer so that small updates are not lost
+            to rounding. Default ``True``.
+        weight_decay: Weight decay coefficient :math:`\lambda` (>= 0). Default ``1e-2``.
+        weight_decouple: Decoupled weight decay at the clipped learning rate, ``p * (1 - lr / rho *
+            weight_decay)``, instead of adding ``weight_decay * p`` to the gradient. Default ``True``.
+        eps: Term added to the denominator (its square bounds :math:`v_t` in :math:`\rho_t`) (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "stableadamw"

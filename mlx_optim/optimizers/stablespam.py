@@ -1,4 +1,4 @@
-"""Stable-SPAM (Huang et al., 2025, "Stable-SPAM: How to Train in 4-Bit More Stably than 16-Bit Adam")."""
+"""Stable-SPAM: Adam with adaptive spike clipping, norm rescaling and momentum reset."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from mlx_optim.registry import register
 
 @register
 class StableSPAM(Optimizer):
-    r"""Stable-SPAM (Huang et al., 2025, "Stable-SPAM: How to Train in 4-Bit More Stably than 16-Bit Adam").
+    r"""Stable-SPAM: Adam with adaptive spike clipping, gradient-norm rescaling and periodic momentum reset.
 
-    pytorch_optimizer semantics. Per tensor: adaptive spike clipping against a
-    running maximum :math:`\hat M_t` of :math:`\max|g|` (decay ``theta``), then the
-    gradient is rescaled to the bias-corrected running norm
+    Per tensor: adaptive spike clipping against a running maximum :math:`\hat M_t` of :math:`\max|g|` (decay
+    ``theta``), then the gradient is rescaled to the bias-corrected running norm
     :math:`\hat n_t = \hat m^{\|g\|}_t / (\sqrt{\hat v^{\|g\|}_t} + \epsilon)` (decays ``gamma1``,
     ``gamma2``) and fed to Adam:
 
@@ -27,11 +26,33 @@ class StableSPAM(Optimizer):
         g' = \hat n_t\,\tilde g/\|\tilde g\|,\quad
         p_t = p_{t-1}(1-\eta\lambda) - \frac{\eta}{1-\beta_1^s}\frac{m_s}{\sqrt{v_s}/\sqrt{1-\beta_2^s} + \epsilon}
 
-    The moments are zeroed and their step count :math:`s` restarts every
-    ``update_proj_gap`` steps. With ``t_max`` both :math:`\beta_1` and ``gamma1``
-    are multiplied by a cosine factor decaying from 1 to ``eta_min`` (the closed
-    form of the reference's ``CosineDecay`` as it is called). Tensors whose clipped
-    gradient is zero are skipped (only decayed). ``gamma1=-1`` means ``betas[0]``.
+    The moments are zeroed and their step count :math:`s` restarts every ``update_proj_gap`` steps. With
+    ``t_max`` both :math:`\beta_1` and ``gamma1`` are multiplied by a cosine factor decaying from 1 to
+    ``eta_min`` (the closed form of the reference's ``CosineDecay`` as it is called). Tensors whose clipped
+    gradient is zero are skipped (only decayed).
+
+    Paper: Huang et al., "Stable-SPAM: How to Train in 4-Bit More Stably than 16-Bit Adam",
+    arXiv:2502.17055, 2025.
+
+    Reference: ``pytorch_optimizer.StableSPAM`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        gamma1: Decay rate of the EMA of the gradient norm; ``-1`` means ``betas[0]``. Default ``0.7``.
+        gamma2: Decay rate of the EMA of the squared gradient norm. Default ``0.9``.
+        theta: Decay rate of the running maximum of :math:`\max|g|`. Default ``0.999``.
+        t_max: Length in steps of the cosine decay of :math:`\beta_1` and ``gamma1`` (>= 0); ``None``
+            disables it. Default ``None``.
+        eta_min: Final factor of that cosine decay. Default ``0.5``.
+        weight_decay: Decoupled weight decay coefficient :math:`\lambda` (>= 0). Default ``0.0``.
+        update_proj_gap: Steps between momentum resets (> 0). Default ``1000``.
+        eps: Term added to the denominators (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "stablespam"

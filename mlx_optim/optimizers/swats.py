@@ -1,4 +1,4 @@
-"""SWATS (Keskar & Socher, 2017, "Switching from Adam to SGD"), pytorch_optimizer semantics."""
+"""SWATS: switching from Adam to SGD."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mlx_optim.registry import register
 
 @register
 class SWATS(Optimizer):
-    r"""SWATS (Keskar & Socher, 2017, "Switching from Adam to SGD"), pytorch_optimizer semantics.
+    r"""SWATS: Adam that switches for good to momentum SGD once the projected SGD learning rate has converged.
 
     Adam steps
     :math:`\delta_t = -\eta\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\frac{m_t}{\sqrt{v_t + 10^{-15}} + \epsilon}`
@@ -23,16 +23,37 @@ class SWATS(Optimizer):
         \gamma_t = \frac{\delta_t^\top\delta_t}{-\delta_t^\top g_t},\quad
         \lambda_t = \beta_2 \lambda_{t-1} + (1-\beta_2)\gamma_t
 
-    per tensor. After the first step on which some tensor has
-    :math:`\lambda_t/(1-\beta_2^t) > 0` within relative ``eps`` (and absolute 1e-8)
-    of :math:`\gamma_t`, all tensors switch for good to SGD with momentum
-    :math:`b_t = \beta_1 b_{t-1} + g_t`, step :math:`-\lambda (1-\beta_1) b_t`
-    (plus :math:`\beta_1 b_t` with ``nesterov``), :math:`\lambda` taken from the
-    last such tensor. The phase and the SGD rate are global state
-    (``state["sgd_phase"]``, ``state["sgd_lr"]``); after the switch, decoupled
+    per tensor. After the first step on which some tensor has :math:`\lambda_t/(1-\beta_2^t) > 0` within
+    relative ``eps`` (and absolute 1e-8) of :math:`\gamma_t`, all tensors switch for good to SGD with
+    momentum :math:`b_t = \beta_1 b_{t-1} + g_t`, step :math:`-\lambda (1-\beta_1) b_t` (plus
+    :math:`\beta_1 b_t` with ``nesterov``), :math:`\lambda` taken from the last such tensor. The phase and
+    the SGD rate are global state (``state["sgd_phase"]``, ``state["sgd_lr"]``); after the switch, decoupled
     weight decay also uses the SGD rate, as in the reference.
-    ``adam_debias`` drops :math:`1-\beta_1^t` from the Adam step (the reference reads
-    it only from a parameter group). Keras-seed default differs: ``epsilon=1e-3``.
+
+    Paper: Keskar & Socher, "Improving Generalization Performance by Switching from Adam to SGD",
+    arXiv:1712.07628, 2017.
+
+    Reference: ``pytorch_optimizer.SWATS`` (parity-checked). ``adam_debias`` is read by the reference only
+    from a parameter group; here it is a keyword.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``False``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        ams_bound: Divide by the running maximum of the second moment (AMSGrad) during the Adam phase.
+            Default ``False``.
+        nesterov: Nesterov momentum in the SGD phase. Default ``False``.
+        eps: Term added to the denominator, and the relative tolerance of the switch test (>= 0). Default ``1e-6``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the Adam step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "swats"

@@ -1,4 +1,4 @@
-"""TAdam (Ilboudo et al., 2020, arXiv 2003.00179): Adam with a Student-t robust first moment."""
+"""TAdam: Adam with a Student-t robust first moment (holocron)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def tadam_moment(g, m, v, big_w, beta1, eps, dof, numel):
 
 @register
 class TAdam(Optimizer):
-    r"""TAdam (Ilboudo et al., 2020, arXiv 2003.00179): Adam with a Student-t robust first moment.
+    r"""TAdam: Adam with a Student-t weighted, outlier-robust first moment, as in holocron.
 
     Follows holocron's code (``holocron.optim.TAdam``), which differs from its docs:
 
@@ -34,13 +34,28 @@ class TAdam(Optimizer):
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    with :math:`W_0 = \beta_1/(1-\beta_1)`, :math:`d` the number of elements and
-    ``dof`` :math:`\nu` defaulting to :math:`d`. Code-vs-doc differences (we follow
-    the code): :math:`v` uses :math:`g_t^2` (the docs say :math:`g_t - g_{t-1}`), and
-    :math:`W` decays by :math:`(2\beta_1-1)/\beta_1` (not in the docs). Step 1 is
-    a no-op because :math:`v_0=0` makes :math:`w_1\approx 0`. ``weight_decay`` is an
-    L2 penalty; ``amsgrad`` uses the running max of :math:`v`. No ``maximize``
+    with :math:`W_0 = \beta_1/(1-\beta_1)`, :math:`d` the number of elements and ``dof`` :math:`\nu`
+    defaulting to :math:`d`. Code-vs-doc differences (we follow the code): :math:`v` uses :math:`g_t^2` (the
+    docs say :math:`g_t - g_{t-1}`), and :math:`W` decays by :math:`(2\beta_1-1)/\beta_1` (not in the docs).
+    Step 1 is a no-op because :math:`v_0=0` makes :math:`w_1\approx 0`.
+
+    Paper: Ilboudo et al., "TAdam: A Robust Stochastic Gradient Optimizer", arXiv:2003.00179, 2020.
+
+    Reference: ``holocron.optim.TAdam``, through a torch transcription (parity-checked). No ``maximize``
     (holocron has none).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        weight_decay: L2 penalty added to the gradient (>= 0). Default ``0.0``.
+        amsgrad: Divide by the running maximum of the second moment. Default ``False``.
+        dof: Degrees of freedom :math:`\nu` of the Student-t (> 0); ``None`` uses the tensor's number of
+            elements. Default ``None``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "tadam"

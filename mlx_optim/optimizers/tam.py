@@ -1,4 +1,4 @@
-"""TAM: SGD momentum whose gradient weight follows the gradient-momentum alignment."""
+"""TAM: torque-aware momentum."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mlx_optim.registry import register
 
 @register
 class TAM(Optimizer):
-    r"""TAM: SGD momentum whose gradient weight follows the gradient-momentum alignment.
+    r"""TAM: torque-aware momentum, SGD momentum whose gradient weight follows the gradient-momentum alignment.
 
     With :math:`\mathrm{n}(x)` the L2 normalization along the first axis and :math:`b_0 = g_1`:
 
@@ -20,9 +20,25 @@ class TAM(Optimizer):
         s_t = \rho s_{t-1} + (1-\rho)\,\mathrm{n}(b_{t-1})\odot\mathrm{n}(g_t),\quad
         b_t = \mu b_{t-1} + \Big(\frac{1+s_t}{2}+\epsilon\Big) g_t,\quad p_t = p_{t-1} - \eta b_t
 
-    Paper: "Torque-Aware Momentum", 2024. Reference quirk kept for parity: the L2 penalty
-    (``weight_decouple=False``) is added to the gradient after the buffer was updated, so
-    it has no effect. The Keras seed's ``name`` default ("soap") is a copy-paste error.
+    Paper: "Torque-Aware Momentum", arXiv:2412.18790, 2024.
+
+    Reference: ``pytorch_optimizer.TAM`` (parity-checked). Reference quirk kept for parity: the L2 penalty
+    (``weight_decouple=False``) is added to the gradient after the buffer was updated, so it has no effect.
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
+        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.9``.
+        decay_rate: Decay rate :math:`\rho` of the alignment EMA :math:`s`, in [0, 1). Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``; ``False`` applies none
+            (reference quirk above). Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Term added to the gradient weight (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "tam"

@@ -1,4 +1,4 @@
-"""VSGD, variational stochastic gradient descent (Chen et al., 2024), pytorch_optimizer semantics."""
+"""VSGD: variational stochastic gradient descent."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from mlx_optim.registry import register
 
 @register
 class VSGD(Optimizer):
-    r"""VSGD, variational stochastic gradient descent (Chen et al., 2024), pytorch_optimizer semantics.
+    r"""VSGD: variational stochastic gradient descent, SGD on a Bayesian-filtered estimate of the true gradient.
 
-    The true gradient :math:`\mu_g` is estimated by a Bayesian filter from the
-    noisy gradient, with gamma-distributed precisions whose rate parameters
-    :math:`b_g, \hat b_g` are averaged with weights :math:`\rho_{1,2} = t^{-\tau_{1,2}}`:
+    The true gradient :math:`\mu_g` is estimated by a Bayesian filter from the noisy gradient, with
+    gamma-distributed precisions whose rate parameters :math:`b_g, \hat b_g` are averaged with weights
+    :math:`\rho_{1,2} = t^{-\tau_{1,2}}`:
 
     .. math::
         \sigma_g = b_g / a,\ \hat\sigma_g = \hat b_g / a,\quad
@@ -25,10 +25,30 @@ class VSGD(Optimizer):
         \hat b_g \leftarrow \operatorname{lerp}(\hat b_g, \hat b_0 + m_t - 2 g_t \mu_t + g_t^2, \rho_2) \\
         p_t = p_{t-1} - \eta\, \mu_t / (\sqrt{m_t} + \epsilon)
 
-    with prior :math:`a = 2 p_s + 1 + 10^{-4}`, :math:`b_0 = 2 p_s`,
-    :math:`\hat b_0 = 2\,\text{ghattg}\, p_s` (first step: :math:`\sigma = b_0/(a-1)`).
-    Weight decay is decoupled by default. Paper: "Variational Stochastic Gradient
-    Descent for Deep Neural Networks", ICML 2024. Same defaults as the Keras seed.
+    with prior :math:`a = 2 p_s + 1 + 10^{-4}`, :math:`b_0 = 2 p_s`, :math:`\hat b_0 = 2\,\text{ghattg}\, p_s`
+    (first step: :math:`\sigma = b_0/(a-1)`). Weight decay is decoupled by default.
+
+    Paper: Chen et al., "Variational Stochastic Gradient Descent for Deep Neural Networks", ICML 2024.
+
+    Reference: ``pytorch_optimizer.VSGD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-1``.
+        ghattg: Prior ratio of the observation noise to the gradient's own variance (``ghattg`` in
+            :math:`\hat b_0`; >= 0). Default ``30.0``.
+        ps: Prior strength :math:`p_s` (>= 0). Default ``1e-8``.
+        tau1: Decay exponent :math:`\tau_1` of the weight :math:`\rho_1 = t^{-\tau_1}` of :math:`b_g`
+            (>= 0). Default ``0.81``.
+        tau2: Decay exponent :math:`\tau_2` of the weight :math:`\rho_2 = t^{-\tau_2}` of :math:`\hat b_g`
+            (>= 0). Default ``0.9``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "vsgd"

@@ -1,4 +1,4 @@
-"""Yogi (Zaheer et al., 2018): Adam with an additive, sign-controlled second moment."""
+"""Yogi: Adam with an additive, sign-controlled second moment."""
 
 from __future__ import annotations
 
@@ -13,14 +13,35 @@ from mlx_optim.registry import register
 
 @register
 class Yogi(Optimizer):
-    r"""Yogi (Zaheer et al., 2018): Adam with an additive, sign-controlled second moment.
+    r"""Yogi: Adam with an additive, sign-controlled second moment that grows or shrinks by at most one term.
 
     .. math::
         v_t = v_{t-1} - (1-\beta_2)\operatorname{sign}(v_{t-1} - g_t^2)\, g_t^2,\quad
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    Both moments start at ``initial_accumulator``. ``adam_debias`` as in the
-    reference. Paper: "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
+    with :math:`m_t` Adam's first moment. Both moments start at ``initial_accumulator``.
+
+    Paper: Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
+
+    Reference: ``pytorch_optimizer.Yogi`` (parity-checked), including its ``adam_debias`` option
+    (keyword-only here).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-2``.
+        betas: ``(beta1, beta2)``, decay rates of the first- and second-moment EMAs, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        initial_accumulator: Initial value of both moments. Default ``1e-6``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
+            ``weight_decay * p`` to the gradient. Default ``True``.
+        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
+            rate. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-3``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        adam_debias: Do not divide the step size by :math:`1-\beta_1^t` (keyword-only). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "yogi"

@@ -31,7 +31,7 @@ at the parameters phase ``i - 1`` returned. Two calling forms run the same
 functions:
 
 * ``loss = opt.step_with(model, loss_and_grad_fn, *batch)`` evaluates the
-  gradient ``num_phases`` times on the same batch (the foundation's
+  gradient ``num_phases`` times on the same batch (the package's
   re-evaluation convention) and returns the loss of the first evaluation;
 * with ``transparent=True`` every ordinary ``update(model, grads)`` call runs
   one phase, chosen by ``calls % num_phases`` with ``mx.where`` (optax's
