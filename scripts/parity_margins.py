@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402, F401  (first, as in tests/conftest.py: torch keeps its own BLAS if mlx_optim loads OpenBLAS)
 
+import mlx_optim  # noqa: E402, F401  (before mlx.core: with MLX_OPTIM_BLAS=auto, MLX's BLAS calls go to OpenBLAS)
+
 
 def margins(pattern: str | None) -> dict[str, float]:
     import fnmatch
