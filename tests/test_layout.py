@@ -90,6 +90,7 @@ def test_families_are_a_fixed_set():
 # <- cli / integrations / the package's __init__.
 LAYERS = {
     "blas": 0,
+    "linalg": 0,
     "functional": 0,
     "base": 1,
     "streams": 1,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 import numpy as np
 
+from mlx_optim import linalg
 from mlx_optim.functional.elementwise import cautious_mask
 
 
@@ -200,13 +201,13 @@ def inverse_root_svd(mat: mx.array, power: float) -> mx.array:
 
     The SVD runs on the CPU stream (the only one MLX implements it on).
     """
-    u, s, vt = mx.linalg.svd(mat.astype(mx.float32), stream=mx.cpu)
+    u, s, vt = linalg.svd(mat.astype(mx.float32))
     return ((u * mx.power(s, -1.0 / power)[..., None, :]) @ vt).astype(mat.dtype)
 
 
 def eigenvectors(mat: mx.array) -> mx.array:
     """Eigenvectors of a symmetric matrix, ascending eigenvalues (``torch.linalg.eigh``), on the CPU stream."""
-    return mx.linalg.eigh(mat, stream=mx.cpu)[1]
+    return linalg.eigh(mat)[1]
 
 
 def merge_small_dims(shape: Sequence[int], max_dim: int) -> list[int]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
+from mlx_optim import linalg
 from mlx_optim.functional import elementwise as E
 
 
@@ -98,7 +99,7 @@ def canonical_svd(x: mx.array) -> tuple[mx.array, mx.array]:
     Each column of ``U`` is flipped so that its largest-magnitude entry is positive, and the
     matching row of ``V^T`` with it (so ``U diag(s) V^T`` is unchanged).
     """
-    u, _, vt = mx.linalg.svd(x.astype(mx.float32), stream=mx.cpu)
+    u, _, vt = linalg.svd(x.astype(mx.float32))
     k = min(x.shape)
     u, vt = u[:, :k], vt[:k]
     idx = mx.argmax(mx.abs(u), axis=0)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -59,7 +60,7 @@ def subspace_iteration(a: mx.array, u: mx.array) -> tuple[mx.array, mx.array]:
     the identity, as in LAPACK.
     """
     u, _ = mx.linalg.qr(a @ u, stream=mx.cpu)
-    vals, w = mx.linalg.eigh(u.T @ a @ u, stream=mx.cpu)
+    vals, w = linalg.eigh(u.T @ a @ u)
     return vals, canonical_columns(u @ w)
 
 

@@ -8,6 +8,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -124,7 +125,7 @@ def newton_db_root(matrix: mx.array, scale: mx.array, num_iters: int, inverse: b
 
 def eigh_inverse_root(matrix: mx.array, root: int, matrix_eps: float) -> mx.array:
     """``matrix ** (-1/root)`` by ``eigh`` with Distributed Shampoo's spectral shift (on the CPU stream)."""
-    values, vectors = mx.linalg.eigh(matrix, stream=mx.cpu)
+    values, vectors = linalg.eigh(matrix)
     values = values + (matrix_eps - mx.minimum(mx.min(values, axis=-1, keepdims=True), 0.0))
     values = mx.power(values, -1.0 / root)
     return (vectors * values[..., None, :]) @ mx.swapaxes(vectors, -1, -2)

@@ -63,10 +63,12 @@ def dct_compress(x: mx.array, chunk: int, top_k: int) -> mx.array:
     n1, n2 = get_smaller_split(x.shape[0], chunk), get_smaller_split(x.shape[1], chunk)
     d1, d2 = dct_matrix(n1, x.dtype), dct_matrix(n2, x.dtype)
     blocks = x.reshape(x.shape[0] // n1, n1, x.shape[1] // n2, n2)
-    coef = mx.einsum("yhxw,hb,wd->yxbd", blocks, d1, d2)
+    # pairwise contractions, no multi-operand mx.einsum (whose path search MLX runs at every trace)
+    coef = mx.tensordot(mx.tensordot(blocks, d1, axes=([1], [0])), d2, axes=([2], [0]))  # yhxw,hb,wd->yxbd
     y, xx = coef.shape[:2]
     coef = _top_k(coef.reshape(y, xx, n1 * n2), k).reshape(y, xx, n1, n2)
-    return mx.einsum("yxhw,bh,dw->ybxd", coef, d1, d2).reshape(x.shape)
+    out = mx.tensordot(mx.tensordot(coef, d1, axes=([2], [1])), d2, axes=([2], [1]))  # yxhw,bh,dw->yxbd
+    return mx.transpose(out, (0, 2, 1, 3)).reshape(x.shape)
 
 
 @register

@@ -120,10 +120,41 @@ def kron_balance(qs: list[mx.array]) -> list[mx.array]:
     return [q * (gmean / norms[i]) for i, q in enumerate(qs)]
 
 
-def kron_update_factors(qs: list[mx.array], exprs, v: mx.array, g: mx.array, step: float, eps: float) -> list:
+def mode_product(x: mx.array, q: mx.array, axis: int, transpose: bool = False) -> mx.array:
+    """``x`` times the factor ``q`` along ``axis``: ``y[.., a, ..] = sum_n q[a, n] x[.., n, ..]`` (``q[n, a]``
+    when ``transpose``); a 1-d ``q`` is a diagonal factor (element-wise scaling along ``axis``).
+
+    Kron's contractions are chains of these, one factor at a time, instead of one multi-operand ``mx.einsum``:
+    MLX's einsum path search overflows its FLOP count for 2048-wide factors and then runs the naive
+    contraction over every index at once (Kron crashed the process on a 2048x2048 parameter).
+    """
+    if q.ndim < 2:
+        return x * q.reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+    if x.ndim == 2:
+        if axis == 0:
+            return (q.T if transpose else q) @ x
+        return x @ (q if transpose else q.T)
+    return mx.moveaxis(mx.tensordot(x, q, axes=([axis], [0 if transpose else 1])), -1, axis)
+
+
+def kron_apply(qs: list[mx.array], x: mx.array, transpose: bool = False) -> mx.array:
+    """``Q x`` for ``Q = Q_1 (x) ... (x) Q_k`` (``Q^T x`` when ``transpose``): the reference's ``expr_a``."""
+    for i, q in enumerate(qs):
+        x = mode_product(x, q, i, transpose)
+    return x
+
+
+def kron_gram(a: mx.array, axis: int, diagonal: bool) -> mx.array:
+    """``A_(i) A_(i)^T`` of the mode-``axis`` unfolding (its diagonal for a diagonal factor): ``expr_gr``."""
+    if diagonal:
+        return a * a if a.ndim == 1 else mx.sum(a * a, axis=[j for j in range(a.ndim) if j != axis])
+    u = mx.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
+    return u @ u.T
+
+
+def kron_update_factors(qs: list[mx.array], v: mx.array, g: mx.array, step: float, eps: float) -> list:
     """One PSGD step on the Kronecker factors from the pair (noise ``v``, gradient ``g``)."""
-    expr_a, expr_gs, _ = exprs
-    a = mx.einsum(expr_a, *qs, g) if g.ndim else qs[0] * g
+    a = kron_apply(qs, g) if g.ndim else qs[0] * g
     order = g.ndim
     conj_b = mx.transpose(v, list(range(1, order)) + [0]) if order else v
     for i, q in enumerate(qs):
@@ -131,9 +162,9 @@ def kron_update_factors(qs: list[mx.array], exprs, v: mx.array, g: mx.array, ste
         if i < order - 1:
             conj_b = mx.swapaxes(conj_b, i, order - 1)
     out = []
-    for q, expr_g in zip(qs, expr_gs):
-        term1 = mx.einsum(expr_g, a, a) if order else a * a
-        term2 = mx.einsum(expr_g, conj_b, conj_b) if order else conj_b * conj_b
+    for i, q in enumerate(qs):
+        term1 = kron_gram(a, i, q.ndim < 2) if order else a * a
+        term2 = kron_gram(conj_b, i, q.ndim < 2) if order else conj_b * conj_b
         tmp = (term1 - term2) * step
         if q.ndim < 2:
             tmp = tmp * q / (mx.max(mx.abs(term1 + term2)) + eps)
@@ -290,7 +321,6 @@ class Kron(Optimizer):
         pdtype = state["Q_0"].dtype
         m_hat = (state["momentum_buffer"] / hp.bias_correction1).astype(pdtype)
 
-        diag, exprs = self._structure(p.shape)
         n = max(len(p.shape), 1)
         qs = [state[f"Q_{i}"] for i in range(n)]
         if g.ndim > 1:
@@ -298,12 +328,13 @@ class Kron(Optimizer):
         key, hp.noise_key = mx.random.split(hp.noise_key)
         v = mx.random.normal(m_hat.shape, dtype=pdtype, key=key)
         probe_g = m_hat if self.momentum_into_precondition_update else g.astype(pdtype)
-        updated = kron_update_factors(qs, exprs, v, probe_g, KRON_PRECONDITION_LR, KRON_EPS)
+        updated = kron_update_factors(qs, v, probe_g, KRON_PRECONDITION_LR, KRON_EPS)
         qs = [mx.where(hp.do_update, u, q) for u, q in zip(updated, qs)]
         for i, q in enumerate(qs):
             state[f"Q_{i}"] = q
 
-        u = (mx.einsum(exprs[2], *qs, *qs, m_hat) if p.ndim else qs[0] * qs[0] * m_hat).astype(p.dtype)
+        u = kron_apply(qs, kron_apply(qs, m_hat), transpose=True) if p.ndim else qs[0] * qs[0] * m_hat
+        u = u.astype(p.dtype)
         u = u * mx.minimum(1.1 / (mx.sqrt(mx.mean(mx.square(u))) + 1e-6), 1.0)
         if p.ndim >= 2 and self.weight_decouple and self.decays():
             u = u + hp.weight_decay * p

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable, leaves
 from mlx_optim.registry import register
 
@@ -35,7 +36,7 @@ def lora_from_2d(x: mx.array, like: mx.array, dim: int) -> mx.array:
 
 def lora_inverse_root(v: mx.array, escape: mx.array, eps: mx.array, eps_root: mx.array, relative: bool) -> mx.array:
     """``(V + escape + eps_root)^{-1/2}`` with ``eps`` added to the root, from ``eigh`` of the symmetrized ``V``."""
-    eigenvalues, eigenvectors = mx.linalg.eigh(_sym(v), stream=mx.cpu)
+    eigenvalues, eigenvectors = linalg.eigh(_sym(v))
     root_eps = mx.maximum(mx.max(eigenvalues), 0.0) * eps_root if relative else eps_root
     inverse = 1.0 / (mx.sqrt(mx.maximum(eigenvalues, 0.0) + escape + root_eps) + eps)
     return _sym((eigenvectors * inverse[None, :]) @ eigenvectors.T)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable, leaves
 from mlx_optim.registry import register
 
@@ -19,7 +20,7 @@ def _rank_eligible(p: mx.array) -> bool:
 
 def masked_nuclear_subgradient(p: mx.array, mask: mx.array) -> mx.array:
     """``U V^T`` of the reduced SVD of ``where(mask, p, 0)``: a subgradient of its nuclear norm."""
-    u, _, vt = mx.linalg.svd(mx.where(mask, p, 0.0), compute_uv=True, stream=mx.cpu)
+    u, _, vt = linalg.svd(mx.where(mask, p, 0.0))
     k = min(p.shape)
     return u[:, :k] @ vt[:k]
 

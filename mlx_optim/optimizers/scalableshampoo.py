@@ -59,6 +59,7 @@ def inverse_root_schur_newton(
     max_iters: int = 100,
     error_tolerance: float = 1e-3,
     max_error_ratio: float = 1.2,
+    early_stop: bool = False,
 ) -> mx.array:
     """``(mat + ridge)^(-1/p)`` by the coupled Schur-Newton iteration (Guo & Higham, 2006).
 
@@ -66,7 +67,9 @@ def inverse_root_schur_newton(
     ``error_tolerance``, or divergence: the error grows by more than ``max_error_ratio``, then it
     returns the previous iterate). Here all ``max_iters`` iterations run with matmuls only and a
     ``done`` flag freezes the result once the reference would have stopped, so the iteration count
-    is data-dependent without Python branching (compilable, same result).
+    is data-dependent without Python branching (compilable, same result). With ``early_stop`` (only
+    outside ``mx.compile``) the flag is evaluated after each iteration and the loop ends once it is
+    set: the same result, without the frozen iterations (typically most of the 100).
     """
     n = mat.shape[0]
     if n == 1:
@@ -91,6 +94,8 @@ def inverse_root_schur_newton(
         m = mx.where(keep, m, new_m)
         prev_error = mx.where(keep, prev_error, error)
         done = keep
+        if early_stop and done.item():
+            break
     return root
 
 
@@ -145,17 +150,21 @@ class ScalableShampoo(Optimizer):
     :math:`\eta` into :math:`S, D`). Weight decay is decoupled or added (L2) to both :math:`S` and :math:`D`
     after grafting, like the reference.
 
-    Schedules are array logic: the statistics and the roots are computed every step and selected with
-    ``mx.where`` (MLX has no lazy conditional), and the Schur-Newton iteration runs its full ``max_iters=100``
-    with a freeze flag that reproduces the reference's early stop. That makes every step cost one inverse
-    root per block factor (100 coupled iterations, or one SVD with ``use_svd=True``); the Schur-Newton
-    iteration is much slower than the SVD on a CPU, so prefer ``use_svd=True`` or small blocks.
+    The inverse roots are the expensive part (per block factor, 100 coupled Schur-Newton iterations of four
+    ``block_size``-wide matmuls at most, or one SVD with ``use_svd=True``), so, like the reference,
+    ``apply_gradients`` computes them only on refresh steps (every ``preconditioning_compute_steps``) and stops
+    the iteration where the reference stops: it reads the step counter on the host, runs a refresh step unfused,
+    and fuses the others without any root in them. Inside your own ``mx.compile`` the step counter cannot be
+    read, so there the schedule is array logic (MLX has no lazy conditional): the roots are computed every step,
+    all ``max_iters=100`` iterations with a freeze flag that reproduces the early stop, and selected with
+    ``mx.where`` -- the same numbers, but every step then costs a refresh; keep ``mx.compile`` off the step or use
+    ``use_svd=True`` with this optimizer.
 
     Paper: Anil et al., "Scalable Second Order Optimization for Deep Learning", arXiv:2002.09018, 2020.
 
     Reference: ``pytorch_optimizer.ScalableShampoo`` (parity-checked). Differences: the reference's power
     iteration starts from a random vector, ours from a fixed one (it only scales the ``matrix_eps`` ridge);
-    the schedules are computed every step and selected (above).
+    inside ``mx.compile`` the schedules are computed every step and selected (above).
 
     Args:
         learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
@@ -258,6 +267,25 @@ class ScalableShampoo(Optimizer):
         self.matrix_eps = float(matrix_eps)
         self.use_svd = use_svd
 
+    # The roots' schedule on the host (see the class docstring): True / False while apply_gradients knows whether
+    # this step refreshes them, None (array logic) otherwise, e.g. inside the caller's mx.compile.
+    _host_refresh: bool | None = None
+
+    def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
+        try:
+            step = int(self.state["step"].item()) + 1
+        except ValueError:  # inside mx.compile (or another transform) the step counter is a tracer
+            step = None
+        self._host_refresh = None if step is None else step % self.preconditioning_compute_steps == 0
+        try:
+            return super().apply_gradients(gradients, parameters, loss)
+        finally:
+            self._host_refresh = None
+
+    def _fuses_updates(self) -> bool:
+        # a refresh step runs unfused: its Schur-Newton iterations stop on host-side checks of their error
+        return False if self._host_refresh else super()._fuses_updates()
+
     # structure (the reference's PreConditioner / BlockPartitioner, from the shape at trace time)
     def _layout(self, shape):
         """``(transformed_shape, precondition_dims, exponent, split_sizes, factor sizes per block)``.
@@ -304,10 +332,10 @@ class ScalableShampoo(Optimizer):
         hp.refresh = F.every(hp.step, self.preconditioning_compute_steps)
         hp.precondition = hp.step >= self.start_preconditioning_step
 
-    def _inverse_root(self, mat: mx.array, exponent: int) -> mx.array:
+    def _inverse_root(self, mat: mx.array, exponent: int, early_stop: bool = False) -> mx.array:
         if self.use_svd:
             return inverse_root_svd(mat, exponent)
-        return inverse_root_schur_newton(mat, exponent, ridge_epsilon=self.matrix_eps)
+        return inverse_root_schur_newton(mat, exponent, ridge_epsilon=self.matrix_eps, early_stop=early_stop)
 
     def _graft(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -337,9 +365,12 @@ class ScalableShampoo(Optimizer):
                 stat = state[f"statistics_{k}"]
                 stat = mx.where(hp.update_statistics, stat * hp.beta2 + w2 * (u @ u.T), stat)
                 state[f"statistics_{k}"] = stat
-                state[f"pre_conditioner_{k}"] = mx.where(
-                    hp.refresh, self._inverse_root(stat, exponent), state[f"pre_conditioner_{k}"]
-                )
+                if self._host_refresh is None:  # array logic: a root every step, selected on refresh steps
+                    state[f"pre_conditioner_{k}"] = mx.where(
+                        hp.refresh, self._inverse_root(stat, exponent), state[f"pre_conditioner_{k}"]
+                    )
+                elif self._host_refresh:
+                    state[f"pre_conditioner_{k}"] = self._inverse_root(stat, exponent, early_stop=True)
                 k += 1
         out = []
         roll = None
