@@ -21,6 +21,9 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's mlx_optim
 
 # name shown, our registry name, our extra keywords, reference keywords (beyond the parameters)
 SPECS: list[tuple[str, str, dict, dict]] = [
