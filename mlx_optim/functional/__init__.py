@@ -22,9 +22,11 @@ from mlx_optim.functional.factored import clip_by_rms, factored_moments, factore
 from mlx_optim.functional.lookahead import lookahead_merge  # noqa: F401
 from mlx_optim.functional.matrix import (  # noqa: F401
     NS_COEFFICIENTS,
+    NSDtype,
     Weights,
     as_matrix,
     cautious_lowp,
+    check_ns_dtype,
     eigenvectors,
     gram_newton_schulz,
     identity,
@@ -34,6 +36,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     newton_schulz5,
     newton_schulz_weights,
     ns_coeff,
+    ns_iteration_dtype,
     round_scalar,
 )
 from mlx_optim.functional.moments import (  # noqa: F401

@@ -175,6 +175,36 @@ def gram_newton_schulz(
     return x.T if transpose else x
 
 
+NSDtype = mx.Dtype | str | None
+
+_NS_DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
+
+
+def check_ns_dtype(ns_dtype: NSDtype) -> NSDtype:
+    """Validate an ``ns_dtype`` keyword: None, ``mx.bfloat16`` / ``mx.float16`` / ``mx.float32`` or their names."""
+    if ns_dtype is None:
+        return None
+    if isinstance(ns_dtype, str):
+        if ns_dtype not in _NS_DTYPES:
+            raise ValueError(f"ns_dtype={ns_dtype!r} must be None or one of {tuple(_NS_DTYPES)}")
+        return _NS_DTYPES[ns_dtype]
+    if ns_dtype not in _NS_DTYPES.values():
+        raise ValueError(f"ns_dtype={ns_dtype!r} must be None, mx.bfloat16, mx.float16 or mx.float32")
+    return ns_dtype
+
+
+def ns_iteration_dtype(ns_dtype: NSDtype, reference: mx.Dtype) -> mx.Dtype:
+    """The dtype a matrix iteration runs in: ``ns_dtype``, or for None the reference's ``reference`` dtype on a GPU
+    and float32 on the CPU backend (MLX has no fast bfloat16/float16 CPU matmul; the low-precision iteration is
+    emulated with float32 products rounded after each step, which only adds work there).
+
+    Resolved when the update is traced, from ``mx.default_device()``.
+    """
+    if ns_dtype is not None:
+        return check_ns_dtype(ns_dtype)
+    return mx.float32 if mx.default_device().type == mx.cpu else reference
+
+
 def round_scalar(x: float, dtype: mx.Dtype) -> float:
     """``x`` rounded to nearest-even in ``dtype`` (torch rounds a Python scalar so when adding it to such a tensor)."""
     if dtype == mx.float16:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import Weights
+from mlx_optim.functional.matrix import NSDtype, Weights
 from mlx_optim.optimizers.muon import Muon
 from mlx_optim.registry import register
 
@@ -67,6 +67,11 @@ class DistributedMuon(Muon):
             ``"embed"``.
         group: The ``mx.distributed`` group. Default ``None``: ``mx.distributed.init()`` (a one-process group
             when not launched, where each step is exactly :class:`Muon`'s).
+        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
+            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
+            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
+            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
+            on the CPU.
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
@@ -95,6 +100,7 @@ class DistributedMuon(Muon):
         cautious: bool = False,
         muon_filter: Callable[[str, mx.array], bool] | None = None,
         group: mx.distributed.Group | None = None,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(
@@ -115,6 +121,7 @@ class DistributedMuon(Muon):
             ns_reset_steps,
             cautious=cautious,
             muon_filter=muon_filter,
+            ns_dtype=ns_dtype,
             state_dtype=state_dtype,
         )
         if group is not None and not isinstance(group, mx.distributed.Group):

@@ -11,12 +11,15 @@ from mlx.utils import tree_map_with_path
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.functional.matrix import (
+    NSDtype,
     Weights,
     as_matrix,
     cautious_lowp,
+    check_ns_dtype,
     gram_newton_schulz,
     newton_schulz,
     newton_schulz_weights,
+    ns_iteration_dtype,
 )
 from mlx_optim.registry import register
 
@@ -123,6 +126,12 @@ class _MuonFamily(Optimizer):
         denom = mx.sqrt(v) / hp.adamw_bc2_sqrt + getattr(hp, self._ADAMW_EPS)
         return p - (hp.adamw_lr / hp.adamw_bc1) * (m / denom)
 
+    def _ns_dtype(self, ns_dtype: NSDtype) -> NSDtype:
+        try:
+            return check_ns_dtype(ns_dtype)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+
     def lr_ratio(self, p: mx.array) -> float:
         return adjusted_lr_ratio(p.shape, self.use_adjusted_lr)
 
@@ -183,6 +192,11 @@ class Muon(_MuonFamily):
         muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
             the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
             not contain ``"embed"``. Default ``None``.
+        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
+            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
+            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
+            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
+            on the CPU.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -211,6 +225,7 @@ class Muon(_MuonFamily):
         *,
         cautious: bool = False,
         muon_filter: Callable[[str, mx.array], bool] | None = None,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
@@ -231,17 +246,19 @@ class Muon(_MuonFamily):
         self.nesterov, self.cautious = bool(nesterov), bool(cautious)
         self.ns_method = ns_method
         self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
+        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
 
     def orthogonalize(self, u: mx.array) -> mx.array:
-        """The Newton–Schulz polar factor of the matrix view of ``u`` (low precision, shape of ``u``)."""
+        """The Newton–Schulz polar factor of the matrix view of ``u`` (in the ``ns_dtype`` iteration dtype)."""
         m = as_matrix(u)
         if self.ns_method == "gram_newton_schulz":
-            o = gram_newton_schulz(m, self.ns_steps, self.ns_weights, reset_steps=self.ns_reset_steps)
+            dtype = ns_iteration_dtype(self.ns_dtype, mx.float16)
+            o = gram_newton_schulz(m, self.ns_steps, self.ns_weights, dtype=dtype, reset_steps=self.ns_reset_steps)
         else:
-            o = newton_schulz(m, self.ns_steps, self.ns_weights)
+            o = newton_schulz(m, self.ns_steps, self.ns_weights, dtype=ns_iteration_dtype(self.ns_dtype, mx.bfloat16))
         return o.reshape(u.shape)
 
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -335,6 +352,11 @@ class MuonClip(Muon):
         muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
             the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
             not contain ``"embed"``. Default ``None``.
+        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
+            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
+            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
+            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
+            on the CPU.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -365,6 +387,7 @@ class MuonClip(Muon):
         cautious: bool = False,
         qk_clip: QKClip | None = None,
         muon_filter: Callable[[str, mx.array], bool] | None = None,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(
@@ -385,6 +408,7 @@ class MuonClip(Muon):
             ns_reset_steps,
             cautious=cautious,
             muon_filter=muon_filter,
+            ns_dtype=ns_dtype,
             state_dtype=state_dtype,
         )
         self._check("qk_clip_threshold", qk_clip_threshold, 0.0, None, "(]")

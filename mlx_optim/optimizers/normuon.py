@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import Weights, as_matrix
+from mlx_optim.functional.matrix import NSDtype, Weights, as_matrix
 from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
@@ -89,6 +89,11 @@ class NorMuon(_MuonFamily):
         muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
             the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
             not contain ``"embed"``. Default ``None``.
+        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
+            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
+            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
+            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
+            on the CPU.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -120,6 +125,7 @@ class NorMuon(_MuonFamily):
         ns_method: str = "newton_schulz",
         ns_reset_steps: Sequence[int] = (2,),
         muon_filter: Callable[[str, mx.array], bool] | None = None,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
@@ -143,6 +149,7 @@ class NorMuon(_MuonFamily):
         self.nesterov, self.update_scale = bool(nesterov), update_scale
         self.ns_method = ns_method
         self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
+        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)

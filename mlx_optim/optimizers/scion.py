@@ -11,7 +11,14 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import as_matrix, newton_schulz, round_scalar
+from mlx_optim.functional.matrix import (
+    NSDtype,
+    as_matrix,
+    check_ns_dtype,
+    newton_schulz,
+    ns_iteration_dtype,
+    round_scalar,
+)
 from mlx_optim.registry import register
 
 
@@ -48,7 +55,13 @@ def _lmo_options(owner: str, norm_type: int, norm_kwargs: dict | None) -> dict[s
     return {**defaults, **{k: v for k, v in (norm_kwargs or {}).items() if k in defaults}}
 
 
-def lmo_direction(g: mx.array, norm_type: int, options: dict[str, Any] | None = None, eps: float = 1e-8) -> mx.array:
+def lmo_direction(
+    g: mx.array,
+    norm_type: int,
+    options: dict[str, Any] | None = None,
+    eps: float = 1e-8,
+    ns_dtype: NSDtype = mx.bfloat16,
+) -> mx.array:
     """The LMO direction of ``g`` for ``norm_type`` (before the radius ``scale``), as pytorch_optimizer's ``Norm.lmo``.
 
     Spectral directions are Newton–Schulz polar factors in bfloat16 (returned in
@@ -74,7 +87,8 @@ def lmo_direction(g: mx.array, norm_type: int, options: dict[str, Any] | None = 
     if norm_type in (LMONorm.SPECTRAL, LMONorm.SPECTRALCONV):
         if g.ndim < 2:
             raise ValueError(f"SCION: {LMONorm(norm_type).name} needs a parameter with ndim >= 2")
-        o = newton_schulz(as_matrix(g), opts["num_steps"]).reshape(g.shape)
+        o = newton_schulz(as_matrix(g), opts["num_steps"], dtype=ns_iteration_dtype(ns_dtype, mx.bfloat16))
+        o = o.reshape(g.shape)
         d_out, d_in = g.shape[0], g.shape[1]
         if norm_type == LMONorm.SPECTRALCONV:
             scale = math.sqrt(d_out / d_in) / math.prod(g.shape[2:])
@@ -148,6 +162,10 @@ class SCION(Optimizer):
         weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
             ``weight_decay * p`` to the gradient. Default ``True``.
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_dtype: dtype of the Newton–Schulz iteration of the spectral norms (keyword-only): ``mx.bfloat16``,
+            ``mx.float16``, ``mx.float32`` or their names; ``None`` (default): the reference's bfloat16 on a GPU
+            and float32 on the CPU backend, where MLX has no fast low-precision matmul. Pass ``"bfloat16"`` to
+            match the reference on the CPU.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -169,6 +187,7 @@ class SCION(Optimizer):
         weight_decouple: bool = True,
         maximize: bool = False,
         *,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
@@ -179,6 +198,10 @@ class SCION(Optimizer):
             _lmo_options(type(self).__name__, norm_type, norm_kwargs)
         self.norm_type, self.norm_kwargs = norm_type, dict(norm_kwargs or {})
         self.constraint, self.weight_decouple = bool(constraint), bool(weight_decouple)
+        try:
+            self.ns_dtype = check_ns_dtype(ns_dtype)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
 
     def leaf_norm(self, p: mx.array) -> tuple[int, dict[str, Any]]:
         """``(norm_type, options)`` of the current leaf."""
@@ -195,7 +218,7 @@ class SCION(Optimizer):
     def descend(self, p: mx.array, d: mx.array) -> mx.array:
         hp = self.hp
         norm_type, opts = self.leaf_norm(p)
-        u = lmo_direction(d, norm_type, opts)
+        u = lmo_direction(d, norm_type, opts, ns_dtype=self.ns_dtype)
         scale = hp.scale if u.dtype == mx.float32 else hp.scale.astype(u.dtype).astype(mx.float32)  # foreach rounding
         u = (u.astype(mx.float32) * scale).astype(u.dtype)
         if self.constraint:
@@ -251,6 +274,10 @@ class SCIONLight(SCION):
         weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
             ``weight_decay * p`` to the gradient. Default ``True``.
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        ns_dtype: dtype of the Newton–Schulz iteration of the spectral norms (keyword-only): ``mx.bfloat16``,
+            ``mx.float16``, ``mx.float32`` or their names; ``None`` (default): the reference's bfloat16 on a GPU
+            and float32 on the CPU backend, where MLX has no fast low-precision matmul. Pass ``"bfloat16"`` to
+            match the reference on the CPU.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.

@@ -33,6 +33,10 @@ SHAPES = {"a": (7,), "b": (5, 6), "c": (2, 3, 4)}
 LOUD_STEPS = 6
 
 
+# our keywords the references do not have (dropped from the torch side)
+MLX_ONLY = ("state_dtype", "ns_dtype")
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One parity case."""
@@ -59,7 +63,7 @@ class Row:
         return f"{self.name}-{self.id}" if self.id else self.name
 
     def torch_kwargs(self) -> dict:
-        kw = {("lr" if k == "learning_rate" else k): v for k, v in self.kwargs.items() if k != "state_dtype"}
+        kw = {("lr" if k == "learning_rate" else k): v for k, v in self.kwargs.items() if k not in MLX_ONLY}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
         kw.update(self.ref_kwargs or {})
         return kw

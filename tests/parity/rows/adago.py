@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_optimizer
 
 from tests.parity.harness import Row
-from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c
+from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c, ns_float32, reference_ns_dtype
 
 ADAGO = muon_ref(pytorch_optimizer.AdaGO, group_keys=("ns_method", "ns_reset_steps"))
 
@@ -53,4 +53,10 @@ ROWS = [
         ref=ADAGO,
         id="gram",
     ),
+]
+
+# the rows above compare with the reference's low-precision iteration (our CPU default is float32)
+ROWS = [reference_ns_dtype(r) for r in ROWS] + [
+    # float32 iteration on both sides (the reference's helpers with their dtype=torch.float32)
+    Row("adago", {"learning_rate": 5e-2, "ns_dtype": "float32"}, ref=ns_float32(ADAGO), id="ns-f32"),
 ]

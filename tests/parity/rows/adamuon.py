@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_optimizer
 
 from tests.parity.harness import Row
-from tests.parity.runners.muon import ADAMW_OPTS, muon_ref, only_c
+from tests.parity.runners.muon import ADAMW_OPTS, muon_ref, ns_float32, only_c, reference_ns_dtype
 
 ADAMUON = muon_ref(pytorch_optimizer.AdaMuon, group_keys=("ns_method", "ns_reset_steps"))
 
@@ -44,4 +44,10 @@ ROWS = [
         "from the per-parameter path this port follows (its default row on the foreach path: 1.9e-4 apart)",
         id="gram",
     ),
+]
+
+# the rows above compare with the reference's low-precision iteration (our CPU default is float32)
+ROWS = [reference_ns_dtype(r) for r in ROWS] + [
+    # float32 iteration on both sides (the reference's helpers with their dtype=torch.float32)
+    Row("adamuon", {"learning_rate": 2e-2, "ns_dtype": "float32"}, ref=ns_float32(ADAMUON), id="ns-f32"),
 ]

@@ -14,7 +14,17 @@ import torch
 import mlx_optim
 from mlx_optim.optimizers.muon import default_muon_filter
 from tests.parity.harness import Row, initial_params, loss_and_grads
-from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, _as_mx, _named, muon_ref, not_c, only_c
+from tests.parity.runners.muon import (
+    ADAMW_OPTS,
+    NS_NOTE,
+    _as_mx,
+    _named,
+    muon_ref,
+    not_c,
+    ns_float32,
+    only_c,
+    reference_ns_dtype,
+)
 
 MUON = muon_ref(pytorch_optimizer.Muon)
 
@@ -190,5 +200,17 @@ ROWS = [
         {"learning_rate": 2e-2, "qk_clip": clip_rotary_key, "qk_clip_threshold": 90.0, "qk_clip_alpha": 0.3},
         runner=functools.partial(clip_runner, via_model=True),
         id="qk-clip-rotary-key",
+    ),
+]
+
+# the rows above compare with the reference's low-precision iteration (our CPU default is float32)
+ROWS = [reference_ns_dtype(r) for r in ROWS] + [
+    # float32 iteration on both sides (the reference's helpers with their dtype=torch.float32)
+    Row("muon", {"learning_rate": 2e-2, "ns_dtype": "float32"}, ref=ns_float32(MUON), id="ns-f32"),
+    Row(
+        "muon",
+        {"learning_rate": 2e-2, "ns_dtype": mx.float32, "ns_method": "gram_newton_schulz", "ns_reset_steps": (1, 3)},
+        ref=ns_float32(MUON),
+        id="gram-ns-f32",
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_optimizer
 
 from tests.parity.harness import Row
-from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c, only_c
+from tests.parity.runners.muon import ADAMW_OPTS, NS_NOTE, muon_ref, not_c, ns_float32, only_c, reference_ns_dtype
 
 NORMUON = muon_ref(pytorch_optimizer.NorMuon)
 
@@ -59,4 +59,10 @@ ROWS = [
         ref=NORMUON,
         id="gram",
     ),
+]
+
+# the rows above compare with the reference's low-precision iteration (our CPU default is float32)
+ROWS = [reference_ns_dtype(r) for r in ROWS] + [
+    # float32 iteration on both sides (the reference's helpers with their dtype=torch.float32)
+    Row("normuon", {"learning_rate": 2e-2, "ns_dtype": "float32"}, ref=ns_float32(NORMUON), id="ns-f32"),
 ]

@@ -7,7 +7,7 @@ import torch
 
 from mlx_optim.optimizers.scion import LMONorm
 from tests.parity.harness import Row
-from tests.parity.runners.muon import NS_NOTE, _as_mx, _named
+from tests.parity.runners.muon import NS_NOTE, _as_mx, _named, ns_float32, reference_ns_dtype
 
 
 def scion_ref(cls):
@@ -122,5 +122,17 @@ ROWS = [
         ref=SCIONLightAccumulating,
         ref_kwargs={"foreach": False},
         id="row-per-param",
+    ),
+]
+
+# the rows above compare with the reference's low-precision iteration (our CPU default is float32)
+ROWS = [reference_ns_dtype(r) for r in ROWS] + [
+    # float32 iteration on both sides (the reference's helpers with their dtype=torch.float32)
+    Row("scion", {"learning_rate": 1e-2, "ns_dtype": "float32"}, ref=ns_float32(SCION_REF), id="ns-f32"),
+    Row(
+        "scionlight",
+        {"learning_rate": 1e-2, "ns_dtype": "float32"},
+        ref=ns_float32(SCIONLightAccumulating),
+        id="ns-f32",
     ),
 ]

@@ -8,14 +8,18 @@ build the torch groups from the same split, naming the harness parameters by
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import os
+import sys
 import tempfile
 
 import mlx.core as mx
 import torch
 
 from mlx_optim.optimizers.muon import default_muon_filter
-from tests.parity.harness import SHAPES
+from tests.parity.harness import SHAPES, Row
 
 
 def _named(params):
@@ -76,3 +80,53 @@ def _single_process_group():
     if not torch.distributed.is_initialized():
         store = torch.distributed.FileStore(os.path.join(tempfile.mkdtemp(), "store"), 1)
         torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+
+
+def reference_ns_dtype(row: Row) -> Row:
+    """``row`` with our Newton–Schulz iteration in the reference's dtype (bfloat16; float16 for the Gram method).
+
+    Our default on the CPU backend is float32, the references' is low precision.
+    """
+    if "ns_dtype" in row.kwargs:
+        return row
+    dtype = "float16" if row.kwargs.get("ns_method") == "gram_newton_schulz" else "bfloat16"
+    return dataclasses.replace(row, kwargs={**row.kwargs, "ns_dtype": dtype})
+
+
+@contextlib.contextmanager
+def reference_ns_in(dtype: torch.dtype):
+    """Run pytorch_optimizer's Newton–Schulz helpers with ``dtype=dtype`` (their own keyword; the optimizers do not
+    forward one), by rebinding the names the optimizer modules imported."""
+    from pytorch_optimizer.optimizer.utils import matrix
+
+    originals = (matrix.zero_power_via_newton_schulz_5, matrix.zero_power_via_gram_newton_schulz)
+    patched = []
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("pytorch_optimizer") or mod is None:
+            continue
+        for attr, value in list(vars(mod).items()):
+            if any(value is f for f in originals):
+                patched.append((mod, attr, value))
+                setattr(mod, attr, functools.partial(value, dtype=dtype))
+    try:
+        yield
+    finally:
+        for mod, attr, value in patched:
+            setattr(mod, attr, value)
+
+
+def ns_float32(make):
+    """Reference factory: ``make(params, **kw)`` whose steps run the Newton–Schulz iteration in float32."""
+
+    def factory(params, **kw):
+        opt = make(params, **kw)
+        step = opt.step
+
+        def step_f32(*args, **kwargs):
+            with reference_ns_in(torch.float32):
+                return step(*args, **kwargs)
+
+        opt.step = step_f32
+        return opt
+
+    return factory
