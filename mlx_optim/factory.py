@@ -9,9 +9,10 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 from mlx_optim import _unsupported
-from mlx_optim.base import Optimizer
+from mlx_optim.base import Optimizer, group_selector
 from mlx_optim.registry import load_optimizer
 from mlx_optim.wrappers import ApplyIfFinite, Lookahead
 
@@ -43,6 +44,35 @@ def _check_listed_keywords(cls: type[Optimizer], kwargs: dict[str, Any]) -> None
             raise TypeError(f"{cls.__name__} does not take the reference keyword {key!r}: {why}")
 
 
+class _Paths:
+    """A group selector matching exactly the given parameter paths."""
+
+    def __init__(self, paths: set[str]):
+        self.paths = frozenset(paths)
+
+    def __call__(self, path: str) -> bool:
+        return path in self.paths
+
+    def __repr__(self) -> str:
+        return f"<{len(self.paths)} banned paths>"
+
+
+def _with_ban_groups(groups: list, banned: set[str], params: dict[str, mx.array]) -> list:
+    """``groups`` plus the weight-decay ban: before each user group that does not set ``weight_decay``, the same
+    group restricted to the banned parameters with ``weight_decay=0.0``; then a group of the other banned ones."""
+    out = []
+    for i, group in enumerate(groups):
+        if isinstance(group, dict) and "params" in group and "weight_decay" not in group:
+            match, label = group_selector(group["params"], f"create_optimizer groups[{i}]")
+            chosen = {path for path in banned if match(path, params[path])}
+            if chosen:
+                name = group.get("name") or label
+                out.append({**group, "params": _Paths(chosen), "weight_decay": 0.0, "name": f"{name}:no_decay"})
+        out.append(group)
+    out.append({"params": _Paths(banned), "weight_decay": 0.0, "name": "no_decay"})
+    return out
+
+
 def _direct_parameters(module: nn.Module) -> list[str]:
     return [k for k, v in module.items() if isinstance(v, mx.array)]
 
@@ -59,9 +89,12 @@ def create_optimizer(
 ) -> Optimizer:
     """Build the optimizer ``optimizer_name`` for ``model``.
 
-    With ``weight_decay > 0`` the parameters matched by ``wd_ban_list`` (biases and
-    normalization layers by default) are kept out of weight decay; MLX has no
-    parameter groups, so this is a per-parameter filter on the optimizer.
+    With ``weight_decay > 0`` the trainable parameters matched by ``wd_ban_list`` (biases and
+    normalization layers by default) are kept out of weight decay: a parameter group with
+    ``weight_decay=0.0`` (see :meth:`mlx_optim.base.Optimizer.set_groups`), as pytorch_optimizer's
+    ``get_optimizer_parameters`` makes. ``groups`` in ``kwargs`` are kept: a banned parameter of a user group
+    gets that group's values and no decay (unless the group sets ``weight_decay`` itself). For an optimizer
+    whose weight decay cannot differ per group (``shared_tunables``) the ban is a ``decay_filter`` instead.
 
     ``use_lookahead=True`` wraps the optimizer in :class:`mlx_optim.wrappers.Lookahead` with ``k``,
     ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
@@ -85,10 +118,20 @@ def create_optimizer(
     if weight_decay:
         kwargs["weight_decay"] = weight_decay
     _check_listed_keywords(cls, kwargs)
+    groups = list(kwargs.pop("groups", None) or ())
     opt = cls(learning_rate=learning_rate, **kwargs)
+    banned = set()
+    trainable = dict(tree_flatten(model.trainable_parameters()))
     if weight_decay:
-        banned = banned_paths(model, wd_ban_list)
-        opt.decay_filter = lambda path: path not in banned
+        banned = banned_paths(model, wd_ban_list) & set(trainable)
+    groupable = not opt.groups_unsupported and "weight_decay" in opt._tunables and not opt._is_shared("weight_decay")
+    if banned and not groupable:
+        excluded = frozenset(banned)
+        opt.decay_filter = lambda path: path not in excluded
+    elif banned:
+        groups = _with_ban_groups(groups, banned, trainable)
+    if groups:
+        opt.set_groups(groups)
     if use_lookahead:
         if optimizer_name.lower() in ("ranger", "ranger21"):
             warnings.warn(

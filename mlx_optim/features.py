@@ -271,10 +271,10 @@ class Features:
         fx.lookahead_merge_time = int(f["lookahead_merge_time"])
         if fx.DAdapt:
             self._hyper("dadapt_growth_rate", f["growth_rate"], 1.0)
-            self.state["dadapt_d"] = mx.array(float(f["d0"]), mx.float32)
-            self.state["dadapt_numerator"] = mx.array(0.0, mx.float32)
+            self.globals["dadapt_d"] = mx.array(float(f["d0"]), mx.float32)
+            self.globals["dadapt_numerator"] = mx.array(0.0, mx.float32)
             for k in ("dadapt_s_sq", "dadapt_u_sq", "dadapt_g_norm0", "dadapt_u_max"):
-                self.state[k] = mx.array(0.0, mx.float32)
+                self.globals[k] = mx.array(0.0, mx.float32)
         if fx.lookahead:
             self._hyper("lookahead_alpha", f["lookahead_blending_alpha"], 0.0, 1.0)
         fx.sophia = bool(f["sophia"])
@@ -287,7 +287,7 @@ class Features:
             self._choice("hessian_distribution", f["hessian_distribution"], DISTRIBUTIONS)
             fx.update_period, fx.num_samples = int(f["update_period"]), int(f["num_samples"])
             fx.hessian_distribution = f["hessian_distribution"]
-            self.state["sophia_key"] = mx.random.key(0)
+            self.globals["sophia_key"] = mx.random.key(0)
         self._sophia_mode = "none"
         fx.grad = bool(fx.orthograd or fx.agc or fx.pnm or fx.aem)
         fx.update = bool(fx.cautious or fx.trust_ratio or fx.DAdapt)
@@ -342,7 +342,7 @@ class Features:
         Running this at the start of the next step keeps every hook inside ``apply_gradients`` (also
         for optimizers with their own calling convention) and gives the same sequence of ``d``.
         """
-        st = self.state
+        st = self.globals
         d, s_norm = st["dadapt_d"], mx.sqrt(st["dadapt_s_sq"])
         d_hat = st["dadapt_numerator"] / mx.where(s_norm > 0, s_norm, 1.0)
         grown = mx.maximum(d, mx.minimum(d_hat, d * hp.dadapt_growth_rate))
@@ -371,7 +371,7 @@ class Features:
         ``|g_1|`` is the first step's gradient norm over the whole tree (DAdaptSGD's ``g0_norm``); on the
         first step, before any base step is known, ``lr_1 |g_1|`` stands in for ``|delta_1|`` (equal for SGD).
         """
-        st, hp = self.state, self.hp
+        st, hp = self.globals, self.hp
         known = st["dadapt_g_norm0"]
         g_norm = mx.sqrt(F.sum_of_squares(signal))
         st["dadapt_g_norm0"] = g0 = mx.where(known > 0, known, g_norm)
@@ -433,7 +433,7 @@ class Features:
         if fx.trust_ratio:
             delta = delta * trust_scale(p, delta, self.hp.lr, fx.trust_clip)
         if fx.DAdapt:
-            st, hp, f32 = self.state, self.hp, mx.float32
+            st, hp, f32 = self.globals, self.hp, mx.float32
             st["dadapt_u_sq"] = st["dadapt_u_sq"] + mx.sum(mx.square(delta.astype(f32)))
             displacement = state["dadapt_x0"] - p
             st["dadapt_numerator"] = st["dadapt_numerator"] + hp.dadapt_lam * mx.sum((g * displacement).astype(f32))
@@ -452,7 +452,7 @@ class Features:
         lg = so._require_loss_and_grad(
             type(self).__name__, loss_and_grad_fn, "mlx_optim.value_and_grad(model, loss_fn)"
         )
-        self.state["sophia_key"], key = mx.random.split(self.state["sophia_key"])
+        self.globals["sophia_key"], key = mx.random.split(self.globals["sophia_key"])
         loss, grads, hessian = so.hutchinson_diagonal(
             lg, model, key, fx.num_samples, fx.hessian_distribution, *args, **kwargs
         )

@@ -36,7 +36,8 @@ Only what means the same is converted; anything else raises ``ValueError`` sayin
 * MLX's ``Muon`` runs Newton–Schulz in float32 and updates vectors by plain momentum; mlx_optim's follows
   pytorch_optimizer (bfloat16 Newton–Schulz, an AdamW fallback for non-matrices): no conversion.
 * mlx_optim options MLX has no counterpart of (``amsgrad``, RMSprop's ``momentum`` / ``centered``, ``maximize``,
-  ``state_dtype``, ``decay_filter``, scheduled tunables other than the learning rate, ...) do not convert.
+  ``state_dtype``, ``decay_filter``, parameter groups, scheduled tunables other than the learning rate, ...) do
+  not convert.
 
 A learning-rate schedule carries over. ``mlx.optimizers`` keeps its state in the parameters' dtype; pass
 ``parameters`` to :func:`to_mlx` / :func:`to_mlx_state` to cast each entry to its parameter's dtype (mlx_optim keeps
@@ -54,7 +55,7 @@ import mlx.optimizers as mlx_opt
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from mlx_optim.base import Optimizer
+from mlx_optim.base import GLOBAL_KEY, Optimizer
 from mlx_optim.registry import load_optimizer
 
 __all__ = ["ADAFACTOR_NO_CAP", "from_mlx", "from_mlx_state", "to_mlx", "to_mlx_state", "supported"]
@@ -106,7 +107,7 @@ def _no(cond: bool, msg: str) -> None:
 
 
 def _tunable(opt: Optimizer, name: str) -> float:
-    return _f(opt.state[name])
+    return _f(opt.tunable(name))
 
 
 def _zero(opt: Optimizer, *names: str) -> None:
@@ -250,7 +251,7 @@ def _adafactor_mlx(o: Any, step: int) -> dict:
     _off(o, "ams_bound", "cautious", "fixed_decay")
     _no(not o.weight_decouple, "AdaFactor: weight_decouple=False has no mlx.optimizers counterpart")
     _no(
-        float(o.state["beta2"]) != 1.0,
+        float(o.tunable("beta2")) != 1.0,
         f"AdaFactor caps its decay 1 - t^decay_rate at betas[1]={_tunable(o, 'beta2')} (pytorch_optimizer); "
         "mlx.optimizers.Adafactor does not: only betas[1]=mlx_optim.interop.ADAFACTOR_NO_CAP converts",
     )
@@ -356,6 +357,7 @@ def _pair_of_ours(opt: Any, step: int) -> tuple[_Pair, dict]:
     _no(opt.state_dtype is not None, f"{name}: state_dtype has no mlx.optimizers counterpart")
     _no(opt.decay_filter is not None, f"{name}: decay_filter (per-parameter weight decay) has no mlx counterpart")
     _no(opt.packer is not None, f"{name}: a packed optimizer does not convert (its state is one flat buffer)")
+    _no(bool(opt.groups), f"{name}: parameter groups have no mlx.optimizers counterpart")
     scheduled = sorted(set(opt._schedulers) - {"learning_rate"})
     _no(bool(scheduled), f"{name}: scheduled {', '.join(scheduled)} (mlx.optimizers schedules the learning rate only)")
     if pair.ours_name == "adam" and opt.decoupled_weight_decay:  # Adam(decoupled_weight_decay=True) is AdamW
@@ -379,9 +381,9 @@ def _map_leaves(tree: Any, fn: Callable[[dict, str], dict], path: str = "") -> A
 
 
 def _split(state: dict) -> tuple[dict, dict]:
-    """Root-level arrays (step, learning rate, tunables) and the per-parameter subtrees."""
+    """Root-level arrays (step, learning rate) and the per-parameter subtrees (not mlx_optim's ``_global``)."""
     scalars = {k: v for k, v in state.items() if isinstance(v, mx.array)}
-    trees = {k: v for k, v in state.items() if not isinstance(v, mx.array)}
+    trees = {k: v for k, v in state.items() if not isinstance(v, mx.array) and k != GLOBAL_KEY}
     return scalars, trees
 
 
@@ -425,7 +427,7 @@ def from_mlx_state(opt: Optimizer, state: dict) -> Optimizer:
             out[pair.names[k]] = v.astype(mx.float32) if v.dtype in (mx.bfloat16, mx.float16) else v
         return out
 
-    new = {k: v for k, v in opt.state.items() if isinstance(v, mx.array)}
+    new = {k: v for k, v in opt.state.items() if isinstance(v, mx.array) or k == GLOBAL_KEY}
     new["step"] = scalars["step"].astype(opt.state["step"].dtype)
     if "learning_rate" in scalars:
         new["learning_rate"] = scalars["learning_rate"].astype(mx.float32)

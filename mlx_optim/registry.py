@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Iterable
 from typing import Any
 
-from mlx_optim.base import Optimizer
+from mlx_optim.base import Optimizer, document_groups
 
 __all__ = ["register", "load_optimizer", "get_supported_optimizers", "OPTIMIZERS"]
 
@@ -42,7 +42,7 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
     if name in OPTIMIZERS and OPTIMIZERS[name] is not cls:
         raise ValueError(f"registry name {name!r} is taken by {OPTIMIZERS[name].__name__}")
     OPTIMIZERS[name] = cls
-    return cls
+    return document_groups(cls)
 
 
 def lookup(table: dict[str, Any], name: str, kind: str) -> Any:

@@ -112,7 +112,7 @@ class LeafStreams:
             _extra.append(mx.new_stream(mx.cpu))
         self.streams = [mx.default_stream(mx.cpu), *_extra[: n - 1]]
         self.load = [0] * n
-        self._hp: dict[int, SimpleNamespace] = {}
+        self._hp: dict[tuple[int, int], Any] = {}
 
     @classmethod
     def for_step(cls, n: int | None) -> LeafStreams | None:
@@ -134,9 +134,10 @@ class LeafStreams:
         """``hp`` as seen from stream ``i``: its 0-d arrays copied there once per step (the leaves on that
         stream then wait for one hand-off per scalar instead of one per leaf and scalar); everything
         else, writes included, goes to ``hp`` itself."""
-        if i not in self._hp:
-            self._hp[i] = _OnStream(hp, self.streams[i])
-        return self._hp[i]
+        key = (i, id(hp))  # one namespace per parameter group (mlx_optim.base.Optimizer.set_groups)
+        if key not in self._hp:
+            self._hp[key] = _OnStream(hp, self.streams[i])
+        return self._hp[key]
 
 
 class _OnStream:

@@ -310,12 +310,12 @@ class DAdaptLion_e(Features, DAdaptLion):  # noqa: N801
 
     def lookahead_moved(self, step: mx.array, state: dict) -> None:
         one_minus_rho = 1 - self.hp.beta2_sq
-        st = self.state
+        st = self.globals
         st["lookahead_numerator"] = st["lookahead_numerator"] + mx.sum((step * state["s"]).astype(mx.float32))
         state["s"] = state["s"] + one_minus_rho * step
 
     def prepare(self, gradients: Any, parameters: Any) -> None:
-        st = self.state
+        st = self.globals
         if self.feat.lookahead:  # the last merge's alignment, as if it had been a step of the last update
             pending = self.global_sum(st["lookahead_numerator"])
             st["numerator_weighted"] = st["numerator_weighted"] + (1 - self.hp.beta2_sq) * pending

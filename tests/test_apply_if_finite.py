@@ -369,8 +369,9 @@ def test_create_optimizer_apply_if_finite():
     model = Net()
     opt = mo.create_optimizer(model, "adamw", 1e-2, weight_decay=0.1, apply_if_finite=3)
     assert isinstance(opt, ApplyIfFinite) and isinstance(opt.inner, mo.AdamW)
-    assert opt.max_consecutive_errors == 3 and opt.inner.decay_filter("l1.weight") is True
-    assert opt.inner.decay_filter("l1.bias") is False
+    (ban,) = opt.inner.groups  # the weight-decay ban list is a group without decay
+    assert opt.max_consecutive_errors == 3 and ban.params("l1.bias") and not ban.params("l1.weight")
+    assert ban["weight_decay"].item() == 0.0
     wrapped = mo.create_optimizer(model, "adamw", 1e-2, use_lookahead=True, k=3, apply_if_finite=0)
     assert isinstance(wrapped.inner, mo.Lookahead) and wrapped.inner.k == 3
     assert not isinstance(mo.create_optimizer(model, "adamw", 1e-2), ApplyIfFinite)

@@ -357,7 +357,7 @@ def test_generic_features_compose_with_adamw(features):
 def test_dadapt_grows_d_and_scales_the_base_step():
     cls = compose(SGD, DAdapt=True, d0=1e-6)
     _, _, opt = _train_composed(cls, steps=40, learning_rate=1.0)
-    d = opt.state["dadapt_d"].item()
+    d = opt.state["_global"]["dadapt_d"].item()
     assert 1e-6 < d < 10.0, d  # grew from d0, stayed finite
 
 
@@ -469,6 +469,6 @@ def test_dadaptlion_e_counts_lookahead_merges_in_its_distance_estimate():
     for cls in (DAdaptLion_e, Unaware):
         model, opt = make_model(), cls()
         train(model, opt, list(batches(4)) * 30)
-        ds.append(opt.state["d"].item())
+        ds.append(opt.state["_global"]["d"].item())
     aware, unaware = ds
     assert aware < 0.1 < unaware, ds

@@ -210,6 +210,29 @@ def test_lora_command_trains_with_a_registry_optimizer(tmp_path):
     assert config["optimizer"] == "sophiah" and config["optimizer_config"] == {"sophiah": {"update_period": 2}}
 
 
+def test_lora_command_takes_parameter_groups(tmp_path):
+    model_dir, data_dir, out = tmp_path / "model", tmp_path / "data", tmp_path / "adapters"
+    _write_local_model(model_dir)
+    _write_data(data_dir)
+    groups = {
+        "groups": [{"params": "*.lora_b", "lr": 1e-3, "betas": [0.8, 0.9]}, {"params": "*.lora_a", "weight_decay": 0}]
+    }
+    cmd = [
+        sys.executable, "-m", "mlx_optim", "lora",
+        "--model", str(model_dir), "--train", "--data", str(data_dir),
+        "--optimizer", "adamw", "--optimizer-config", json.dumps(groups),
+        "--iters", "4", "--batch-size", "4", "--num-layers", "2", "--learning-rate", "1e-2",
+        "--val-batches", "1", "--steps-per-eval", "100", "--adapter-path", str(out),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=_offline_env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["optimizer_config"] == {"adamw": groups}
+    bad = [*cmd, "--optimizer-config", '{"groups": [{"params": "*", "amsgrad": true}]}']  # the last one counts
+    res = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=300, env=_offline_env())
+    assert res.returncode == 2 and "'amsgrad' is not a tunable" in res.stderr, res.stderr[-2000:]
+
+
 def test_lora_command_rejects_unknown_optimizer(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "mlx_optim", "lora", "--model", str(tmp_path), "--train", "--optimizer", "sophia"],

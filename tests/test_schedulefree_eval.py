@@ -45,16 +45,16 @@ def test_eval_and_train_without_argument_switch_the_stepped_model(name, how):
         mx.eval(state)
     at_y = model.parameters()  # the training point (model.update replaces the arrays: this tree is kept)
     expected_x = opt.eval(at_y)  # the explicit form on a parameter tree
-    opt.state["train_mode"] = mx.array(1.0)  # back to train mode: the model still holds y
+    opt.globals["train_mode"] = mx.array(1.0)  # back to train mode: the model still holds y
     assert opt.eval() is model  # PyTorch's optimizer.eval()
-    assert opt.state["train_mode"].item() == 0.0
+    assert opt.globals["train_mode"].item() == 0.0
     for a, b in zip(_weights(model), [np.array(v) for _, v in tree_flatten(expected_x)]):
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(a, np.array(b)) for a, (_, b) in zip(_weights(model), tree_flatten(at_y)))
     expected_y = opt.train(expected_x)
-    opt.state["train_mode"] = mx.array(0.0)
+    opt.globals["train_mode"] = mx.array(0.0)
     opt.train()
-    assert opt.state["train_mode"].item() == 1.0
+    assert opt.globals["train_mode"].item() == 1.0
     for a, b in zip(_weights(model), [np.array(v) for _, v in tree_flatten(expected_y)]):
         np.testing.assert_array_equal(a, b)
 

@@ -6,11 +6,13 @@ Needs the ``lm`` extra (``pip install 'mlx-optim[lm]'``).
   ``mlx_lm.tuner.trainer.train(model, optimizer, ...)`` can drive with its compiled
   ``optimizer.update(model, grads)`` step. ``config`` is the dict an mlx-lm YAML config gives under
   ``optimizer_config: {name: {...}}`` (the constructor's keywords; ``lr`` may be written for
-  ``learning_rate``). Wrappers take their inner optimizer as ``optimizer`` / ``base_optimizer`` (a name,
-  default ``adamw``) and ``optimizer_kwargs``. The SAM family is built ``transparent=True`` (one phase per
-  update) unless the config says otherwise. The config key ``apply_if_finite: N`` (any optimizer) wraps it in
-  :class:`mlx_optim.wrappers.ApplyIfFinite` (``max_consecutive_errors=N``): steps whose gradients hold a NaN
-  or an infinity are skipped; ``applyiffinite`` is also a registered wrapper of its own.
+  ``learning_rate``; ``groups`` gives parameter groups, a list of ``{"params": glob, <tunable>: value}``,
+  see :meth:`mlx_optim.base.Optimizer.set_groups`). Wrappers take their inner optimizer as ``optimizer`` /
+  ``base_optimizer`` (a name, default ``adamw``) and ``optimizer_kwargs``. The SAM family is built
+  ``transparent=True`` (one phase per update) unless the config says otherwise. The config key
+  ``apply_if_finite: N`` (any optimizer) wraps it in :class:`mlx_optim.wrappers.ApplyIfFinite`
+  (``max_consecutive_errors=N``): steps whose gradients hold a NaN or an infinity are skipped;
+  ``applyiffinite`` is also a registered wrapper of its own.
 * Optimizers that need more than the gradient (loss-driven ones such as EmoNavi, which need the loss;
   AdaHessian / SophiaH / SophiaG, which need Hessian information; a non-transparent SAM, which re-evaluates
   the gradient) are returned inside a :class:`TrainerAdapter`. mlx-lm's trainer does not hand the batch to
@@ -79,15 +81,14 @@ def build_optimizer(
     cls = mlx_optim.load_optimizer(name)
     kwargs = dict(config or {})
     guard = kwargs.pop("apply_if_finite", None)
-    if "lr" in kwargs:
-        if "learning_rate" in kwargs:
-            raise ValueError(f"{name}: optimizer config gives both 'lr' and 'learning_rate'")
-        kwargs["learning_rate"] = kwargs.pop("lr")
+    kwargs = _config_keywords(name, kwargs)
     if learning_rate is not None:
         kwargs["learning_rate"] = learning_rate
-    for k, v in kwargs.items():  # YAML writes tuples as lists
-        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-            kwargs[k] = tuple(v)
+    if "groups" in kwargs:  # parameter groups: a list of {"params": glob, <tunable>: value} (JSON / YAML)
+        groups = kwargs["groups"]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError(f"{name}: optimizer config 'groups' must be a list of objects, got {groups!r}")
+        kwargs["groups"] = [_config_keywords(f"{name} groups[{i}]", g) for i, g in enumerate(groups)]
     params = inspect.signature(cls).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
@@ -107,6 +108,19 @@ def build_optimizer(
     if needs_batch(opt):
         return TrainerAdapter(opt, loss_fn)
     return opt
+
+
+def _config_keywords(owner: str, config: dict) -> dict:
+    """Keywords from a JSON / YAML config: ``lr`` -> ``learning_rate``, lists of numbers -> tuples."""
+    kwargs = dict(config)
+    if "lr" in kwargs:
+        if "learning_rate" in kwargs:
+            raise ValueError(f"{owner}: optimizer config gives both 'lr' and 'learning_rate'")
+        kwargs["learning_rate"] = kwargs.pop("lr")
+    for k, v in kwargs.items():  # YAML writes tuples as lists
+        if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
+            kwargs[k] = tuple(v)
+    return kwargs
 
 
 class TrainerAdapter(optim.Optimizer):
@@ -229,7 +243,9 @@ def _registry_optimizers() -> Iterator[None]:
             type=_json_dict,
             default=None,
             help="JSON keyword arguments for the optimizer, e.g. '{\"betas\": [0.9, 0.95]}' "
-            "(merged over the YAML's optimizer_config[name])",
+            "(merged over the YAML's optimizer_config[name]); parameter groups as "
+            '\'{"groups": [{"params": "*norm*|*.bias", "weight_decay": 0}, '
+            '{"params": "lm_head.*", "lr": 1e-5}]}\' (globs on parameter paths, first match wins)',
         )
         return parser
 

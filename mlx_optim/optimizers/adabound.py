@@ -79,7 +79,7 @@ class AdaBound(Optimizer):
         self._hyper("eps", eps, 0.0)
         self.weight_decouple, self.fixed_decay, self.ams_bound = weight_decouple, fixed_decay, ams_bound
         base_lr = learning_rate(mx.array(0)) if callable(learning_rate) else learning_rate
-        self.state["base_lr"] = mx.array(base_lr, mx.float32)
+        self.globals["base_lr"] = mx.array(base_lr, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -88,9 +88,9 @@ class AdaBound(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        base_lr = self.state["base_lr"]
+        base_lr = self.globals["base_lr"]
         base_lr = mx.where((base_lr == 0) & (hp.lr > 0), hp.lr, base_lr)
-        self.state["base_lr"] = base_lr
+        self.globals["base_lr"] = base_lr
         final_lr = mx.where(base_lr > 0, hp.final_lr * hp.lr / mx.where(base_lr > 0, base_lr, 1.0), 0.0)
         hp.lower_bound = final_lr * (1 - 1 / (hp.gamma * hp.step + 1))
         hp.upper_bound = final_lr * (1 + 1 / (hp.gamma * hp.step))

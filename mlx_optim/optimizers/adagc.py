@@ -54,6 +54,7 @@ class AdaGC(Optimizer):
     name = "adagc"
     family = "adam"
     reference = "pytorch_optimizer.AdaGC"
+    shared_tunables = ("weight_decay",)  # the warmup's global norm of the decayed gradients, in prepare
 
     def __init__(
         self,

@@ -7,7 +7,6 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim import functional as F
@@ -123,7 +122,7 @@ class _CurvatureOptimizer(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._check("update_period", update_period, 1)
         self.update_period = int(update_period)
-        self.state["key"] = mx.random.key(int(seed))
+        self.globals["key"] = mx.random.key(int(seed))
         self._refresh_mode = "none"
         # Python-level (compile-safe): whether curvature was ever given, by step_with, hessian= or a loaded state
         self._curvature_seen = False
@@ -134,7 +133,7 @@ class _CurvatureOptimizer(Optimizer):
 
     @state.setter
     def state(self, state: dict) -> None:  # a loaded state carries the curvature it was saved with
-        optim.Optimizer.state.fset(self, state)
+        Optimizer.state.fset(self, state)
         self._curvature_seen = True
 
     # the estimate for step_with
@@ -144,8 +143,8 @@ class _CurvatureOptimizer(Optimizer):
     def step_with(self, model: nn.Module, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
         """One step: loss, gradient and a fresh curvature estimate (used on refresh steps)."""
         lg = _require_loss_and_grad(type(self).__name__, loss_and_grad_fn, self.wrap_hint)
-        keys = mx.random.split(self.state["key"])
-        self.state["key"] = keys[0]
+        keys = mx.random.split(self.globals["key"])
+        self.globals["key"] = keys[0]
         loss, grads, hessian = self.estimate(lg, model, keys[1], *args, **kwargs)
         model.update(self._apply(grads, model, loss, hessian, "period"))
         return loss

@@ -65,6 +65,7 @@ class Adai(Optimizer):
     name = "adai"
     family = "sgd"
     reference = "pytorch_optimizer.Adai"
+    shared_tunables = ("beta2", "eps", "weight_decay")  # the second moments and their mean: in prepare
 
     def __init__(
         self,

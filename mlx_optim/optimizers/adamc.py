@@ -71,7 +71,7 @@ class AdamC(Optimizer):
         self._hyper("eps", eps, 0.0)
         self.ams_bound, self.normalized = ams_bound, normalized
         lr0 = learning_rate(mx.array(0)) if callable(learning_rate) else learning_rate
-        self.state["max_lr"] = mx.array(lr0, mx.float32)
+        self.globals["max_lr"] = mx.array(lr0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -82,7 +82,7 @@ class AdamC(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.bc1 = hp.bias_correction("beta1")
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
-        hp.wd_lr = hp.lr * hp.lr / self.state["max_lr"] if self.normalized else hp.lr
+        hp.wd_lr = hp.lr * hp.lr / self.globals["max_lr"] if self.normalized else hp.lr
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -50,6 +50,7 @@ class AdamS(Optimizer):
     name = "adams"
     family = "adam"
     reference = "pytorch_optimizer.AdamS"
+    shared_tunables = ("beta1", "beta2", "eps")  # the moments and their global mean are updated in prepare
 
     def __init__(
         self,

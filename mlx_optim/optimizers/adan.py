@@ -56,6 +56,7 @@ class Adan(Optimizer):
     name = "adan"
     family = "adam"
     reference = "pytorch_optimizer.Adan"
+    shared_tunables = ("max_grad_norm",)  # one global gradient-norm clip
     # the chain to the first-step selection of the previous gradient is more than 11 operations deep from p':
     ops_per_leaf = 2  # mx.compile computes it (and the new previous_grad) in a kernel of its own
 

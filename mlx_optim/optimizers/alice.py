@@ -216,7 +216,7 @@ class Alice(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.update_interval, self.rank, self.leading_basis = int(update_interval), int(rank), int(leading_basis)
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
 
     def ranks(self, shape: Sequence[int]) -> tuple[int, int]:
         """``(rank, leading_basis)`` for a matrix of ``shape``."""
@@ -233,7 +233,7 @@ class Alice(Optimizer):
         state["p"] = self.zeros(parameter, (n,))
         state["phi"] = mx.zeros((), mx.float32)
         if rank > leading:
-            self.state["key"], state["key"] = mx.random.split(self.state["key"])
+            self.globals["key"], state["key"] = mx.random.split(self.globals["key"])
 
     def step_scalars(self, hp) -> None:
         hp.refresh = (hp.step == 1) | F.every(hp.step, self.update_interval)

@@ -63,6 +63,7 @@ class AliG(Optimizer):
     name = "alig"
     family = "learning-rate-free"
     reference = "pytorch_optimizer.AliG"
+    shared_tunables = ("learning_rate",)  # the cap of the one step size computed in prepare
     needs_loss = True
     # the global gradient norm: a Square and a Sum per leaf (mx.compile fuses no reduction) and one more Add in the
     ops_per_leaf = 4  # (single, fused) scalar kernel that totals them, then the update kernel

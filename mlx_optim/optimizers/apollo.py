@@ -114,7 +114,7 @@ class APOLLO(_Projected):
             raise ValueError("APOLLO: rank=None is not allowed; the random projection needs an int rank")
         self._projection_options(rank, update_proj_gap, scale, projection_type, projection_filter)
         self.scale_type = scale_type
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
 
     def basis_rank(self, shape: Sequence[int]) -> int:
         return self.rank  # random matrices may have more columns than the matrix has rows
@@ -122,7 +122,7 @@ class APOLLO(_Projected):
     def init_single(self, parameter: mx.array, state: dict) -> None:
         super().init_single(parameter, state)
         if self.is_projected(state):
-            self.state["key"], state["key"] = mx.random.split(self.state["key"])
+            self.globals["key"], state["key"] = mx.random.split(self.globals["key"])
             state["scaling_grad"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:

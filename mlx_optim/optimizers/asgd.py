@@ -49,6 +49,7 @@ class ASGD(Optimizer):
     name = "asgd"
     family = "sgd"
     reference = "pytorch_optimizer.ASGD"
+    shared_tunables = ("learning_rate", "amplifier", "dampening", "eps")  # one adaptive lr, from global norms
     # the update is one kernel; the global norms of p and g are reductions (Square and Sum each, not fusable) and
     # the chains summing the leaves' norms (per-step scalars) change kernels with the number of leaves
     ops_per_leaf = 7
@@ -73,17 +74,17 @@ class ASGD(Optimizer):
         self._check("theta", theta)
         self._hyper("dampening", dampening)
         self._hyper("eps", eps, 0.0)
-        self.state["theta"] = mx.array(float(theta), mx.float32)
-        self.state["current_lr"] = mx.array(0.0, mx.float32)
-        self.state["prev_param_norm"] = mx.array(0.0, mx.float32)
-        self.state["prev_grad_norm"] = mx.array(0.0, mx.float32)
+        self.globals["theta"] = mx.array(float(theta), mx.float32)
+        self.globals["current_lr"] = mx.array(0.0, mx.float32)
+        self.globals["prev_param_norm"] = mx.array(0.0, mx.float32)
+        self.globals["prev_grad_norm"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         pass
 
     def prepare(self, gradients, parameters) -> None:
-        hp, s = self.hp, self.state
-        items = leaves(gradients, parameters, s)
+        hp, s = self.hp, self.globals
+        items = leaves(gradients, parameters, self.state)
         p_norm = F.global_norm([p for _, _, p, _ in items])
         g_norm = F.global_norm([g for _, g, _, _ in items])
         first = hp.step == 1

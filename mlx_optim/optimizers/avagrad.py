@@ -49,6 +49,7 @@ class AvaGrad(Optimizer):
     name = "avagrad"
     family = "adam"
     reference = "pytorch_optimizer.AvaGrad"
+    shared_tunables = ("beta2", "eps")  # the global step-size normalizer gamma is computed in prepare
 
     def __init__(
         self,
@@ -68,14 +69,14 @@ class AvaGrad(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.adam_debias = adam_debias
-        self.state["gamma"] = mx.array(1.0, mx.float32)
+        self.globals["gamma"] = mx.array(1.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        step_size = self.state["gamma"] * hp.lr
+        step_size = self.globals["gamma"] * hp.lr
         if not self.adam_debias:
             step_size = step_size / hp.bias_correction("beta1")
         hp.step_size = step_size
@@ -89,7 +90,7 @@ class AvaGrad(Optimizer):
             param_wise_lr = mx.sqrt(state["exp_avg_sq"].astype(mx.float32)) / hp.bc2_sqrt + hp.eps
             inv_sq = inv_sq + mx.sum(1.0 / mx.square(param_wise_lr))
             count += state["exp_avg_sq"].size
-        self.state["gamma"] = mx.rsqrt(inv_sq / max(count, 1))
+        self.globals["gamma"] = mx.rsqrt(inv_sq / max(count, 1))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -31,9 +31,13 @@ class _DAdaptBase(Optimizer):
     """Shared plumbing: the first pass over the tree and the global scalars."""
 
     family = "learning-rate-free"
+    # D is estimated once from every parameter with one set of values (the reference reads them from the first
+    # group and allows other learning rates only of 0): nothing differs per parameter group.
+    shared_tunables = ("*",)
+    shared_tunables_reason = "D-Adaptation estimates D once from all parameters with one set of values"
 
     def _global(self, name: str, value: float) -> None:
-        self.state[name] = _scalar(value)
+        self.globals[name] = _scalar(value)
 
     def _leaves(self, gradients: Any, parameters: Any) -> Iterator[tuple[mx.array, mx.array, dict]]:
         """``(g, p, state)`` per leaf in update order, cast to the compute dtype, ``maximize`` applied."""
@@ -131,7 +135,7 @@ class DAdaptAdaGrad(_DAdaptBase):
         state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         d = st["d"]
         d_lr = d * hp.lr
         g_sq = sk_sq_change = sk_l1_change = _scalar()
@@ -240,13 +244,13 @@ class DAdaptAdam(_DAdaptBase):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
         if self.bias_correction:
             hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         numerator, sk_l1 = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             g = self._coupled(g, p)
@@ -341,7 +345,7 @@ class DAdaptSGD(_DAdaptBase):
         state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         items = list(self._leaves(gradients, parameters))
         g_norm = mx.sqrt(self.global_sum(sum((mx.square(F.norm(g)) for g, _, _ in items), _scalar())))
         g0 = mx.where(st["g0_norm"] == 0, g_norm, st["g0_norm"])
@@ -438,14 +442,14 @@ class DAdaptLion(_DAdaptBase):
         state["s"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def _direction(self, g: mx.array, state: dict) -> mx.array:
         return F.sign(F.lerp(state["exp_avg"], g, 1 - self.hp.beta1))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         numerator, sk_l1 = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             update, s = self._direction(self._coupled(g, p), state), state["s"]
@@ -551,10 +555,10 @@ class DAdaptAdan(_DAdaptBase):
         state["previous_grad"] = self.zeros(parameter)  # minus the raw gradient on the first step
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         b1, b2, b3 = hp.beta1, hp.beta2, hp.beta3
         g_sq, sk_sq_weighted, sk_l1 = _scalar(), _scalar(), _scalar()
         for g, _, state in self._leaves(gradients, parameters):

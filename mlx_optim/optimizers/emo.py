@@ -128,7 +128,7 @@ class EmoNavi(Optimizer):
     # --- the loss-driven scalars (global state)
     def _init_loss_state(self) -> None:
         for k in ("loss_ema_short", "loss_ema_medium", "loss_ema_long"):
-            self.state[k] = mx.zeros((), mx.float32)
+            self.globals[k] = mx.zeros((), mx.float32)
 
     def _update_loss_emas(self, hp, rates: dict[str, float]) -> dict[str, mx.array]:
         """``ema <- rate * L + (1 - rate) * ema`` for each term, the first step starting from ``L``."""
@@ -137,8 +137,8 @@ class EmoNavi(Optimizer):
         out = {}
         for term, rate in rates.items():
             key = f"loss_ema_{term}"
-            prev = mx.where(first, loss, self.state[key])
-            out[term] = self.state[key] = rate * loss + (1.0 - rate) * prev
+            prev = mx.where(first, loss, self.globals[key])
+            out[term] = self.globals[key] = rate * loss + (1.0 - rate) * prev
         return out
 
     def step_scalars(self, hp) -> None:
@@ -439,7 +439,7 @@ class EmoNeco(EmoNavi):
 
     def _init_loss_state(self) -> None:
         for k in ("loss_ema_short", "loss_ema_long"):
-            self.state[k] = mx.zeros((), mx.float32)
+            self.globals[k] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:
         ema = self._update_loss_emas(hp, {"short": 0.3, "long": 0.01})

@@ -171,7 +171,7 @@ class FlashAdamW(Optimizer):
         initial_lr = float(learning_rate(mx.array(0))) if callable(learning_rate) else float(learning_rate)
         if decouple_lr and "weight_decay" not in self._zero and initial_lr <= 0.0:
             raise ValueError(f"FlashAdamW: decouple_lr needs a positive initial learning_rate, got {initial_lr}")
-        self.state["initial_lr"] = mx.array(initial_lr, mx.float32)
+        self.globals["initial_lr"] = mx.array(initial_lr, mx.float32)
 
     def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
         if self.check_numerics:
@@ -248,7 +248,7 @@ class FlashAdamW(Optimizer):
         hp.bc1 = hp.bias_correction("beta1")
         hp.bc2 = hp.bias_correction("beta2")
         if self.decouple_lr:
-            hp.wd_eff = mx.where(hp.lr > 0, hp.weight_decay / self.state["initial_lr"], hp.weight_decay)
+            hp.wd_eff = mx.where(hp.lr > 0, hp.weight_decay / self.globals["initial_lr"], hp.weight_decay)
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
         # the parameter's own dtype is needed (moment storage, error-correction bits): the update is done here

@@ -56,12 +56,12 @@ class Gravity(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("alpha", alpha, 0.0, 1.0, "[)")
         self._hyper("beta", beta, 0.0, 1.0, "[]")
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        key, sub = mx.random.split(self.state["key"])
-        self.state["key"] = key
-        std = self.state["alpha"] / self.state["learning_rate"]
+        key, sub = mx.random.split(self.globals["key"])
+        self.globals["key"] = key
+        std = self.tunable("alpha") / self.tunable("learning_rate")
         dtype = self.state_dtype or self.compute_dtype(parameter)
         state["v"] = (mx.random.normal(parameter.shape, key=sub) * std).astype(dtype)
 

@@ -279,8 +279,8 @@ class Kron(Optimizer):
         self.momentum_into_precondition_update = momentum_into_precondition_update
         self.mu_dtype = mu_dtype
         self.precondition_dtype = precondition_dtype
-        self.state["key"] = mx.random.key(seed)
-        self.state["update_counter"] = mx.array(0.0, mx.float32)
+        self.globals["key"] = mx.random.key(seed)
+        self.globals["update_counter"] = mx.array(0.0, mx.float32)
 
     def _structure(self, shape):
         return kron_structure(shape, self.max_size_triangular, self.min_ndim_triangular, self.memory_save_mode)
@@ -303,11 +303,11 @@ class Kron(Optimizer):
 
     def step_scalars(self, hp) -> None:
         prob = hp.pre_conditioner_update_probability
-        counter = self.state["update_counter"] + 1
+        counter = self.globals["update_counter"] + 1
         hp.do_update = (prob > 0) & (counter >= 1.0 / prob)
-        self.state["update_counter"] = mx.where(hp.do_update, 0.0, counter)
-        keys = mx.random.split(self.state["key"], 3)
-        self.state["key"] = keys[0]
+        self.globals["update_counter"] = mx.where(hp.do_update, 0.0, counter)
+        keys = mx.random.split(self.globals["key"], 3)
+        self.globals["key"] = keys[0]
         hp.balance = (mx.random.uniform(key=keys[1]) < hp.balance_prob) & hp.do_update
         hp.noise_key = keys[2]
         hp.bias_correction1 = hp.bias_correction("momentum")

@@ -76,6 +76,7 @@ class Lamb(Optimizer):
     ops_per_leaf = 6
     family = "adam"
     reference = "pytorch_optimizer.Lamb"
+    shared_tunables = ("max_grad_norm",)  # one global gradient-norm clip (pre_norm)
     clamp = 10.0
 
     def __init__(

@@ -83,7 +83,7 @@ class LaProp(Optimizer):
         self._hyper("eps", eps, 0.0)
         self.centered, self.steps_before_using_centered = centered, steps_before_using_centered
         self.ams_bound, self.cautious = ams_bound, cautious
-        self.state["exp_avg_lr_1"] = mx.array(0.0, mx.float32)
+        self.globals["exp_avg_lr_1"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -94,8 +94,8 @@ class LaProp(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        avg_lr = hp.beta1 * self.state["exp_avg_lr_1"] + hp.one_minus_beta1 * hp.lr
-        self.state["exp_avg_lr_1"] = avg_lr
+        avg_lr = hp.beta1 * self.globals["exp_avg_lr_1"] + hp.one_minus_beta1 * hp.lr
+        self.globals["exp_avg_lr_1"] = avg_lr
         hp.step_size = mx.where(hp.lr != 0, hp.lr / avg_lr, 1.0)
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.use_centered = hp.step > self.steps_before_using_centered

@@ -343,6 +343,7 @@ class LBFGS(Optimizer):
     reference = "torch.optim.LBFGS"
     needs_loss = False
     compilable = False
+    groups_unsupported = "it works on one flat vector of all parameters (torch.optim.LBFGS has no groups either)"
 
     def __init__(
         self,
@@ -434,8 +435,8 @@ class LBFGS(Optimizer):
     def _step(self, view: _FlatView, loss_and_grad_fn: Callable, args: tuple, kwargs: dict) -> mx.array:
         st = self.state
         lr = float(st["learning_rate"])
-        tolerance_grad = float(st["tolerance_grad"])
-        tolerance_change = float(st["tolerance_change"])
+        tolerance_grad = float(self.globals["tolerance_grad"])
+        tolerance_change = float(self.globals["tolerance_change"])
         max_iter, max_eval, history_size = self.max_iter, self.max_eval, self.history_size
 
         def evaluate() -> tuple[mx.array, float, mx.array]:

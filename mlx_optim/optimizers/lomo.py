@@ -22,6 +22,8 @@ def _finite_grad_norm(gradients: Any) -> mx.array:
 class _FusedBackwardClipping(Optimizer):
     """Gradient clipping shared by LOMO and AdaLOMO: by value, then by the global norm (``prepare``)."""
 
+    shared_tunables = ("clip_grad_norm",)  # one global gradient-norm clip
+
     def _clipping(self, clip_grad_norm: float | None, clip_grad_value: float | None) -> None:
         self._check("clip_grad_norm", 0.0 if clip_grad_norm is None else clip_grad_norm, 0.0)
         self._check("clip_grad_value", 0.0 if clip_grad_value is None else clip_grad_value, 0.0)

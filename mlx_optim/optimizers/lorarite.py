@@ -123,6 +123,7 @@ class LoRARite(Optimizer):
     name = "lorarite"
     family = "quasi-newton"
     reference = "pytorch_optimizer.LoRARite"
+    groups_unsupported = "its whole update is computed per pair of LoRA factors in the whole-tree pass"
     zero_compatible = False  # the gradient clipping norm is global over pairs, and a pair must live on one rank
 
     def __init__(

@@ -70,7 +70,7 @@ class NAdam(Optimizer):
         self._hyper("weight_decay", weight_decay, 0.0)
         self._hyper("momentum_decay", momentum_decay, 0.0)
         self.decoupled_weight_decay = decoupled_weight_decay
-        self.state["mu_product"] = mx.array(1.0, mx.float32)
+        self.globals["mu_product"] = mx.array(1.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -81,8 +81,8 @@ class NAdam(Optimizer):
             return hp.beta1 * (1 - 0.5 * mx.power(mx.array(0.96, mx.float32), t * hp.momentum_decay))
 
         mu_t, mu_next = mu(hp.step), mu(hp.step + 1)
-        mu_product = self.state["mu_product"] * mu_t
-        self.state["mu_product"] = mu_product
+        mu_product = self.globals["mu_product"] * mu_t
+        self.globals["mu_product"] = mu_product
         hp.grad_coef = hp.lr * (1 - mu_t) / (1 - mu_product)
         hp.avg_coef = hp.lr * mu_next / (1 - mu_product * mu_next)
         hp.bc2 = hp.bias_correction("beta2")

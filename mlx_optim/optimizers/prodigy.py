@@ -76,6 +76,8 @@ class Prodigy(_DAdaptBase):
 
     zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.Prodigy"
+    # as the reference, which reads these from the first group; weight_decay and eps are per group
+    shared_tunables = ("learning_rate", "beta1", "beta2", "beta3", "d0", "d_coef", "growth_rate")
 
     def __init__(
         self,
@@ -123,13 +125,13 @@ class Prodigy(_DAdaptBase):
     def step_scalars(self, hp) -> None:
         if self.auto_beta3:
             hp.beta3 = mx.sqrt(hp.beta2)
-        hp.d = self.state["d"]
+        hp.d = self.globals["d"]
         hp.d_lr = hp.d * hp.lr
         if self.bias_correction:
             hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         d, ratio = hp.d, hp.d / hp.d0
         numerator, de_nom = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
@@ -158,7 +160,7 @@ class Prodigy(_DAdaptBase):
         new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
         m, de_nom = state["exp_avg"], mx.sqrt(state["exp_avg_sq"])
         if self.use_eps:
-            new = new - hp.d_lr * m / (de_nom + self.state["d"] * hp.eps)
+            new = new - hp.d_lr * m / (de_nom + self.globals["d"] * hp.eps)
         else:
             new = new - hp.d_lr * mx.arctan2(m, de_nom)
         new = mx.where(hp.skip, p, new)

@@ -74,17 +74,17 @@ class QHAdam(Optimizer):
         self._hyper("nu2", nus[1], 0.0, 1.0)
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.state["beta1_weight"] = mx.array(0.0, mx.float32)
-        self.state["beta2_weight"] = mx.array(0.0, mx.float32)
+        self.globals["beta1_weight"] = mx.array(0.0, mx.float32)
+        self.globals["beta2_weight"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        w1 = self.state["beta1_weight"] * hp.beta1 + 1.0
-        w2 = self.state["beta2_weight"] * hp.beta2 + 1.0
-        self.state["beta1_weight"], self.state["beta2_weight"] = w1, w2
+        w1 = self.globals["beta1_weight"] * hp.beta1 + 1.0
+        w2 = self.globals["beta2_weight"] * hp.beta2 + 1.0
+        self.globals["beta1_weight"], self.globals["beta2_weight"] = w1, w2
         hp.inv_w1, hp.inv_w2 = 1.0 / w1, 1.0 / w2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:

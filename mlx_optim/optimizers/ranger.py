@@ -301,8 +301,8 @@ class RangerQH(Optimizer):
         self._hyper("alpha", alpha)
         self._hyper("eps", eps, 0.0)
         self.k, self.decouple_weight_decay = int(k), decouple_weight_decay
-        self.state["beta1_weight"] = mx.array(0.0, mx.float32)
-        self.state["beta2_weight"] = mx.array(0.0, mx.float32)
+        self.globals["beta1_weight"] = mx.array(0.0, mx.float32)
+        self.globals["beta2_weight"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -310,9 +310,9 @@ class RangerQH(Optimizer):
         state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def step_scalars(self, hp) -> None:
-        w1 = 1.0 + hp.beta1 * self.state["beta1_weight"]
-        w2 = 1.0 + hp.beta2 * self.state["beta2_weight"]
-        self.state["beta1_weight"], self.state["beta2_weight"] = w1, w2
+        w1 = 1.0 + hp.beta1 * self.globals["beta1_weight"]
+        w2 = 1.0 + hp.beta2 * self.globals["beta2_weight"]
+        self.globals["beta1_weight"], self.globals["beta2_weight"] = w1, w2
         hp.beta1_adj, hp.beta2_adj = 1.0 - 1.0 / w1, 1.0 - 1.0 / w2
         # the complements F.ema and the QH mixes would compute per leaf (mlx_optim.fusion)
         hp.c1, hp.c2 = 1.0 - hp.beta1_adj, 1.0 - hp.beta2_adj

@@ -92,6 +92,7 @@ class Ranger21(Optimizer):
     name = "ranger21"
     family = "ranger"
     reference = "pytorch_optimizer.Ranger21"
+    shared_tunables = ("beta2", "agc_clipping_value", "agc_eps")  # the variance normalizer: in prepare
     subset_norm_keys = ("variance_ma", "max_variance_ma")  # mlx_optim.features: sn hook
 
     def __init__(

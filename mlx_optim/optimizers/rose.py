@@ -97,7 +97,7 @@ class ROSE(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self.bf16_sr, self._round_bf16 = bf16_sr, False
         if bf16_sr:
-            self.state["sr_key"] = mx.random.key(seed)
+            self.globals["sr_key"] = mx.random.key(seed)
         self.lr_ref: float | None = None
         if wd_schedule is True:
             self.lr_ref = float(learning_rate(mx.array(0))) if callable(learning_rate) else float(learning_rate)
@@ -112,7 +112,7 @@ class ROSE(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.wd_lr = hp.lr if self.lr_ref is None else hp.lr / self.lr_ref
         if self.bf16_sr:
-            self.state["sr_key"], self._sr_key = mx.random.split(self.state["sr_key"])
+            self.globals["sr_key"], self._sr_key = mx.random.split(self.globals["sr_key"])
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
         self._round_bf16 = self.bf16_sr and parameter.dtype == mx.bfloat16

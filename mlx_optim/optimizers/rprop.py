@@ -63,7 +63,7 @@ class Rprop(Optimizer):
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["prev"] = self.zeros(parameter)
         dtype = self.state_dtype or self.compute_dtype(parameter)
-        state["step_size"] = mx.full(parameter.shape, self.state["learning_rate"], dtype=dtype)
+        state["step_size"] = mx.full(parameter.shape, self.tunable("learning_rate"), dtype=dtype)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

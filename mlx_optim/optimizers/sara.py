@@ -107,14 +107,14 @@ class SaRA(Optimizer):
         self._hyper("weight_decay", weight_decay, 0.0)
         self.ams_bound = ams_bound
         self._hyper("eps", eps, 0.0)
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
         self._rank_index: dict[str, int] = {}
         self._rank_choice = None
         self._param_dtype = mx.float32
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         # compared in the parameter's dtype, as torch compares a bf16 tensor with a Python float
-        state["mask"] = mx.abs(parameter) < self.state["threshold"].astype(parameter.dtype)
+        state["mask"] = mx.abs(parameter) < self.tunable("threshold").astype(parameter.dtype)
         state["exp_avg"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.ams_bound:
@@ -130,7 +130,7 @@ class SaRA(Optimizer):
             return
         eligible = [path for path, _, p, _ in leaves(gradients, parameters, self.state) if _rank_eligible(p)]
         if eligible:
-            self.state["key"], key = mx.random.split(self.state["key"])
+            self.globals["key"], key = mx.random.split(self.globals["key"])
             self._rank_index = {path: i for i, path in enumerate(eligible)}
             self._rank_choice = mx.random.randint(0, len(eligible), (), key=key)
 

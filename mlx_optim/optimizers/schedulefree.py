@@ -96,18 +96,20 @@ class _ScheduleFree(Optimizer):
     """Shared parts: averaging state, train/eval swap. Subclasses set ``_interp_name``."""
 
     _interp_name = "beta1"  # the tunable holding the interpolation coefficient beta
+    shared_tunables = ("beta1", "momentum")  # the interpolation coefficient: train() / eval() swap with one value
+    shared_tunables_reason = "train() and eval() interpolate every parameter with one value of it"
 
     def _init_schedule_free(self) -> None:
-        self.state["train_mode"] = mx.array(1.0, mx.float32)
-        self.state["weight_sum"] = mx.array(0.0, mx.float32)
-        self.state["lr_max"] = mx.array(-1.0, mx.float32)
+        self.globals["train_mode"] = mx.array(1.0, mx.float32)
+        self.globals["weight_sum"] = mx.array(0.0, mx.float32)
+        self.globals["lr_max"] = mx.array(-1.0, mx.float32)
 
     def _swap(self, target: Any, to_train: bool) -> Any:
-        mode = self.state["train_mode"]
-        beta = self.state[self._interp_name]
+        mode = self.globals["train_mode"]
+        beta = self.globals[self._interp_name]
         weight = (1 - beta) if to_train else (1 - 1 / beta)
         active = (mode == 0) if to_train else (mode == 1)
-        self.state["train_mode"] = mx.array(1.0 if to_train else 0.0, mx.float32)
+        self.globals["train_mode"] = mx.array(1.0 if to_train else 0.0, mx.float32)
         if not self._initialized:
             return target
 
@@ -253,7 +255,7 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
-        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.momentum)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -351,7 +353,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
-        c = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        c = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         coupled = mx.minimum(1.0, c * hp.one_minus_beta1 * hp.decoupling_c)
         hp.checkpoint = mx.where(hp.decoupling_c > 0, coupled, c)
         schedule_free_scalars(hp, hp.beta1)
@@ -451,7 +453,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         hp.adaptive = n_sma > 4
         lr = mx.where(hp.adaptive, step_size / hp.bc2_sqrt, step_size)
         hp.sf_lr = mx.where(step_size < 0, 0.0 if self.silent_sgd_phase else 1.0, lr)
-        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.beta1)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:

@@ -76,7 +76,7 @@ class SimplifiedAdEMAMix(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.beta1_warmup = beta1_warmup
-        self.state["den_sum"] = mx.array(0.0, mx.float32)
+        self.globals["den_sum"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -94,8 +94,8 @@ class SimplifiedAdEMAMix(Optimizer):
         return mx.where(step < warmup, mx.power(mx.array(0.5, mx.float32), 1.0 / (t + 1.0)), beta_end)
 
     def step_scalars(self, hp) -> None:
-        den_sum = hp.beta2 * self.state["den_sum"] + hp.one_minus_beta2
-        self.state["den_sum"] = den_sum
+        den_sum = hp.beta2 * self.globals["den_sum"] + hp.one_minus_beta2
+        self.globals["den_sum"] = den_sum
         hp.den_sqrt = mx.sqrt(den_sum)
         hp.beta1_t = hp.beta1
         if self.beta1_warmup:

@@ -107,14 +107,14 @@ class SPAM(Optimizer):
         self.density, self.warmup_epoch = float(density), int(warmup_epoch)
         self.grad_accu_steps, self.update_proj_gap = int(grad_accu_steps), int(update_proj_gap)
         self.use_masks = self.density < 1.0
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.use_masks and parameter.ndim == 2:
-            key, mask_key, leaf_key = mx.random.split(self.state["key"], 3)
-            self.state["key"] = key
+            key, mask_key, leaf_key = mx.random.split(self.globals["key"], 3)
+            self.globals["key"] = key
             n = parameter.size
             order = mx.argsort(mx.argsort(mx.random.uniform(shape=(n,), key=mask_key)))
             state["mask"] = (order < int(self.density * n)).reshape(parameter.shape)

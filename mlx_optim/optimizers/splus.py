@@ -63,6 +63,7 @@ class SPlus(Optimizer):
     name = "splus"
     family = "preconditioned"
     reference = "pytorch_optimizer.SPlus"
+    shared_tunables = ("ema_rate",)  # ema_parameters() corrects the whole tree's EMA with one value
 
     def __init__(
         self,
@@ -145,7 +146,7 @@ class SPlus(Optimizer):
         returns a tree to pass to ``model.update`` for evaluation.
         """
         step = self.state["step"].astype(mx.float32)
-        corr = 1.0 / F.bias_correction(self.state["ema_rate"], step)
+        corr = 1.0 / F.bias_correction(self.globals["ema_rate"], step)
 
         def walk(p, s):
             if isinstance(p, dict):

@@ -80,8 +80,8 @@ class SWATS(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.ams_bound, self.nesterov, self.adam_debias = ams_bound, nesterov, adam_debias
-        self.state["sgd_phase"] = mx.array(False)
-        self.state["sgd_lr"] = mx.array(0.0, mx.float32)
+        self.globals["sgd_phase"] = mx.array(False)
+        self.globals["sgd_lr"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
@@ -92,8 +92,8 @@ class SWATS(Optimizer):
             state["max_exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.sgd = self.state["sgd_phase"]
-        hp.group_lr = mx.where(hp.sgd, self.state["sgd_lr"], hp.lr)
+        hp.sgd = self.globals["sgd_phase"]
+        hp.group_lr = mx.where(hp.sgd, self.globals["sgd_lr"], hp.lr)
         hp.bc2 = hp.bias_correction("beta2")
         step_size = hp.lr * mx.sqrt(hp.bc2)
         hp.step_size = step_size if self.adam_debias else step_size / hp.bias_correction("beta1")
@@ -126,6 +126,6 @@ class SWATS(Optimizer):
         corrected = avg / hp.bc2
         close = mx.abs(corrected - scaling) <= 1e-8 + hp.eps * mx.abs(scaling)  # torch.allclose(rtol=eps)
         switch = valid & (hp.step > 1) & (corrected > 0) & close
-        self.state["sgd_lr"] = mx.where(switch, corrected, self.state["sgd_lr"])
-        self.state["sgd_phase"] = self.state["sgd_phase"] | switch
+        self.globals["sgd_lr"] = mx.where(switch, corrected, self.globals["sgd_lr"])
+        self.globals["sgd_phase"] = self.globals["sgd_phase"] | switch
         return mx.where(hp.sgd, p - hp.group_lr * sgd_update, p + perturb)

@@ -86,7 +86,7 @@ class TAdam(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.amsgrad:
             state["max_exp_avg_sq"] = self.zeros(parameter)
-        beta1 = self.state["beta1"]
+        beta1 = self.tunable("beta1")
         state["W_t"] = (beta1 / (1 - beta1)).astype(mx.float32)
 
     def step_scalars(self, hp) -> None:

@@ -81,10 +81,10 @@ class VSGD(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         dtype = self.state_dtype or self.compute_dtype(parameter)
-        ps = self.state["ps"]
+        ps = self.tunable("ps")
         state["mug"] = self.zeros(parameter)
         state["bg"] = mx.full(parameter.shape, 2.0 * ps, dtype=dtype)
-        state["bhg"] = mx.full(parameter.shape, 2.0 * self.state["ghattg"] * ps, dtype=dtype)
+        state["bhg"] = mx.full(parameter.shape, 2.0 * self.tunable("ghattg") * ps, dtype=dtype)
 
     def step_scalars(self, hp) -> None:
         hp.pa2 = 2.0 * hp.ps + 1.0 + 1e-4

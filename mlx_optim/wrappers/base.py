@@ -11,14 +11,16 @@ saves both::
 
     opt.state == {
         "step": ...,            # the wrapper's (outer) step counter
-        "calls": ...,           # multi-phase wrappers only: update calls made (transparent mode)
-        "<tunable>": ...,       # the wrapper's own hyperparameters (alpha, rho, ...), float32 arrays
+        "_global": {...},       # the wrapper's own hyperparameters (alpha, rho, ...), float32 arrays, and
+                                # (multi-phase wrappers only) "calls": update calls made (transparent mode)
         "inner": inner.state,   # the very same dict object the inner optimizer uses
         "slots": {...},         # per-parameter wrapper state (slow weights, old weights, ...), shaped like the params
     }
 
 The ``state`` setter routes a loaded ``["inner"]`` subtree back to the inner
-optimizer, so ``opt.state = tree_unflatten(...)`` resumes exactly.
+optimizer, so ``opt.state = tree_unflatten(...)`` resumes exactly (a state saved with the wrapper's
+tunables at the top level, before ``"_global"``, is converted). Parameter groups belong to the inner
+optimizer (``Lookahead(AdamW(..., groups=[...]))``); the wrapper's own operations see every parameter.
 ``learning_rate`` reads and writes the inner optimizer's (mlx-lm reports
 ``optimizer.learning_rate.item()``).
 
@@ -167,6 +169,10 @@ class Wrapper(Optimizer):
     """
 
     family: ClassVar[str] = "wrapper"
+    groups_unsupported: ClassVar[str] = (
+        "a wrapper's own operations act on the whole tree; give the groups to the inner optimizer, "
+        "e.g. Lookahead(AdamW(..., groups=[...]))"
+    )
 
     def __init__(
         self,
@@ -193,7 +199,7 @@ class Wrapper(Optimizer):
 
     @state.setter
     def state(self, state: dict) -> None:
-        state = dict(state)
+        state = self._upgrade_state(dict(state))
         if "inner" in state:
             self.inner.state = state["inner"]
         state["inner"] = self.inner.state
@@ -270,7 +276,7 @@ class Phased:
     def _setup_phases(self, transparent: bool) -> None:
         self.transparent = bool(transparent)
         if self.transparent:
-            self._state["calls"] = mx.array(0, mx.uint32)
+            self.globals["calls"] = mx.array(0, mx.uint32)
 
     def phase(self, i: int, gradients: Any, params: Any, loss: mx.array | None) -> Any:
         raise NotImplementedError
@@ -308,7 +314,7 @@ class Phased:
         params = _match(gradients, parameters)
         if not self._initialized:
             self.init(params)
-        calls = self._state["calls"]
+        calls = self.globals["calls"]
         snapshot = tree_flatten(self._state)
         outs = []
         for i in range(self.num_phases):
@@ -322,5 +328,5 @@ class Phased:
             new_params = select_tree(cond, outs[i][0], new_params)
             flat = [(k, mx.where(cond, a, b)) for (k, a), (_, b) in zip(outs[i][1], flat)]
         _assign(self._state, flat)
-        self._state["calls"] = calls + 1
+        self.globals["calls"] = calls + 1
         return new_params

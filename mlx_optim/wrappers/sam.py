@@ -734,7 +734,7 @@ class BSAM(Phased, Optimizer):
         self._hyper("damping", damping, 0.0)
         self.num_data = num_data
         self.adaptive = adaptive
-        self._state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
         self._setup_phases(transparent)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -743,8 +743,8 @@ class BSAM(Phased, Optimizer):
 
     def phase(self, i: int, grads: Any, params: Any, loss: mx.array | None) -> Any:
         if i == 0:
-            key, sub = mx.random.split(self._state["key"])
-            self._state["key"] = key
+            key, sub = mx.random.split(self.globals["key"])
+            self.globals["key"] = key
             flat = tree_flatten(params)
             keys = mx.random.split(sub, len(flat))
             self._leaf_keys = {path: keys[j] for j, (path, _) in enumerate(flat)}
@@ -758,7 +758,7 @@ class BSAM(Phased, Optimizer):
         self._leaf_path = path[:-1]
         dtype = self.compute_dtype(p)
         g32, p32 = g.astype(dtype), p.astype(dtype)
-        hp = self.hp
+        hp = self.hp_for(self._leaf_path, p)
         if i == 0:
             noise = mx.random.normal(p.shape, dtype=mx.float32, key=self._leaf_keys[self._leaf_path])
             new = p32 + noise.astype(dtype) * (1.0 / (self.num_data * s["s"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.parity.harness import Row
+from tests.parity.runners.groups import group_row
 
 ROWS = [
     # lamb: foreach path (defaults, l2) and per-parameter path (rectify / adanorm)
@@ -46,5 +47,13 @@ ROWS = [
             "max_grad_norm": 0.0,
         },
         id="rectify-sgd-adam",
+    ),
+    # parameter groups (pytorch_optimizer.Lamb param_groups): per-leaf trust ratios with per-group lr, betas and
+    # decay
+    group_row(
+        "lamb",
+        {"learning_rate": 1e-2, "weight_decay": 0.1},
+        [{"params": "a", "learning_rate": 3e-3, "betas": (0.8, 0.99)}, {"params": "c", "weight_decay": 0.0}],
+        id="groups-lr-betas-wd",
     ),
 ]

@@ -14,6 +14,7 @@ import torch
 import mlx_optim
 from mlx_optim.optimizers.muon import default_muon_filter
 from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.runners.groups import group_row, muon_groups
 from tests.parity.runners.muon import (
     ADAMW_OPTS,
     NS_NOTE,
@@ -200,6 +201,21 @@ ROWS = [
         {"learning_rate": 2e-2, "qk_clip": clip_rotary_key, "qk_clip_threshold": 90.0, "qk_clip_alpha": 0.3},
         runner=functools.partial(clip_runner, via_model=True),
         id="qk-clip-rotary-key",
+    ),
+    # parameter groups (pytorch_optimizer.Muon param_groups) with its AdamW groups: a Muon group with its own
+    # lr / momentum / decay, an AdamW group with its own adamw_lr / adamw_betas / adamw_wd
+    group_row(
+        "muon",
+        {"learning_rate": 2e-2},
+        [
+            {"params": "c", "learning_rate": 1e-2, "momentum": 0.9, "weight_decay": 0.1},
+            {"params": "a", "adamw_lr": 3e-3, "adamw_betas": (0.8, 0.9), "adamw_wd": 0.05},
+        ],
+        id="groups-muon-and-adamw",
+        to_torch=muon_groups,
+        ref=pytorch_optimizer.Muon,
+        atol=1e-3,  # measured 5.5e-4 (as this module's first row)
+        note=NS_NOTE,
     ),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.parity.harness import Row
 from tests.parity.runners.dadapt import zero_start
+from tests.parity.runners.groups import group_row
 
 ROWS = [
     # prodigy
@@ -40,4 +41,12 @@ ROWS = [
         id="coupled-eps-max",
     ),
     Row("prodigy", {"learning_rate": 0.5, "weight_decay": 0.1}, runner=zero_start, id="zero-start"),
+    # parameter groups (pytorch_optimizer.Prodigy param_groups): D, lr and betas come from the first group (the
+    # reference reads param_groups[0]); weight decay and eps are per group
+    group_row(
+        "prodigy",
+        {"learning_rate": 0.5, "weight_decay": 0.1},
+        [{"params": "a", "weight_decay": 0.0}, {"params": "c", "weight_decay": 0.3, "eps": 1e-4}],
+        id="groups-wd-eps",
+    ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.parity.harness import Row
 from tests.parity.runners.float64 import shapes_runner
+from tests.parity.runners.groups import group_row
 
 ROWS = [
     # soap
@@ -50,5 +51,16 @@ ROWS = [
         "soap",
         {"learning_rate": 1e-2, "precondition_frequency": 4, "max_precondition_dim": 5, "data_format": "channels_last"},
         id="maxdim",
+    ),
+    # parameter groups (pytorch_optimizer.SOAP param_groups): per-group lr, betas (shampoo_beta follows a
+    # group's beta2), decay, eps
+    group_row(
+        "soap",
+        {"learning_rate": 1e-2},
+        [
+            {"params": "a", "learning_rate": 3e-3, "betas": (0.9, 0.99)},
+            {"params": "c", "weight_decay": 0.1, "eps": 1e-6},
+        ],
+        id="groups-lr-betas-wd-eps",
     ),
 ]

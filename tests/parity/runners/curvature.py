@@ -276,8 +276,8 @@ def stats_runner(row: Row, compiled: bool):
     if name == "adahessian":  # state holds squares: draw through the optimizer's estimator and key
 
         def draw():
-            keys = mx.random.split(opt.state["key"])
-            opt.state["key"] = keys[0]
+            keys = mx.random.split(opt.globals["key"])
+            opt.globals["key"] = keys[0]
             return opt.estimate(lg, model, keys[1], *batch)[2]
 
         state = [opt.state]
