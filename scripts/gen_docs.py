@@ -82,20 +82,40 @@ def render(text: str) -> tuple[str, str]:
     return _replace(text, MEM_BEGIN, MEM_END, readme_mem), full_mem
 
 
+TABLE_PAGE_INTRO = (
+    "# Optimizer table\n\n"
+    "Every registered optimizer: its registry name (`mlx_optim.load_optimizer(name)`), class, family, the "
+    "reference it is parity-checked against, the number of parity rows and their tolerance. Generated from the "
+    "registry and the parity table by `python scripts/gen_docs.py` (a test fails when it is stale). Per optimizer "
+    "in detail: [Optimizer reference](optimizers.md); by family: the API reference.\n\n"
+)
+
+
+def table_page() -> str:
+    return f"{TABLE_PAGE_INTRO}{BEGIN}\n{table()}\n{END}\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    readme, memory = ROOT / "README.md", ROOT / "docs" / "memory.md"
+    readme, memory, page = ROOT / "README.md", ROOT / "docs" / "memory.md", ROOT / "docs" / "optimizer-table.md"
     text = readme.read_text()
     new, new_memory = render(text)
+    new_page = table_page()
     if args.check:
-        if new != text or not memory.exists() or memory.read_text() != new_memory:
-            print("README.md's tables or docs/memory.md are out of date: run python scripts/gen_docs.py")
+        stale = [
+            p.name
+            for p, v in ((readme, new), (memory, new_memory), (page, new_page))
+            if not p.exists() or p.read_text() != v
+        ]
+        if stale:
+            print(f"{', '.join(stale)} out of date: run python scripts/gen_docs.py")
             return 1
         return 0
     readme.write_text(new)
     memory.write_text(new_memory)
+    page.write_text(new_page)
     return 0
 
 
