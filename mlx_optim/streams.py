@@ -8,8 +8,8 @@ work across streams by the data each kernel reads, eagerly and under ``mx.compil
 runs the same operations on the same values whichever stream it is on: the results are identical
 bit for bit (``tests/test_streams.py``).
 
-Measured with ``benchmarks/step_time.py`` on a 2-core Linux machine: see the README's performance
-section. The default is one stream per available core (at most 8) when the default device is the
+Measured with ``benchmarks/step_time.py`` on a 2-core Linux machine: see docs/guides/performance.md
+(the performance guide). The default is one stream per available core (at most 8) when the default device is the
 CPU, and no extra streams on a GPU (where one stream already fills the device). Override it for the
 process with :func:`set_update_streams` or the ``MLX_OPTIM_STREAMS`` environment variable, or for
 one optimizer with ``opt.update_streams = n``. Leaves smaller than :data:`MIN_LEAF_SIZE` elements

@@ -24,7 +24,7 @@ if [ "$(uname -s)" = Linux ] && [ "$MLX_OPTIM_BLAS" != off ] && [ "$MLX_OPTIM_BL
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread; } >/dev/null 2>&1 \
       || echo "warning: could not install libopenblas0-pthread; MLX keeps its slow bundled BLAS" >&2
   else
-    echo "hint: no OpenBLAS found; MLX's CPU backend keeps its slow bundled BLAS (see README: Fast BLAS on Linux)" >&2
+    echo "hint: no OpenBLAS found; MLX's CPU backend keeps its slow bundled BLAS (see docs/guides/blas.md)" >&2
   fi
 fi
 if ! command -v g++ >/dev/null 2>&1; then

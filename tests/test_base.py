@@ -177,7 +177,7 @@ def test_step_with_matches_value_and_grad_plus_update():
 
 
 def test_documented_modules_are_reachable_from_the_package():
-    """The README's ``mlx_optim.packed.pack``, ``mlx_optim.streams.set_update_streams``, ... work after a bare
+    """The guides' ``mlx_optim.packed.pack``, ``mlx_optim.streams.set_update_streams``, ... work after a bare
     ``import mlx_optim`` (a fresh interpreter: other tests may already have imported the modules)."""
     import subprocess
     import sys

@@ -42,8 +42,8 @@ class AdEMAMix(Optimizer):
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         cautious: Zero the fast momentum's entries whose sign disagrees with the gradient's (the rest rescaled
             to keep its size). Default ``False``.
-        stable_adamw: Divide the update by StableAdamW's :math:`\max(1, \sqrt{\operatorname{mean}(g^2/v)})`. Default
-        ``False``.
+        stable_adamw: Divide the update by StableAdamW's :math:`\max(1, \sqrt{\operatorname{mean}(g^2/v)})`.
+            Default ``False``.
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
