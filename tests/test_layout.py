@@ -113,6 +113,7 @@ LAYERS = {
     "schedulers": 4,
     "tasks": 5,
     "cli": 5,
+    "check": 5,
     "demo": 5,
     "integrations": 5,
     "_catalog": 5,

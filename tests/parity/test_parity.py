@@ -1,8 +1,17 @@
-"""Every parity row, eager and compiled, against its PyTorch reference."""
+"""Every parity row, eager and compiled, against its PyTorch reference; and the stored references
+(``mlx_optim/data/goldens.npz``, replayed by ``mlx-optim check``) against the same reference runs (drift check)."""
 
 import pytest
 
-from tests.parity.harness import DEFAULT_ATOL, DEFAULT_RTOL, all_rows, check_row
+from tests.parity.harness import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    all_rows,
+    check_row,
+    golden_drift,
+    golden_entry,
+    stored_goldens,
+)
 
 ROWS = all_rows()
 
@@ -18,6 +27,23 @@ PARAMS = [
 @pytest.mark.parametrize("row,mode", PARAMS)
 def test_parity(row, mode):
     check_row(row, mode)
+    if mode == "eager":  # the reference run is cached: the drift check costs no extra reference run
+        problems = golden_drift(row)
+        assert not problems, "stored goldens drifted (scripts/gen_goldens.py regenerates them):\n" + "\n".join(problems)
+
+
+def test_goldens_cover_exactly_the_rows():
+    """Every portable row is stored, nothing else is, and the non-portable rows are listed with their reason."""
+    gold = stored_goldens()
+    portable, not_portable = [], []
+    for row in ROWS:
+        try:
+            golden_entry(row)
+            portable.append(row.label)
+        except (TypeError, ValueError):
+            not_portable.append(row.label)
+    assert list(gold.rows) == portable, "run scripts/gen_goldens.py"
+    assert [e["label"] for e in gold.not_portable] == not_portable, "run scripts/gen_goldens.py"
 
 
 def test_rows_have_unique_labels():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
 import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads, torch_params
 
 
 def _warmup_decay(step):
@@ -16,28 +14,18 @@ def _warmup_decay(step):
     return np.minimum(step / 3.0, 1.0) * 0.9**step
 
 
-def _scheduled_runner(row: Row, compiled: bool):
-    """Run ``row`` with ``learning_rate * _warmup_decay(step)``: an MLX schedule vs setting the torch group's lr.
+def _scheduled_reference(row: Row):
+    """``row`` with ``learning_rate * _warmup_decay(step)`` set on the torch group before every step.
 
-    The torch optimizer is built with the schedule's first value (0), as a torch user
-    warming up from zero would; AdaBound then takes the first positive rate as its
-    base rate on both sides, and ``final_lr`` scales with the rate afterwards.
+    The MLX side (program option ``schedule="warmup_decay"``) uses the same schedule as an MLX callable. The torch
+    optimizer is built with the schedule's first value (0), as a torch user warming up from zero would; AdaBound
+    then takes the first positive rate as its base rate on both sides, and ``final_lr`` scales with the rate
+    afterwards.
     """
     lr = row.kwargs["learning_rate"]
-    kwargs = {**row.kwargs, "learning_rate": lambda step: lr * mx.minimum(step / 3.0, 1.0) * mx.power(0.9, step)}
-    init = initial_params()
-    params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    params = torch_params(initial_params())
     ref = pytorch_optimizer.load_optimizer(row.name)(list(params.values()), **{**row.torch_kwargs(), "lr": 0.0})
-    opt = mlx_optim.load_optimizer(row.name)(**kwargs)
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        step = mx.compile(step, inputs=[holder, opt.state], outputs=[holder, opt.state])
-    mine, theirs = [], []
+    theirs = []
     for t in range(row.steps):
         _, grads = loss_and_grads({k: p.detach().numpy() for k, p in params.items()}, t)
         for k, p in params.items():
@@ -46,11 +34,10 @@ def _scheduled_runner(row: Row, compiled: bool):
             group["lr"] = float(lr * _warmup_decay(t))
         ref.step()
         theirs.append({k: p.detach().numpy().copy() for k, p in params.items()})
-        _, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-    return mine, theirs
+    return theirs
+
+
+_scheduled_runner = Portable("standard", _scheduled_reference, {"with_loss": False, "schedule": "warmup_decay"})
 
 
 def _group_option(cls, *keys):

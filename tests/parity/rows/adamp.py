@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
-from tests.parity.harness import Row
+from mlx_optim.check import problems as check_problems
+from tests.parity.harness import Portable, Row, torch_params
 
 
-def _layer_projection_runner(row: Row, compiled: bool):
+def _layer_projection_reference(row: Row):
     """AdamP on a problem whose rows are each (anti-)aligned with their gradient but cancel as a whole layer.
 
-    The harness's problem only ever triggers AdamP's per-channel projection; here the
-    per-channel ``|cos(g, p)|`` is large while the layer-wide cosine is near zero, so the
-    layer-wise projection (and its weight-decay ratio) is exercised. Both sides get
+    The harness's problem only ever triggers AdamP's per-channel projection; here
+    (``mlx_optim.check.problems.adamp_layer``) the per-channel ``|cos(g, p)|`` is large while the layer-wide
+    cosine is near zero, so the layer-wise projection (and its weight-decay ratio) is exercised. Both sides get
     the same float32 gradients computed from their own current parameters.
     """
-    rng = np.random.default_rng(3)
-    init = rng.normal(size=(2, 8)).astype(np.float32)
-    init[1] *= np.linalg.norm(init[0]) / np.linalg.norm(init[1])  # equal row norms: layer cosine ~ 0
-    signs = np.array([[1.0], [-1.0]])
-    noise = [rng.normal(scale=0.2, size=(2, 8)) for _ in range(row.steps)]
-
-    def grad(p, t):
-        return (signs * p + noise[t]).astype(np.float32)
-
-    ref_p = torch.nn.Parameter(torch.from_numpy(init.copy()))
-    ref = pytorch_optimizer.AdamP([ref_p], **row.torch_kwargs())
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    holder = {"w": mx.array(init)}
-    opt.init(holder)
-
-    def step(g):
-        holder.update(opt.apply_gradients({"w": g}, holder))
-
-    if compiled:
-        step = mx.compile(step, inputs=[holder, opt.state], outputs=[holder, opt.state])
-    mine, theirs = [], []
+    problem = check_problems.adamp_layer(row.steps)
+    params = torch_params(problem.init)
+    ref = pytorch_optimizer.AdamP(list(params.values()), **row.torch_kwargs())
+    theirs = []
     for t in range(row.steps):
-        ref_p.grad = torch.from_numpy(grad(ref_p.detach().numpy(), t))
+        for k, g in problem.grads({k: p.detach().numpy() for k, p in params.items()}, t).items():
+            params[k].grad = torch.from_numpy(g)
         ref.step()
-        step(mx.array(grad(np.array(holder["w"]), t)))
-        mx.eval(holder, opt.state)
-        theirs.append({"w": ref_p.detach().numpy().copy()})
-        mine.append({"w": np.array(holder["w"])})
-    return mine, theirs
+        theirs.append({k: p.detach().numpy().copy() for k, p in params.items()})
+    return theirs
+
+
+_layer_projection_runner = Portable(
+    "standard", _layer_projection_reference, {"with_loss": False, "problem": {"kind": "adamp_layer"}}
+)
 
 
 ROWS = [

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
+from mlx_optim.check.fns import clip_cube_root
 from tests.parity.harness import Row
-
-
-def clip_cube_root(step):
-    """ADOPT clip bound t**0.333 (the timm/Keras-seed schedule); works on ints and mx arrays alike."""
-    return step**0.333
-
 
 ROWS = [
     # adopt

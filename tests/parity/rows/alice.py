@@ -44,7 +44,7 @@ import torch
 
 from mlx_optim.optimizers.alice import as_matrix
 from tests.parity import harness
-from tests.parity.harness import Row, mlx_stepper
+from tests.parity.harness import Portable, Reference, Row
 
 
 class CanonicalAlice(pytorch_optimizer.Alice):
@@ -69,11 +69,13 @@ def _replay_permutation(opt, state: dict, shape) -> np.ndarray:
     return np.array(mx.random.permutation(n_cand, key=sub)).astype(np.int64)
 
 
-def alice_runner(row: Row, compiled: bool):
-    init = harness.initial_params()
-    opt, holder, step = mlx_stepper(row, compiled, init)
-    mine, draws = [], []
-    for t in range(row.steps):
+def _alice_reference(row: Row):
+    """The reference with our column signs (:class:`CanonicalAlice`) and our random columns: an eager MLX run
+    records, before every step, the permutation each leaf's next step draws, and the reference's
+    ``torch.randperm`` returns them in parameter order; with ``fp64_envelope`` also its float64 run."""
+    draws = []
+
+    def record(t, opt, holder):
         draws.append(
             [
                 _replay_permutation(opt, opt.state[k], v.shape)
@@ -81,15 +83,16 @@ def alice_runner(row: Row, compiled: bool):
                 if "key" in opt.state[k]
             ]
         )
-        _, grads = harness.loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
 
+    harness.run_mlx(row, False, hook=record)
+    init = harness.initial_params()
     ref_traj = _reference(row, init, draws, np.float32)
     if not row.fp64_envelope:
-        return mine, ref_traj
-    return mine, ref_traj, _reference(row, init, draws, np.float64)
+        return ref_traj
+    return Reference(ref_traj, trajectory64=_reference(row, init, draws, np.float64))
+
+
+alice_runner = Portable("standard", _alice_reference, {"with_loss": False})
 
 
 def _reference(row: Row, init: dict, draws: list, dtype) -> list[dict[str, np.ndarray]]:

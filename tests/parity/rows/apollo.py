@@ -8,7 +8,7 @@ import pytorch_optimizer
 import torch
 
 from tests.parity import harness
-from tests.parity.harness import Row, mlx_stepper
+from tests.parity.harness import Portable, Row
 from tests.parity.runners.lowrank import _TORCH_ONLY_DROP, GALORE_DEFAULTS, _no_projection
 
 
@@ -23,21 +23,18 @@ def _replay_draws(opt, state: dict, shape) -> tuple[np.ndarray, np.ndarray]:
     return np.array(left), np.array(right)
 
 
-def apollo_runner(row: Row, compiled: bool):
-    init = harness.initial_params()
-    opt, holder, step = mlx_stepper(row, compiled, init)
-    mine, draws = [], []
-    for t in range(row.steps):
+def _apollo_reference(row: Row):
+    """The reference with ``torch.randn`` returning our draws: an eager MLX run records, before every step, the
+    raw Gaussian matrices each leaf's next step draws (it draws the left then the right matrix)."""
+    draws = []
+
+    def record(t, opt, holder):
         draws.append(
             {k: _replay_draws(opt, opt.state[k], v.shape) for k, v in holder["params"].items() if "key" in opt.state[k]}
         )
-        _, grads = harness.loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
 
-    # The reference, with torch.randn returning our draws (it draws the left then the right matrix).
-    params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    harness.run_mlx(row, False, hook=record)
+    params = harness.torch_params(harness.initial_params())
     kwargs = row.torch_kwargs()
     drop = _TORCH_ONLY_DROP
     if kwargs.get("projection_filter") is _no_projection:  # the reference's group without the projection keys
@@ -68,7 +65,10 @@ def apollo_runner(row: Row, compiled: bool):
         finally:
             torch.randn = original
         ref_traj.append({k: p.detach().numpy().copy() for k, p in params.items()})
-    return mine, ref_traj
+    return ref_traj
+
+
+apollo_runner = Portable("standard", _apollo_reference, {"with_loss": False})
 
 
 ROWS = [

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import torch
 
-import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads, torch_params
 
 
-def _mlx_trajectory(row, compiled, extract):
-    """Like ``harness.run_mlx`` but records ``extract(params, opt)`` after every step."""
-    holder = {"params": {k: mx.array(v) for k, v in initial_params().items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    traj = []
-    for t in range(row.steps):
-        _, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()})
-        mx.eval(holder, opt.state)
-        traj.append(extract(holder["params"], opt))
-    return traj
-
-
-# ---------------------------------------------------------------------------- AveragedSGD: the average too
-def _averaged_sgd_ax_runner(row, compiled):
-    """Compare the running average ``ax`` (not the parameters) with torch.optim.ASGD's ``state[p]['ax']``."""
-    mine = _mlx_trajectory(row, compiled, lambda params, opt: {k: np.array(opt.state[k]["ax"]) for k in params})
-    params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in initial_params().items()}
+def _averaged_sgd_ax_reference(row):
+    """The running average ``ax`` (not the parameters) of torch.optim.ASGD's ``state[p]['ax']``; ours is
+    ``opt.state[k]["ax"]`` (program option ``record="state:ax"``)."""
+    params = torch_params(initial_params())
     opt = torch.optim.ASGD(list(params.values()), **row.torch_kwargs())
     ref = []
     for t in range(row.steps):
@@ -44,7 +19,13 @@ def _averaged_sgd_ax_runner(row, compiled):
             p.grad = torch.from_numpy(grads[k].copy())
         opt.step()
         ref.append({k: opt.state[p]["ax"].numpy().copy() for k, p in params.items()})
-    return mine, ref
+    return ref
+
+
+_averaged_sgd_ax_runner = Portable("standard", _averaged_sgd_ax_reference, {"with_loss": False, "record": "state:ax"})
+
+
+# ---------------------------------------------------------------------------- AveragedSGD: the average too
 
 
 ROWS = [

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from unittest import mock
 
-import numpy as np
 import torch
 
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
-from tests.parity.harness import Row, mlx_stepper, scale
+from mlx_optim.check import problems as check_problems
+from tests.parity.harness import Portable, Row, torch_params
 
 DEMO_SHAPES = {"a": (7,), "b": (5, 6), "c": (8, 12), "d": (16,)}
 
@@ -37,49 +37,33 @@ def _rearrange(x, pattern, **sizes):
     raise NotImplementedError(pattern)
 
 
-def _demo_problem(steps: int, shapes: dict):
-    rng = np.random.default_rng(3)
-    init = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    target = {k: rng.normal(size=s) for k, s in shapes.items()}
-    noise = [{k: rng.normal(scale=0.5, size=s) for k, s in shapes.items()} for _ in range(steps)]
-
-    def grads(params, t):
-        s = scale(t)
-        return {
-            k: (s * ((p.astype(np.float64) - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-            for k, p in params.items()
-        }
-
-    return init, grads
+def _demo_spec(row: Row) -> dict:
+    """The harness's recipe on DEMO_SHAPES (POW2_SHAPES for ``pow2`` rows), one generator seeded 3."""
+    shapes = POW2_SHAPES if row.id.startswith("pow2") else DEMO_SHAPES
+    return {"kind": "shaped", "shapes": [[k, list(s)] for k, s in shapes.items()], "seed": 3, "sin64": False}
 
 
-def demo_runner(row: Row, compiled: bool):
-    import mlx.core as mx
+def _demo_reference(row: Row):
     import pytorch_optimizer
     from pytorch_optimizer.optimizer import demo as demo_module
 
     from tests.parity.runners.muon import _single_process_group
 
-    init, grads = _demo_problem(row.steps, POW2_SHAPES if row.id.startswith("pow2") else DEMO_SHAPES)
-
-    opt, holder, step = mlx_stepper(row, compiled, init)
-    mine = []
-    for t in range(row.steps):
-        step({k: mx.array(v) for k, v in grads({k: np.array(p) for k, p in holder["params"].items()}, t).items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-
+    problem = check_problems.build(_demo_spec(row), row.steps)
     _single_process_group()
-    params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    params = torch_params(problem.init)
     with mock.patch.multiple(demo_module, HAS_EINOPS=True, rearrange=_rearrange, create=True):
         ref_opt = pytorch_optimizer.DeMo(list(params.values()), **row.torch_kwargs())
         ref = []
         for t in range(row.steps):
-            for k, v in grads({k: p.detach().numpy() for k, p in params.items()}, t).items():
+            for k, v in problem.grads({k: p.detach().numpy() for k, p in params.items()}, t).items():
                 params[k].grad = torch.from_numpy(v)
             ref_opt.step()
             ref.append({k: p.detach().numpy().copy() for k, p in params.items()})
-    return mine, ref
+    return ref
+
+
+demo_runner = Portable("standard", _demo_reference, lambda row: {"with_loss": False, "problem": _demo_spec(row)})
 
 
 DEMO_ROWS = [

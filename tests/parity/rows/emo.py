@@ -10,8 +10,9 @@ import pytorch_optimizer
 import pytorch_optimizer.optimizer.emonavi as po_emonavi
 import torch
 
+from mlx_optim.check import problems as check_problems
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Portable, Row
 
 
 def exact_compute_scalar(ema):
@@ -191,34 +192,17 @@ _EMO_OPTIONS = [
 
 
 # ---------------------------------------------------------------------------- a loss of another scale
-@contextlib.contextmanager
-def _loss_scaled(scale: float):
-    original = harness.loss_and_grads
-
-    def scaled(params, t):
-        loss, grads = original(params, t)
-        return np.float32(loss * scale), grads
-
-    harness.loss_and_grads = scaled
-    try:
-        yield
-    finally:
-        harness.loss_and_grads = original
-
-
 def scaled_loss(scale: float):
-    """Runner: both sides see the harness loss times ``scale`` (same gradients).
+    """Runner: both sides see the harness loss times ``scale`` (same gradients; program problem ``loss_scale``).
 
     On the harness problem the loss falls 100x after the loud steps, which saturates the seed's
     ``tanh(5 (short - long))``; at scale 0.01 (with ``maximize``) every branch of the update
     (softsign * norm, softsign, cautious sign) and of the shadow ratio (0, 0.1, 0.3, 0.7 + 0.2 s) runs.
     """
-
-    def runner(row, compiled):
-        with _loss_scaled(scale):
-            return harness.run_mlx(row, compiled), harness.run_reference(row)
-
-    return runner
+    spec = {"loss_scale": scale}
+    return Portable(
+        "standard", lambda row: harness.run_reference(row, check_problems.build(spec, row.steps)), {"problem": spec}
+    )
 
 
 ROWS = [

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads
 
 
 # ----------------------------------------------------------------------------- FlashAdamW on bf16 parameters
-def bf16_runner(row: Row, compiled: bool):
-    """The harness's problem with bfloat16 parameters on both sides (master-weight error correction)."""
+def _bf16_reference(row: Row):
+    """The harness's problem with bfloat16 parameters on both sides (master-weight error correction): the
+    reference's float32 master weights (``get_fp32_model_state_dict``), ours reconstructed from the bf16
+    parameter and its error bits (program options ``param_dtype="bfloat16"``, ``record="master"``)."""
     init = initial_params()
     tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy()).to(torch.bfloat16)) for k, v in init.items()}
     ref = pytorch_optimizer.FlashAdamW(list(tparams.values()), **row.torch_kwargs())
-    holder = {"params": {k: mx.array(v).astype(mx.bfloat16) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(grads):
-        holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    mine, theirs = [], []
+    theirs = []
     for t in range(row.steps):
         _, tg = loss_and_grads({k: p.detach().float().numpy() for k, p in tparams.items()}, t)
         for k, p in tparams.items():
@@ -35,11 +24,10 @@ def bf16_runner(row: Row, compiled: bool):
         ref.step()
         fp32 = ref.get_fp32_model_state_dict(_Holder(tparams))
         theirs.append({k: fp32[k].numpy().copy() for k in tparams})
-        _, grads = loss_and_grads({k: np.array(v.astype(mx.float32)) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g).astype(mx.bfloat16) for k, g in grads.items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(_master(v, opt.state[k])) for k, v in holder["params"].items()})
-    return mine, theirs
+    return theirs
+
+
+bf16_runner = Portable("standard", _bf16_reference, {"with_loss": False, "param_dtype": "bfloat16", "record": "master"})
 
 
 class _Holder(torch.nn.Module):
@@ -47,13 +35,6 @@ class _Holder(torch.nn.Module):
         super().__init__()
         for k, p in params.items():
             self.register_parameter(k, p)
-
-
-def _master(p, state):
-    """The effective float32 master weight (the bf16 parameter plus its error-correction bits, if any)."""
-    from mlx_optim.optimizers.flashadamw import reconstruct_fp32_param  # noqa: PLC0415
-
-    return reconstruct_fp32_param(p, state["error_bits"]) if "error_bits" in state else p.astype(mx.float32)
 
 
 ROWS = [

@@ -10,7 +10,8 @@ import pytorch_optimizer
 import torch
 
 import mlx_optim
-from tests.parity.harness import Row, initial_params, run_mlx, run_reference
+from mlx_optim.check import programs
+from tests.parity.harness import Portable, Row, initial_params, run_reference
 
 
 # ---------------------------------------------------------------------------- Gravity: inject the initial velocity
@@ -28,9 +29,9 @@ class _GravityWithVelocity(pytorch_optimizer.Gravity):
             self.state[p]["v"].copy_(torch.from_numpy(self._v0[id(p)]))
 
 
-def _gravity_runner(row, compiled):
+def _gravity_reference(row):
     """Exact parity given the same initial velocity: ours (seeded key) is copied into the reference."""
-    probe = mlx_optim.load_optimizer(row.name)(**row.kwargs)  # same seed -> the same draw as run_mlx's
+    probe = mlx_optim.load_optimizer(row.name)(**row.kwargs)  # same seed -> the same draw as the MLX side's
     init = {k: mx.array(v) for k, v in initial_params().items()}
     probe.init(init)
     v0 = [np.array(probe.state[k]["v"]) for k in init]
@@ -38,29 +39,25 @@ def _gravity_runner(row, compiled):
     def factory(params, **kw):
         return _GravityWithVelocity(params, {id(p): v for p, v in zip(params, v0)}, **kw)
 
-    plain = dataclasses.replace(row, runner=None, ref=factory)
-    return run_mlx(plain, compiled), run_reference(plain)
+    return run_reference(dataclasses.replace(row, runner=None, ref=factory))
 
 
-def _velocity_stats(v, sigma):
-    v = np.asarray(v, np.float64).ravel() / sigma
-    return np.array([v.mean(), v.std(), np.mean(np.abs(v) < 1), np.mean(np.abs(v) < 2)])
+_gravity_runner = Portable("standard", _gravity_reference)
 
 
-def _gravity_noise_runner(row, compiled):
-    """Statistics of the initial velocity N(0, (alpha/lr)^2) on a 100k-element parameter, ours vs torch's."""
+def _gravity_noise_reference(row):
+    """Statistics of the initial velocity N(0, (alpha/lr)^2) on a 100k-element parameter, torch's (ours:
+    ``mlx_optim.check.programs.gravity_noise``)."""
     lr, alpha = row.kwargs["learning_rate"], row.kwargs["alpha"]
-    shape = (400, 250)
-    opt = mlx_optim.Gravity(**row.kwargs)
-    opt.init({"w": mx.zeros(shape)})
-    mine = _velocity_stats(np.array(opt.state["w"]["v"]), alpha / lr)
     torch.manual_seed(0)
-    p = torch.nn.Parameter(torch.zeros(shape))
-    p.grad = torch.zeros(shape)
+    p = torch.nn.Parameter(torch.zeros(programs.GRAVITY_SHAPE))
+    p.grad = torch.zeros(programs.GRAVITY_SHAPE)
     ref_opt = pytorch_optimizer.Gravity([p], lr=lr, alpha=alpha)
     ref_opt.init_group(ref_opt.param_groups[0])
-    ref = _velocity_stats(ref_opt.state[p]["v"].numpy(), alpha / lr)
-    return [{"stats": mine}] * row.steps, [{"stats": ref}] * row.steps
+    return [{"stats": programs.velocity_stats(ref_opt.state[p]["v"].numpy(), alpha / lr)}] * row.steps
+
+
+_gravity_noise_runner = Portable("gravity_noise", _gravity_noise_reference)
 
 
 ROWS = [

@@ -21,88 +21,27 @@ False: its control flow reads loss values, as torch's does).
 
 from __future__ import annotations
 
-import functools
-
-import mlx.core as mx
-import mlx.nn as nn
-import numpy as np
 import torch
 
-import mlx_optim
-from mlx_optim.optimizers.lbfgs import LBFGS
-from tests.parity.harness import Row
+from mlx_optim.check import programs
+from tests.parity.harness import Portable, Row
 
-X0 = [-1.2, 1.0, -0.5, 0.8, 1.5, -0.3]
-
-
+X0 = programs.LBFGS_X0
+L2 = programs.LBFGS_L2
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-_MX_DTYPES = {"float32": mx.float32, "float64": mx.float64}
-
-
-# ---------------------------------------------------------------------------- problems
-@functools.cache
-def _data(kind: str):
-    rng = np.random.default_rng(7)
-    if kind == "lsq":
-        x = rng.normal(size=(32, 5))
-        y = x @ rng.normal(size=(5, 3)) + 0.5 + 0.3 * rng.normal(size=(32, 3))
-        w0, b0 = rng.normal(scale=0.4, size=(3, 5)), rng.normal(scale=0.4, size=(3,))
-        return x, y, {"weight": w0, "bias": b0}
-    x = rng.normal(size=(64, 5))
-    labels = np.argmax(x @ rng.normal(size=(5, 3)) + rng.normal(scale=1.5, size=(64, 3)), axis=1)
-    w0, b0 = rng.normal(scale=0.3, size=(5, 3)), rng.normal(scale=0.3, size=(3,))
-    return x, labels, {"W": w0, "b": b0}
-
-
-def rosenbrock_mx(p):
-    x = p["x"]
-    return mx.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
-
-
+# ---------------------------------------------------------------------------- problems (torch side; the MLX side
+# is mlx_optim.check.programs.lbfgs, on the same data: programs.lbfgs_data)
 def rosenbrock_torch(p):
     x = p["x"]
     return torch.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
-
-
-L2 = 1e-3
-
-
-def softmax_mx(p, x, labels):
-    logits = x @ p["W"] + p["b"]
-    picked = mx.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
-    return mx.mean(mx.logsumexp(logits, axis=1) - picked) + 0.5 * L2 * mx.sum(p["W"] ** 2)
 
 
 def softmax_torch(p, x, labels):
     logits = x @ p["W"] + p["b"]
     picked = logits.gather(1, labels[:, None])[:, 0]
     return torch.mean(torch.logsumexp(logits, dim=1) - picked) + 0.5 * L2 * torch.sum(p["W"] ** 2)
-
-
-def lsq_mx(model, x, y):
-    return mx.mean((model(x) - y) ** 2)
-
-
-def _mlx_side(problem: str, dtype: str, compiled: bool):
-    """Returns (target, loss_and_grad_fn, args, read_params)."""
-    md = _MX_DTYPES[dtype]
-    if problem == "rosenbrock":
-        params = {"x": mx.array(np.array(X0), md)}
-        fn = mx.value_and_grad(rosenbrock_mx)
-        return params, (mx.compile(fn) if compiled else fn), (), lambda: params
-    if problem == "softmax":
-        x, labels, init = _data("softmax")
-        params = {k: mx.array(v, md) for k, v in init.items()}
-        fn = mx.value_and_grad(softmax_mx)
-        args = (mx.array(x, md), mx.array(labels))
-        return params, (mx.compile(fn) if compiled else fn), args, lambda: params
-    x, y, init = _data("lsq")
-    model = nn.Linear(5, 3)
-    model.update({k: mx.array(v, md) for k, v in init.items()})
-    fn = mlx_optim.value_and_grad(model, lsq_mx, compile=True) if compiled else nn.value_and_grad(model, lsq_mx)
-    return model, fn, (mx.array(x, md), mx.array(y, md)), lambda: dict(model.parameters())
 
 
 def _torch_side(problem: str, dtype: str):
@@ -112,22 +51,14 @@ def _torch_side(problem: str, dtype: str):
         params = {"x": torch.nn.Parameter(torch.tensor(X0, dtype=td))}
         return params, lambda: rosenbrock_torch(params)
     if problem == "softmax":
-        x, labels, init = _data("softmax")
+        x, labels, init = programs.lbfgs_data("softmax")
         params = {k: torch.nn.Parameter(torch.tensor(v, dtype=td)) for k, v in init.items()}
         xt, lt = torch.tensor(x, dtype=td), torch.tensor(labels)
         return params, lambda: softmax_torch(params, xt, lt)
-    x, y, init = _data("lsq")
+    x, y, init = programs.lbfgs_data("lsq")
     params = {k: torch.nn.Parameter(torch.tensor(v, dtype=td)) for k, v in init.items()}
     xt, yt = torch.tensor(x, dtype=td), torch.tensor(y, dtype=td)
     return params, lambda: torch.mean((xt @ params["weight"].T + params["bias"] - yt) ** 2)
-
-
-def _record(params: dict, loss, state: dict) -> dict:
-    rec = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    rec["loss"] = np.array(float(loss))
-    rec["func_evals"] = np.array(float(state["func_evals"]))
-    rec["n_iter"] = np.array(float(state["n_iter"]))
-    return rec
 
 
 def run_torch(row: Row, problem: str, dtype: str) -> list[dict]:
@@ -144,49 +75,25 @@ def run_torch(row: Row, problem: str, dtype: str) -> list[dict]:
     for _ in range(row.steps):
         loss = opt.step(closure)
         state = opt.state[next(iter(params.values()))]
-        traj.append(_record({k: p.detach().numpy() for k, p in params.items()}, loss.detach(), state))
+        traj.append(programs.lbfgs_record({k: p.detach().numpy() for k, p in params.items()}, loss.detach(), state))
     return traj
-
-
-def run_mlx(row: Row, problem: str, dtype: str, compiled: bool) -> list[dict]:
-    target, fn, args, read = _mlx_side(problem, dtype, compiled)
-    opt = LBFGS(**row.kwargs)
-    traj = []
-    for _ in range(row.steps):
-        loss = opt.step_with(target, fn, *args)
-        traj.append(_record(read(), loss, {k: opt.state[k].item() for k in ("func_evals", "n_iter")}))
-    return traj
-
-
-_CACHE: dict = {}
 
 
 def runner(problem: str, dtype: str = "float32"):
-    def run(row: Row, compiled: bool):
-        key = (row.label, problem, dtype)
-        if key not in _CACHE:
-            _CACHE[key] = run_torch(row, problem, dtype)
-        return run_mlx(row, problem, dtype, compiled), _CACHE[key]
-
-    return run
+    return Portable("lbfgs", lambda row: run_torch(row, problem, dtype), {"problem": problem, "dtype": dtype})
 
 
 WOLFE = {"line_search_fn": "strong_wolfe"}
-
-
 F64_NOTE = (
     "float64 on both sides (polynomial losses, so MLX's float64 CPU math is exact): checks the algorithm branch for "
     "branch with a tolerance tighter than the default; measured max diff {measured}."
 )
-
-
 CHAOS_NOTE = (
     "Rosenbrock in float32: L-BFGS amplifies the ulp-level differences between MLX's and torch's reductions (dot "
     "products, sums) by ~x10-1000 per outer step (same growth with torch-computed gradients fed to our optimizer, so it "
     "is the optimizer's own float32 arithmetic), so only the first {steps} steps are compared (measured {measured}); "
     "the float64 rows check the same paths over 10 steps. Default tolerance."
 )
-
 
 ROWS = [
     # float64: the algorithm, branch for branch (counters func_evals / n_iter compared too)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import pytorch_optimizer
-from mlx.utils import tree_flatten, tree_unflatten
 
-import mlx_optim
-from tests.parity.harness import Row, scale
+from mlx_optim.check import problems as check_problems
+from tests.parity.harness import Portable, Row, torch_params
 
 # ---------------------------------------------------------------------------- LoRARite: LoRA factor pairs
 # Leaves are paired by name (``<prefix>.lora_a`` with ``<prefix>.lora_b``, see LoRARite's docstring); the reference
@@ -23,58 +20,36 @@ LORA_LAYOUTS = {
 }
 
 
+def _lora_spec(layout: str, row: Row) -> dict:
+    """The harness's recipe on the layout's shapes, the factors named by the row's ``lora_names``."""
+    names = row.kwargs.get("lora_names", ("lora_a", "lora_b"))
+    rename = {"a": names[0], "b": names[1]}
+    shapes = [
+        [".".join(rename.get(part, part) for part in k.split(".")), list(s)] for k, s in LORA_LAYOUTS[layout].items()
+    ]
+    return {"kind": "shaped", "shapes": shapes, "seed": 0, "sin64": False, "nested": True}
+
+
 def _lora_runner(layout: str):
-    def runner(row: Row, compiled: bool):
+    def reference(row: Row):
         import torch
 
         names = row.kwargs.get("lora_names", ("lora_a", "lora_b"))
-        rename = {"a": names[0], "b": names[1]}
-        shapes = {".".join(rename.get(part, part) for part in k.split(".")): s for k, s in LORA_LAYOUTS[layout].items()}
-        rng = np.random.default_rng(0)
-        init = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-        target = {k: rng.normal(size=s) for k, s in shapes.items()}
-        noise = [{k: rng.normal(scale=0.5, size=s) for k, s in shapes.items()} for _ in range(row.steps)]
-
-        def grads(params, t):
-            s = scale(t)
-            return {
-                k: (s * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-                for k, p in params.items()
-            }
-
-        # reference
-        tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+        problem = check_problems.build(_lora_spec(layout, row), row.steps)
+        tparams = torch_params(problem.init)
         kw = {k: v for k, v in row.torch_kwargs().items() if k != "lora_names"}
         opt = pytorch_optimizer.LoRARite([p for k, p in tparams.items() if not k.startswith("solo")], **kw)
         ref = []
         for t in range(row.steps):
-            for k, g in grads({k: p.detach().numpy() for k, p in tparams.items()}, t).items():
+            for k, g in problem.grads({k: p.detach().numpy() for k, p in tparams.items()}, t).items():
                 tparams[k].grad = torch.from_numpy(g)
             opt.step()
             ref.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
         for step in ref:
-            step[f"solo.{names[0]}"] = init[f"solo.{names[0]}"]
+            step[f"solo.{names[0]}"] = problem.init[f"solo.{names[0]}"]
+        return ref
 
-        # mlx
-        holder = {"params": tree_unflatten([(k, mx.array(v)) for k, v in init.items()])}
-        mopt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-        mopt.init(holder["params"])
-
-        def step_fn(g):
-            holder["params"] = mopt.apply_gradients(g, holder["params"])
-
-        if compiled:
-            st = [holder, mopt.state]
-            step_fn = mx.compile(step_fn, inputs=st, outputs=st)
-        mine = []
-        for t in range(row.steps):
-            flat = {k: np.array(v) for k, v in tree_flatten(holder["params"])}
-            step_fn(tree_unflatten([(k, mx.array(g)) for k, g in grads(flat, t).items()]))
-            mx.eval(holder, mopt.state)
-            mine.append({k: np.array(v) for k, v in tree_flatten(holder["params"])})
-        return mine, ref
-
-    return runner
+    return Portable("standard", reference, lambda row: {"with_loss": False, "problem": _lora_spec(layout, row)})
 
 
 _PEFT, _MLX = _lora_runner("peft"), _lora_runner("mlx")

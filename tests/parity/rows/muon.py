@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytorch_optimizer
 import torch
 
-import mlx_optim
+from mlx_optim.check.fns import clip_rotary_key
+from mlx_optim.check.programs import max_logits
 from mlx_optim.optimizers.muon import default_muon_filter
-from tests.parity.harness import Row, initial_params, loss_and_grads
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads, torch_params
 from tests.parity.runners.groups import group_row, muon_groups
 from tests.parity.runners.muon import (
     ADAMW_OPTS,
@@ -37,21 +36,6 @@ MUONCLIP = muon_ref(pytorch_optimizer.MuonClip)
 CLIP_MAP = {"b": ("query", "attn5"), "c": ("key", "attn2"), "a": ("query_rotary", "attn7")}
 
 
-HEADS = {"attn5": 5, "attn2": 2, "attn7": 7}
-
-
-def clip_rotary_key(path, p):
-    return {"c": ("key_rotary", "attn2"), "b": ("key", "attn5")}.get(path)
-
-
-def max_logits(t: int) -> dict[str, np.ndarray]:
-    """Per-head maximum logits at step ``t``: around the threshold 100, so some heads clip and some do not."""
-    return {
-        name: (100.0 + 60.0 * np.sin(t + np.arange(h) * 1.3 + 0.1 * i)).astype(np.float32)
-        for i, (name, h) in enumerate(HEADS.items())
-    }
-
-
 def muonclip_ref(params, muon_filter=None, qk_clip=None, **kw):
     keep = muon_filter or default_muon_filter
     groups = []
@@ -64,14 +48,10 @@ def muonclip_ref(params, muon_filter=None, qk_clip=None, **kw):
     return pytorch_optimizer.MuonClip(groups, **kw)
 
 
-def clip_runner(row: Row, compiled: bool, via_model: bool = False):
-    """The harness's two sides, with ``attention_max_logits`` passed to every step.
-
-    ``via_model``: our side holds the parameters in an ``nn.Module`` and calls
-    ``opt.update(model, grads, attention_max_logits=...)`` (the documented convention).
-    """
-    init = initial_params()
-    tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+def _clip_reference(row: Row):
+    """The harness's reference with ``attention_max_logits`` (``mlx_optim.check.programs.max_logits``) passed to
+    every step."""
+    tparams = torch_params(initial_params())
     ropt = muonclip_ref(list(tparams.values()), **row.torch_kwargs())
     ref = []
     for t in range(row.steps):
@@ -80,32 +60,17 @@ def clip_runner(row: Row, compiled: bool, via_model: bool = False):
             p.grad = torch.from_numpy(grads[k].copy())
         ropt.step(attention_max_logits={n: torch.from_numpy(v) for n, v in max_logits(t).items()})
         ref.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
+    return ref
 
-    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
 
-    model = nn.Module()
-    for k, v in holder["params"].items():
-        setattr(model, k, v)
+# ``via_model``: our side holds the parameters in an ``nn.Module`` and calls
+# ``opt.update(model, grads, attention_max_logits=...)`` (the documented convention).
+clip_runner = Portable("standard", _clip_reference, {"with_loss": False, "step_kwargs": "max_logits"})
 
-    def step(grads, logits):
-        if via_model:
-            opt.update(model, grads, attention_max_logits=logits)
-            holder["params"] = {k: model[k] for k in holder["params"]}
-        else:
-            holder["params"] = opt.apply_gradients(grads, holder["params"], attention_max_logits=logits)
 
-    if compiled:
-        state = [holder, opt.state, model]
-        step = mx.compile(step, inputs=state, outputs=state)
-    mine = []
-    for t in range(row.steps):
-        _, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()}, {n: mx.array(v) for n, v in max_logits(t).items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-    return mine, ref
+clip_model_runner = Portable(
+    "standard", _clip_reference, {"with_loss": False, "step_kwargs": "max_logits", "via_model": True}
+)
 
 
 def _clipping_happens() -> bool:
@@ -199,7 +164,7 @@ ROWS = [
     Row(
         "muonclip",
         {"learning_rate": 2e-2, "qk_clip": clip_rotary_key, "qk_clip_threshold": 90.0, "qk_clip_alpha": 0.3},
-        runner=functools.partial(clip_runner, via_model=True),
+        runner=clip_model_runner,
         id="qk-clip-rotary-key",
     ),
     # parameter groups (pytorch_optimizer.Muon param_groups) with its AdamW groups: a Muon group with its own

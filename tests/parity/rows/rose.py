@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import torch
 from pytorch_optimizer import ROSE
 
-import mlx_optim
-from tests.parity.harness import Row
+from mlx_optim.check import compare as check_compare
+from mlx_optim.check import programs
+from tests.parity.harness import Portable, Row, case_of
 
 
 def rose_with_initial_lr(params, **kwargs):
@@ -19,57 +18,35 @@ def rose_with_initial_lr(params, **kwargs):
     return opt
 
 
-def rose_bf16_runner(row: Row, compiled: bool):
+def _rose_bf16_reference(row: Row):
     """bf16 parameters at 1.5 (spacing 2^-7) and steps of lr/2 = 1e-3 per step, far below half a spacing.
 
     Gradient columns alternate +1 / -1 (zero row means, every row range 2), so ROSE moves the +1 columns
     down and the -1 columns up by 1e-3 per step. With stochastic rounding the column-group means follow
     that in expectation on both sides; round-to-nearest would not move at all. Returns per-step
-    ``{"down": mean of the +1 columns, "up": mean of the -1 columns}`` for MLX and torch.
+    ``{"down": mean of the +1 columns, "up": mean of the -1 columns}`` (the MLX side:
+    ``mlx_optim.check.programs.rose_bf16``).
     """
-    shape, steps = (64, 256), row.steps
-    grad = np.where(np.arange(shape[1]) % 2 == 0, 1.0, -1.0)[None, :].repeat(shape[0], 0).astype(np.float32)
-
-    def means(x: np.ndarray) -> dict:
-        return {"down": np.float64(x[:, 0::2].mean()), "up": np.float64(x[:, 1::2].mean())}
-
-    opt = mlx_optim.load_optimizer("rose")(**row.kwargs)
-    holder = {"p": mx.full(shape, 1.5, mx.bfloat16)}
-    g = {"p": mx.array(grad).astype(mx.bfloat16)}
-    opt.init(holder)
-
-    def step(g):
-        holder["p"] = opt.apply_gradients(g, holder)["p"]
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    mine = []
-    for _ in range(steps):
-        step(g)
-        mx.eval(holder, opt.state)
-        mine.append(means(np.array(holder["p"].astype(mx.float32))))
-
     torch.manual_seed(0)
-    p = torch.nn.Parameter(torch.full(shape, 1.5, dtype=torch.bfloat16))
+    p = torch.nn.Parameter(torch.full(programs.ROSE_SHAPE, 1.5, dtype=torch.bfloat16))
     ref_opt = ROSE([p], **row.torch_kwargs())
+    grad = programs.rose_bf16_grad()
     ref = []
-    for _ in range(steps):
+    for _ in range(row.steps):
         p.grad = torch.from_numpy(grad).to(torch.bfloat16)
         ref_opt.step()
-        ref.append(means(p.detach().float().numpy()))
-    return mine, ref
+        ref.append(programs.rose_means(p.detach().float().numpy()))
+    return ref
+
+
+rose_bf16_runner = Portable("rose_bf16", _rose_bf16_reference, compare="rose_bf16")
 
 
 def rose_bf16_compare(mine, ref, row: Row) -> None:
-    lr = row.kwargs["learning_rate"]
-    for t, (a, b) in enumerate(zip(mine, ref)):
-        drift = (t + 1) * lr / 2
-        for k, sign in (("down", -1.0), ("up", 1.0)):
-            # expected mean 1.5 -+ drift; the spread of a mean of 8192 stochastically rounded values is ~3e-5
-            assert abs(a[k] - (1.5 + sign * drift)) < row.atol, (t, k, a[k], b[k])
-            assert abs(a[k] - b[k]) < row.atol, (t, k, a[k], b[k])
-    assert len(mine) == len(ref) == row.steps
+    """The means within ``atol`` (the spread of a mean of 8192 stochastically rounded values is ~3e-5) of the
+    exact drift ``1.5 -+ (t + 1) lr / 2`` and of the reference's (``mlx_optim.check.compare.rose_bf16``)."""
+    worst, msg = check_compare.rose_bf16(mine, ref, case_of(row))
+    assert worst <= 1, f"{row.label}: {msg} ({worst:.3g} x atol)"
 
 
 ROWS = [

@@ -6,22 +6,17 @@ sides and compare the parameters after every action, so the y <-> x swap is chec
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
-
-from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads, torch_params
 
 # 8 steps, eval (x), eval again (no-op), train (back to y), 6 more steps, eval, train, 1 step.
 SCRIPT = ["step"] * 8 + ["eval", "eval", "train"] + ["step"] * 6 + ["eval", "train", "step"]
 
 
-def _swap_runner(row, compiled):
+def _swap_reference(row):
     import pytorch_optimizer
     import torch
 
-    init = initial_params()
-    # reference
-    tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    tparams = torch_params(initial_params())
     topt = pytorch_optimizer.load_optimizer(row.name)(list(tparams.values()), **row.torch_kwargs())
     ref, t = [], 0
     for action in SCRIPT:
@@ -34,19 +29,10 @@ def _swap_runner(row, compiled):
         else:
             getattr(topt, action)()
         ref.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
-    # mlx: the parameter-tree form of eval()/train()
-    opt, holder, step = mlx_stepper(row, compiled, init)
-    mine, t = [], 0
-    for action in SCRIPT:
-        if action == "step":
-            _, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-            step({k: mx.array(g) for k, g in grads.items()})
-            t += 1
-        else:
-            holder["params"] = getattr(opt, action)(holder["params"])
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-    return mine, ref
+    return ref
+
+
+_swap_runner = Portable("standard", _swap_reference, {"with_loss": False, "script": SCRIPT})
 
 
 def swap_row(name, kwargs, id):

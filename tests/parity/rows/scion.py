@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_optimizer
 import torch
 
+from mlx_optim.check.fns import scion_mixed, scion_row, scion_rowcol
 from mlx_optim.optimizers.scion import LMONorm
 from tests.parity.harness import Row
 from tests.parity.runners.muon import NS_NOTE, _as_mx, _named, ns_float32, reference_ns_dtype
@@ -48,26 +49,6 @@ class SCIONLightAccumulating:
             p.grad = b + self.sign * p.grad
         self.opt.step()
         self.buffers = [p.grad for p in self.params]
-
-
-def scion_mixed(path, p):
-    return {
-        "a": LMONorm.BIAS,
-        "b": (LMONorm.SIGN, {"normalize": False}),
-        "c": (LMONorm.SPECTRAL, {"max_scale": True, "normalize": False, "num_steps": 4}),
-    }[path]
-
-
-def scion_rowcol(path, p):
-    return {
-        "a": LMONorm.NONE,
-        "b": (LMONorm.COL, {"normalized": True, "transpose": True}),
-        "c": (LMONorm.SPECTRALCONV, {"num_steps": 3}),
-    }[path]
-
-
-def scion_row(path, p):
-    return {"a": LMONorm.BIAS, "b": (LMONorm.ROW, {"normalized": False}), "c": LMONorm.NONE}[path]
 
 
 SCION_REF = scion_ref(pytorch_optimizer.SCION)

@@ -8,40 +8,37 @@ import pytorch_optimizer
 import torch
 
 import mlx_optim
-from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
+from tests.parity.harness import Portable, Reference, Row, initial_params, loss_and_grads, torch_params
 
 
 # ----------------------------------------------------------------------------- SPAM masks (random)
-def spam_mask_runner(row: Row, compiled: bool):
+def _spam_mask_reference(row: Row):
     """Exact parity of SPAM's masked update given the same masks, plus statistics of our own masks.
 
     The masks are random on both sides (torch.randperm / torch.rand vs an MLX key), so the
-    reference's masks are copied into the MLX state before every step; what is compared
-    exactly is all the math given the masks. Our own draws are checked statistically: the
-    first mask has exactly ``int(density * numel)`` entries and a redrawn one an entry
-    fraction within 4 standard deviations of ``density``.
+    reference's masks (before every step) are returned as extras and copied into the MLX state
+    before the same step (program option ``inject="mask"``); what is compared exactly is all the
+    math given the masks. Our own draws are checked statistically: the first mask has exactly
+    ``int(density * numel)`` entries and a redrawn one an entry fraction within 4 standard
+    deviations of ``density``.
     """
     _check_spam_mask_statistics(row.kwargs["density"])
     torch.manual_seed(0)
-    init = initial_params()
-    tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    tparams = torch_params(initial_params())
     ref = pytorch_optimizer.SPAM(list(tparams.values()), **row.torch_kwargs())
-    opt, holder, step = mlx_stepper(row, compiled, init, with_loss=True)
-    mine, theirs = [], []
+    theirs, masks = [], {k: [] for k, p in tparams.items() if p.ndim == 2}
     for t in range(row.steps):
-        for k, p in tparams.items():  # the reference's current masks
-            if p.ndim == 2:
-                opt.state[k]["mask"] = mx.array(ref.state[p]["mask"].numpy())
+        for k in masks:  # the reference's current masks
+            masks[k].append(ref.state[tparams[k]]["mask"].numpy().copy())
         _, tgrads = loss_and_grads({k: p.detach().numpy() for k, p in tparams.items()}, t)
         for k, p in tparams.items():
             p.grad = torch.from_numpy(tgrads[k].copy())
         ref.step()
         theirs.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
-        loss, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()}, mx.array(loss))
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-    return mine, theirs
+    return Reference(theirs, {f"mask/{k}": np.stack(v) for k, v in masks.items()})
+
+
+spam_mask_runner = Portable("standard", _spam_mask_reference, {"inject": "mask"})
 
 
 def _check_spam_mask_statistics(density: float) -> None:

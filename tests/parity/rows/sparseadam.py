@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mlx_optim.check import problems as check_problems
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Portable, Row
 
 
 # ---------------------------------------------------------------------------- sparseadam
@@ -23,34 +24,15 @@ class SparseAdamRef:
         self.opt.step()
 
 
-def _zero_some(grads: dict, t: int) -> dict:
-    """Set some entries (``a``), rows (``b``) and fibres (``c``) of the step-``t`` gradient to exactly zero."""
-    out = {k: g.copy() for k, g in grads.items()}
-    out["a"][[i for i in range(7) if (i + t) % 3 == 0]] = 0.0
-    out["b"][[i for i in range(5) if (i + t) % 2 == 0]] = 0.0
-    for i in range(2):
-        for j in range(3):
-            if (i + j + t) % 3 == 0:
-                out["c"][i, j] = 0.0
-    return out
+def _sparse_reference(row: Row):
+    """The reference on the harness's gradient with exact zeros (``mlx_optim.check.problems.zero_some``: some
+    entries/rows/fibres, the "not looked up" ones), as the MLX side gets it (program problem ``sparse``)."""
+    ref = harness.run_reference(row, check_problems.build({"sparse": True}, row.steps))
+    assert any(np.any(a["b"] == b["b"]) for a, b in zip(ref, ref[1:], strict=False)), "no row was left untouched"
+    return ref
 
 
-def sparse_runner(row: Row, compiled: bool):
-    """Run both sides on gradients with exact zeros (the harness's gradient, some rows zeroed)."""
-    original = harness.loss_and_grads
-
-    def masked(params, t):
-        loss, grads = original(params, t)
-        return loss, _zero_some(grads, t)
-
-    harness.loss_and_grads = masked
-    try:
-        mine, ref = harness.run_mlx(row, compiled), harness.run_reference(row)
-    finally:
-        harness.loss_and_grads = original
-    # the check is meaningful only if some entries really stayed untouched on some step
-    assert any(np.any(a["b"] == b["b"]) for a, b in zip(mine, mine[1:], strict=False))
-    return mine, ref
+sparse_runner = Portable("standard", _sparse_reference, {"problem": {"sparse": True}})
 
 
 ROWS = [

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import pytorch_optimizer
 
+from mlx_optim.check.fns import matrices, matrices_t
 from tests.parity.harness import Row
 from tests.parity.runners.muon import _as_mx, _named
-
-
-def matrices(path, p):
-    """SpectralSphere supports 2-D parameters only: b (5, 6); a and c stay unchanged on both sides."""
-    return p.ndim == 2
 
 
 def spectralsphere_ref(params, spectral_filter=None, **kw):
     """The reference gets only the leaves ``spectral_filter`` selects (ours leaves the others unchanged)."""
     keep = [p for n, p in _named(params) if spectral_filter is None or spectral_filter(n, _as_mx(p))]
     return pytorch_optimizer.SpectralSphere(keep, **kw)
-
-
-def matrices_t(path, p):
-    return path == "b"
 
 
 ROWS = [

@@ -20,7 +20,6 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
-import sys
 
 import mlx_optim
 from mlx_optim.features import FEATURE_DEFAULTS
@@ -167,39 +166,10 @@ def _feature_row(name: str, base_row: Row, feature: str, wrap, **extra) -> Row:
     )
 
 
-class _VariantAsBase:
-    """``mlx_optim`` with ``load_optimizer(base)`` returning the variant (the rest unchanged)."""
-
-    def __init__(self, base: str, variant: str):
-        self.base, self.variant = base, variant
-
-    def load_optimizer(self, name: str):
-        return mlx_optim.load_optimizer(self.variant if name == self.base else name)
-
-    def __getattr__(self, name: str):
-        return getattr(mlx_optim, name)
-
-
-def as_base_runner(runner, module, base: str, variant: str):
-    """Run a base row's runner, which branches on ``row.name == base``, with the variant in the base's place."""
-
-    def run(row: Row, compiled: bool):
-        saved = module.mlx_optim
-        module.mlx_optim = _VariantAsBase(base, variant)
-        try:
-            return runner(dataclasses.replace(row, name=base), compiled)
-        finally:
-            module.mlx_optim = saved
-
-    return run
-
-
 ROWS = []
 for _name, _base in VARIANTS.items():
     for _row in BASE_ROWS[_base][:2]:
-        _runner = _row.runner
-        if _runner is not None and _base == "sophiag":  # its runners branch on the row's name
-            _runner = as_base_runner(_runner, sys.modules[_runner.__module__], _base, _name)
+        _runner = _row.runner  # Portable runners read the variant's name (sophiag_e: the GNB estimate too)
         ROWS.append(
             dataclasses.replace(
                 _row,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import types
 
 import mlx.core as mx
@@ -11,61 +10,22 @@ import torch
 
 import mlx_optim
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
+from mlx_optim.check.programs import NUM_TASKS, task_grads
 from mlx_optim.wrappers.gradient_surgery import pcgrad_orders
-from tests.parity.harness import SHAPES, Row, _problem, initial_params, scale
+from tests.parity.harness import SHAPES, Portable, Row, initial_params
 from tests.parity.runners.wrappers_inner import ADAMW, SGD, SGDM
 from tests.parity.runners.wrappers_torch import _torch_class, _torch_inner_kwargs
 
-NUM_TASKS = 3
+# task_grads (per-task gradients, float64 -> float32) and the MLX side live in mlx_optim.check.programs.
 
 
 # ---------------------------------------------------------------------------- the multi-task problem
-@functools.cache
-def _task_targets() -> list[dict[str, np.ndarray]]:
-    rng = np.random.default_rng(11)
-    return [{k: 2.0 * rng.normal(size=s) for k, s in SHAPES.items()} for _ in range(NUM_TASKS)]
-
-
-def task_grads(params: dict[str, np.ndarray], t: int, partial: bool) -> list[dict[str, np.ndarray]]:
-    """Per-task gradients (float64 -> float32); with ``partial`` task 1 has no gradient for ``c``."""
-    _, noise = _problem()
-    s = scale(t)
-    out = []
-    for i, target in enumerate(_task_targets()):
-        g = {}
-        for k, p32 in params.items():
-            if partial and i == 1 and k == "c":
-                continue
-            p = p32.astype(np.float64)
-            g[k] = (s * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-        out.append(g)
-    return out
 
 
 def _split(row: Row) -> tuple[dict, dict]:
     kw = {k: v for k, v in row.kwargs.items() if k != "state_dtype"}
     inner = _torch_inner_kwargs(kw.pop("learning_rate", None), kw.pop("optimizer_kwargs", None))
     return inner, kw
-
-
-def run_mlx_tasks(row: Row, compiled: bool, partial: bool) -> list[dict[str, np.ndarray]]:
-    holder = {"params": {k: mx.array(v) for k, v in initial_params().items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    opt.init(holder["params"])
-
-    def step(tasks):
-        holder["params"] = opt.apply_gradients(tasks, holder["params"])
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    traj = []
-    for t in range(row.steps):
-        grads = task_grads({k: np.array(v) for k, v in holder["params"].items()}, t, partial)
-        step([{k: mx.array(g) for k, g in task.items()} for task in grads])
-        mx.eval(holder, opt.state)
-        traj.append({k: np.array(v) for k, v in holder["params"].items()})
-    return traj
 
 
 def keras_project_conflicting(grads: list[torch.Tensor], has_grads: list[torch.Tensor], reduction: str):
@@ -136,17 +96,8 @@ def run_torch_tasks(row: Row, partial: bool) -> list[dict[str, np.ndarray]]:
     return traj
 
 
-_TASK_REF_CACHE: dict[str, list] = {}
-
-
-def task_runner(row: Row, compiled: bool, partial: bool = False):
-    if row.label not in _TASK_REF_CACHE:
-        _TASK_REF_CACHE[row.label] = run_torch_tasks(row, partial)
-    return run_mlx_tasks(row, compiled, partial), _TASK_REF_CACHE[row.label]
-
-
-def partial_task_runner(row: Row, compiled: bool):
-    return task_runner(row, compiled, partial=True)
+task_runner = Portable("tasks", lambda row: run_torch_tasks(row, False), {"partial": False})
+partial_task_runner = Portable("tasks", lambda row: run_torch_tasks(row, True), {"partial": True})
 
 
 ROWS = [

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
-from tests.parity.harness import SHAPES, Row, initial_params, run_mlx, run_reference
+from tests.parity.harness import SHAPES, Portable, Row, initial_params, run_mlx, run_reference
 
 
 def _torch_inner_kwargs(lr, optimizer_kwargs) -> dict:
@@ -32,8 +32,11 @@ def torch_magma(params, optimizer, lr=None, optimizer_kwargs=None, exclude=None,
     return pytorch_optimizer.Magma(inner, exclude=excluded, **kwargs)
 
 
-def magma_runner(row: Row, compiled: bool):
-    mine = run_mlx(row, compiled)
+def _magma_reference(row: Row):
+    """The reference with ``torch.bernoulli`` replaying MLX's draws: an eager MLX run, and which tensors moved
+    at each step (a masked tensor keeps its parameter bit for bit), after a plausibility check of the kept
+    fraction against ``mask_prob``."""
+    mine = run_mlx(row, False)
     excluded = set(row.kwargs.get("exclude") or ())
     prev = initial_params()
     draws = []
@@ -53,7 +56,10 @@ def magma_runner(row: Row, compiled: bool):
     with mock.patch.object(torch, "bernoulli", side_effect=bernoulli):
         ref = run_reference(row)
     assert next(it, None) is None, f"{row.label}: the reference drew fewer masks than MLX"
-    return mine, ref
+    return ref
+
+
+magma_runner = Portable("standard", _magma_reference)
 
 
 REPLAY = "random masks: MLX's draws replayed into torch.bernoulli (default tolerance); kept fraction checked"

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import torch
 
 import mlx_optim
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
-from tests.parity.harness import SHAPES, Row, _problem, initial_params, loss_and_grads, scale
+from mlx_optim.check.fns import rho_schedule as _rho_schedule
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads
 from tests.parity.runners.wrappers_torch import _torch_class, _torch_inner_kwargs
 
-
 # ---------------------------------------------------------------------------- the SAM runner
-class Problem(nn.Module):
-    """The harness's problem as an MLX module: ``s_t * sum(0.5 (p - target)^2 - 0.1 cos(3p) + noise_t * p)``."""
-
-    def __init__(self):
-        super().__init__()
-        for k, v in initial_params().items():
-            setattr(self, k, mx.array(v))
-
-    def loss(self, s, noise):
-        target, _ = _problem()
-        total = mx.array(0.0, dtype=mx.float64)
-        for k in SHAPES:
-            p = getattr(self, k).astype(mx.float64)
-            tk = mx.array(target[k], dtype=mx.float64)
-            total = total + s * mx.sum(0.5 * mx.square(p - tk) - 0.1 * mx.cos(3 * p) + noise[k] * p)
-        return total.astype(mx.float32)
-
-
-def _batch(t: int):
-    _, noise = _problem()
-    return mx.array(scale(t), dtype=mx.float64), {k: mx.array(v, dtype=mx.float64) for k, v in noise[t].items()}
+# The MLX side is mlx_optim.check.programs.sam: the harness's problem as a small MLX module (float64 math rounded
+# to float32, as the harness's NumPy gradient), driven with ``opt.step_with(model, loss_and_grad, s, noise)``.
 
 
 def _split_kwargs(kwargs: dict) -> tuple[dict, dict]:
@@ -113,46 +93,7 @@ def run_torch_sam(row: Row) -> list[dict[str, np.ndarray]]:
     return traj
 
 
-def run_mlx_sam(row: Row, compiled: bool) -> list[dict[str, np.ndarray]]:
-    model = Problem()
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-    lg = nn.value_and_grad(model, lambda m, s, noise: m.loss(s, noise))
-    transparent = row.kwargs.get("transparent", False)
-
-    if transparent:
-
-        def step(s, noise):
-            for _ in range(opt.num_phases):
-                _, grads = lg(model, s, noise)
-                opt.update(model, grads)
-
-    else:
-
-        def step(s, noise):
-            opt.step_with(model, lg, s, noise)
-
-    if compiled:
-        state = [model.state, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    traj = []
-    for t in range(row.steps):
-        step(*_batch(t))
-        mx.eval(model.parameters(), opt.state)
-        traj.append({k: np.array(getattr(model, k)) for k in SHAPES})
-    return traj
-
-
-_SAM_REF_CACHE: dict[str, list] = {}
-
-
-def sam_runner(row: Row, compiled: bool):
-    if row.label not in _SAM_REF_CACHE:
-        _SAM_REF_CACHE[row.label] = run_torch_sam(row)
-    return run_mlx_sam(row, compiled), _SAM_REF_CACHE[row.label]
-
-
-def _rho_schedule(step):
-    return 0.1 * mx.power(0.9, step.astype(mx.float32))
+sam_runner = Portable("sam", run_torch_sam)
 
 
 SGD = {"base_optimizer": "sgd", "learning_rate": 0.1}

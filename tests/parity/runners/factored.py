@@ -15,14 +15,11 @@ lomo, adalomo: the reference's calling convention (``grad_norm(loss)`` then
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import torch
-from mlx.utils import tree_flatten, tree_unflatten
 
-import mlx_optim
+from mlx_optim.check import problems as check_problems
 from tests.parity import harness
-from tests.parity.harness import Row
+from tests.parity.harness import Portable, Row
 
 
 # ----------------------------------------------------------------------------- LOMO / AdaLOMO calling convention
@@ -77,50 +74,22 @@ def named_runner(shapes: dict[str, tuple], build_ref):
     """A runner on parameters with dotted names (nested dicts on the MLX side, a module on the torch side).
 
     The problem is the harness's (same loss shape, same loud-then-quiet gradient scale) on the
-    given shapes; ``build_ref(named_torch_params, torch_kwargs)`` returns an object with ``step()``.
+    given shapes (``mlx_optim.check.problems.shaped`` with ``nested``); ``build_ref(named_torch_params,
+    torch_kwargs)`` returns an object with ``step()``.
     """
+    spec = {"kind": "shaped", "shapes": [[k, list(s)] for k, s in shapes.items()], "data_seed": 1, "nested": True}
 
-    def runner(row: Row, compiled: bool):
-        rng = np.random.default_rng(0)
-        init = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-        prng = np.random.default_rng(1)
-        target = {k: prng.normal(size=s) for k, s in shapes.items()}
-        noise = [{k: prng.normal(scale=0.5, size=s) for k, s in shapes.items()} for _ in range(row.steps)]
-
-        def grads_at(params, t):
-            s = harness.scale(t)
-            return {
-                k: (s * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-                for k, p in ((k, v.astype(np.float64)) for k, v in params.items())
-            }
-
-        tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    def reference(row: Row):
+        problem = check_problems.build(spec, row.steps)
+        tparams = harness.torch_params(problem.init)
         ref_opt = build_ref(tparams, row.torch_kwargs())
         theirs = []
         for t in range(row.steps):
-            grads = grads_at({k: p.detach().numpy() for k, p in tparams.items()}, t)
+            grads = problem.grads({k: p.detach().numpy() for k, p in tparams.items()}, t)
             for k, p in tparams.items():
                 p.grad = torch.from_numpy(grads[k].copy())
             ref_opt.step()
             theirs.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
+        return theirs
 
-        holder = {"params": tree_unflatten([(k, mx.array(v)) for k, v in init.items()])}
-        opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
-        opt.init(holder["params"])
-
-        def step(grads):
-            holder["params"] = opt.apply_gradients(grads, holder["params"])
-
-        if compiled:
-            state = [holder, opt.state]
-            step = mx.compile(step, inputs=state, outputs=state)
-        mine = []
-        for t in range(row.steps):
-            flat = {k: np.array(v) for k, v in tree_flatten(holder["params"])}
-            grads = grads_at(flat, t)
-            step(tree_unflatten([(k, mx.array(g)) for k, g in grads.items()]))
-            mx.eval(holder, opt.state)
-            mine.append({k: np.array(v) for k, v in tree_flatten(holder["params"])})
-        return mine, theirs
-
-    return runner
+    return Portable("standard", reference, {"with_loss": False, "problem": spec})

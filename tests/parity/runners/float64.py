@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import numpy as np
 import torch
 
+from mlx_optim.check import problems as check_problems
 from tests.parity import harness
-from tests.parity.harness import Row, mlx_stepper
+from tests.parity.harness import Portable, Reference, Row
 
 
 class Float64Reference:
@@ -39,59 +38,47 @@ def float64_reference(name: str):
 
 
 def shapes_runner(shapes: list[tuple[int, ...]], seed: int = 0):
-    """A ``Row.runner`` on other parameter shapes than the harness's (same gradient recipe).
+    """A ``Row.runner`` on other parameter shapes than the harness's (same gradient recipe, one generator for the
+    init, target and noise, ``sin(3p)`` of the float32 parameter: ``mlx_optim.check.problems.shaped``).
 
     SOAP's first basis is ``eigh`` of a rank-deficient statistic; when its null space has more
     than one dimension the basis inside it is whatever LAPACK returns (and differs between
     LAPACK builds), so rows for ``merge_dims`` / ``precondition_1d`` use shapes whose factors are
     full rank or have a one-dimensional null space.
     """
+    spec = {
+        "kind": "shaped",
+        "shapes": [[f"p{i}", list(s)] for i, s in enumerate(shapes)],
+        "seed": seed,
+        "sin64": False,
+    }
 
-    def runner(row: Row, compiled: bool):
-        rng = np.random.default_rng(seed)
-        init = {f"p{i}": rng.normal(size=s).astype(np.float32) for i, s in enumerate(shapes)}
-        target = {k: rng.normal(size=v.shape) for k, v in init.items()}
-        noise = [{k: rng.normal(scale=0.5, size=v.shape) for k, v in init.items()} for _ in range(row.steps)]
-
-        def grads_at(params, t):
-            return {
-                k: (harness.scale(t) * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-                for k, p in params.items()
-            }
-
-        opt, holder, step = mlx_stepper(row, compiled, init)
-        tparams = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    def reference(row: Row):
+        problem = check_problems.build(spec, row.steps)
+        tparams = harness.torch_params(problem.init)
         ref = harness.reference_class(row)(list(tparams.values()), **row.torch_kwargs())
-        mine, theirs = [], []
+        theirs = []
         for t in range(row.steps):
-            step(
-                {k: mx.array(g) for k, g in grads_at({k: np.array(v) for k, v in holder["params"].items()}, t).items()}
-            )
-            mx.eval(holder, opt.state)
-            mine.append({k: np.array(v) for k, v in holder["params"].items()})
-            for k, g in grads_at({k: p.detach().numpy() for k, p in tparams.items()}, t).items():
+            for k, g in problem.grads({k: p.detach().numpy() for k, p in tparams.items()}, t).items():
                 tparams[k].grad = torch.from_numpy(g)
             ref.step()
             theirs.append({k: p.detach().numpy().copy() for k, p in tparams.items()})
-        return mine, theirs
+        return theirs
 
-    return runner
-
-
-_ENVELOPE_CACHE: dict[str, tuple[list, list]] = {}
+    return Portable("standard", reference, {"with_loss": False, "problem": spec})
 
 
-def envelope_runner(row: Row, compiled: bool):
-    """``Row.runner`` for :attr:`Row.fp64_envelope` rows of a plain reference: our run, the reference's float32 run
-    (compared at the row's atol/rtol) and its float64 run (the envelope), both references computed once per row."""
+def _envelope_reference(row: Row):
+    """For :attr:`Row.fp64_envelope` rows of a plain reference: the reference's float32 run (compared at the row's
+    atol/rtol) and its float64 run (the envelope); the MLX side is the standard one."""
     import dataclasses
 
     import pytorch_optimizer
 
-    if row.label not in _ENVELOPE_CACHE:
-        cls = pytorch_optimizer.load_optimizer(row.name)
-        ref32 = harness.run_reference(dataclasses.replace(row, ref=cls))
-        ref64 = harness.run_reference(dataclasses.replace(row, ref=float64_reference(row.name)))
-        _ENVELOPE_CACHE[row.label] = (ref32, ref64)
-    ref32, ref64 = _ENVELOPE_CACHE[row.label]
-    return harness.run_mlx(row, compiled), ref32, ref64
+    cls = pytorch_optimizer.load_optimizer(row.name)
+    ref32 = harness.run_reference(dataclasses.replace(row, ref=cls))
+    ref64 = harness.run_reference(dataclasses.replace(row, ref=float64_reference(row.name)))
+    return Reference(ref32, trajectory64=ref64)
+
+
+envelope_runner = Portable("standard", _envelope_reference)

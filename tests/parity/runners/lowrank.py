@@ -32,6 +32,8 @@ import contextlib
 
 import torch
 
+from mlx_optim.check.fns import no_projection
+
 _TORCH_ONLY_DROP = ("projection_filter", "seed")
 
 
@@ -91,5 +93,4 @@ def _plain_ref(cls):
 GALORE_DEFAULTS = {"rank": 128, "update_proj_gap": 50, "scale": 1.0, "projection_type": "std"}
 
 
-def _no_projection(path, p):
-    return False
+_no_projection = no_projection

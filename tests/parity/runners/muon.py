@@ -18,6 +18,7 @@ import tempfile
 import mlx.core as mx
 import torch
 
+from mlx_optim.check.fns import not_c, only_c  # noqa: F401  (re-exported for the rows)
 from mlx_optim.optimizers.muon import default_muon_filter
 from tests.parity.harness import SHAPES, Row
 
@@ -50,15 +51,6 @@ def muon_ref(cls, setup=None, group_keys=()):
         return cls(groups, **kw)
 
     return factory
-
-
-def not_c(path, p):
-    """Routes the 1-D ``a`` and the matrix ``b`` to the orthogonalized branch, the 3-D ``c`` to AdamW."""
-    return path != "c"
-
-
-def only_c(path, p):
-    return path == "c"
 
 
 # Why some rows need a looser atol (measured, see each row). torch's CPU bfloat16 mm/addmm accumulates
