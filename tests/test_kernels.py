@@ -329,6 +329,7 @@ def gpu(monkeypatch, emulated):
     """``gpu(where)`` mocks a Metal or CUDA backend (``None``: none) and returns the fake kernel factory."""
 
     def mock(where: str | None, device=mx.gpu):
+        monkeypatch.setattr(kernels, "self_check", False)  # its probe launches are tested in test_kernel_selfcheck
         monkeypatch.setattr(mx.metal, "is_available", lambda: where == "metal")
         monkeypatch.setattr(mx.cuda, "is_available", lambda: where == "cuda")
         monkeypatch.setattr(mx, "default_device", lambda: mx.Device(device))
@@ -501,6 +502,7 @@ def test_real_metal_kernel_accepts_the_call(monkeypatch, compiled):
     MLX's argument checks (types, input/output counts) and fails only at the backend check, in compile too."""
     monkeypatch.setattr(mx.metal, "is_available", lambda: True)
     monkeypatch.setattr(mx, "default_device", lambda: mx.Device(mx.gpu))
+    monkeypatch.setattr(kernels, "self_check", False)  # the probe would catch the error and fall back
     kernels.clear_cache()
     try:
         for make in (lambda: mo.AdamW(1e-3, amsgrad=True), lambda: mo.Lion(1e-4), lambda: mo.SGD(1e-2, momentum=0.9)):

@@ -25,6 +25,15 @@ fuses a leaf's Adam/AdamW or SGD-momentum update into one loop compiled with ``g
 checks this, and lists as strict xfails where it does not yet: AMSGrad, Lion, bf16 Adam with L2 decay).
 The kernel call is an ordinary (opaque) MLX primitive, so the fused path also works inside ``mx.compile``.
 
+Self-check: the first time a process is about to use a kernel in a configuration (backend, update, flags and the
+dtypes of ``p``, ``g`` and the states), :func:`run` runs it on a small probe (:func:`probe_inputs`: random values,
+zeros, ``-0.0`` and ``1e-30``) and compares it with :func:`reference`, the same body in pure ``mx`` math, within
+:func:`tolerance` (one unit in the last place of the output dtype plus ``2**-16`` relative to the value and to the
+output's mean magnitude: far below what a wrong scalar binding, dtype conversion or index produces, and above
+what a fused multiply-add or fast-math changes). On a mismatch or an exception the configuration is disabled for
+the process, one ``RuntimeWarning`` says which kernel and why and asks for ``mlx-optim check``'s report, and the
+pure math runs instead. ``mlx_optim.kernels.self_check = False`` skips the probe.
+
 Set ``MLX_OPTIM_KERNELS=0`` in the environment (or ``mlx_optim.kernels.enabled = False``) to always use the
 pure-``mx`` math.
 """
@@ -32,10 +41,12 @@ pure-``mx`` math.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
 __all__ = [
     "ADAM",
@@ -47,14 +58,21 @@ __all__ = [
     "backend",
     "clear_cache",
     "cuda_source",
+    "disabled",
     "enabled",
+    "launch",
     "lion",
     "metal_source",
+    "probe_inputs",
+    "reference",
     "run",
+    "self_check",
     "sgd_momentum",
+    "tolerance",
 ]
 
 enabled = os.environ.get("MLX_OPTIM_KERNELS", "1") != "0"
+self_check = True  # probe each kernel configuration once per process before using it (see the module docstring)
 
 THREADS = 256  # threads per threadgroup / block
 _FLOATS = (mx.float32, mx.float16, mx.bfloat16)
@@ -198,11 +216,18 @@ def backend() -> str | None:
 
 
 _KERNELS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_CHECKED: dict[tuple, str | None] = {}  # configuration -> None (passed its probe) or why it is disabled
 
 
 def clear_cache() -> None:
-    """Forget the built kernel objects (tests that swap ``mx.fast`` use this)."""
+    """Forget the built kernel objects and the self-check verdicts (tests that swap ``mx.fast`` use this)."""
     _KERNELS.clear()
+    _CHECKED.clear()
+
+
+def disabled() -> dict[tuple, str]:
+    """The kernel configurations this process disabled after a failed self-check, with the reason."""
+    return {k: v for k, v in _CHECKED.items() if v is not None}
 
 
 def _kernel(where: str, u: Update, states: tuple[str, ...]) -> Any:
@@ -227,6 +252,38 @@ def _scalar(x: Any) -> mx.array:
     return mx.array(x, mx.float32).reshape(())
 
 
+def launch(
+    where: str,
+    u: Update,
+    p: mx.array,
+    g: mx.array,
+    states: dict[str, mx.array],
+    scalars: dict[str, Any],
+    flags: dict[str, int | bool],
+) -> tuple[mx.array, dict[str, mx.array]]:
+    """Call the kernel of backend ``where`` (no availability check, no self-check): ``run`` without the guards,
+    for ``mlx-optim check``. ``states`` holds the active states (:meth:`Update.active`), all of one dtype."""
+    names = u.active(flags)
+    arrays = [states[s] for s in names]
+    n = p.size
+    state_dtype = arrays[0].dtype if arrays else mx.float32
+    kernel = _kernel(where, u, names)
+    outs = kernel(
+        inputs=[
+            p.reshape(-1),
+            g.reshape(-1),
+            *(a.reshape(-1) for a in arrays),
+            *(_scalar(scalars[c]) for c in u.scalars),
+        ],
+        output_shapes=[(n,)] * (1 + len(names)),
+        output_dtypes=[p.dtype] + [state_dtype] * len(names),
+        grid=(n, 1, 1),
+        threadgroup=(THREADS, 1, 1),
+        template=[("T", p.dtype), ("S", state_dtype), *((f, flags[f]) for f in u.flags)],
+    )
+    return outs[0].reshape(p.shape), {s: o.reshape(p.shape) for s, o in zip(names, outs[1:])}
+
+
 def run(
     u: Update,
     p: mx.array,
@@ -235,7 +292,8 @@ def run(
     scalars: dict[str, Any],
     flags: dict[str, int | bool],
 ) -> tuple[mx.array, dict[str, mx.array]] | None:
-    """Apply ``u`` with the GPU kernel; ``None`` when there is no GPU backend or the inputs do not fit it.
+    """Apply ``u`` with the GPU kernel; ``None`` when there is no GPU backend, the inputs do not fit it, or this
+    configuration failed its self-check (then the caller's pure-``mx`` math runs).
 
     ``states`` maps the active state names (:meth:`Update.active`) to arrays of one dtype; ``scalars`` maps
     every name in ``u.scalars`` to a 0-d array (or number). Returns the new parameter (``p``'s shape and
@@ -253,21 +311,168 @@ def run(
     (state_dtype,) = dtypes
     if state_dtype not in _FLOATS:
         return None
-    kernel = _kernel(where, u, names)
-    outs = kernel(
-        inputs=[
-            p.reshape(-1),
-            g.reshape(-1),
-            *(a.reshape(-1) for a in arrays),
-            *(_scalar(scalars[c]) for c in u.scalars),
-        ],
-        output_shapes=[(n,)] * (1 + len(names)),
-        output_dtypes=[p.dtype] + [state_dtype] * len(names),
-        grid=(n, 1, 1),
-        threadgroup=(THREADS, 1, 1),
-        template=[("T", p.dtype), ("S", state_dtype), *((f, flags[f]) for f in u.flags)],
-    )
-    return outs[0].reshape(p.shape), {s: o.reshape(p.shape) for s, o in zip(names, outs[1:])}
+    if self_check and not _passes_self_check(where, u, flags, p.dtype, g.dtype, state_dtype):
+        return None
+    return launch(where, u, p, g, states, scalars, flags)
+
+
+# ---------------------------------------------------------------------------------------------- self-check
+def reference(
+    u: Update, p: mx.array, g: mx.array, states: dict[str, mx.array], scalars: dict[str, Any], flags: dict
+) -> tuple[mx.array, dict[str, mx.array]]:
+    """The kernel's body in pure ``mx`` math: float32 arithmetic on the float32 values of ``p``, ``g`` and the
+    states, results stored back in their dtypes (what the kernel computes; the optimizers' own pure path equals
+    it, ``tests/test_kernel_selfcheck.py``)."""
+    f = mx.float32
+    sc = {c: _scalar(scalars[c]) for c in u.scalars}
+    out_dtypes = {k: v.dtype for k, v in states.items()}
+    st = {k: v.astype(f) for k, v in states.items()}
+    P, G = p.astype(f), g.astype(f)
+    mode = int(flags.get("WD_MODE", 0))
+    if mode == 1:
+        G = G + sc["wd"] * P
+    elif mode == 2:
+        P = P * (1.0 - sc["wd"])
+    if u.name == "adam":
+        m = (st["m"] * sc["k1"] + G) * sc["c1"]
+        v = (st["v"] * sc["k2"] + G * G) * sc["c2"]
+        v_hat, new = v, {"m": m, "v": v}
+        if flags["AMSGRAD"]:
+            vmax = mx.where(st["vmax"] > v, st["vmax"], v)
+            v_hat = new["vmax"] = vmax
+        P = P - (m / (mx.sqrt(v_hat) * sc["inv_bc2_sqrt"] + sc["eps"])) * sc["step_size"]
+    elif u.name == "lion":
+        c = sc["beta1"] * st["m"] + sc["c1"] * G
+        upd = mx.where(c > 0, 1.0, mx.where(c < 0, -1.0, 0.0)).astype(f)
+        new = {"m": sc["beta2"] * st["m"] + sc["c2"] * G}
+        P = P - sc["lr"] * upd
+    elif u.name == "sgd_momentum":
+        buf = sc["momentum"] * st["buf"] + (1.0 - sc["damp"]) * G
+        G = G + sc["momentum"] * buf if flags["NESTEROV"] else buf
+        new = {"buf": buf}
+        P = P - sc["lr"] * G
+    else:  # pragma: no cover
+        raise ValueError(f"no reference for update {u.name!r}")
+    return P.astype(p.dtype), {k: new[k].astype(out_dtypes[k]) for k in states}
+
+
+PROBE_SCALARS = {  # per update: values in the range the optimizers pass (beta = 0.9 / 0.999, step 3)
+    "adam": dict(
+        k1=9.0, c1=0.1, k2=999.0, c2=1e-3, eps=1e-8, wd=1e-2, step_size=1e-2 / (1 - 0.9**3), inv_bc2_sqrt=18.27
+    ),
+    "lion": dict(lr=1e-3, beta1=0.9, c1=0.1, beta2=0.99, c2=0.01, wd=1e-2),
+    "sgd_momentum": dict(lr=1e-2, momentum=0.9, damp=0.1, wd=1e-2),
+}
+
+
+def probe_inputs(
+    u: Update, flags: dict, p_dtype, g_dtype, state_dtype, cases=("random", "zeros", "negzero", "tiny"), n: int = 67
+):
+    """``(p, g, states, scalars)`` for a probe: ``n`` elements per case (random normal values, zeros, ``-0.0``,
+    ``+-1e-30``, ``+-1e30``: ``"huge"``), concatenated; second-moment states non-negative."""
+    rng = np.random.default_rng(0)
+
+    def draw(case: str, positive: bool = False) -> np.ndarray:
+        if case == "random":
+            x = rng.normal(size=n)
+        elif case == "zeros":
+            x = np.zeros(n)
+        elif case == "negzero":
+            x = np.full(n, -0.0)
+        elif case == "tiny":
+            x = 1e-30 * rng.choice([-1.0, 1.0], size=n)
+        elif case == "huge":
+            x = 1e30 * rng.choice([-1.0, 1.0], size=n)
+        else:
+            raise ValueError(case)
+        return np.abs(x) if positive else x
+
+    def arr(positive: bool, dtype) -> mx.array:
+        return mx.array(np.concatenate([draw(c, positive) for c in cases]).astype(np.float32)).astype(dtype)
+
+    p, g = arr(False, p_dtype), arr(False, g_dtype)
+    states = {s: arr(s in ("v", "vmax"), state_dtype) for s in u.active(flags)}
+    return p, g, states, dict(PROBE_SCALARS[u.name])
+
+
+def _ulp(x: np.ndarray, dtype) -> np.ndarray:
+    """The spacing of ``dtype`` at ``|x|`` (float32 values)."""
+    x = np.abs(np.asarray(x, np.float32))
+    s32 = np.spacing(x).astype(np.float64)
+    if dtype == mx.float16:
+        return np.spacing(x.astype(np.float16)).astype(np.float64)
+    if dtype == mx.bfloat16:
+        return s32 * 2.0**16
+    return s32
+
+
+def tolerance(actual: mx.array, expected: mx.array) -> tuple[float, str]:
+    """``(worst error / allowed error, where)`` of a kernel output against :func:`reference`'s: allowed is one ulp
+    of the output dtype plus ``2**-16 * (|expected| + mean |expected|)``; infinities must match and NaN positions
+    must agree (inf ratio otherwise)."""
+    a, e = np.asarray(actual.astype(mx.float32), np.float64), np.asarray(expected.astype(mx.float32), np.float64)
+    if a.shape != e.shape:
+        return float("inf"), f"shape {a.shape} vs {e.shape}"
+    nan_a, nan_e = np.isnan(a), np.isnan(e)
+    if not np.array_equal(nan_a, nan_e):
+        return float("inf"), f"NaN at {int(np.argmax(nan_a != nan_e))} in one only"
+    ok = ~nan_e
+    a, e = a[ok], e[ok]
+    inf = np.isinf(a) | np.isinf(e)
+    if np.any(inf & (a != e)):
+        i = int(np.argmax(inf & (a != e)))
+        return float("inf"), f"{a[i]} vs {e[i]}"
+    a, e = a[~inf], e[~inf]
+    if not e.size:
+        return 0.0, ""
+    scale = float(np.mean(np.abs(e)))
+    allowed = _ulp(e, expected.dtype) + 2.0**-16 * (np.abs(e) + scale)
+    r = np.abs(a - e) / allowed
+    i = int(np.argmax(r))
+    return float(r[i]), f"{a[i]:.9g} vs {e[i]:.9g}"
+
+
+def compare(u: Update, got, want) -> tuple[float, str]:
+    """The worst :func:`tolerance` ratio over the parameter and the states."""
+    worst, msg = tolerance(got[0], want[0])
+    msg = f"p: {msg}"
+    for s in want[1]:
+        r, m = tolerance(got[1][s], want[1][s])
+        if r > worst:
+            worst, msg = r, f"{s}: {m}"
+    return worst, msg
+
+
+def configuration(u: Update, flags: dict, p_dtype, g_dtype, state_dtype) -> str:
+    """A readable name of a kernel configuration (for warnings and reports)."""
+    fl = ",".join(f"{k}={int(v)}" for k, v in flags.items())
+    dt = "/".join(str(d).rsplit(".", 1)[-1] for d in (p_dtype, g_dtype, state_dtype))
+    return f"{u.name}[{fl}] p/g/state {dt}"
+
+
+def _passes_self_check(where: str, u: Update, flags: dict, p_dtype, g_dtype, state_dtype) -> bool:
+    key = (where, u.name, tuple(int(flags[f]) for f in u.flags), p_dtype, g_dtype, state_dtype)
+    if key not in _CHECKED:
+        _CHECKED[key] = None  # no re-entry while probing
+        try:
+            p, g, states, scalars = probe_inputs(u, flags, p_dtype, g_dtype, state_dtype)
+            got = launch(where, u, p, g, states, scalars, flags)
+            want = reference(u, p, g, states, scalars, flags)
+            mx.eval(got, want)
+            ratio, where_ = compare(u, got, want)
+            error = None if ratio <= 1.0 else f"differs from the pure mx math ({ratio:.3g} x the tolerance; {where_})"
+        except Exception as e:  # noqa: BLE001  (any failure disables the kernel)
+            error = f"{type(e).__name__}: {e}"
+        _CHECKED[key] = error
+        if error is not None:
+            warnings.warn(
+                f"mlx_optim: the fused {where} kernel {configuration(u, flags, p_dtype, g_dtype, state_dtype)} failed "
+                f"its self-check ({error}); it is disabled in this process and the pure mx math runs instead. "
+                "Please run `mlx-optim check --json report.json` and attach the report to an issue.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return _CHECKED[key] is None
 
 
 def _decay(opt: Any, *, decouple: bool, fixed: bool = False) -> tuple[int, mx.array]:
