@@ -6,6 +6,7 @@
     mlx-optim bench [--optimizers a,b,c] [--tree small|lora|large] [--mode compiled|eager] [--steps N] [--rounds R]
     mlx-optim lora --model PATH --train --data DIR --optimizer NAME ...   (mlx-lm's LoRA; needs mlx-optim[lm])
     mlx-optim doctor [--json] [--library]     (which BLAS/LAPACK MLX runs on, measured; see mlx_optim.blas)
+    mlx-optim check [--device cpu|gpu] [--only PATTERNS] [--json REPORT]  (this device against stored references)
 
 Also ``python -m mlx_optim``. Tables and progress bars need the ``cli`` extra (rich, matplotlib):
 ``pip install 'mlx-optim[cli]'``. A wrapper is written ``wrapper:inner`` (``lookahead:adamw``, ``sam:sgd``), and
@@ -677,6 +678,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- check
+def cmd_check(args: argparse.Namespace) -> int:
+    import mlx.core as mx
+
+    if args.device == "gpu":
+        if not (mx.metal.is_available() or mx.cuda.is_available()):
+            raise CLIError("--device gpu: this MLX build has no GPU backend (no Metal, no CUDA)")
+        mx.set_default_device(mx.gpu)
+    elif args.device == "cpu":
+        mx.set_default_device(mx.cpu)
+    from mlx_optim.check.runner import check, plan_size
+
+    only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
+    if only and plan_size(only) == 0:
+        raise CLIError(f"--only {args.only}: no parity row, optimizer or kernel matches")
+    return check(only=only, json_path=args.json, progress=not args.no_progress)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
@@ -730,6 +749,17 @@ def build_parser() -> Parser:
         help="mlx-lm's LoRA fine-tuning with any registered optimizer (mlx-optim lora --help)",
         add_help=False,
     )
+
+    p = sub.add_parser(
+        "check",
+        help="verify this device without PyTorch: the parity rows against their stored reference trajectories "
+        "(eager and compiled), the optimizer contract and the fused GPU kernels; table, JSON report, exit 1 on "
+        "any failure",
+    )
+    p.add_argument("--device", choices=["cpu", "gpu"], help="default: MLX's default device")
+    p.add_argument("--only", help="comma-separated globs on row labels and optimizer names, e.g. 'adam*,sgd'")
+    p.add_argument("--json", help="write the report (device, MLX version, platform, every result) to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / per-check lines on stderr")
     return parser
 
 
@@ -745,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
             "jit-pch": cmd_jit_pch,
             "doctor": cmd_doctor,
         }
+        commands["check"] = cmd_check
     try:
         if not commands:
             return cmd_lora(argv[1:])
