@@ -215,17 +215,37 @@ def scaled_loss(problem: Problem, factor: float) -> Problem:
     return Problem(problem.init, problem.grads, lambda p, t: np.float32(problem._loss(p, t) * factor), problem.nested)
 
 
+def poisoned(problem: Problem, poison: dict) -> Problem:
+    """Non-finite gradients: ``poison`` maps a step (as a string) to ``[leaf, flat index or None (the whole leaf),
+    "nan" | "inf" | "-inf"]`` entries written into that step's gradient."""
+
+    def grads(params, t):
+        out = {k: g.copy() for k, g in problem.grads(params, t).items()}
+        for leaf, index, value in poison.get(str(t), ()):
+            if index is None:
+                out[leaf][...] = float(value)
+            else:
+                out[leaf].reshape(-1)[index] = float(value)
+        return out
+
+    return Problem(problem.init, grads, problem._loss, problem.nested)
+
+
 def build(spec: dict | None, steps: int) -> Problem:
     """The problem a JSON spec names: ``{"kind": "harness" | "shaped" | "sara" | "adamp_layer", ...keywords}``
-    plus optional transforms ``"zero_first": n``, ``"sparse": true``, ``"loss_scale": x``."""
+    plus optional transforms ``"zero_first": n``, ``"sparse": true``, ``"loss_scale": x``, ``"poison": {...}``
+    (:func:`poisoned`)."""
     spec = dict(spec or {})
     kind = spec.pop("kind", "harness")
     zero, sparse_, loss_scale = spec.pop("zero_first", 0), spec.pop("sparse", False), spec.pop("loss_scale", None)
+    poison = spec.pop("poison", None)
     problem = KINDS[kind](steps, **spec)
     if zero:
         problem = zero_first(problem, zero)
     if sparse_:
         problem = sparse(problem)
+    if poison:
+        problem = poisoned(problem, poison)
     if loss_scale is not None:
         problem = scaled_loss(problem, loss_scale)
     return problem

@@ -121,8 +121,9 @@ def standard(case: Case, compiled: bool, extras: dict | None = None, hook: Calla
     ``"step"`` / ``"eval"`` / ``"train"``: schedule-free swaps, recorded after every action); ``inject``
     (a state key copied from ``extras["<key>/<leaf>"][t]`` before step ``t`` for the leaves present); ``record``
     (``"params"``; ``"master"``: FlashAdamW's float32 master weights; ``"state:<key>"``: a per-leaf state;
-    ``"trac_s"``: the parameters plus TRAC's scale over ``s_prev``). ``hook(t, opt, holder)`` runs before every
-    step (the parity tests read random draws there).
+    ``"trac_s"``: the parameters plus TRAC's scale over ``s_prev``); ``state_scalars`` (names of global state
+    scalars recorded with the parameters, as float64). ``hook(t, opt, holder)`` runs before every step (the parity
+    tests read random draws there).
     """
     o = case.options
     problem = problems.build(o.get("problem"), case.steps)
@@ -166,6 +167,8 @@ def standard(case: Case, compiled: bool, extras: dict | None = None, hook: Calla
         out = _np(flat)
         if record == "trac_s":
             out["s"] = np.array(opt.state["s"]) / s_prev
+        for name in o.get("state_scalars") or ():
+            out[name] = np.array(float(opt.state[name].item()))
         return out
 
     inject = o.get("inject")

@@ -154,6 +154,27 @@ def run_reference(row: Row, problem=None) -> list[dict[str, np.ndarray]]:
     return traj
 
 
+def mlx_stepper(row: Row, compiled: bool, init: dict[str, np.ndarray] | None = None, with_loss: bool = False):
+    """``(opt, holder, step)``: the row's optimizer on MLX copies of ``init`` (default: :func:`initial_params`)
+    in ``holder["params"]``, and ``step(grads)`` (``step(grads, loss)`` with ``with_loss``) updating them,
+    under ``mx.compile`` with the parameters and the state captured when ``compiled``. For runners that are not
+    :class:`Portable` (their rows cannot be replayed by ``mlx-optim check``: prefer a package program)."""
+    import mlx.core as mx
+
+    init = initial_params() if init is None else init
+    holder = {"params": {k: mx.array(v) for k, v in init.items()}}
+    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs)
+    opt.init(holder["params"])
+
+    def step(grads, *loss):
+        holder["params"] = opt.apply_gradients(grads, holder["params"], loss=loss[0] if with_loss else None)
+
+    if compiled:
+        state = [holder, opt.state]
+        step = mx.compile(step, inputs=state, outputs=state)
+    return opt, holder, step
+
+
 def case_of(row: Row) -> programs.Case:
     """The row as the package's MLX side runs it; raises ``TypeError`` for a runner that is not :class:`Portable`."""
     runner = row.runner

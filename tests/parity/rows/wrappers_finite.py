@@ -17,15 +17,13 @@ transcription in ``tests/test_apply_if_finite.py``.
 
 from __future__ import annotations
 
-import functools
-
-import mlx.core as mx
 import numpy as np
 import torch
 
 import mlx_optim
 import mlx_optim.wrappers  # noqa: F401  (registers the wrappers)
-from tests.parity.harness import Row, initial_params, loss_and_grads, mlx_stepper
+from mlx_optim.check import problems as check_problems
+from tests.parity.harness import Portable, Row, initial_params, torch_params
 from tests.parity.runners.wrappers_torch import _torch_class, _torch_inner_kwargs
 
 NAN, INF = float("nan"), float("inf")
@@ -39,14 +37,44 @@ POISON = {
 }
 
 
-def poisoned(grads: dict[str, np.ndarray], t: int, poison: dict) -> dict[str, np.ndarray]:
-    out = {k: g.copy() for k, g in grads.items()}
-    for leaf, index, value in poison.get(t, ()):
-        if index is None:
-            out[leaf][...] = value
-        else:
-            out[leaf].reshape(-1)[index] = value
-    return out
+def _spec(poison: dict) -> dict:
+    """``POISON`` as the program's JSON problem transform (``mlx_optim.check.problems.poisoned``)."""
+    return {"poison": {str(t): [[leaf, index, repr(value)] for leaf, index, value in v] for t, v in poison.items()}}
+
+
+COUNTERS = ["notfinite_count", "total_notfinite", "last_finite"]
+
+
+def _finite_reference(row: Row, poison: dict):
+    """The torch side of the standard loop on poisoned gradients; its counters are recorded with the parameters
+    after every step, as ours are (program option ``state_scalars``), so the trajectories compare them too."""
+    problem = check_problems.build(_spec(poison), row.steps)
+    params = torch_params(initial_params())
+    ref = TorchApplyIfFinite(list(params.values()), **row.torch_kwargs())
+    theirs = []
+    for t in range(row.steps):
+        grads = problem.grads({k: p.detach().numpy() for k, p in params.items()}, t)
+        for k, p in params.items():
+            p.grad = torch.from_numpy(grads[k])
+        ref.step()
+        counters = (ref.notfinite_count, ref.total_notfinite, ref.last_finite)
+        theirs.append(
+            {
+                **{k: p.detach().numpy().copy() for k, p in params.items()},
+                **{name: np.array(float(v)) for name, v in zip(COUNTERS, counters)},
+            }
+        )
+    return theirs
+
+
+def finite_runner_for(poison: dict = POISON) -> Portable:
+    """The standard loop (gradient of the harness's problem at each side's current parameters) with the non-finite
+    values of ``poison`` written into the gradients on both sides; the counters compared after every step too."""
+    options = {"with_loss": False, "problem": _spec(poison), "state_scalars": COUNTERS}
+    return Portable("standard", lambda row: _finite_reference(row, poison), options)
+
+
+finite_runner = finite_runner_for()
 
 
 class TorchApplyIfFinite:
@@ -69,33 +97,6 @@ class TorchApplyIfFinite:
         self.total_notfinite += 0 if isfinite else 1
 
 
-def finite_runner(row: Row, compiled: bool, poison: dict = POISON):
-    """``(mlx trajectory, torch trajectory)``; also checks the counters of both sides after every step."""
-    opt, holder, step = mlx_stepper(row, compiled)
-    params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in initial_params().items()}
-    ref = TorchApplyIfFinite(list(params.values()), **row.torch_kwargs())
-    mine, theirs = [], []
-    for t in range(row.steps):
-        _, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in poisoned(grads, t, poison).items()})
-        mx.eval(holder, opt.state)
-        mine.append({k: np.array(v) for k, v in holder["params"].items()})
-
-        _, grads = loss_and_grads({k: p.detach().numpy() for k, p in params.items()}, t)
-        for k, p in params.items():
-            p.grad = torch.from_numpy(poisoned(grads, t, poison)[k])
-        ref.step()
-        theirs.append({k: p.detach().numpy().copy() for k, p in params.items()})
-
-        got = (
-            opt.state["notfinite_count"].item(),
-            opt.state["total_notfinite"].item(),
-            opt.state["last_finite"].item(),
-        )
-        assert got == (ref.notfinite_count, ref.total_notfinite, ref.last_finite), (row.label, t, got)
-    return mine, theirs
-
-
 SGDM = {"optimizer": "sgd", "learning_rate": 0.05, "optimizer_kwargs": {"momentum": 0.9}}
 
 ROWS = [
@@ -114,7 +115,7 @@ ROWS = [
     Row(
         "applyiffinite",
         {"optimizer": "adam", "learning_rate": 1e-2, "max_consecutive_errors": 1},
-        runner=functools.partial(finite_runner, poison={t: v for t, v in POISON.items() if t != 7}),
+        runner=finite_runner_for({t: v for t, v in POISON.items() if t != 7}),
         id="adam-m1",
     ),
 ]
