@@ -11,12 +11,12 @@ import inspect
 import math
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_optim
+from mlx_optim.check.contract import batches, make_model, params_np, train
 from tests.parity.harness import all_rows
 
 NAMES = mlx_optim.get_supported_optimizers()
@@ -28,84 +28,15 @@ for _row in ROWS:
 NOT_COMPILABLE = {"lbfgs"}
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.inp = nn.Linear(4, 8)
-        self.blocks = [nn.Linear(8, 8), nn.Linear(8, 3)]
-
-    def __call__(self, x):
-        h = mx.tanh(self.inp(x))
-        h = mx.tanh(self.blocks[0](h))
-        return self.blocks[1](h)
-
-
-class LoRANet(Net):
-    """``Net`` whose middle layer carries a LoRA adapter (PEFT layout: ``lora_a`` (r, in), ``lora_b`` (out, r)).
-
-    For optimizers that update only LoRA factor pairs (LoRARite): on ``Net`` they would have nothing to update.
-    """
-
-    def __init__(self, rank: int = 2):
-        super().__init__()
-        self.adapter = {"lora_a": 0.3 * mx.random.normal((rank, 8)), "lora_b": 0.3 * mx.random.normal((8, rank))}
-
-    def __call__(self, x):
-        h = mx.tanh(self.inp(x))
-        h = self.blocks[0](h) + (h @ self.adapter["lora_a"].T) @ self.adapter["lora_b"].T
-        return self.blocks[1](mx.tanh(h))
-
-
 # Optimizers that need a model with LoRA factor pairs (they raise ValueError on a tree without any).
-NEEDS_LORA = {"lorarite"}
 
 
-def make_model(dtype=mx.float32, name: str | None = None) -> Net:
-    """The test MLP (``LoRANet`` for the optimizers in ``NEEDS_LORA``)."""
-    mx.random.seed(0)
-    model = LoRANet() if name in NEEDS_LORA else Net()
-    model.set_dtype(dtype)
-    mx.eval(model.parameters())
-    return model
-
-
-def batches(n: int):
-    rng = np.random.default_rng(0)
-    for _ in range(n):
-        x = rng.normal(size=(16, 4)).astype(np.float32)
-        y = np.stack([np.sin(x[:, 0]), x[:, 1] * x[:, 2], np.cos(x[:, 3])], axis=1).astype(np.float32)
-        yield mx.array(x), mx.array(y)
-
-
-def loss_fn(model, x, y):
-    return mx.mean(mx.square(model(x).astype(mx.float32) - y))
+# The model, data and training loop are mlx_optim.check.contract's: `mlx-optim check` runs the same contract on
+# the user's device.
 
 
 def make_opt(name: str):
     return mlx_optim.load_optimizer(name)(**KWARGS[name])
-
-
-def train(model, opt, data, compiled: bool = False) -> list[float]:
-    # mlx_optim.value_and_grad is nn.value_and_grad plus what Hessian-based optimizers need (the loss
-    # function for HVPs, the logits for Sophia-G's Gauss-Newton-Bartlett estimate).
-    lg = mlx_optim.value_and_grad(model, loss_fn, logits_fn=lambda m, x, y: m(x))
-
-    def step(x, y):
-        return opt.step_with(model, lg, x, y)
-
-    if compiled:
-        state = [model.state, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
-    losses = []
-    for x, y in data:
-        loss = step(x, y)
-        mx.eval(model.parameters(), opt.state, loss)
-        losses.append(loss.item())
-    return losses
-
-
-def params_np(model) -> dict[str, np.ndarray]:
-    return {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.parameters())}
 
 
 def test_every_optimizer_has_parity_rows():

@@ -1,8 +1,8 @@
 """The optimizer contract on this device: compiled == eager, exact resume from safetensors, bf16 parameters.
 
 Each registered optimizer (with the keywords of its first stored parity row) trains a small MLP with a nested
-parameter tree through ``opt.step_with(model, loss_and_grad, x, y)``, as ``tests/test_contract.py`` does on the
-CI's CPUs:
+parameter tree (with a LoRA adapter for the optimizers that update only LoRA factor pairs) through
+``opt.step_with(model, loss_and_grad, x, y)``, as ``tests/test_contract.py`` does on the CI's CPUs:
 
 * ``compiled``: 10 steps with the whole step under ``mx.compile`` match 10 eager steps (losses and parameters
   within ``rtol=1e-5, atol=1e-6``; skipped for optimizers whose update is not compilable, e.g. L-BFGS);
@@ -42,9 +42,27 @@ class Net(nn.Module):
         return self.blocks[1](h)
 
 
-def make_model(dtype=mx.float32) -> Net:
+class LoRANet(Net):
+    """``Net`` whose middle layer carries a LoRA adapter (PEFT layout: ``lora_a`` (r, in), ``lora_b`` (out, r)), for
+    optimizers that update only LoRA factor pairs (LoRARite)."""
+
+    def __init__(self, rank: int = 2):
+        super().__init__()
+        self.adapter = {"lora_a": 0.3 * mx.random.normal((rank, 8)), "lora_b": 0.3 * mx.random.normal((8, rank))}
+
+    def __call__(self, x):
+        h = mx.tanh(self.inp(x))
+        h = self.blocks[0](h) + (h @ self.adapter["lora_a"].T) @ self.adapter["lora_b"].T
+        return self.blocks[1](mx.tanh(h))
+
+
+NEEDS_LORA = {"lorarite"}
+"""Optimizers that need a model with LoRA factor pairs (they raise ValueError on a tree without any)."""
+
+
+def make_model(dtype=mx.float32, name: str | None = None) -> Net:
     mx.random.seed(0)
-    model = Net()
+    model = LoRANet() if name in NEEDS_LORA else Net()
     model.set_dtype(dtype)
     mx.eval(model.parameters())
     return model
@@ -96,7 +114,7 @@ def compiled_matches_eager(name: str, kwargs: dict) -> tuple[float, str]:
     cls = mlx_optim.load_optimizer(name)
     runs = []
     for compiled in (False, True):
-        model, opt = make_model(), cls(**kwargs)
+        model, opt = make_model(name=name), cls(**kwargs)
         losses = train(model, opt, batches(10), compiled=compiled)
         runs.append((losses, params_np(model)))
     (le, pe), (lc, pc) = runs
@@ -110,16 +128,16 @@ def compiled_matches_eager(name: str, kwargs: dict) -> tuple[float, str]:
 
 def resume_is_exact(name: str, kwargs: dict) -> tuple[float, str]:
     cls = mlx_optim.load_optimizer(name)
-    model, opt = make_model(), cls(**kwargs)
+    model, opt = make_model(name=name), cls(**kwargs)
     train(model, opt, batches(6))
     expected = params_np(model)
-    model, opt = make_model(), cls(**kwargs)
+    model, opt = make_model(name=name), cls(**kwargs)
     data = list(batches(6))
     train(model, opt, data[:3])
     with tempfile.TemporaryDirectory() as d:
         mx.save_safetensors(str(Path(d) / "opt.safetensors"), dict(tree_flatten(opt.state)))
         mx.save_safetensors(str(Path(d) / "model.safetensors"), dict(tree_flatten(model.parameters())))
-        model2, opt2 = make_model(), cls(**kwargs)
+        model2, opt2 = make_model(name=name), cls(**kwargs)
         model2.load_weights(str(Path(d) / "model.safetensors"))
         opt2.state = tree_unflatten(list(mx.load(str(Path(d) / "opt.safetensors")).items()))
     train(model2, opt2, data[3:])
@@ -132,7 +150,7 @@ def resume_is_exact(name: str, kwargs: dict) -> tuple[float, str]:
 
 
 def bf16_finite(name: str, kwargs: dict) -> tuple[float, str]:
-    model, opt = make_model(mx.bfloat16), mlx_optim.load_optimizer(name)(**kwargs)
+    model, opt = make_model(mx.bfloat16, name), mlx_optim.load_optimizer(name)(**kwargs)
     losses = train(model, opt, batches(10))
     if not all(math.isfinite(v) for v in losses):
         return float("inf"), f"losses {losses}"
