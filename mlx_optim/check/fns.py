@@ -60,7 +60,7 @@ def scion_row(path, p):
 
 
 def clip_cube_root(step):
-    """ADOPT clip bound t**0.333 (the timm/Keras-seed schedule); works on ints and mx arrays alike."""
+    """ADOPT clip bound ``t**0.333`` (timm's schedule); works on ints and mx arrays alike."""
     return step**0.333
 
 
