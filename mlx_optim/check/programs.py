@@ -114,6 +114,7 @@ def standard(case: Case, compiled: bool, extras: dict | None = None, hook: Calla
     """One gradient per step from ``problems.build(options["problem"])``, fed to ``opt.apply_gradients``.
 
     Options (all optional): ``problem`` (a :func:`mlx_optim.check.problems.build` spec; default the harness);
+    ``groups`` (parameter groups, :mod:`mlx_optim.check.encode`d, passed as the optimizer's ``groups``);
     ``with_loss`` (default True: pass the problem's loss to the step); ``param_dtype`` (``"bfloat16"``: the
     parameters, and the gradients computed from their float32 values, in bf16); ``schedule`` (a key of
     :data:`SCHEDULES`, replacing the learning rate); ``step_kwargs`` (``"max_logits"``: MuonClip's
@@ -130,6 +131,10 @@ def standard(case: Case, compiled: bool, extras: dict | None = None, hook: Calla
     with_loss = o.get("with_loss", True)
     low = getattr(mx, o["param_dtype"]) if o.get("param_dtype") else None
     kwargs = dict(case.kwargs)
+    if o.get("groups"):
+        from mlx_optim.check.encode import decode
+
+        kwargs["groups"] = decode(o["groups"])
     if o.get("schedule"):
         kwargs["learning_rate"] = SCHEDULES[o["schedule"]](kwargs["learning_rate"])
     leaves = [(k, mx.array(v) if low is None else mx.array(v).astype(low)) for k, v in problem.init.items()]

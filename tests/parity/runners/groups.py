@@ -19,12 +19,10 @@ import mlx.core as mx
 import numpy as np
 import torch
 
-import mlx_optim
 from mlx_optim.base import group_selector
+from mlx_optim.check.encode import encode
 from mlx_optim.optimizers.muon import default_muon_filter
-from tests.parity.harness import Row, initial_params, loss_and_grads, reference_class
-
-_REFERENCE: dict[str, list] = {}
+from tests.parity.harness import Portable, Row, initial_params, loss_and_grads, reference_class, torch_params
 
 
 def _members(groups: list[dict]) -> dict[str, int | None]:
@@ -78,48 +76,23 @@ def muon_groups(params: dict[str, torch.Tensor], groups: list[dict], kwargs: dic
     return out
 
 
-def _run_mlx(row: Row, compiled: bool, groups: list[dict]) -> list[dict[str, np.ndarray]]:
-    holder = {"params": {k: mx.array(v) for k, v in initial_params().items()}}
-    opt = mlx_optim.load_optimizer(row.name)(**row.kwargs, groups=groups)
-    opt.init(holder["params"])
-
-    def step(grads, loss):
-        holder["params"] = opt.apply_gradients(grads, holder["params"], loss=loss)
-
-    if compiled:
-        state = [holder, opt.state]
-        step = mx.compile(step, inputs=state, outputs=state)
+def _reference(row: Row, groups: list[dict], to_torch: Callable) -> list[dict[str, np.ndarray]]:
+    params = torch_params(initial_params())
+    opt = reference_class(row)(to_torch(params, groups, row.kwargs), **row.torch_kwargs())
     traj = []
     for t in range(row.steps):
-        loss, grads = loss_and_grads({k: np.array(v) for k, v in holder["params"].items()}, t)
-        step({k: mx.array(g) for k, g in grads.items()}, mx.array(loss))
-        mx.eval(holder, opt.state)
-        traj.append({k: np.array(v) for k, v in holder["params"].items()})
+        _, grads = loss_and_grads({k: p.detach().numpy() for k, p in params.items()}, t)
+        for k, p in params.items():
+            p.grad = torch.from_numpy(grads[k].copy())
+        opt.step()
+        traj.append({k: p.detach().numpy().copy() for k, p in params.items()})
     return traj
 
 
-def _run_reference(row: Row, groups: list[dict], to_torch: Callable) -> list[dict[str, np.ndarray]]:
-    if row.label not in _REFERENCE:
-        params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in initial_params().items()}
-        opt = reference_class(row)(to_torch(params, groups, row.kwargs), **row.torch_kwargs())
-        traj = []
-        for t in range(row.steps):
-            _, grads = loss_and_grads({k: p.detach().numpy() for k, p in params.items()}, t)
-            for k, p in params.items():
-                p.grad = torch.from_numpy(grads[k].copy())
-            opt.step()
-            traj.append({k: p.detach().numpy().copy() for k, p in params.items()})
-        _REFERENCE[row.label] = traj
-    return _REFERENCE[row.label]
-
-
-def grouped(groups: list[dict], to_torch: Callable = plain_groups) -> Callable:
-    """A row runner: the optimizer built with ``groups`` beside the reference built with the same groups."""
-
-    def runner(row: Row, compiled: bool):
-        return _run_mlx(row, compiled, groups), _run_reference(row, groups, to_torch)
-
-    return runner
+def grouped(groups: list[dict], to_torch: Callable = plain_groups) -> Portable:
+    """A row runner: the optimizer built with ``groups`` (program option ``groups``) beside the reference built
+    with the same groups."""
+    return Portable("standard", lambda row: _reference(row, groups, to_torch), {"groups": encode(groups)})
 
 
 def group_row(
