@@ -8,7 +8,8 @@
   tolerances (from ``tests/parity/rows``, as ``scripts/gen_docs.py`` reads them), constructor defaults
   (``inspect.signature``) and the docstring's notes on the Keras seed.
 * ``mlx_optim/_catalog.py``: parity status and optimizer-state bytes per parameter (``tests/test_memory.py``'s
-  measure on its transformer-like tree; also with ``state_dtype="int8"`` / ``"int4"`` where that applies) for ``mlx-optim list``, which cannot read the test tree when installed.
+  measure on its transformer-like tree; also with ``state_dtype="int8"`` / ``"int4"`` where that applies) for
+  ``mlx-optim list``, which cannot read the test tree when installed.
 * ``docs/compare.md`` with ``docs/img/rosenbrock.png`` and ``docs/img/rastrigin.png``: one grid image per function,
   every registered optimizer's trajectory from ``mlx-optim compare``'s training code (``--lr auto`` sweep).
 """
