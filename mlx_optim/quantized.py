@@ -544,10 +544,10 @@ def load_state(
 
     A declared moment that is still a float array (created by an ``init`` that bypasses the base's, or resumed
     from a float32 checkpoint) is used as it is and quantized by :func:`store_state`. ``after``: arrays the
-    dequantization waits for (``mx.depends``). The base passes the previous leaf's new codes, so the float32
-    moments of one leaf at a time exist: without it MLX ran the dequantization of many leaves before their
-    updates, and the step's peak held most of a float32 copy of the state (measured on the 25M-parameter tree:
-    431 MB above the step's outputs, against ~40 MB chained)."""
+    dequantization waits for (``mx.depends``). The base passes the previous leaf's new codes, so the leaves'
+    float32 working sets do not pile up: without it MLX dequantized many leaves before their updates (measured on
+    six 2048x2048 leaves, AdamW int8: 292 MB above the step's outputs unchained, 203 MB chained, about two
+    leaves' working sets of ~7 leaf-sized float32 arrays each)."""
     loaded = []
     for name, nonnegative in moments.items():
         entry = state.get(name)
@@ -572,7 +572,7 @@ def store_state(fmt: QuantizedState, state: dict, loaded: list, next_key: Callab
         if new is value and entry is not None:
             state[name] = entry
         else:
-            if written:  # one entry's quantizer temporaries at a time
+            if written:  # one entry's quantizer temporaries at a time (25M tree: 48 MB less peak)
                 new = mx.depends(new, written[-1])
             state[name] = fmt.quantize(new, nonnegative, next_key() if fmt.stochastic else None)
             written.append(state[name]["codes"])
