@@ -57,3 +57,13 @@ def test_buffer_cache_runs(tmp_path):
     assert buffer_cache.main(["--quick", "--steps", "2", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert len(data) == 2 and all(len(rows) == 6 and all(r["ms"] > 0 for r in rows) for rows in data.values())
+
+
+def test_matrix_benchmark_runs(tmp_path):
+    import matrix
+
+    out = tmp_path / "matrix.json"
+    assert matrix.main(["--sizes", "16", "--steps", "1", "--only", "muon,soap,galore", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["optimizer"] for r in rows] == ["muon", "soap", "galore"]
+    assert all(r["ms_ref"] > 0 and r["ms_mlx_optim"] > 0 and r["ratio"] > 0 for r in rows)

@@ -2,4 +2,5 @@
 
 from mlx_optim.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a documentation tool imports every submodule
+    raise SystemExit(main())

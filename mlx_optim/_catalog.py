@@ -15,7 +15,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 1.133,
     },
     "adabound": {
-        "parity": "4 rows, default tolerance",
+        "parity": "5 rows, default tolerance",
         "state_bytes_per_param": 8.0,
         "state_bytes_per_param_int8": 2.092,
         "state_bytes_per_param_int4": 1.133,
@@ -46,7 +46,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 1.134,
     },
     "adago": {
-        "parity": "3 rows, 1 looser",
+        "parity": "5 rows, 1 looser",
         "state_bytes_per_param": 5.602,
         "state_bytes_per_param_int8": 3.813,
         "state_bytes_per_param_int4": 3.523,
@@ -74,7 +74,7 @@ CATALOG = {
     "adalite": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.246},
     "adalomo": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.123},
     "adam": {
-        "parity": "3 rows, default tolerance",
+        "parity": "4 rows, default tolerance",
         "state_bytes_per_param": 8.0,
         "state_bytes_per_param_int8": 2.092,
         "state_bytes_per_param_int4": 1.133,
@@ -116,10 +116,10 @@ CATALOG = {
         "state_bytes_per_param_int8": 2.092,
         "state_bytes_per_param_int4": 1.133,
     },
-    "adamuon": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 8.0},
+    "adamuon": {"parity": "5 rows, 1 looser", "state_bytes_per_param": 8.0},
     "adamuon_e": {"parity": "2 rows, default tolerance", "state_bytes_per_param": 8.0},
     "adamw": {
-        "parity": "2 rows, default tolerance",
+        "parity": "3 rows, default tolerance",
         "state_bytes_per_param": 8.0,
         "state_bytes_per_param_int8": 2.092,
         "state_bytes_per_param_int4": 1.133,
@@ -181,6 +181,7 @@ CATALOG = {
     },
     "apollo": {"parity": "6 rows, default tolerance", "state_bytes_per_param": 18.518},
     "apollodqn": {"parity": "5 rows, default tolerance", "state_bytes_per_param": 12.0},
+    "applyiffinite": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 4.0},
     "asam": {"parity": "2 rows, default tolerance", "state_bytes_per_param": 4.0},
     "asgd": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.0},
     "avagrad": {
@@ -247,7 +248,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 5.133,
     },
     "distributedmuon": {
-        "parity": "2 rows, 1 looser",
+        "parity": "3 rows, 1 looser",
         "state_bytes_per_param": 5.602,
         "state_bytes_per_param_int8": 3.813,
         "state_bytes_per_param_int4": 3.522,
@@ -356,7 +357,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 33.495,
     },
     "lamb": {
-        "parity": "4 rows, default tolerance",
+        "parity": "5 rows, default tolerance",
         "state_bytes_per_param": 8.0,
         "state_bytes_per_param_int8": 2.092,
         "state_bytes_per_param_int4": 1.133,
@@ -375,7 +376,7 @@ CATALOG = {
     },
     "lbfgs": {"parity": "14 rows, default tolerance", "state_bytes_per_param": 0.0},
     "lion": {
-        "parity": "3 rows, default tolerance",
+        "parity": "4 rows, default tolerance",
         "state_bytes_per_param": 4.0,
         "state_bytes_per_param_int8": 1.046,
         "state_bytes_per_param_int4": 0.566,
@@ -399,7 +400,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 1.133,
     },
     "muon": {
-        "parity": "5 rows, 1 looser",
+        "parity": "8 rows, 2 looser",
         "state_bytes_per_param": 5.602,
         "state_bytes_per_param_int8": 3.813,
         "state_bytes_per_param_int4": 3.522,
@@ -430,7 +431,7 @@ CATALOG = {
     },
     "nero": {"parity": "2 rows, default tolerance", "state_bytes_per_param": 0.094},
     "normuon": {
-        "parity": "5 rows, 1 looser",
+        "parity": "6 rows, 1 looser",
         "state_bytes_per_param": 5.63,
         "state_bytes_per_param_int8": 3.841,
         "state_bytes_per_param_int4": 3.55,
@@ -458,7 +459,7 @@ CATALOG = {
     },
     "ppcgrad": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.0},
     "prodigy": {
-        "parity": "5 rows, default tolerance",
+        "parity": "6 rows, default tolerance",
         "state_bytes_per_param": 16.0,
         "state_bytes_per_param_int8": 10.092,
         "state_bytes_per_param_int4": 9.133,
@@ -583,10 +584,10 @@ CATALOG = {
         "state_bytes_per_param_int4": 4.566,
     },
     "schedulefreesgd": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 4.0},
-    "scion": {"parity": "6 rows, 1 looser", "state_bytes_per_param": 4.0},
-    "scionlight": {"parity": "4 rows, default tolerance", "state_bytes_per_param": 4.0},
+    "scion": {"parity": "7 rows, 1 looser", "state_bytes_per_param": 4.0},
+    "scionlight": {"parity": "5 rows, default tolerance", "state_bytes_per_param": 4.0},
     "scout": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 28.0},
-    "sgd": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.0},
+    "sgd": {"parity": "5 rows, default tolerance", "state_bytes_per_param": 0.0},
     "sgdp": {
         "parity": "4 rows, default tolerance",
         "state_bytes_per_param": 4.0,
@@ -601,7 +602,7 @@ CATALOG = {
     },
     "sgdw": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.0},
     "shampoo": {
-        "parity": "5 rows, 1 looser",
+        "parity": "5 rows, default tolerance",
         "state_bytes_per_param": 79.769,
         "state_bytes_per_param_int8": 76.815,
         "state_bytes_per_param_int4": 76.335,
@@ -620,7 +621,7 @@ CATALOG = {
     },
     "sm3": {"parity": "3 rows, default tolerance", "state_bytes_per_param": 0.123},
     "soap": {
-        "parity": "6 rows, default tolerance",
+        "parity": "7 rows, default tolerance",
         "state_bytes_per_param": 73.777,
         "state_bytes_per_param_int8": 67.869,
         "state_bytes_per_param_int4": 66.91,

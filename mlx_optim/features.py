@@ -1,10 +1,10 @@
 """Composable optimizer features: each technique implemented once, switched on for any optimizer.
 
-The Keras seed's ``_sn`` and ``_e`` optimizers are a base optimizer plus a bundle of the same few
-techniques. Here each technique is one implementation in the :class:`Features` mixin, and a variant is
+The ``_sn`` and ``_e`` optimizers of :mod:`mlx_optim.variants` are a base optimizer plus a bundle of the same
+few techniques. Each technique is one implementation in the :class:`Features` mixin, and a variant is
 ``class Ranger_e(Features, Ranger)`` with a ``features`` dict of the keywords it exposes and their
 defaults, and ``base_defaults`` for the base's own keywords whose default it changes
-(:mod:`mlx_optim.optimizers.variants`). :func:`compose` builds such a class for any optimizer, e.g.
+(:mod:`mlx_optim.variants`). :func:`compose` builds such a class for any optimizer, e.g.
 ``compose(AdamW, cautious=True, agc=True)``.
 
 Where each feature acts (``g`` the gradient, ``p`` the parameter, ``new`` the base optimizer's result,
@@ -88,8 +88,11 @@ import mlx.core as mx
 from mlx.utils import tree_map
 
 from mlx_optim import functional as F
+from mlx_optim.functional.subset_norm import sn_expand, sn_reduce, subset_size_for
+from mlx_optim.optimizers import adahessian as so
+from mlx_optim.optimizers.adahessian import DISTRIBUTIONS, ESTIMATE
 
-__all__ = ["Features", "compose", "sn_reduce", "sn_expand", "FEATURE_DEFAULTS"]
+__all__ = ["Features", "compose", "sn_reduce", "sn_expand", "FEATURE_DEFAULTS", "FEATURE_DOCS"]
 
 _FEATURE_GRAD = "_feature_grad"  # the transformed gradient, from prepare to update_single (never saved)
 _FEATURE_SIGNAL = "_feature_signal"  # the gradient before pnm/aem, for the update transforms (never saved)
@@ -125,33 +128,54 @@ FEATURE_DEFAULTS: dict[str, Any] = {
     "hessian_distribution": "gaussian",
 }
 
+# What each feature keyword means, for the ``Args:`` sections of the composed classes (:mod:`mlx_optim.variants`
+# appends the variant's default). One entry per keyword of :data:`FEATURE_DEFAULTS`.
+FEATURE_DOCS: dict[str, str] = {
+    "orthograd": "OrthoGrad: replace each gradient by its component orthogonal to the parameter, rescaled to the "
+    "gradient's norm (pytorch_optimizer's ``OrthoGrad``).",
+    "agc": "Adaptive gradient clipping: rescale each gradient so that its unit-wise norm is at most ``agc_clip_val`` "
+    "times ``max(unit-wise norm of the parameter, agc_eps)`` (pytorch_optimizer's ``agc``).",
+    "agc_eps": "Adaptive gradient clipping's lower bound of the parameter norm (> 0).",
+    "agc_clip_val": "Adaptive gradient clipping's largest gradient-to-parameter norm ratio (> 0).",
+    "pnm": "Positive-negative momentum: two EMAs of the gradient with decay ``pnm_beta**2``, updated on alternate "
+    "steps; the base optimizer sees ``((1 + b0) m_this - b0 m_other) / sqrt((1 + b0)^2 + b0^2)`` with "
+    "``b0 = pnm_beta0``.",
+    "pnm_beta": "Positive-negative momentum's beta, in [0, 1) (each EMA decays by its square).",
+    "pnm_beta0": "Weight ``b0`` of the negative momentum (>= 0).",
+    "aem": "AdEMAMix's slow EMA ``s = beta3_t s + (1 - beta3_t) g`` added to the gradient, ``g + alpha_t s`` (as a "
+    "gradient transform it also enters the base's second moment, unlike AdEMAMix).",
+    "alpha": "Weight of the slow EMA (>= 0), warmed up linearly over ``t_alpha_beta3`` steps when that is set.",
+    "beta3": "Decay rate of the slow EMA, in [0, 1), warmed up in half-life space over ``t_alpha_beta3`` steps when "
+    "that is set.",
+    "t_alpha_beta3": "Warm-up length in steps of the ``alpha`` and ``beta3`` schedules (> 0); ``None`` uses the "
+    "constants.",
+    "sn": "Subset-norm second moments (pytorch_optimizer's ``AdamWSN``): each tensor, viewed as ``(numel / k, k)``, "
+    "keeps one second moment per row, the EMA of the row's sum of squared gradients.",
+    "subset_size": "Subset size ``k``: the largest divisor of ``numel`` not above ``subset_size``, or "
+    "``int(sqrt(numel) / |subset_size|)`` when it is negative; not 0.",
+    "cautious": "Cautious masking: zero the step where it disagrees with the gradient's sign and rescale it by "
+    "``numel / (kept + 1)``.",
+    "trust_ratio": "LAMB's layer-wise trust ratio ``|p| / |step / lr|`` applied to the step (1 where a norm is 0).",
+    "trust_clip": "Cap the trust ratio at 1 (LAMBC).",
+    "DAdapt": "D-Adaptation of the step size: the base's step rescaled to ``d * step / max_i |step_i|``, ``d`` a "
+    "lower bound on the distance to the solution grown from ``d0`` (see :mod:`mlx_optim.features`); the base's "
+    "``learning_rate`` then only shapes the schedule.",
+    "d0": "Initial D-Adaptation estimate ``d`` (> 0).",
+    "growth_rate": "Largest factor by which ``d`` may grow per step (>= 1).",
+    "lookahead": "Lookahead: every ``lookahead_merge_time`` steps ``p <- lerp(p, slow, 1 - "
+    "lookahead_blending_alpha)``, ``slow <- p``.",
+    "lookahead_merge_time": "Steps between Lookahead merges (>= 1).",
+    "lookahead_blending_alpha": "Lookahead interpolation factor toward the fast weights, in [0, 1].",
+    "sophia": "Muon family only: the AdamW fallback becomes SophiaH's clipped update with a Hutchinson curvature "
+    "estimate; call ``opt.step_with(model, mlx_optim.value_and_grad(model, loss_fn), *batch)``.",
+    "p": "Clip bound of the Sophia fallback's step (> 0).",
+    "update_period": "Steps between the Sophia fallback's curvature refreshes (>= 1).",
+    "num_samples": "Hutchinson probes per curvature refresh (>= 1).",
+    "hessian_distribution": "Distribution of the Hutchinson probes, ``'gaussian'`` or ``'rademacher'``.",
+}
+
 
 # ---------------------------------------------------------------------------- subset-norm hooks
-def sn_reduce(x: mx.array, v: mx.array) -> mx.array:
-    """``x`` (parameter-shaped, e.g. ``g**2``) summed over the subsets of the second moment ``v``.
-
-    The identity when ``v`` has ``x``'s shape (subset norm off).
-    """
-    if v.shape == x.shape:
-        return x
-    return mx.sum(x.reshape(v.shape[0], -1), axis=1, keepdims=True)
-
-
-def sn_expand(v: mx.array, shape: tuple[int, ...]) -> mx.array:
-    """A per-subset ``v`` of shape ``(rows, 1)`` broadcast back to the parameter ``shape`` (identity if equal)."""
-    if tuple(v.shape) == tuple(shape):
-        return v
-    rows = v.shape[0]
-    size = math.prod(shape)
-    return mx.broadcast_to(v, (rows, size // rows)).reshape(shape)
-
-
-def subset_size_for(size: int, subset_size: int) -> int:
-    """AdamWSN's subset length: the largest divisor of ``size`` not above the requested length."""
-    from mlx_optim.optimizers.adam_d import closest_smaller_divisor  # noqa: PLC0415 (optimizers import us)
-
-    k = subset_size if subset_size > 0 else int(math.sqrt(size) / abs(subset_size))
-    return closest_smaller_divisor(size, max(k, 1))
 
 
 def trust_scale(p: mx.array, delta: mx.array, lr: mx.array, clip: bool) -> mx.array:
@@ -247,16 +271,14 @@ class Features:
         fx.lookahead_merge_time = int(f["lookahead_merge_time"])
         if fx.DAdapt:
             self._hyper("dadapt_growth_rate", f["growth_rate"], 1.0)
-            self.state["dadapt_d"] = mx.array(float(f["d0"]), mx.float32)
-            self.state["dadapt_numerator"] = mx.array(0.0, mx.float32)
+            self.globals["dadapt_d"] = mx.array(float(f["d0"]), mx.float32)
+            self.globals["dadapt_numerator"] = mx.array(0.0, mx.float32)
             for k in ("dadapt_s_sq", "dadapt_u_sq", "dadapt_g_norm0", "dadapt_u_max"):
-                self.state[k] = mx.array(0.0, mx.float32)
+                self.globals[k] = mx.array(0.0, mx.float32)
         if fx.lookahead:
             self._hyper("lookahead_alpha", f["lookahead_blending_alpha"], 0.0, 1.0)
         fx.sophia = bool(f["sophia"])
         if fx.sophia:
-            from mlx_optim.optimizers.second_order import DISTRIBUTIONS  # noqa: PLC0415
-
             if not any("adamw_update" in c.__dict__ for c in type(self).__mro__ if not issubclass(c, Features)):
                 raise ValueError(f"{type(self).__name__}: sophia=True needs a Muon-family base (its AdamW fallback)")
             self._hyper("p", f["p"], 0.0, None, "(]")
@@ -265,7 +287,7 @@ class Features:
             self._choice("hessian_distribution", f["hessian_distribution"], DISTRIBUTIONS)
             fx.update_period, fx.num_samples = int(f["update_period"]), int(f["num_samples"])
             fx.hessian_distribution = f["hessian_distribution"]
-            self.state["sophia_key"] = mx.random.key(0)
+            self.globals["sophia_key"] = mx.random.key(0)
         self._sophia_mode = "none"
         fx.grad = bool(fx.orthograd or fx.agc or fx.pnm or fx.aem)
         fx.update = bool(fx.cautious or fx.trust_ratio or fx.DAdapt)
@@ -320,7 +342,7 @@ class Features:
         Running this at the start of the next step keeps every hook inside ``apply_gradients`` (also
         for optimizers with their own calling convention) and gives the same sequence of ``d``.
         """
-        st = self.state
+        st = self.globals
         d, s_norm = st["dadapt_d"], mx.sqrt(st["dadapt_s_sq"])
         d_hat = st["dadapt_numerator"] / mx.where(s_norm > 0, s_norm, 1.0)
         grown = mx.maximum(d, mx.minimum(d_hat, d * hp.dadapt_growth_rate))
@@ -349,7 +371,7 @@ class Features:
         ``|g_1|`` is the first step's gradient norm over the whole tree (DAdaptSGD's ``g0_norm``); on the
         first step, before any base step is known, ``lr_1 |g_1|`` stands in for ``|delta_1|`` (equal for SGD).
         """
-        st, hp = self.state, self.hp
+        st, hp = self.globals, self.hp
         known = st["dadapt_g_norm0"]
         g_norm = mx.sqrt(F.sum_of_squares(signal))
         st["dadapt_g_norm0"] = g0 = mx.where(known > 0, known, g_norm)
@@ -411,7 +433,7 @@ class Features:
         if fx.trust_ratio:
             delta = delta * trust_scale(p, delta, self.hp.lr, fx.trust_clip)
         if fx.DAdapt:
-            st, hp, f32 = self.state, self.hp, mx.float32
+            st, hp, f32 = self.globals, self.hp, mx.float32
             st["dadapt_u_sq"] = st["dadapt_u_sq"] + mx.sum(mx.square(delta.astype(f32)))
             displacement = state["dadapt_x0"] - p
             st["dadapt_numerator"] = st["dadapt_numerator"] + hp.dadapt_lam * mx.sum((g * displacement).astype(f32))
@@ -425,13 +447,12 @@ class Features:
         """With ``sophia``: loss, gradient and a Hutchinson estimate (used on refresh steps), then the update."""
         if not self.feat.sophia:
             return super().step_with(model, loss_and_grad_fn, *args, **kwargs)
-        from mlx_optim.optimizers import second_order as so  # noqa: PLC0415
 
         fx = self.feat
         lg = so._require_loss_and_grad(
             type(self).__name__, loss_and_grad_fn, "mlx_optim.value_and_grad(model, loss_fn)"
         )
-        self.state["sophia_key"], key = mx.random.split(self.state["sophia_key"])
+        self.globals["sophia_key"], key = mx.random.split(self.globals["sophia_key"])
         loss, grads, hessian = so.hutchinson_diagonal(
             lg, model, key, fx.num_samples, fx.hessian_distribution, *args, **kwargs
         )
@@ -450,7 +471,6 @@ class Features:
         """The Muon family's AdamW fallback, or SophiaH's update with ``sophia``."""
         if not self.feat.sophia:
             return super().adamw_update(g, p, state)
-        from mlx_optim.optimizers.second_order import ESTIMATE  # noqa: PLC0415
 
         hp = self.hp
         p, g = self.decay(p, g, "adamw_wd", hp.adamw_lr)

@@ -3,7 +3,7 @@
 ``mx.compile`` fuses chains of element-wise operations into one kernel, within limits: a chain is cut where it
 is more than 11 operations deep (broadcasts of scalars count) and where an intermediate result has consumers
 in two kernels; a cut writes the intermediate to memory and reads it back (8 bytes per element in float32),
-and every kernel is dispatched separately (about 5-10 us each on the CPU backend, times the number of leaves).
+and every kernel is dispatched separately (a fixed cost per kernel on the CPU backend, times the number of leaves).
 An element-wise optimizer whose update is one kernel per leaf reads and writes each array once.
 
 :func:`ops_per_leaf` counts the operations (fused kernels and single operations) that one more leaf adds to

@@ -5,7 +5,7 @@ a dozen small operations per leaf (Python graph building, and on a GPU one kerne
 launch each). For an element-wise optimizer the update of a flat concatenation
 is the concatenation of the updates, so :func:`pack` keeps the state of all
 leaves with at most ``max_size`` elements in **one flat buffer per group**
-(parameter dtype, and whether weight decay applies) and updates each group with
+(parameter dtype, whether weight decay applies, and the parameter group) and updates each group with
 one call of the optimizer's own ``update_single``::
 
     opt = mlx_optim.pack(mlx_optim.AdamW(learning_rate=1e-4))   # leaves of <= 65536 elements
@@ -21,9 +21,9 @@ unpacked update element for element: the same operations on the same values
 
 On the CPU the default path is faster than packing: the base class fuses the update of element-wise
 optimizers and spreads the leaves over CPU streams (:mod:`mlx_optim.streams`), while a packed step
-concatenates the gradients and parameters (one extra read and write of them) on one stream. Measured
-with AdamW on 224 LoRA leaves (2 cores): eager 11.0 ms plain vs 24.0 ms packed, compiled 10.6 vs 17.7 ms.
-Packing may still pay off on a GPU, where it replaces hundreds of kernel launches by one (unmeasured).
+concatenates the gradients and parameters (one extra read and write of them) on one stream; measured with
+AdamW on a LoRA tree, packing was slower both eagerly and compiled. Packing may still pay off on a GPU, where it
+replaces hundreds of kernel launches by one (unmeasured).
 
 Only element-wise optimizers can be packed: no reductions over a tensor (norms,
 means, trust ratios), no shape- or path-dependent logic except the weight-decay
@@ -144,8 +144,9 @@ class Packer:
         for path, g, p, _ in leaves(gradients, parameters, parameters):
             if p.size > self.max_size:
                 continue
-            opt._leaf_path = path
-            key = str(p.dtype).rsplit(".", 1)[-1] + ("" if opt.decays() else "_nodecay")
+            key = str(p.dtype).rsplit(".", 1)[-1] + ("" if opt._leaf_call(path, p, opt.decays) else "_nodecay")
+            group = opt._match_group(path, p) if opt._param_groups else None
+            key += "" if group is None else f"_group{group}"  # a parameter group's leaves: its own buffer
             out.setdefault(key, []).append((path, g, p))
         return out
 
@@ -164,8 +165,7 @@ class Packer:
                 continue
             flat = self._flat([p for _, _, p in members])
             state: dict = {}
-            opt._leaf_path = members[0][0]
-            opt.init_single(flat, state)
+            opt._leaf_call(members[0][0], members[0][2], opt.init_single, flat, state)
             bad = [k for k, v in state.items() if not (isinstance(v, mx.array) and v.shape == flat.shape)]
             if bad:
                 raise ValueError(f"{type(opt).__name__}: state {bad} is not parameter-shaped; it cannot be packed")
@@ -185,9 +185,8 @@ class Packer:
                     f"packed state group '{key}' holds {size} elements but the gradient tree has {n} "
                     "there: the parameter tree changed since the state was created"
                 )
-            opt._leaf_path = members[0][0]
             g_flat, p_flat = self._flat([g for _, g, _ in members]), self._flat([p for _, _, p in members])
-            flat = opt.apply_single(g_flat, p_flat, state)
+            flat = opt._leaf_call(members[0][0], members[0][2], opt.apply_single, g_flat, p_flat, state)
             offsets, total = [], 0
             for _, _, p in members[:-1]:
                 total += p.size
@@ -196,8 +195,7 @@ class Packer:
                 new[path] = part.reshape(p.shape)
         for path, g, p, s in leaves(gradients, parameters, opt.state):
             if path not in new:
-                opt._leaf_path = path
-                new[path] = opt.apply_single(g, p, s)
+                new[path] = opt._leaf_call(path, p, opt.apply_single, g, p, s)
         return _rebuild(gradients, new, "")
 
 

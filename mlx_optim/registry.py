@@ -1,23 +1,35 @@
-"""Name registry: ``load_optimizer``, ``get_supported_optimizers``, ``create_optimizer``."""
+"""The registry of optimizers by name: the `@register` decorator, `load_optimizer`, `get_supported_optimizers`."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-import mlx.core as mx
-import mlx.nn as nn
+from mlx_optim.base import Optimizer, document_groups
 
-from mlx_optim.base import Optimizer
-
-__all__ = ["register", "load_optimizer", "get_supported_optimizers", "create_optimizer", "OPTIMIZERS"]
+__all__ = ["register", "load_optimizer", "get_supported_optimizers", "OPTIMIZERS"]
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {}
 
-# pytorch_optimizer's default ban list plus MLX's normalization layers.
-DEFAULT_WD_BAN_LIST = ("bias", "LayerNorm.bias", "LayerNorm.weight", "RMSNorm.weight", "GroupNorm", "BatchNorm")
+# The values of ``Optimizer.family`` (``mlx-optim list --family``).
+FAMILIES = (
+    "adam",
+    "adaptive",
+    "learning-rate-free",
+    "memory-efficient",
+    "orthogonalized",
+    "other",
+    "preconditioned",
+    "quasi-newton",
+    "ranger",
+    "sam",
+    "second-order",
+    "sgd",
+    "sign",
+    "wrapper",
+)
 
 
 def register(cls: type[Optimizer]) -> type[Optimizer]:
@@ -25,10 +37,12 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
     name = cls.name.lower()
     if not name:
         raise ValueError(f"{cls.__name__} has no registry name")
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.__name__}.family={cls.family!r} is not one of {FAMILIES}")
     if name in OPTIMIZERS and OPTIMIZERS[name] is not cls:
         raise ValueError(f"registry name {name!r} is taken by {OPTIMIZERS[name].__name__}")
     OPTIMIZERS[name] = cls
-    return cls
+    return document_groups(cls)
 
 
 def lookup(table: dict[str, Any], name: str, kind: str) -> Any:
@@ -61,72 +75,3 @@ def load_optimizer(name: str) -> type[Optimizer]:
 def get_supported_optimizers(filters: str | Iterable[str] | None = None) -> list[str]:
     """Registered names, sorted; ``filters`` are glob patterns (e.g. ``"ada*"``) a name must match."""
     return filter_names(OPTIMIZERS, filters)
-
-
-def banned_paths(model: nn.Module, wd_ban_list: Sequence[str]) -> set[str]:
-    """Paths of the parameters excluded from weight decay.
-
-    Like pytorch_optimizer, a parameter is banned when a ban entry is a substring of
-    its full path, of its module's class name, or of ``ClassName.param_name``.
-    """
-    banned = set()
-    for module_path, module in model.named_modules():
-        cls = type(module).__name__
-        for pname in _direct_parameters(module):
-            full = f"{module_path}.{pname}" if module_path else pname
-            if any(b in pat for b in wd_ban_list for pat in (full, cls, f"{cls}.{pname}")):
-                banned.add(full)
-    return banned
-
-
-def _direct_parameters(module: nn.Module) -> list[str]:
-    return [k for k, v in module.items() if isinstance(v, mx.array)]
-
-
-def create_optimizer(
-    model: nn.Module,
-    optimizer_name: str,
-    learning_rate: Any = 1e-3,
-    weight_decay: float = 0.0,
-    wd_ban_list: Sequence[str] = DEFAULT_WD_BAN_LIST,
-    use_lookahead: bool = False,
-    **kwargs: Any,
-) -> Optimizer:
-    """Build the optimizer ``optimizer_name`` for ``model``.
-
-    With ``weight_decay > 0`` the parameters matched by ``wd_ban_list`` (biases and
-    normalization layers by default) are kept out of weight decay; MLX has no
-    parameter groups, so this is a per-parameter filter on the optimizer.
-
-    ``use_lookahead=True`` wraps the optimizer in :class:`mlx_optim.wrappers.Lookahead` with ``k``,
-    ``alpha`` and ``pullback_momentum`` taken from ``kwargs`` (defaults 5, 0.5, ``"none"``), as
-    pytorch_optimizer does; those keys reach the optimizer too only if its constructor has them.
-    ``ranger`` and ``ranger21`` already contain Lookahead: they are not wrapped (a warning says so).
-    """
-    cls = load_optimizer(optimizer_name)
-    lookahead_kwargs = {}
-    if use_lookahead:
-        import inspect
-
-        accepted = inspect.signature(cls).parameters
-        for key in ("k", "alpha", "pullback_momentum"):
-            if key in kwargs:
-                lookahead_kwargs[key] = kwargs[key] if key in accepted else kwargs.pop(key)
-    if weight_decay:
-        kwargs["weight_decay"] = weight_decay
-    opt = cls(learning_rate=learning_rate, **kwargs)
-    if weight_decay:
-        banned = banned_paths(model, wd_ban_list)
-        opt.decay_filter = lambda path: path not in banned
-    if use_lookahead:
-        if optimizer_name.lower() in ("ranger", "ranger21"):
-            import warnings
-
-            warnings.warn(
-                f"{optimizer_name} already has a Lookahead variant; not wrapping it", UserWarning, stacklevel=2
-            )
-        else:
-            from mlx_optim.wrappers import Lookahead
-
-            opt = Lookahead(opt, **lookahead_kwargs)
-    return opt

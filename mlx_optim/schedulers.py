@@ -17,7 +17,7 @@ update uses ``schedule(0)``. The value at ``k`` is, for each reference:
   returns the rate to use: the value returned by the ``(k+1)``-th ``step()``.
 
 Names follow ``pytorch_optimizer.get_supported_lr_schedulers()``; see
-:func:`load_lr_scheduler`. Two more from the seeds: :func:`linear_warmup` (with
+:func:`load_lr_scheduler`. Two more: :func:`linear_warmup` (with
 the "untuned" 2 / (1 - beta2) length) and Ranger21's :func:`explore_exploit`.
 """
 
@@ -419,7 +419,7 @@ def proportion(
     return lambda s: min_value + (max_value - min_value) * (lr_schedule(s) - min_lr) / (max_lr - min_lr)
 
 
-# ----------------------------------------------------------------------------- from the seeds
+# ----------------------------------------------------------------------------- warm-up and explore-exploit
 def linear_warmup(
     learning_rate: float | Schedule,
     warmup_steps: int | None = None,

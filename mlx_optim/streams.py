@@ -8,8 +8,8 @@ work across streams by the data each kernel reads, eagerly and under ``mx.compil
 runs the same operations on the same values whichever stream it is on: the results are identical
 bit for bit (``tests/test_streams.py``).
 
-Measured with ``benchmarks/step_time.py`` on a 2-core Linux machine: see the README's performance
-section. The default is one stream per available core (at most 8) when the default device is the
+Measured with ``benchmarks/step_time.py`` on a 2-core Linux machine: see docs/guides/performance.md
+(the performance guide). The default is one stream per available core (at most 8) when the default device is the
 CPU, and no extra streams on a GPU (where one stream already fills the device). Override it for the
 process with :func:`set_update_streams` or the ``MLX_OPTIM_STREAMS`` environment variable, or for
 one optimizer with ``opt.update_streams = n``. Leaves smaller than :data:`MIN_LEAF_SIZE` elements
@@ -87,9 +87,8 @@ def reserve_buffer_cache(nbytes: int) -> bool:
     reuses its inputs' memory (MLX donates an input only when nothing else refers to it, and each output of a
     multi-output kernel refers to all inputs). Freed buffers go to MLX's cache, whose limit on the CPU
     backend is 32 MB by default; the rest goes back to ``malloc``, which may return it to the system, and the
-    next step then pays a page fault per 4 KB written. Measured on the 25M-parameter tree of
-    ``benchmarks/step_time.py``, in a process whose allocation history made ``malloc`` do so: 151 MB of page
-    faults per step, 83 ms per compiled AdamW step, and 50 ms with a 4 GB limit (mlx's AdamW: 119 -> 71 ms).
+    next step then pays a page fault per 4 KB written; in a process whose allocation history made ``malloc`` do
+    so, these page faults made up a large part of a compiled AdamW step (``benchmarks/buffer_cache.py``).
     The optimizers call this from ``init`` with twice their parameters' and state's bytes (one step's outputs,
     plus the gradients). Off with :func:`set_buffer_cache` ``(False)`` or ``MLX_OPTIM_BUFFER_CACHE=0``; on a
     GPU MLX's default limit is already the memory limit.
@@ -113,7 +112,7 @@ class LeafStreams:
             _extra.append(mx.new_stream(mx.cpu))
         self.streams = [mx.default_stream(mx.cpu), *_extra[: n - 1]]
         self.load = [0] * n
-        self._hp: dict[int, SimpleNamespace] = {}
+        self._hp: dict[tuple[int, int], Any] = {}
 
     @classmethod
     def for_step(cls, n: int | None) -> LeafStreams | None:
@@ -135,9 +134,10 @@ class LeafStreams:
         """``hp`` as seen from stream ``i``: its 0-d arrays copied there once per step (the leaves on that
         stream then wait for one hand-off per scalar instead of one per leaf and scalar); everything
         else, writes included, goes to ``hp`` itself."""
-        if i not in self._hp:
-            self._hp[i] = _OnStream(hp, self.streams[i])
-        return self._hp[i]
+        key = (i, id(hp))  # one namespace per parameter group (mlx_optim.base.Optimizer.set_groups)
+        if key not in self._hp:
+            self._hp[key] = _OnStream(hp, self.streams[i])
+        return self._hp[key]
 
 
 class _OnStream:

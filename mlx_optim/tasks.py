@@ -238,17 +238,53 @@ DEFAULT_WRAPPED = "adamw"
 def parse_optimizer_spec(spec: str) -> tuple[str, str | None]:
     """``"adamw"`` -> ``("adamw", None)``; ``"lookahead:adamw"`` -> ``("lookahead", "adamw")``.
 
-    A wrapper (Lookahead, the SAM family, ...) given without ``:inner`` wraps ``adamw``. Unknown names raise
-    ``ValueError`` listing the closest registered names.
+    A wrapper (Lookahead, the SAM family, ...) given without ``:inner`` wraps ``adamw``. Wrappers nest:
+    ``"sam:lookahead:sgd"`` -> ``("sam", "lookahead:sgd")`` is SAM around Lookahead around SGD (see
+    :func:`optimizer_chain` for the nestings that cannot work). Unknown names raise ``ValueError`` listing the
+    closest registered names.
     """
-    outer, _, inner = spec.strip().lower().partition(":")
-    cls = mlx_optim.load_optimizer(outer)
-    if inner:
+    chain = optimizer_chain(spec)
+    return chain[0], (":".join(chain[1:]) or None)
+
+
+def optimizer_chain(spec: str) -> list[str]:
+    """The names of ``spec`` from the outermost to the innermost optimizer, ``adamw`` appended after a bare wrapper.
+
+    ``"sam:lookahead:sgd"`` -> ``["sam", "lookahead", "sgd"]``, ``"sam:lookahead"`` -> ``["sam", "lookahead",
+    "adamw"]``. Raises ``ValueError`` for an unknown name, for a name that is not a wrapper followed by another
+    (``"adam:sgd"``), and for a multi-evaluation optimizer (the SAM family, BSAM: ``step_with`` evaluates the
+    gradient several times per step) nested where its evaluations cannot happen: it must be the outermost
+    optimizer or directly inside the outermost Lookahead / Scout, whose ``step_with`` hands the step to it.
+    """
+    parts = [p.strip() for p in spec.strip().lower().split(":")]
+    if any(not p for p in parts):
+        raise ValueError(f"optimizer {spec!r} has an empty name; write name or wrapper:inner (lookahead:adamw)")
+    classes = [mlx_optim.load_optimizer(p) for p in parts]
+    for name, cls in zip(parts[:-1], classes[:-1]):
         if not is_wrapper(cls):
-            raise ValueError(f"{outer!r} is not a wrapper: '{spec}' cannot wrap another optimizer")
-        mlx_optim.load_optimizer(inner)
-        return outer, inner
-    return outer, (DEFAULT_WRAPPED if is_wrapper(cls) else None)
+            raise ValueError(f"{name!r} is not a wrapper: '{spec}' cannot wrap another optimizer")
+    if is_wrapper(classes[-1]):
+        parts.append(DEFAULT_WRAPPED)
+        classes.append(mlx_optim.load_optimizer(DEFAULT_WRAPPED))
+    for i, cls in enumerate(classes[1:], 1):
+        if _is_multi_evaluation(cls) and not (i == 1 and _hands_step_to_inner(classes[0])):
+            raise ValueError(
+                f"'{spec}': {parts[i]} evaluates the gradient several times per step, which {parts[i - 1]} cannot "
+                "run for it here; put it outermost, or directly inside an outermost lookahead / scout"
+            )
+    return parts
+
+
+def _is_multi_evaluation(cls: type) -> bool:
+    from mlx_optim.wrappers import Phased
+
+    return issubclass(cls, Phased)
+
+
+def _hands_step_to_inner(cls: type) -> bool:
+    from mlx_optim.wrappers.lookahead import Lookahead, Scout
+
+    return issubclass(cls, (Lookahead, Scout))
 
 
 def is_wrapper(cls: type) -> bool:
@@ -260,24 +296,48 @@ def is_wrapper(cls: type) -> bool:
 
 
 def default_learning_rate(spec: str) -> float:
-    """The constructor's default ``learning_rate`` (of the inner optimizer for a wrapper), else 1e-3."""
+    """The constructor's default ``learning_rate`` (of the innermost optimizer for wrappers), else 1e-3."""
     import inspect
 
-    outer, inner = parse_optimizer_spec(spec)
-    cls = mlx_optim.load_optimizer(inner or outer)
+    cls = mlx_optim.load_optimizer(optimizer_chain(spec)[-1])
     p = inspect.signature(cls).parameters.get("learning_rate")
     if p is not None and isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
         return float(p.default)
     return 1e-3
 
 
-def make_optimizer(spec: str, learning_rate: float, **kwargs: Any) -> mlx_optim.Optimizer:
-    """Build ``spec`` (``name`` or ``wrapper:inner``) with ``learning_rate`` (the inner one's, for wrappers)."""
-    outer, inner = parse_optimizer_spec(spec)
-    cls = mlx_optim.load_optimizer(outer)
-    if inner is not None:
-        return cls(inner, learning_rate=learning_rate, **kwargs)
-    return cls(learning_rate=learning_rate, **kwargs)
+def make_optimizer(
+    spec: str, learning_rate: float, *, transparent: bool | None = None, **kwargs: Any
+) -> mlx_optim.Optimizer:
+    """Build ``spec`` (``name``, ``wrapper:inner``, ``wrapper:wrapper:inner``) with ``learning_rate``.
+
+    The learning rate is the innermost optimizer's; ``kwargs`` go to the outermost one. ``transparent``, when
+    given, is passed to every multi-evaluation optimizer of the chain (the SAM family: ``True`` runs one phase per
+    ``update`` call, see :class:`mlx_optim.wrappers.Phased`).
+    """
+    chain = optimizer_chain(spec)
+
+    def build(name: str, *args: Any, **kw: Any):
+        cls = mlx_optim.load_optimizer(name)
+        if transparent is not None and _is_multi_evaluation(cls):
+            kw["transparent"] = transparent
+        return cls(*args, **kw)
+
+    if len(chain) == 1:
+        return build(chain[0], learning_rate=learning_rate, **kwargs)
+    opt = build(chain[-1], learning_rate=learning_rate)
+    for depth in range(len(chain) - 2, -1, -1):
+        opt = build(chain[depth], opt, **(kwargs if depth == 0 else {}))
+    return opt
+
+
+def compilable(opt: Any) -> bool:
+    """Whether ``opt`` (and every optimizer it wraps) can run inside ``mx.compile`` (L-BFGS cannot)."""
+    while opt is not None:
+        if not getattr(opt, "compilable", True):
+            return False
+        opt = getattr(opt, "inner", None)
+    return True
 
 
 def state_bytes(opt) -> int:
@@ -304,23 +364,24 @@ def train(
     setup = task.build(seed)
     model = setup.model
     opt = make_optimizer(spec, learning_rate)
-    compilable = getattr(opt, "compilable", True) and getattr(getattr(opt, "inner", None), "compilable", True)
-    lg = mlx_optim.value_and_grad(model, setup.loss_fn, compile=not compilable)
+    can_compile = compilable(opt)
+    lg = mlx_optim.value_and_grad(model, setup.loss_fn, compile=not can_compile)
     opt.init(model.trainable_parameters())  # the state's structure is fixed before tracing: no retrace
     state = [model.state, opt.state]
 
     def step(*batch):
         return opt.step_with(model, lg, *batch)
 
-    if compilable:
+    if can_compile:
         step = mx.compile(step, inputs=state, outputs=state)
     n_params = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
     losses: list[float] = []
     trajectory: list[list[float]] = [list(setup.start)] if setup.start else []
-    start = 0.0
+    start, timed_from, ran = time.perf_counter(), 0, 0
     for i in range(steps):
-        if i == 1:  # time from the second step: the first one traces and compiles
-            start = time.perf_counter()
+        if i == 1:  # time from the second step: the first one traces and compiles (timed only in a 1-step run)
+            start, timed_from = time.perf_counter(), 1
+        ran = i + 1
         loss = step(*next(setup.batches))
         mx.eval(state, loss)
         value = loss.item()
@@ -343,7 +404,8 @@ def train(
         "first": losses[0],
         "final": float(np.mean(tail)) if all(math.isfinite(v) for v in tail) else math.inf,
         "best": min(losses),
-        "ms_per_step": 1000 * elapsed / max(len([v for v in losses if math.isfinite(v)]) - 1, 1),
+        "ms_per_step": 1000 * elapsed / (ran - timed_from),
+        "timed_steps": ran - timed_from,  # from the second step on; a 1-step run's time includes the compilation
         "state_bytes": state_bytes(opt),
         "params": n_params,
         "losses": losses,
@@ -361,19 +423,68 @@ def lr_grid(default: float) -> list[float]:
     return [float(f"{default * 10**k:.3g}") for k in (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)]
 
 
-def sweep(task: Task, spec: str, steps: int, seed: int = 0, on_trial=None) -> tuple[float, list[dict]]:
-    """Short runs over :func:`lr_grid`; returns the learning rate with the lowest final loss and the trials."""
-    trials = []
-    for lr in lr_grid(default_learning_rate(spec)):
+SWEEP_EXTRA_TRIALS = 4  # at most this many trials beyond lr_grid when the best learning rate is at an edge
+
+
+def sweep(
+    task: Task,
+    spec: str,
+    steps: int,
+    seed: int = 0,
+    on_trial: Callable[[int, int], None] | None = None,
+    extra_trials: int = SWEEP_EXTRA_TRIALS,
+) -> tuple[float, list[dict]]:
+    """Short runs over :func:`lr_grid`; returns the learning rate with the lowest final loss and the trials.
+
+    When the best learning rate is the largest (smallest) one tried, the sweep goes on past it by the grid's
+    factor of 10^0.5 until a trial is no better, at most ``extra_trials`` times in all; :func:`sweep_edge` says
+    whether the choice is still at an edge of the range tried. ``on_trial(done, total)`` is called after each
+    trial (``total`` grows when the sweep is extended). If no trial ends with a finite loss, the default
+    learning rate is returned.
+    """
+    trials: list[dict] = []
+    default = default_learning_rate(spec)
+    grid = lr_grid(default)
+
+    def run(lr: float) -> None:
         try:
-            r = train(task, spec, lr, steps, seed)
-            final = r["final"]
+            final = train(task, spec, lr, steps, seed)["final"]
         except ValueError:  # a learning rate the optimizer rejects
             final = math.inf
         trials.append({"learning_rate": lr, "final": final})
         if on_trial is not None:
-            on_trial()
-    best = min(trials, key=lambda t: t["final"])
+            on_trial(len(trials), max(len(grid), len(trials)))
+
+    for lr in grid:
+        run(lr)
+    for _ in range(extra_trials):
+        edge = sweep_edge(trials)
+        if edge is None:  # the best is inside the range tried (or nothing converged)
+            break
+        lrs = [t["learning_rate"] for t in trials]
+        k = round(2 * math.log10((max(lrs) if edge == "high" else min(lrs)) / default)) / 2  # on the grid's steps
+        run(float(f"{default * 10 ** (k + 0.5 if edge == 'high' else k - 0.5):.3g}"))
+    best = _best(trials)
     if not math.isfinite(best["final"]):  # nothing converged: keep the default
-        return default_learning_rate(spec), trials
+        return default, trials
     return best["learning_rate"], trials
+
+
+def _best(trials: list[dict]) -> dict:
+    return min(trials, key=lambda t: t["final"])
+
+
+def sweep_edge(trials: list[dict]) -> str | None:
+    """``"high"`` / ``"low"`` when the best trial's learning rate is the largest / smallest one tried, else None.
+
+    None too when no trial ended with a finite loss.
+    """
+    best = _best(trials)
+    if not math.isfinite(best["final"]) or len(trials) < 2:
+        return None
+    lrs = [t["learning_rate"] for t in trials]
+    if best["learning_rate"] == max(lrs):
+        return "high"
+    if best["learning_rate"] == min(lrs):
+        return "low"
+    return None

@@ -6,7 +6,7 @@
 
 * ``docs/optimizers.md``: per optimizer its update rule (the class docstring), reference class, parity rows and
   tolerances (from ``tests/parity/rows``, as ``scripts/gen_docs.py`` reads them), constructor defaults
-  (``inspect.signature``) and the docstring's notes on the Keras seed.
+  (``inspect.signature``) and the optimizer's provenance note (``docs/provenance/<name>.md``), if any.
 * ``mlx_optim/_catalog.py``: parity status and optimizer-state bytes per parameter (``tests/test_memory.py``'s
   measure on its transformer-like tree; also with ``state_dtype="int8"`` / ``"int4"`` where that applies) for
   ``mlx-optim list``, which cannot read the test tree when installed.
@@ -73,9 +73,10 @@ def defaults(cls) -> list[str]:
     return out
 
 
-def keras_notes(doc: str) -> list[str]:
-    paras = [" ".join(p.split()) for p in doc.split("\n\n")]
-    return [p for p in paras if "Keras" in p or "seed" in p.lower()]
+def provenance_note(name: str) -> str:
+    """The optimizer's note in ``docs/provenance/<name>.md`` on one line ("" when it has none)."""
+    path = ROOT / "docs" / "provenance" / f"{name}.md"
+    return " ".join(path.read_text().split()) if path.exists() else ""
 
 
 def render_doc(rows) -> str:
@@ -111,9 +112,9 @@ def render_doc(rows) -> str:
             *defaults(cls),
             "",
         ]
-        notes = keras_notes(doc)
-        if notes:
-            lines += ["**Keras seed**: " + " ".join(notes), ""]
+        note = provenance_note(n)
+        if note:
+            lines += ["**Provenance**: " + note, ""]
     return "\n".join(lines)
 
 

@@ -1,10 +1,16 @@
 """Shared fixtures. The references (torch, pytorch_optimizer) are required: a missing one is an error, not a skip."""
 
+import os
+
 import pytest
 import pytorch_optimizer  # noqa: F401
 import torch  # noqa: F401  (fail loudly if the pinned reference is missing)
 
-from mlx_optim.base import Optimizer
+# MLX runs on an optimized BLAS/LAPACK when there is one (mlx_optim.blas; MLX_OPTIM_BLAS=off keeps the bundled one).
+# torch is imported first, so its own LAPACK calls stay bound to its own MKL: the parity references do not change.
+os.environ.setdefault("MLX_OPTIM_BLAS", "auto")
+
+from mlx_optim.base import Optimizer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -40,9 +40,30 @@ class Net(nn.Module):
         return self.blocks[1](h)
 
 
-def make_model(dtype=mx.float32) -> Net:
+class LoRANet(Net):
+    """``Net`` whose middle layer carries a LoRA adapter (PEFT layout: ``lora_a`` (r, in), ``lora_b`` (out, r)).
+
+    For optimizers that update only LoRA factor pairs (LoRARite): on ``Net`` they would have nothing to update.
+    """
+
+    def __init__(self, rank: int = 2):
+        super().__init__()
+        self.adapter = {"lora_a": 0.3 * mx.random.normal((rank, 8)), "lora_b": 0.3 * mx.random.normal((8, rank))}
+
+    def __call__(self, x):
+        h = mx.tanh(self.inp(x))
+        h = self.blocks[0](h) + (h @ self.adapter["lora_a"].T) @ self.adapter["lora_b"].T
+        return self.blocks[1](mx.tanh(h))
+
+
+# Optimizers that need a model with LoRA factor pairs (they raise ValueError on a tree without any).
+NEEDS_LORA = {"lorarite"}
+
+
+def make_model(dtype=mx.float32, name: str | None = None) -> Net:
+    """The test MLP (``LoRANet`` for the optimizers in ``NEEDS_LORA``)."""
     mx.random.seed(0)
-    model = Net()
+    model = LoRANet() if name in NEEDS_LORA else Net()
     model.set_dtype(dtype)
     mx.eval(model.parameters())
     return model
@@ -118,7 +139,7 @@ def test_registry_metadata():
 def test_compiled_matches_eager(name):
     runs = []
     for compiled in (False, True):
-        model, opt = make_model(), make_opt(name)
+        model, opt = make_model(name=name), make_opt(name)
         losses = train(model, opt, batches(10), compiled=compiled)
         runs.append((losses, params_np(model)))
     (le, pe), (lc, pc) = runs
@@ -129,17 +150,17 @@ def test_compiled_matches_eager(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_save_and_resume_is_exact(name, tmp_path):
-    model, opt = make_model(), make_opt(name)
+    model, opt = make_model(name=name), make_opt(name)
     train(model, opt, batches(6))
     expected = params_np(model)
 
-    model, opt = make_model(), make_opt(name)
+    model, opt = make_model(name=name), make_opt(name)
     data = list(batches(6))
     train(model, opt, data[:3])
     mx.save_safetensors(str(tmp_path / "opt.safetensors"), dict(tree_flatten(opt.state)))
     mx.save_safetensors(str(tmp_path / "model.safetensors"), dict(tree_flatten(model.parameters())))
 
-    model2, opt2 = make_model(), make_opt(name)
+    model2, opt2 = make_model(name=name), make_opt(name)
     model2.load_weights(str(tmp_path / "model.safetensors"))
     opt2.state = tree_unflatten(list(mx.load(str(tmp_path / "opt.safetensors")).items()))
     train(model2, opt2, data[3:])
@@ -150,7 +171,7 @@ def test_save_and_resume_is_exact(name, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_parameters_get_float32_state(name):
-    model, opt = make_model(mx.bfloat16), make_opt(name)
+    model, opt = make_model(mx.bfloat16, name), make_opt(name)
     losses = train(model, opt, batches(10))
     assert all(math.isfinite(v) for v in losses), losses
     for k, v in tree_flatten(model.parameters()):

@@ -255,6 +255,11 @@ def launch(out: Path, timeout: float = LAUNCH_TIMEOUT) -> tuple[float, str]:
         str(Path(__file__).resolve()), "--worker", str(out),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # The ranks import mlx.core before mlx_optim (this file), so mlx_optim.blas cannot load OpenBLAS there: preload
+    # the library this process's MLX calls, or the 2-rank runs round differently from the 1-rank references.
+    lib = mo.blas.resolved().get("cblas_sgemm")
+    if lib and "mlx_cpu.libs" not in lib and "libmlx" not in lib:
+        env["LD_PRELOAD"] = lib
     start = time.monotonic()
     # stdin is a pipe kept open: mlx.launch forwards stdin and would spin on an always-readable /dev/null
     proc = subprocess.Popen(

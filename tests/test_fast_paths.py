@@ -23,7 +23,7 @@ from tests.test_contract import KWARGS, NAMES, NOT_COMPILABLE, batches, make_mod
 
 
 def _run(name: str, *, fused: bool | None, n_streams: int, compiled: bool, steps: int = 6):
-    model, opt = make_model(), make_opt(name)
+    model, opt = make_model(name=name), make_opt(name)
     opt.fuse_updates, opt.update_streams = fused, n_streams
     losses = train(model, opt, batches(steps), compiled=compiled)
     return losses, params_np(model), opt

@@ -1,4 +1,4 @@
-"""mlx_optim.features and the Keras seed's _sn / _e variants (mlx_optim/optimizers/variants.py).
+"""mlx_optim.features and the Keras seed's _sn / _e variants (mlx_optim/variants.py).
 
 * every variant with its features off runs its base optimizer's arithmetic bit for bit;
 * every variant with the seed's defaults trains a small MLP (lower loss), compiled == eager, and
@@ -24,8 +24,8 @@ from mlx_optim import functional as F
 from mlx_optim.base import Optimizer
 from mlx_optim.features import Features, compose, sn_expand, sn_reduce, subset_size_for
 from mlx_optim.optimizers.adam import AdamW
+from mlx_optim.optimizers.lion import Lion
 from mlx_optim.optimizers.sgd import SGD
-from mlx_optim.optimizers.sign import Lion
 from tests.parity.harness import Row, assert_close_trajectories, initial_params, loss_and_grads, run_reference
 from tests.parity.rows.variants import BASE_ROWS, VARIANTS, with_agc
 from tests.parity.rows.variants import _off as rows_off
@@ -357,7 +357,7 @@ def test_generic_features_compose_with_adamw(features):
 def test_dadapt_grows_d_and_scales_the_base_step():
     cls = compose(SGD, DAdapt=True, d0=1e-6)
     _, _, opt = _train_composed(cls, steps=40, learning_rate=1.0)
-    d = opt.state["dadapt_d"].item()
+    d = opt.state["_global"]["dadapt_d"].item()
     assert 1e-6 < d < 10.0, d  # grew from d0, stayed finite
 
 
@@ -459,7 +459,7 @@ def test_dadapt_matches_its_transcription_on_sgd(growth_rate, compiled):
 
 def test_dadaptlion_e_counts_lookahead_merges_in_its_distance_estimate():
     """Without the lookahead_moved hook (the seed's behaviour) D keeps growing under the seed's defaults."""
-    from mlx_optim.optimizers.variants import DAdaptLion_e
+    from mlx_optim.variants import DAdaptLion_e
 
     class Unaware(DAdaptLion_e):
         def lookahead_moved(self, step, state):
@@ -469,6 +469,6 @@ def test_dadaptlion_e_counts_lookahead_merges_in_its_distance_estimate():
     for cls in (DAdaptLion_e, Unaware):
         model, opt = make_model(), cls()
         train(model, opt, list(batches(4)) * 30)
-        ds.append(opt.state["d"].item())
+        ds.append(opt.state["_global"]["d"].item())
     aware, unaware = ds
     assert aware < 0.1 < unaware, ds

@@ -40,8 +40,8 @@ import pytest
 import mlx_optim as mo
 from mlx_optim import kernels
 from mlx_optim.functional import coupled_decay, decoupled_decay
+from mlx_optim.functional.moments import momentum_buffer
 from mlx_optim.optimizers.adam import adam_update
-from mlx_optim.optimizers.sgd import momentum_buffer
 
 BACKENDS = ("metal", "cuda")
 SENTINEL = 12345.0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mlx_optim
-from mlx_optim.optimizers.lowrank import (
+from mlx_optim.functional.projections import (
     canonical_svd,
     project,
     project_back,

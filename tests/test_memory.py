@@ -18,6 +18,8 @@ default) momentum unless it is switched off.
 
 from __future__ import annotations
 
+import inspect
+
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
@@ -30,6 +32,7 @@ FIRST_MOMENT_KEYS = ("exp_avg", "momentum_buffer", "m")
 # Keywords needed on this tree on top of the first parity row's (AdamMini: heads of the 64-wide attention).
 OVERRIDES = {"adammini": {"num_embeds": 64, "num_heads": 4}}
 FACTORED = ("adafactor", "adafactorbigvision", "came", "sm3")
+NEEDS_LORA = ("lorarite",)  # updates LoRA factor pairs only
 
 
 def transformer_tree(d: int = 64, vocab: int = 1000, hidden: int = 256, blocks: int = 2) -> dict:
@@ -86,10 +89,12 @@ def measure(name: str, kwargs: dict, params: dict | None = None) -> dict[str, fl
     grads = tree_unflatten(
         [(k, mx.array(rng.normal(scale=0.01, size=v.shape).astype(np.float32))) for k, v in tree_flatten(params)]
     )
+    # curvature-based optimizers (AdaHessian, Sophia) take a curvature estimate shaped like the gradients
+    extra = {"hessian": grads} if "hessian" in inspect.signature(opt.apply_gradients).parameters else {}
     try:
-        opt.apply_gradients(grads, params, loss=mx.array(1.0))  # lazy: sizes are known without evaluating
+        opt.apply_gradients(grads, params, loss=mx.array(1.0), **extra)  # lazy: sizes are known without evaluating
         stepped = True
-    except (ValueError, TypeError):  # optimizers driven only through step_with (SAM family, L-BFGS): init only
+    except (ValueError, TypeError):  # optimizers that do not step on gradients (SAM family, L-BFGS): init only
         opt = mlx_optim.load_optimizer(name)(**kwargs)
         opt.init(params)
         stepped = False
@@ -151,7 +156,12 @@ def markdown(rows) -> str:
             cells = [f"{m[key]:.3f}" if key in m else "-" for key, _ in COLUMNS]
         else:
             cells = [m] + [""] * (len(COLUMNS) - 1)
-        label = name if not isinstance(m, dict) or m["stepped"] else f"{name} (after init; steps via step_with)"
+        if not isinstance(m, dict) or m["stepped"]:
+            label = name
+        elif name in NEEDS_LORA:
+            label = f"{name} (this tree has no LoRA factor pair)"
+        else:
+            label = f"{name} (after init; steps via step_with)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -210,6 +210,29 @@ def test_lora_command_trains_with_a_registry_optimizer(tmp_path):
     assert config["optimizer"] == "sophiah" and config["optimizer_config"] == {"sophiah": {"update_period": 2}}
 
 
+def test_lora_command_takes_parameter_groups(tmp_path):
+    model_dir, data_dir, out = tmp_path / "model", tmp_path / "data", tmp_path / "adapters"
+    _write_local_model(model_dir)
+    _write_data(data_dir)
+    groups = {
+        "groups": [{"params": "*.lora_b", "lr": 1e-3, "betas": [0.8, 0.9]}, {"params": "*.lora_a", "weight_decay": 0}]
+    }
+    cmd = [
+        sys.executable, "-m", "mlx_optim", "lora",
+        "--model", str(model_dir), "--train", "--data", str(data_dir),
+        "--optimizer", "adamw", "--optimizer-config", json.dumps(groups),
+        "--iters", "4", "--batch-size", "4", "--num-layers", "2", "--learning-rate", "1e-2",
+        "--val-batches", "1", "--steps-per-eval", "100", "--adapter-path", str(out),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=_offline_env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["optimizer_config"] == {"adamw": groups}
+    bad = [*cmd, "--optimizer-config", '{"groups": [{"params": "*", "amsgrad": true}]}']  # the last one counts
+    res = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=300, env=_offline_env())
+    assert res.returncode == 2 and "'amsgrad' is not a tunable" in res.stderr, res.stderr[-2000:]
+
+
 def test_lora_command_rejects_unknown_optimizer(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "mlx_optim", "lora", "--model", str(tmp_path), "--train", "--optimizer", "sophia"],
@@ -245,3 +268,72 @@ def test_lora_finetune_with_quantized_state(bits, tmp_path):
     assert any(k.endswith(".codes") for k in flat) and all(
         v.dtype != mx.float32 for k, v in flat.items() if "codes" in k
     )
+
+
+def test_lora_finetune_with_apply_if_finite(tmp_path):
+    """``apply_if_finite`` in the optimizer config: the guard runs inside mlx-lm's compiled step and saves its
+    counters with the optimizer state (no step of this run is non-finite, so none is skipped)."""
+    from mlx_optim.wrappers import ApplyIfFinite
+
+    opt = build_optimizer("adamw", {"apply_if_finite": 3, "betas": [0.9, 0.95]}, learning_rate=1e-2)
+    assert isinstance(opt, ApplyIfFinite) and opt.max_consecutive_errors == 3
+    before, after, _ = run(opt, tmp_path)
+    assert after < before - 0.3, (before, after)
+    assert opt.state["total_notfinite"].item() == 0 and opt.state["last_finite"].item()
+    assert opt.inner.state["step"].item() == 20
+
+
+# ----------------------------------------------------------------------------- issue 18: what a new user sees
+def _lora_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(tmp_path / "no-model-here"), "--train", "--data", str(tmp_path / "no-data-here"),
+        "--iters", "2", "--batch-size", "2", "--num-layers", "2", "--adapter-path", str(tmp_path / "adapters"),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_lora_bad_optimizer_config_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """A bad --optimizer-config keyword was rejected only after mlx-lm loaded the model and the data sets."""
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import lora_main
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the optimizer was checked")
+
+    monkeypatch.setattr(L, "load", no_load)
+    monkeypatch.setattr(L, "load_dataset", no_load)
+    argv = _lora_argv(tmp_path, "--optimizer", "lion", "--optimizer-config", '{"betaz": [0.9, 0.99]}')
+    assert lora_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'betaz'" in err[0] and "Lion" in err[0], err
+
+
+def test_lora_learning_rate_help_does_not_say_adam():
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import _registry_optimizers
+
+    with _registry_optimizers():
+        help_text = " ".join(L.build_parser().format_help().split())
+    assert "Adam learning rate" not in help_text and "Learning rate of the chosen optimizer" in help_text
+
+
+def test_lora_banner_names_the_chosen_optimizer(tmp_path, monkeypatch, capsys):
+    """mlx-lm's banner said 'optimizer adam' (the optimizer mlx-lm is asked to build). Model loading, data and
+    training are stubbed: the banner comes before training."""
+    import mlx_lm.lora as L
+
+    from mlx_optim.integrations.mlx_lm import lora_main
+
+    trained = []
+    monkeypatch.setattr(L, "load", lambda *a, **k: (tiny_llama(), None))
+    monkeypatch.setattr(L, "load_dataset", lambda args, tok: (pattern_dataset(8, 0), pattern_dataset(4, 1), []))
+    monkeypatch.setattr(L, "train", lambda *a, **k: trained.append(type(k["optimizer"]).__name__))
+    argv = _lora_argv(tmp_path, "--optimizer", "lion", "--learning-rate", "1e-4")
+    assert lora_main(argv) == 0
+    out = capsys.readouterr().out
+    banner = next(line for line in out.splitlines() if "optimizer" in line)
+    assert "lion" in banner and "adam" not in banner, banner
+    assert trained == ["Lion"]
+    assert json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())["optimizer"] == "lion"

@@ -197,7 +197,8 @@ def test_create_optimizer_use_lookahead():
     model = make_model()
     opt = mlx_optim.create_optimizer(model, "adamw", 1e-3, weight_decay=0.1, use_lookahead=True, k=3, alpha=0.6)
     assert isinstance(opt, Lookahead) and opt.k == 3 and math.isclose(opt.alpha.item(), 0.6, rel_tol=1e-6)
-    assert opt.inner.decay_filter is not None and not opt.inner.decay_filter("inp.bias")
+    (ban,) = opt.inner.groups  # the weight-decay ban list is a group without decay
+    assert ban.params("inp.bias") and not ban.params("inp.weight") and ban["weight_decay"].item() == 0.0
     plain = mlx_optim.create_optimizer(model, "sgd", 1e-2, use_lookahead=True, momentum=0.9, pullback_momentum="reset")
     assert plain.pullback_momentum == "reset" and plain.inner.momentum.item() == pytest.approx(0.9)
     with pytest.warns(UserWarning, match="Lookahead"):

@@ -26,6 +26,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_optim.base import GLOBAL_KEY
 from mlx_optim.distributed.core import Group, barrier
 from mlx_optim.distributed.data_parallel import _Delegating
 
@@ -67,6 +68,15 @@ def _entries(tree: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
         elif isinstance(v, (dict, list)):
             out.extend(_entries(v, f"{key}."))
     return out
+
+
+def _legacy_key(key: str) -> str | None:
+    """The key of ``key`` in a state saved before ``"_global"`` held the tunables and global arrays."""
+    parts = key.split(".")
+    if GLOBAL_KEY not in parts:
+        return None
+    parts.remove(GLOBAL_KEY)
+    return ".".join(parts)
 
 
 def _shards(directory: Path) -> dict[int, dict[int, Path]]:
@@ -172,6 +182,12 @@ def load_sharded(
         parameters = parameters.trainable_parameters()
     opt.init(parameters)
     entries = _entries(opt.state)
+    for key, _, _ in entries:  # a checkpoint written before "_global": its tunables and global arrays one level up
+        old = _legacy_key(key)
+        if key not in values and old in values:
+            values[key] = values.pop(old)
+    # parameter groups defined since the checkpoint was written keep their constructor values
+    entries = [e for e in entries if e[0] in values or f"{GLOBAL_KEY}.groups." not in e[0]]
     absent = [key for key, _, _ in entries if key not in values]
     if absent:
         shown = ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else "")

@@ -9,7 +9,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map_with_path
 
-from mlx_optim.base import Optimizer
+from mlx_optim.base import GLOBAL_KEY, Optimizer
 from mlx_optim.distributed.core import (
     Group,
     all_gather_owned,
@@ -67,7 +67,8 @@ def zero_unsupported_reason(optimizer: Any) -> str | None:
                 f"{name} overrides {', '.join(overridden)}: its step reduces over the whole parameter tree or "
                 "evaluates the loss more than once, which leaf-sharded state cannot reproduce"
             )
-        keys = [k for k in optimizer.state if k == "key" or k.endswith("_key")]  # e.g. "rounding_key"
+        names = [*optimizer.state, *optimizer.state.get(GLOBAL_KEY, {})]
+        keys = [k for k in names if k == "key" or k.endswith("_key")]  # e.g. "rounding_key"
         if keys:
             return (
                 f"{name} draws random numbers in leaf order from one key ({', '.join(keys)}); "
@@ -141,6 +142,12 @@ class ZeroRedundancyOptimizer(_Delegating):
         owners = balanced_assignment([x.size for _, x in flat], self.group.size())
         self.assignment = {path: r for (path, _), r in zip(flat, owners)}
         self._signature = signature
+        inner = self.inner
+        if isinstance(inner, Optimizer) and inner._param_groups and inner._group_check:
+            # parameter groups are matched on the whole tree here, once: each rank's inner optimizer then
+            # sees only its own leaves, where a group may have none
+            inner._assign_groups(dict(flat))
+            inner._group_check = False
 
     @property
     def owned_paths(self) -> list[str]:

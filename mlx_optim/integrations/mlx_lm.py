@@ -6,9 +6,13 @@ Needs the ``lm`` extra (``pip install 'mlx-optim[lm]'``).
   ``mlx_lm.tuner.trainer.train(model, optimizer, ...)`` can drive with its compiled
   ``optimizer.update(model, grads)`` step. ``config`` is the dict an mlx-lm YAML config gives under
   ``optimizer_config: {name: {...}}`` (the constructor's keywords; ``lr`` may be written for
-  ``learning_rate``). Wrappers take their inner optimizer as ``optimizer`` / ``base_optimizer`` (a name,
-  default ``adamw``) and ``optimizer_kwargs``. The SAM family is built ``transparent=True`` (one phase per
-  update) unless the config says otherwise.
+  ``learning_rate``; ``groups`` gives parameter groups, a list of ``{"params": glob, <tunable>: value}``,
+  see :meth:`mlx_optim.base.Optimizer.set_groups`). Wrappers take their inner optimizer as ``optimizer`` /
+  ``base_optimizer`` (a name, default ``adamw``) and ``optimizer_kwargs``. The SAM family is built
+  ``transparent=True`` (one phase per update) unless the config says otherwise. The config key
+  ``apply_if_finite: N`` (any optimizer) wraps it in :class:`mlx_optim.wrappers.ApplyIfFinite`
+  (``max_consecutive_errors=N``): steps whose gradients hold a NaN or an infinity are skipped;
+  ``applyiffinite`` is also a registered wrapper of its own.
 * Optimizers that need more than the gradient (loss-driven ones such as EmoNavi, which need the loss;
   AdaHessian / SophiaH / SophiaG, which need Hessian information; a non-transparent SAM, which re-evaluates
   the gradient) are returned inside a :class:`TrainerAdapter`. mlx-lm's trainer does not hand the batch to
@@ -68,22 +72,23 @@ def build_optimizer(
     """The registered optimizer ``name`` configured by ``config``, ready for ``mlx_lm``'s trainer.
 
     ``learning_rate`` (a float or a schedule, as mlx-lm's ``build_schedule`` makes) wins over a
-    ``learning_rate``/``lr`` entry in ``config``. Unknown names raise ``ValueError`` with the closest
-    names; unknown keywords raise ``TypeError`` naming them. See the module docstring for wrappers and for
-    the optimizers returned inside a :class:`TrainerAdapter` (``loss_fn`` is then the trainer's loss,
-    mlx-lm's ``default_loss`` by default).
+    ``learning_rate``/``lr`` entry in ``config``. ``config["apply_if_finite"] = N`` wraps the optimizer in
+    :class:`mlx_optim.wrappers.ApplyIfFinite` with ``max_consecutive_errors=N``. Unknown names raise
+    ``ValueError`` with the closest names; unknown keywords raise ``TypeError`` naming them. See the module
+    docstring for wrappers and for the optimizers returned inside a :class:`TrainerAdapter` (``loss_fn`` is
+    then the trainer's loss, mlx-lm's ``default_loss`` by default).
     """
     cls = mlx_optim.load_optimizer(name)
     kwargs = dict(config or {})
-    if "lr" in kwargs:
-        if "learning_rate" in kwargs:
-            raise ValueError(f"{name}: optimizer config gives both 'lr' and 'learning_rate'")
-        kwargs["learning_rate"] = kwargs.pop("lr")
+    guard = kwargs.pop("apply_if_finite", None)
+    kwargs = _config_keywords(name, kwargs)
     if learning_rate is not None:
         kwargs["learning_rate"] = learning_rate
-    for k, v in kwargs.items():  # YAML writes tuples as lists
-        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-            kwargs[k] = tuple(v)
+    if "groups" in kwargs:  # parameter groups: a list of {"params": glob, <tunable>: value} (JSON / YAML)
+        groups = kwargs["groups"]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError(f"{name}: optimizer config 'groups' must be a list of objects, got {groups!r}")
+        kwargs["groups"] = [_config_keywords(f"{name} groups[{i}]", g) for i, g in enumerate(groups)]
     params = inspect.signature(cls).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
@@ -96,9 +101,26 @@ def build_optimizer(
         opt = cls(inner, **kwargs)
     else:
         opt = cls(**kwargs)
+    if guard is not None:
+        from mlx_optim.wrappers import ApplyIfFinite
+
+        opt = ApplyIfFinite(opt, max_consecutive_errors=guard)
     if needs_batch(opt):
         return TrainerAdapter(opt, loss_fn)
     return opt
+
+
+def _config_keywords(owner: str, config: dict) -> dict:
+    """Keywords from a JSON / YAML config: ``lr`` -> ``learning_rate``, lists of numbers -> tuples."""
+    kwargs = dict(config)
+    if "lr" in kwargs:
+        if "learning_rate" in kwargs:
+            raise ValueError(f"{owner}: optimizer config gives both 'lr' and 'learning_rate'")
+        kwargs["learning_rate"] = kwargs.pop("lr")
+    for k, v in kwargs.items():  # YAML writes tuples as lists
+        if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
+            kwargs[k] = tuple(v)
+    return kwargs
 
 
 class TrainerAdapter(optim.Optimizer):
@@ -192,15 +214,19 @@ def _registry_optimizers() -> Iterator[None]:
     """Open ``mlx_lm.lora`` to the registry for the duration of one run.
 
     ``mlx_lm.lora`` picks its optimizer from a fixed list inside ``train_model``. Instead of copying
-    ``train_model``, four names in ``mlx_lm.lora``'s namespace are swapped for the run: ``build_parser``
-    (``--optimizer`` takes any registered name, plus ``--optimizer-config``), ``train_model`` (asks mlx-lm to
-    build its plain ``adam``, keeping the real choice aside), ``save_config`` (``adapter_config.json`` records
-    the real optimizer and config) and ``train`` (mlx-lm's trainer, called with the registry optimizer, and
-    with the adapter's batch-recording loss when needed). Everything else is mlx-lm's code.
+    ``train_model``, names in ``mlx_lm.lora``'s namespace are swapped for the run: ``build_parser``
+    (``--optimizer`` takes any registered name, plus ``--optimizer-config``; ``--learning-rate``'s help no longer
+    says Adam), ``run`` (builds the chosen optimizer once, so a bad name or keyword fails before the model and
+    the data load), ``train_model`` (asks mlx-lm to build its plain ``adam``, keeping the real choice aside),
+    ``print_lora_run_header`` (the banner names the real optimizer, not that ``adam``), ``save_config``
+    (``adapter_config.json`` records the real optimizer and config) and ``train`` (mlx-lm's trainer, called with
+    the registry optimizer, and with the adapter's batch-recording loss when needed). Everything else is
+    mlx-lm's code.
     """
     import mlx_lm.lora as L
 
-    saved = {k: getattr(L, k) for k in ("build_parser", "train_model", "save_config", "train")}
+    names = ("build_parser", "run", "train_model", "print_lora_run_header", "save_config", "train")
+    saved = {k: getattr(L, k) for k in names if hasattr(L, k)}
     chosen: dict[str, Any] = {}
 
     def build_parser():
@@ -209,17 +235,21 @@ def _registry_optimizers() -> Iterator[None]:
             if action.dest == "optimizer":
                 action.choices = None
                 action.help = "Any registered optimizer (mlx-optim list); default adam."
+            elif action.dest == "learning_rate":
+                action.help = "Learning rate of the chosen optimizer."
         parser.add_argument(
             "--optimizer-config",
             dest="optimizer_kwargs",
             type=_json_dict,
             default=None,
             help="JSON keyword arguments for the optimizer, e.g. '{\"betas\": [0.9, 0.95]}' "
-            "(merged over the YAML's optimizer_config[name])",
+            "(merged over the YAML's optimizer_config[name]); parameter groups as "
+            '\'{"groups": [{"params": "*norm*|*.bias", "weight_decay": 0}, '
+            '{"params": "lm_head.*", "lr": 1e-5}]}\' (globs on parameter paths, first match wins)',
         )
         return parser
 
-    def train_model(args, model, train_set, valid_set, training_callback=None):
+    def choose(args) -> None:
         name = args.optimizer.lower()
         config = dict((args.optimizer_config or {}).get(name) or {})
         config.update(getattr(args, "optimizer_kwargs", None) or {})
@@ -231,6 +261,20 @@ def _registry_optimizers() -> Iterator[None]:
         if args.grad_accumulation_steps != 1 and isinstance(probe, TrainerAdapter):
             raise OptimizerChoiceError(f"{name} needs the batch in its update: use grad_accumulation_steps=1")
         chosen.update(name=name, config=config, lr=lr)
+
+    def run(args, *rest, **kwargs):
+        if args.train:  # before mlx-lm loads the model and the data (minutes for a large model)
+            choose(args)
+        return saved["run"](args, *rest, **kwargs)
+
+    def print_lora_run_header(console, args):
+        shown = argparse.Namespace(**vars(args))
+        if chosen:
+            shown.optimizer = chosen["name"]
+        return saved["print_lora_run_header"](console, shown)
+
+    def train_model(args, model, train_set, valid_set, training_callback=None):
+        choose(args)
         real = (args.optimizer, args.optimizer_config)
         args.optimizer, args.optimizer_config = "adam", {}
         try:
@@ -253,7 +297,16 @@ def _registry_optimizers() -> Iterator[None]:
             kwargs.setdefault("loss", opt.loss)
         return saved["train"](*args, **kwargs)
 
-    L.build_parser, L.train_model, L.save_config, L.train = build_parser, train_model, save_config, train
+    replacements = {
+        "build_parser": build_parser,
+        "run": run,
+        "train_model": train_model,
+        "print_lora_run_header": print_lora_run_header,
+        "save_config": save_config,
+        "train": train,
+    }
+    for k in saved:
+        setattr(L, k, replacements[k])
     try:
         yield
     finally:

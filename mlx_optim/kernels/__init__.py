@@ -130,7 +130,7 @@ p = p - lr * u;
     scalars=("lr", "beta1", "c1", "beta2", "c2", "wd"),
     flags=("WD_MODE",),
 )
-"""Lion (``mlx_optim.optimizers.sign.Lion`` without AdaNorm / cautious): ``p -= lr sign(b1 m + c1 g)``, ``c = 1 - b``
+"""Lion (``mlx_optim.optimizers.lion.Lion`` without AdaNorm / cautious): ``p -= lr sign(b1 m + c1 g)``, ``c = 1 - b``
 (the double-precision complement)."""
 
 SGD_MOMENTUM = Update(

@@ -1,4 +1,4 @@
-"""Adam and its torch.optim / pytorch_optimizer relatives: Adam, AdamW, NAdam, RAdam, AdaMax."""
+"""Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), as torch.optim."""
 
 from __future__ import annotations
 
@@ -6,15 +6,9 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
-from mlx_optim import functional as F
 from mlx_optim import kernels  # fused GPU kernels (dispatch in update_single)
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
-
-
-def adam_moments(g: mx.array, m: mx.array, v: mx.array, beta1, beta2) -> tuple[mx.array, mx.array]:
-    """First and second moment EMAs: ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``."""
-    return beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * mx.square(g)
 
 
 def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=None, k1=None, k2=None, c1=None, c2=None):
@@ -41,16 +35,34 @@ def adam_update(g, m, v, *, beta1, beta2, eps, step_size, inv_bc2_sqrt, v_max=No
 
 @register
 class Adam(Optimizer):
-    r"""Adam (Kingma & Ba, 2015) with torch.optim semantics (bias-corrected).
+    r"""Adam: adaptive moment estimation, a step along the bias-corrected first moment over the root second moment.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
         p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\, \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    ``weight_decay`` is an L2 penalty added to the gradient unless
-    ``decoupled_weight_decay`` (then it is AdamW). ``amsgrad`` uses the running
-    maximum of :math:`v_t`. Unlike ``mlx.optimizers.Adam`` the bias correction is
+    ``weight_decay`` is an L2 penalty added to the gradient unless ``decoupled_weight_decay`` (then it is
+    AdamW). ``amsgrad`` uses the running maximum of :math:`v_t`. On Metal and CUDA the update runs as one
+    fused kernel (:mod:`mlx_optim.kernels`), with the same arithmetic.
+
+    Paper: "Adam: A Method for Stochastic Optimization" (Kingma & Ba), ICLR 2015. Reference:
+    ``torch.optim.Adam``, same keywords and defaults; torch's ``foreach``, ``capturable``, ``differentiable``
+    and ``fused`` execution options have no counterpart. Unlike ``mlx.optimizers.Adam`` the bias correction is
     always on, as in PyTorch.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        weight_decay: Weight decay coefficient (>= 0): an L2 penalty, or decoupled with
+            ``decoupled_weight_decay``. Default ``0.0``.
+        amsgrad: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        decoupled_weight_decay: Decoupled (AdamW) decay ``p <- p (1 - lr wd)`` instead of the L2 penalty.
+            Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adam"
@@ -117,9 +129,25 @@ class Adam(Optimizer):
 
 @register
 class AdamW(Adam):
-    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, torch.optim semantics.
+    r"""AdamW: Adam with decoupled weight decay, ``p <- p (1 - lr wd)`` before the Adam step.
 
-    ``p <- p (1 - lr wd)`` before the Adam step; default ``weight_decay=1e-2``.
+    The same update as :class:`Adam` with ``decoupled_weight_decay=True`` and a default ``weight_decay`` of
+    ``1e-2``.
+
+    Paper: "Decoupled Weight Decay Regularization" (Loshchilov & Hutter), ICLR 2019. Reference:
+    ``torch.optim.AdamW``, same keywords and defaults; torch's ``foreach``, ``capturable``,
+    ``differentiable`` and ``fused`` execution options have no counterpart.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        weight_decay: Decoupled weight decay coefficient (>= 0). Default ``1e-2``.
+        amsgrad: Use the running maximum of :math:`v_t` (AMSGrad). Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamw"
@@ -146,190 +174,3 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
             state_dtype=state_dtype,
         )
-
-
-@register
-class NAdam(Optimizer):
-    r"""NAdam (Dozat, 2016) with torch.optim semantics: Adam with Nesterov momentum.
-
-    The momentum schedule is :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\,\psi})`
-    with ``momentum_decay`` :math:`\psi`; the product :math:`\prod_i \mu_i` is kept
-    in ``state["mu_product"]``.
-
-    .. math::
-        p_t = p_{t-1} - \eta \frac{1-\mu_t}{1-\prod_{i\le t}\mu_i} \frac{g_t}{d_t}
-              - \eta \frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i} \frac{m_t}{d_t},\quad
-        d_t = \sqrt{v_t/(1-\beta_2^t)} + \epsilon
-    """
-
-    name = "nadam"
-    family = "adam"
-    reference = "torch.optim.NAdam"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 2e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        eps: Tunable = 1e-8,
-        weight_decay: Tunable = 0.0,
-        momentum_decay: Tunable = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        maximize: bool = False,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._hyper("eps", eps, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("momentum_decay", momentum_decay, 0.0)
-        self.decoupled_weight_decay = decoupled_weight_decay
-        self.state["mu_product"] = mx.array(1.0, mx.float32)
-
-    def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-
-    def step_scalars(self, hp) -> None:
-        def mu(t):
-            return hp.beta1 * (1 - 0.5 * mx.power(mx.array(0.96, mx.float32), t * hp.momentum_decay))
-
-        mu_t, mu_next = mu(hp.step), mu(hp.step + 1)
-        mu_product = self.state["mu_product"] * mu_t
-        self.state["mu_product"] = mu_product
-        hp.grad_coef = hp.lr * (1 - mu_t) / (1 - mu_product)
-        hp.avg_coef = hp.lr * mu_next / (1 - mu_product * mu_next)
-        hp.bc2 = hp.bias_correction("beta2")
-
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=self.decoupled_weight_decay)
-        m, v = adam_moments(g, state["exp_avg"], state["exp_avg_sq"], hp.beta1, hp.beta2)
-        state["exp_avg"], state["exp_avg_sq"] = m, v
-        denom = mx.sqrt(v / hp.bc2) + hp.eps
-        return p - (hp.grad_coef * g + hp.avg_coef * m) / denom
-
-
-@register
-class RAdam(Optimizer):
-    r"""Rectified Adam (Liu et al., 2019) with pytorch_optimizer semantics.
-
-    While the SMA length :math:`\rho_t` is below ``n_sma_threshold`` the update is
-    skipped (or, with ``degenerated_to_sgd``, is momentum SGD); afterwards it is
-    Adam with the rectification factor :math:`r_t`. Weight decay is decoupled
-    by default. Reference quirk kept for parity: with ``weight_decouple=False``
-    pytorch_optimizer's RAdam applies no weight decay at all.
-    ``adam_debias`` drops the first-moment correction from the step size;
-    ``adanorm`` rescales the gradient fed to the first moment (AdaNorm).
-    """
-
-    name = "radam"
-    family = "adam"
-    reference = "pytorch_optimizer.RAdam"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: Tunable = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        n_sma_threshold: int = 5,
-        degenerated_to_sgd: bool = False,
-        eps: Tunable = 1e-8,
-        maximize: bool = False,
-        *,
-        adam_debias: bool = False,
-        adanorm: bool = False,
-        adanorm_r: float = 0.95,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._decay_options(weight_decay, weight_decouple, fixed_decay)
-        self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.n_sma_threshold, self.degenerated_to_sgd = n_sma_threshold, degenerated_to_sgd
-        self.adam_debias, self.adanorm = adam_debias, adanorm
-
-    def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
-
-    def step_scalars(self, hp) -> None:
-        rt, n_sma = F.rectification(hp.beta2, hp.step, self.n_sma_threshold, hp.one_minus_beta2)
-        hp.rectified = n_sma >= self.n_sma_threshold
-        fallback = 1.0 if self.degenerated_to_sgd else -1.0
-        step_size = hp.lr * mx.where(hp.rectified, rt, fallback)
-        if not self.adam_debias:
-            step_size = step_size / hp.bias_correction("beta1")
-        hp.step_size = step_size
-        hp.active = hp.rectified | (step_size > 0)
-
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        if self.weight_decouple:
-            p = mx.where(hp.active, self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay)[0], p)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
-        v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
-        state["exp_avg"], state["exp_avg_sq"] = m, v
-        adaptive = m / (mx.sqrt(v) + hp.eps)
-        direction = mx.where(hp.rectified, adaptive, mx.where(hp.step_size > 0, m, 0.0))
-        return p - hp.step_size * direction
-
-
-@register
-class AdaMax(Optimizer):
-    r"""AdaMax (Kingma & Ba, 2015), pytorch_optimizer semantics: Adam with the infinity norm.
-
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon),\quad
-        p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{u_t}
-    """
-
-    name = "adamax"
-    family = "adam"
-    reference = "pytorch_optimizer.AdaMax"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: Tunable = 0.0,
-        weight_decouple: bool = False,
-        fixed_decay: bool = False,
-        eps: Tunable = 1e-8,
-        maximize: bool = False,
-        *,
-        adam_debias: bool = False,
-        adanorm: bool = False,
-        adanorm_r: float = 0.95,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._decay_options(weight_decay, weight_decouple, fixed_decay)
-        self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.adam_debias, self.adanorm = adam_debias, adanorm
-
-    def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_inf"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
-
-    def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
-
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.decay_weights(p, g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
-        u = mx.maximum(hp.beta2 * state["exp_inf"], mx.abs(g) + hp.eps)
-        state["exp_avg"], state["exp_inf"] = m, u
-        return p - hp.step_size * m / u

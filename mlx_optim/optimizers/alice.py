@@ -1,33 +1,4 @@
-r"""Alice (pytorch_optimizer's ``Alice``): Adam in a tracked eigen-subspace plus a full-rank compensation.
-
-Every parameter is viewed as a matrix (1-D leaves as an ``(n, 1)`` column, N-D leaves as
-``(shape[0], -1)``) and gets a rank-``r`` basis :math:`U` (``r = min(rank, rows)``), refreshed on
-the first step and every ``update_interval`` steps by one step of subspace iteration on an
-EMA of :math:`G G^\top`; the refreshed basis is the ``leading_basis`` leading eigenvectors
-plus ``rank - leading_basis`` columns drawn at random from the orthogonal complement (from a
-*complete* QR of the eigenvectors, as the reference does with ``torch.linalg.qr(mode="complete")``).
-
-**Complete QR.** MLX's ``mx.linalg.qr`` returns only the reduced factor. The drawn complement
-columns are reconstructed from it (:func:`complement_columns`: the Householder vectors of
-LAPACK's ``geqrf`` recovered by an LU of the reduced factor), so they are the reference's
-``Q[:, r:]`` columns up to float32 rounding, at ``O(m r^2)`` cost and with no per-column loop
-(an unrolled Householder loop made ``mx.compile`` take minutes at ``rank=256``).
-
-**Signs.** Eigenvectors are defined up to sign, and the moments are kept in the basis'
-coordinates across refreshes, so the sign convention changes the trajectory after the second
-refresh. :func:`subspace_iteration` fixes it: each column of the new basis is flipped so that
-its largest-magnitude entry is positive (the convention of
-:func:`mlx_optim.optimizers.lowrank.canonical_svd`); the parity rows run the reference with the
-same convention. The complement columns do not depend on these signs (a Householder reflector
-is unchanged when its column is negated).
-
-**Refresh.** As in :mod:`mlx_optim.optimizers.lowrank`, the subspace iteration, eigh and QR run
-on *every* step (CPU stream, also inside ``mx.compile``) and are adopted with ``mx.where`` on
-refresh steps only, so the step stays one compilable graph; that is extra work the reference
-only does every ``update_interval`` steps. The random column choice (``torch.randperm`` from
-the global generator in the reference) uses a key kept per leaf in the state (keyword-only
-``seed``), so runs are reproducible and resumable.
-"""
+"""Alice (Gong et al., 2025): Adam in a low-rank eigenbasis with full-rank compensation."""
 
 from __future__ import annotations
 
@@ -37,20 +8,11 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
-__all__ = [
-    "Alice",
-    "alice_compensation",
-    "alice_switch",
-    "canonical_columns",
-    "complement_columns",
-    "subspace_iteration",
-]
 
-
-# ----------------------------------------------------------------------------- linear algebra
 def canonical_columns(x: mx.array) -> mx.array:
     """Flip each column of ``x`` so that its largest-magnitude entry is positive."""
     idx = mx.argmax(mx.abs(x), axis=0)
@@ -98,7 +60,7 @@ def subspace_iteration(a: mx.array, u: mx.array) -> tuple[mx.array, mx.array]:
     the identity, as in LAPACK.
     """
     u, _ = mx.linalg.qr(a @ u, stream=mx.cpu)
-    vals, w = mx.linalg.eigh(u.T @ a @ u, stream=mx.cpu)
+    vals, w = linalg.eigh(u.T @ a @ u)
     return vals, canonical_columns(u @ w)
 
 
@@ -155,11 +117,9 @@ def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):
     return c, p, F.norm(c)
 
 
-# ----------------------------------------------------------------------------- the optimizer
 @register
 class Alice(Optimizer):
-    r"""Alice (Gong et al., 2025, "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation
-    with a Low-Rank Extension").
+    r"""Alice: Adam in a tracked low-rank eigenbasis of each gradient matrix, with a full-rank compensation term.
 
     Adam on the projected gradient :math:`\Sigma_t = U^\top G_t` of each (matrix-viewed)
     parameter, plus a compensation for the part of the gradient outside the subspace:
@@ -173,19 +133,47 @@ class Alice(Optimizer):
     with the compensation :math:`C_t` of :func:`alice_compensation` and ``switch`` of
     :func:`alice_switch` (one subspace-iteration step, ``leading_basis`` leading eigenvectors and
     random complement columns). ``betas[2] = 0`` gives Alice-0. Weight decay is applied first
-    (decoupled, ``fixed_decay``, or L2 into the gradient), as in the reference.
+    (decoupled, ``fixed_decay``, or L2 into the gradient), as in the reference. The matrix view is
+    ``(shape[0], -1)``; 0-D and 1-D parameters are ``(n, 1)`` columns. The rank is ``min(rank, shape[0])``.
 
-    Reference quirks kept: no bias correction; the compensation's residual-energy EMA (per column) uses
-    :math:`\beta_1`; :math:`Q`, :math:`m`, :math:`v` are not rotated into the new basis on a refresh;
+    Paper: "Towards Efficient Optimizer Design for LLM via Structured Fisher Approximation with a Low-Rank
+    Extension" (Gong et al., 2025). Reference: ``pytorch_optimizer.Alice``, same keywords and defaults; ``seed``
+    is added (the random complement columns, the reference's ``torch.randperm``, are drawn from a key kept in
+    the state). Reference quirks kept: no bias correction; the compensation's residual-energy EMA (per column)
+    uses :math:`\beta_1`; :math:`Q`, :math:`m`, :math:`v` are not rotated into the new basis on a refresh;
     on the first step the subspace iteration starts from :math:`U = 0`, so its QR factor is the
     identity's first columns and the first basis comes from the leading ``r x r`` block of
     :math:`G G^\top`. Every parameter is projected, 1-D ones as ``(n, 1)`` columns: their
     first-step block :math:`g g^\top` has rank 1, so with ``min(rank, n) >= 3`` (the default) its
     zero eigenvalue is repeated and the eigenvectors that enter :math:`U` are implementation-defined
     in the reference too (any two LAPACK builds give different trajectories for such leaves).
-    The refresh is "first step or ``step % update_interval == 0``" on the global step (the
-    reference uses the parameter's first step). See the module docstring for the complete QR,
-    the sign convention and the random draw. The Keras seed's defaults equal the reference's.
+    Difference: the refresh is "first step or ``step % update_interval == 0``" on the global step (the
+    reference uses the parameter's first step). The complete QR factor (:func:`complement_columns`), the
+    column sign convention (:func:`canonical_columns`) and the random draw (:func:`alice_switch`) reproduce
+    LAPACK's and torch's.
+
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``0.02``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`: decay rates of the momentum and the second moment (each in
+            [0, 1)) and of the subspace statistic :math:`Q` (in [0, 1]; 0 gives Alice-0). Default
+            ``(0.9, 0.9, 0.999)``.
+        alpha: Update scale :math:`\alpha` in [0, 1). Default ``0.3``.
+        alpha_c: Scale :math:`\alpha_c` in [0, 1) of the compensation term. Default ``0.4``.
+        update_interval (int): Refresh the basis every this many steps (> 0). Default ``200``.
+        rank (int): Dimension :math:`r` (> 0) of the subspace. Default ``256``.
+        gamma: Maximum growth factor :math:`\gamma` (> 0) of the compensation's norm from one step to the next.
+            Default ``1.01``.
+        leading_basis (int): Number (> 0, <= ``rank``) of leading eigenvectors kept on a refresh; the rest are
+            random complement columns. Default ``40``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
+            to the gradient. Default ``True``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        seed (int): Seed of the key for the random complement columns. Default ``0``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "alice"
@@ -228,7 +216,7 @@ class Alice(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self.update_interval, self.rank, self.leading_basis = int(update_interval), int(rank), int(leading_basis)
-        self.state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
 
     def ranks(self, shape: Sequence[int]) -> tuple[int, int]:
         """``(rank, leading_basis)`` for a matrix of ``shape``."""
@@ -245,7 +233,7 @@ class Alice(Optimizer):
         state["p"] = self.zeros(parameter, (n,))
         state["phi"] = mx.zeros((), mx.float32)
         if rank > leading:
-            self.state["key"], state["key"] = mx.random.split(self.state["key"])
+            self.globals["key"], state["key"] = mx.random.split(self.globals["key"])
 
     def step_scalars(self, hp) -> None:
         hp.refresh = (hp.step == 1) | F.every(hp.step, self.update_interval)

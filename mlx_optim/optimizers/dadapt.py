@@ -1,20 +1,4 @@
-"""Learning-rate-free optimizers: D-Adaptation (AdaGrad, Adam, SGD, Lion, Adan) and Prodigy.
-
-All of them estimate the distance to the solution, :math:`D`, from global sums
-over *every* parameter. The estimate and the running sums are optimizer-global
-arrays in ``self.state`` (``state["d"]``, ...), created in ``__init__`` and saved
-with the rest of the state, so a step runs inside ``mx.compile`` and resumes
-exactly.
-
-Each step mirrors the reference's two passes: :meth:`prepare` runs the first
-pass over the whole tree with :func:`mlx_optim.base.leaves` (per-tensor state
-updates, the global sums, then the new :math:`D`), and ``update_single`` the
-second (the parameter step, which reads the per-step scalars on ``self.hp``).
-The reference's early ``return`` (zero denominator sum; for DAdaptSGD a zero
-first-step gradient norm) becomes an ``mx.where`` on ``hp.skip``, its ``if lr > 0``
-guard on the D update likewise. Per-step global values such as ``d_lr`` (this
-step's D times the learning rate) live on ``self.hp``.
-"""
+"""D-Adaptation (Defazio & Mishchenko, 2023): DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, DAdaptLion, DAdaptAdan."""
 
 from __future__ import annotations
 
@@ -25,7 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
-from mlx_optim.features import sn_expand, sn_reduce
+from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
 _F32 = mx.float32
@@ -47,9 +31,13 @@ class _DAdaptBase(Optimizer):
     """Shared plumbing: the first pass over the tree and the global scalars."""
 
     family = "learning-rate-free"
+    # D is estimated once from every parameter with one set of values (the reference reads them from the first
+    # group and allows other learning rates only of 0): nothing differs per parameter group.
+    shared_tunables = ("*",)
+    shared_tunables_reason = "D-Adaptation estimates D once from all parameters with one set of values"
 
     def _global(self, name: str, value: float) -> None:
-        self.state[name] = _scalar(value)
+        self.globals[name] = _scalar(value)
 
     def _leaves(self, gradients: Any, parameters: Any) -> Iterator[tuple[mx.array, mx.array, dict]]:
         """``(g, p, state)`` per leaf in update order, cast to the compute dtype, ``maximize`` applied."""
@@ -70,10 +58,9 @@ class _DAdaptBase(Optimizer):
         return g
 
 
-# ---------------------------------------------------------------------------- DAdaptAdaGrad
 @register
 class DAdaptAdaGrad(_DAdaptBase):
-    r"""AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), dual-averaging form.
+    r"""DAdaptAdaGrad: learning-rate-free AdaGrad (dual-averaging form) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` (``d_lr``), per element
 
@@ -87,15 +74,28 @@ class DAdaptAdaGrad(_DAdaptBase):
     :math:`D_{k+1} = \max(D_k, \min(\hat D, D_k\cdot\text{growth\_rate}))`. The weighted
     sums are kept as running totals (``state["sk_sq_weighted"]``, ``state["gsq_weighted"]``,
     ``state["sk_l1"]``) updated by per-step changes, as in the reference; the new
-    :math:`D` is used from the next step on. Paper: "Learning-Rate-Free Learning by
-    D-Adaptation", ICML 2023.
+    :math:`D` is used from the next step on.
 
-    Reference quirks kept: :math:`\alpha` starts at ``1e-6``; decoupled weight decay
-    scales by ``lr`` (not ``d * lr``) and, because :math:`x_k = z_k` when
-    ``momentum == 0``, only has an effect with momentum. The Keras seed defaults to
-    ``weight_decouple=True`` (pytorch_optimizer and this port: ``False``) and lists a
-    ``bias_correction`` flag that the reference does not have (not ported). Sparse
-    gradients are not supported.
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptAdaGrad``, same keywords and defaults. Reference quirks kept:
+    :math:`\alpha` starts at ``1e-6``; decoupled weight decay scales by ``lr`` (not ``d * lr``) and, because
+    :math:`x_k = z_k` when ``momentum == 0``, only has an effect with momentum. Sparse gradients are not
+    supported.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.0``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay (by ``lr``, see above) instead of an L2 penalty added to the gradient.
+            Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``0.0``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadagrad"
@@ -135,7 +135,7 @@ class DAdaptAdaGrad(_DAdaptBase):
         state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         d = st["d"]
         d_lr = d * hp.lr
         g_sq = sk_sq_change = sk_l1_change = _scalar()
@@ -167,10 +167,9 @@ class DAdaptAdaGrad(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptAdam
 @register
 class DAdaptAdam(_DAdaptBase):
-    r"""Adam with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+    r"""DAdaptAdam: learning-rate-free Adam (D-Adaptation V3) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` (divided by :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}`
     when ``bias_correction``) and :math:`\rho = \sqrt{\beta_2}`:
@@ -185,9 +184,27 @@ class DAdaptAdam(_DAdaptBase):
 
     :math:`r_k` is ``state["numerator_weighted"]``; the new :math:`D` is used from the
     next step on (this step's :math:`\lambda_k` is already folded into :math:`m_k`).
-    Decoupled weight decay shrinks by ``d_lr * weight_decay``. Paper:
-    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
-    to ``weight_decouple=True``; pytorch_optimizer (and this port) to ``False``.
+    Decoupled weight decay shrinks by ``d_lr * weight_decay``.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptAdam``, same keywords and defaults.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
+            Default ``(0.9, 0.999)``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        bias_correction: Divide the step :math:`\lambda_k` by Adam's bias corrections. Default ``False``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadam"
@@ -227,13 +244,13 @@ class DAdaptAdam(_DAdaptBase):
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
         if self.bias_correction:
             hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         numerator, sk_l1 = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             g = self._coupled(g, p)
@@ -259,10 +276,9 @@ class DAdaptAdam(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptSGD
 @register
 class DAdaptSGD(_DAdaptBase):
-    r"""SGD with D-Adaptation V3 (Defazio & Mishchenko, 2023), dual-averaging form.
+    r"""DAdaptSGD: learning-rate-free SGD (D-Adaptation V3, dual-averaging form) whose step size D is estimated.
 
     With :math:`\lambda_k = D_k\,\eta / \lVert g_1\rVert` (the global gradient norm of
     the first step, ``state["g0_norm"]``):
@@ -273,13 +289,27 @@ class DAdaptSGD(_DAdaptBase):
         D_{k+1} = \max\big(D_k, \min(2 r_k / \lVert s_k\rVert_2,\; D_k\cdot\text{growth\_rate})\big)
 
     :math:`r_k` is ``state["numerator_weighted"]`` (a running sum over all steps); the
-    new :math:`D` is used from the next step on. As in the reference, a step whose
-    first-step gradient norm is zero changes nothing (and the norm is taken again on
-    the next step), weight decay (coupled, or decoupled by ``d_lr * weight_decay``)
-    comes before the dual-averaging step, and ``z = x0 - s`` is not stored (it is
-    recomputed). Paper: "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The
-    Keras seed defaults to ``weight_decouple=True``; pytorch_optimizer (and this port)
-    to ``False``.
+    new :math:`D` is used from the next step on.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Reference: ``pytorch_optimizer.DAdaptSGD``, same keywords and defaults. As in the reference, a step whose
+    first-step gradient norm is zero changes nothing (and the norm is taken again on the next step), weight
+    decay (coupled, or decoupled by ``d_lr * weight_decay``) comes before the dual-averaging step, and
+    ``z = x0 - s`` is not stored (it is recomputed).
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.9``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptsgd"
@@ -315,7 +345,7 @@ class DAdaptSGD(_DAdaptBase):
         state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         items = list(self._leaves(gradients, parameters))
         g_norm = mx.sqrt(self.global_sum(sum((mx.square(F.norm(g)) for g, _, _ in items), _scalar())))
         g0 = mx.where(st["g0_norm"] == 0, g_norm, st["g0_norm"])
@@ -344,10 +374,9 @@ class DAdaptSGD(_DAdaptBase):
         return mx.where(hp.skip, p, new)
 
 
-# ---------------------------------------------------------------------------- DAdaptLion
 @register
 class DAdaptLion(_DAdaptBase):
-    r"""Lion with D-Adaptation V3 (Defazio & Mishchenko, 2023).
+    r"""DAdaptLion: learning-rate-free Lion (D-Adaptation V3) whose step size D is estimated on the fly.
 
     With :math:`\lambda_k = D_k\,\eta` and :math:`\rho = \sqrt{\beta_2}`:
 
@@ -360,13 +389,27 @@ class DAdaptLion(_DAdaptBase):
 
     :math:`r_k` is ``state["numerator_weighted"]``. The global sums are taken in
     :meth:`prepare` (which updates ``s``); the Lion step and ``m`` in
-    ``update_single``, both from this step's :math:`\lambda_k`. As in the reference,
-    :math:`r_k` is updated even when :math:`\lVert s_k\rVert_1 = 0` (then only
-    :math:`D` is kept), there is no ``growth_rate``, and weight decay (coupled, or
-    decoupled by ``d_lr * weight_decay``) comes first. Paper: "Learning-Rate-Free
-    Learning by D-Adaptation", ICML 2023; Lion: "Symbolic Discovery of Optimization
-    Algorithms", 2023. The Keras seed defaults to ``weight_decouple=True``;
-    pytorch_optimizer (and this port) to ``False``.
+    ``update_single``, both from this step's :math:`\lambda_k`.
+
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Lion: "Symbolic Discovery of Optimization Algorithms" (Chen et al.), NeurIPS 2023. Reference:
+    ``pytorch_optimizer.DAdaptLion``, same keywords and defaults. As in the reference, :math:`r_k` is updated
+    even when :math:`\lVert s_k\rVert_1 = 0` (then only :math:`D` is kept), there is no ``growth_rate``, and
+    weight decay (coupled, or decoupled by ``d_lr * weight_decay``) comes first.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the update direction and
+            the momentum's decay rate. Default ``(0.9, 0.999)``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
+            gradient. Default ``False``.
+        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptlion"
@@ -399,14 +442,14 @@ class DAdaptLion(_DAdaptBase):
         state["s"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
         hp.beta2_sq = mx.sqrt(hp.beta2)
 
     def _direction(self, g: mx.array, state: dict) -> mx.array:
         return F.sign(F.lerp(state["exp_avg"], g, 1 - self.hp.beta1))
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         numerator, sk_l1 = _scalar(), _scalar()
         for g, p, state in self._leaves(gradients, parameters):
             update, s = self._direction(self._coupled(g, p), state), state["s"]
@@ -431,10 +474,9 @@ class DAdaptLion(_DAdaptBase):
         return p - hp.d_lr * update
 
 
-# ---------------------------------------------------------------------------- DAdaptAdan
 @register
 class DAdaptAdan(_DAdaptBase):
-    r"""Adan with D-Adaptation (Defazio & Mishchenko, 2023; Xie et al., 2022).
+    r"""DAdaptAdan: learning-rate-free Adan whose step size D is estimated on the fly (D-Adaptation).
 
     With :math:`\lambda_k = D_k\,\eta` and :math:`\Delta_k = g_k - g_{k-1}` (zero on the
     first step):
@@ -453,13 +495,27 @@ class DAdaptAdan(_DAdaptBase):
     :math:`\lambda_k`: decoupled ``x (1 - lambda wd)`` before the step, otherwise
     ``x / (1 + lambda wd)`` after it (there is no ``fixed_decay``).
 
-    Reference quirks kept: the second moment averages the *fourth* power of
-    :math:`g_k + \beta_2\Delta_k` (it squares an already squared tensor); the
-    previous gradient starts as minus the *raw* first gradient, so with
-    ``maximize`` the first :math:`\Delta` is :math:`-2 g_1` rather than zero. Paper:
-    "Learning-Rate-Free Learning by D-Adaptation", ICML 2023. The Keras seed defaults
-    to ``weight_decouple=True`` and lists a ``fixed_decay`` that the reference does not
-    have; pytorch_optimizer (and this port) default to ``False``.
+    Paper: "Learning-Rate-Free Learning by D-Adaptation" (Defazio & Mishchenko), ICML 2023.
+    Adan: "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models" (Xie et al., 2022).
+    Reference: ``pytorch_optimizer.DAdaptAdan``, same keywords and defaults. Reference quirks kept: the second
+    moment averages the *fourth* power of :math:`g_k + \beta_2\Delta_k` (it squares an already squared tensor);
+    the previous gradient starts as minus the *raw* first gradient, so with ``maximize`` the first
+    :math:`\Delta` is :math:`-2 g_1` rather than zero.
+
+    Args:
+        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
+            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1): decay rates of the gradient, the gradient
+            difference and the second moment. Default ``(0.98, 0.92, 0.99)``.
+        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
+        weight_decouple: Decoupled decay before the step instead of the proximal division after it. Default
+            ``False``.
+        d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
+        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
+        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadan"
@@ -499,10 +555,10 @@ class DAdaptAdan(_DAdaptBase):
         state["previous_grad"] = self.zeros(parameter)  # minus the raw gradient on the first step
 
     def step_scalars(self, hp) -> None:
-        hp.d_lr = self.state["d"] * hp.lr
+        hp.d_lr = self.globals["d"] * hp.lr
 
     def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
+        hp, st = self.hp, self.globals
         b1, b2, b3 = hp.beta1, hp.beta2, hp.beta3
         g_sq, sk_sq_weighted, sk_l1 = _scalar(), _scalar(), _scalar()
         for g, _, state in self._leaves(gradients, parameters):
@@ -536,126 +592,4 @@ class DAdaptAdan(_DAdaptBase):
         new = new - hp.beta2 * state["exp_avg_diff"] / de_nom
         if decay and not self.weight_decouple:
             new = new / (1 + hp.d_lr * hp.weight_decay)
-        return mx.where(hp.skip, p, new)
-
-
-# ---------------------------------------------------------------------------- Prodigy
-@register
-class Prodigy(_DAdaptBase):
-    r"""Prodigy (Mishchenko & Defazio, 2023): Adam with a distance estimate that adapts the step size.
-
-    With :math:`D_k` the estimate, :math:`\lambda_k = D_k\,\eta` (divided by
-    :math:`(1-\beta_1^k)/\sqrt{1-\beta_2^k}` when ``bias_correction``) and
-    :math:`\beta_3 = \sqrt{\beta_2}` unless given:
-
-    .. math::
-        r_k = \beta_3 r_{k-1} + \tfrac{D_k}{D_0}\lambda_k\langle g_k, x_0 - x_{k-1}\rangle,\quad
-        s_k = \beta_3 s_{k-1} + \tfrac{D_k}{D_0}\lambda_k g_k \\
-        m_k = \beta_1 m_{k-1} + (1-\beta_1) D_k g_k,\quad
-        v_k = \beta_2 v_{k-1} + (1-\beta_2) D_k^2 g_k^2 \\
-        \hat D = c\,\frac{r_k}{\lVert s_k\rVert_1},\quad
-        D_{\max} \leftarrow \max(D_{\max}, \hat D),\quad
-        D_{k+1} = \min(D_{\max},\, D'_k\cdot\text{growth\_rate}) \\
-        x_k = x_{k-1} - \lambda_k \frac{m_k}{\sqrt{v_k} + D_{k+1}\epsilon}
-
-    where :math:`D'_k = \max(D_k, \hat D)` while :math:`D_k = D_0` and :math:`D_k`
-    afterwards; with ``safeguard_warmup`` the :math:`s_k` increment uses :math:`D_k`
-    instead of :math:`\lambda_k`; ``eps=None`` replaces the division by
-    ``atan2(m_k, sqrt(v_k))``. :math:`r_k`, :math:`D_k` and :math:`D_{\max}` are
-    ``state["d_numerator"]``, ``state["d"]`` and ``state["d_max"]``. Paper: "Prodigy:
-    An Expeditiously Adaptive Parameter-Free Learner", ICML 2024.
-
-    Reference order kept: the step uses this step's :math:`\lambda_k` but the *new*
-    :math:`D_{k+1}` in the epsilon term; :math:`r_k` is decayed by :math:`\beta_3` even
-    on a step skipped because :math:`\lVert s_k\rVert_1 = 0`; decoupled decay shrinks by
-    ``lambda_k * weight_decay``. Reference quirk: with ``weight_decouple=False`` the
-    reference adds the L2 term to the gradient *after* the moments were updated, so it
-    has no effect; this port likewise applies no decay in that mode.
-    """
-
-    name = "prodigy"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
-    reference = "pytorch_optimizer.Prodigy"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1.0,
-        betas: Sequence[float] = (0.9, 0.999),
-        beta3: Tunable | None = None,
-        d0: Tunable = 1e-6,
-        d_coef: Tunable = 1.0,
-        growth_rate: Tunable = float("inf"),
-        weight_decay: Tunable = 0.0,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        bias_correction: bool = False,
-        safeguard_warmup: bool = False,
-        eps: Tunable | None = 1e-8,
-        maximize: bool = False,
-        *,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self.auto_beta3 = beta3 is None
-        if not self.auto_beta3:
-            self._hyper("beta3", beta3, 0.0, 1.0, "[]")
-        self._hyper("d0", d0)
-        self._hyper("d_coef", d_coef)
-        self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.use_eps = eps is not None
-        if self.use_eps:
-            self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
-        self.bias_correction, self.safeguard_warmup = bias_correction, safeguard_warmup
-        d0 = float(d0(mx.array(0))) if callable(d0) else float(d0)
-        self._global("d", d0)
-        self._global("d_max", d0)
-        self._global("d_numerator", 0.0)
-
-    def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["s"] = self.zeros(parameter)
-        state["p0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-
-    def step_scalars(self, hp) -> None:
-        if self.auto_beta3:
-            hp.beta3 = mx.sqrt(hp.beta2)
-        hp.d = self.state["d"]
-        hp.d_lr = hp.d * hp.lr
-        if self.bias_correction:
-            hp.d_lr = hp.d_lr / (hp.bias_correction("beta1") / mx.sqrt(hp.bias_correction("beta2")))
-
-    def prepare(self, gradients: dict, parameters: dict) -> None:
-        hp, st = self.hp, self.state
-        d, ratio = hp.d, hp.d / hp.d0
-        numerator, de_nom = _scalar(), _scalar()
-        for g, p, state in self._leaves(gradients, parameters):
-            numerator = numerator + ratio * hp.d_lr * _sum(g * (state["p0"] - p))
-            state["exp_avg"] = hp.beta1 * state["exp_avg"] + d * hp.one_minus_beta1 * g
-            state["exp_avg_sq"] = hp.beta2 * state["exp_avg_sq"] + d * d * hp.one_minus_beta2 * mx.square(g)
-            s = hp.beta3 * state["s"] + ratio * (d if self.safeguard_warmup else hp.d_lr) * g
-            state["s"] = s
-            de_nom = de_nom + _sum(mx.abs(s))
-        numerator = st["d_numerator"] * hp.beta3 + self.global_sum(numerator)
-        de_nom = self.global_sum(de_nom)
-        st["d_numerator"] = numerator
-        hp.skip = de_nom == 0
-        d_hat = hp.d_coef * numerator / de_nom
-        d_grown = mx.where(d == hp.d0, mx.maximum(d, d_hat), d)
-        d_max = mx.maximum(st["d_max"], d_hat)
-        st["d"] = mx.where(hp.skip, d, mx.minimum(d_max, d_grown * hp.growth_rate))
-        st["d_max"] = mx.where(hp.skip, st["d_max"], d_max)
-
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        new = self._decouple_step(p, hp.d_lr) if self.weight_decouple else p
-        m, de_nom = state["exp_avg"], mx.sqrt(state["exp_avg_sq"])
-        if self.use_eps:
-            new = new - hp.d_lr * m / (de_nom + self.state["d"] * hp.eps)
-        else:
-            new = new - hp.d_lr * mx.arctan2(m, de_nom)
         return mx.where(hp.skip, p, new)

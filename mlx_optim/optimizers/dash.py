@@ -1,13 +1,4 @@
-"""DASH (pytorch_optimizer 4.1.0): accelerated Shampoo with batched blocks and Newton-Denman-Beavers roots.
-
-The parameter is viewed as a matrix (``(d0, prod(rest))`` of its squeezed shape; vectors and scalars as
-``(numel, 1)`` with one-sided preconditioning) and cut into at most four batches of equal-sized blocks
-(full ``block_size`` blocks and the edge blocks, without padding). Each batch keeps its statistics and
-inverse roots as one ``(batch, n, n)`` array, like the reference; square blocks keep the left and right
-factors in one ``(2 * batch, n, n)`` array. All block layouts are Python structure derived from the
-shape at trace time; the refresh schedule is array logic on the step counter (``mx.where``), so the
-inverse roots are computed on every step and selected on refresh steps.
-"""
+"""DASH (local, layer-wise): Shampoo with batched blocks, Newton-DB inverse roots and Adam grafting."""
 
 from __future__ import annotations
 
@@ -17,14 +8,14 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_optim import functional as F
+from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
 _TINY32 = float(np.finfo(np.float32).tiny)
+
+
 _TINY_BF16 = 2.0**-126  # torch.finfo(torch.bfloat16).tiny
-
-
-# ----------------------------------------------------------------------------- pure helpers
 
 
 def dash_layout(shape: Sequence[int]) -> tuple[tuple[int, int], bool]:
@@ -134,18 +125,15 @@ def newton_db_root(matrix: mx.array, scale: mx.array, num_iters: int, inverse: b
 
 def eigh_inverse_root(matrix: mx.array, root: int, matrix_eps: float) -> mx.array:
     """``matrix ** (-1/root)`` by ``eigh`` with Distributed Shampoo's spectral shift (on the CPU stream)."""
-    values, vectors = mx.linalg.eigh(matrix, stream=mx.cpu)
+    values, vectors = linalg.eigh(matrix)
     values = values + (matrix_eps - mx.minimum(mx.min(values, axis=-1, keepdims=True), 0.0))
     values = mx.power(values, -1.0 / root)
     return (vectors * values[..., None, :]) @ mx.swapaxes(vectors, -1, -2)
 
 
-# ----------------------------------------------------------------------------- DASH
-
-
 @register
 class DASH(Optimizer):
-    r"""DASH (local, layer-wise): Shampoo with batched blocks, Newton-DB inverse roots and Adam grafting.
+    r"""DASH: block Shampoo with batched blocks, Newton-Denman-Beavers inverse roots and Adam grafting.
 
     Every block :math:`G` (of the matrix view of the parameter) updates its Shampoo statistics and an
     Adam graft; the preconditioned momentum is rescaled to the graft's norm, block by block:
@@ -158,18 +146,45 @@ class DASH(Optimizer):
         b \leftarrow \mu b + U,\quad p \leftarrow p\,(1 - \eta\lambda) - \eta\,(U + \mu b)\ \text{(Nesterov)}
 
     with :math:`\tilde X = X + \epsilon_M I`, :math:`U = D` before ``start_preconditioning_step``, and
-    one-sided :math:`\tilde L^{-1/2} m` for vectors and scalars. The roots are refreshed on the first
-    preconditioned step and every ``precondition_frequency`` steps, by Newton-DB iterations on
-    :math:`\tilde X / s` (:math:`s` = twice a bfloat16 power-iteration estimate of the spectral radius,
-    or the bfloat16 Frobenius norm), or by ``eigh``.
+    one-sided :math:`\tilde L^{-1/2} m` for vectors and scalars. The matrix view is ``(first non-singleton
+    dimension, rest)``, cut into blocks of at most ``block_size`` (edge blocks unpadded). The roots are
+    refreshed on the first preconditioned step and every ``precondition_frequency`` steps, by Newton-DB
+    iterations on :math:`\tilde X / s` (:math:`s` = twice a bfloat16 power-iteration estimate of the spectral
+    radius, or the bfloat16 Frobenius norm), or by ``eigh``.
 
-    Deviations: the power iteration starts from fixed pseudo-random vectors
-    (:func:`power_iteration_start`) instead of a fresh ``torch.randn`` draw per refresh; the roots are
-    computed on every step and selected on refresh steps (no lazy conditional in MLX). For bf16/fp16
-    parameters the update is computed in float32 and rounded once (the reference rounds the direction
-    to the parameter dtype before ``p - lr * direction``).
+    Paper: https://arxiv.org/abs/2602.02016 (the local, layer-wise variant). Reference:
+    ``pytorch_optimizer.DASH``, same keywords and defaults. Deviations: the power iteration starts from fixed
+    pseudo-random vectors (:func:`power_iteration_start`) instead of a fresh ``torch.randn`` draw per refresh;
+    the roots are computed on every step and selected on refresh steps (no lazy conditional in MLX). For
+    bf16/fp16 parameters the update is computed in float32 and rounded once (the reference rounds the
+    direction to the parameter dtype before ``p - lr * direction``).
 
-    Paper: https://arxiv.org/abs/2602.02016. Reference: ``pytorch_optimizer.DASH``.
+    Args:
+        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the gradient EMA :math:`m` (0: no
+            buffer) and of the Shampoo statistics. Default ``(0.9, 0.95)``.
+        grafting_beta: Decay rate :math:`\beta_g` in [0, 1) of the Adam graft's second moment; ``None`` uses
+            :math:`\beta_2`. Default ``None``.
+        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0). Default ``0.0``.
+        block_size (int): Maximum block dimension (> 0). Default ``1024``.
+        precondition_frequency (int): Refresh the inverse roots every this many steps (> 0). Default ``10``.
+        start_preconditioning_step (int): First step (> 0) that uses Shampoo; earlier steps use the Adam graft.
+            Default ``1``.
+        inverse_root_method: Inverse-root solver: ``"newton_db"`` or ``"eigh"``. Default ``"newton_db"``.
+        matrix_scaling: Newton-DB scaling :math:`s`: ``"power"`` (power iteration) or ``"frobenius"``. Default
+            ``"power"``.
+        newton_steps (int): Newton-DB iterations (> 0) per root. Default ``10``.
+        power_iteration_steps (int): Power iterations (> 0) per spectral-radius estimate. Default ``10``.
+        power_iteration_vectors (int): Parallel start vectors (> 0) of the power iteration. Default ``16``.
+        momentum: Momentum :math:`\mu` in [0, 1) of the grafted update (0: no buffer). Default ``0.0``.
+        nesterov: Nesterov momentum :math:`U + \mu b` instead of :math:`b`. Default ``True``.
+        correct_bias: Bias-correct the Adam graft. Default ``True``.
+        eps: :math:`\epsilon` (>= 0) added to the graft's denominator. Default ``1e-8``.
+        matrix_eps (float): Diagonal regularization :math:`\epsilon_M` (> 0) of the inverse roots. Default
+            ``1e-10``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
+            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dash"

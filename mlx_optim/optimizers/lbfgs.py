@@ -1,15 +1,4 @@
-"""L-BFGS with torch.optim semantics, including torch's strong-Wolfe line search.
-
-L-BFGS evaluates the loss several times per step, so it is driven by
-:meth:`LBFGS.step_with` (the base class's calling convention for such optimizers)
-instead of ``update(model, grads)``.
-
-The scalar bookkeeping of the line search mirrors torch's types: quantities that
-torch keeps as 0-d tensors (dot products, step lengths produced by the cubic
-interpolation) are NumPy scalars of the same precision here and quantities torch keeps as
-Python floats (losses) are Python floats, so the mixed arithmetic rounds the same
-way (NumPy 2 treats Python scalars as "weak", like torch's wrapped numbers).
-"""
+"""L-BFGS with torch.optim semantics, optionally with a strong-Wolfe line search."""
 
 from __future__ import annotations
 
@@ -23,8 +12,6 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
-
-__all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe", "two_loop_direction"]
 
 CURVATURE_EPS = 1e-10  # torch's hard-coded threshold on y.s for accepting a curvature pair
 
@@ -273,7 +260,7 @@ def _check_int(owner: str, name: str, value: Any, low: int) -> None:
 
 @register
 class LBFGS(Optimizer):
-    r"""L-BFGS (Liu & Nocedal, 1989) with torch.optim semantics, optionally with a strong-Wolfe line search.
+    r"""L-BFGS: limited-memory quasi-Newton steps as torch.optim.LBFGS, optionally with a strong-Wolfe line search.
 
     Each :meth:`step_with` runs up to ``max_iter`` quasi-Newton iterations on the
     full parameter vector :math:`x` (all trainable leaves flattened in
@@ -295,7 +282,7 @@ class LBFGS(Optimizer):
     ``loss_and_grad_fn(params, *args, **kwargs)`` is called (e.g.
     ``mx.value_and_grad(loss_fn)``) and the dict is updated in place. The return
     value is the loss at the start of the step, as in torch. ``update`` and
-    ``apply_gradients`` raise ``TypeError``: one gradient is not enough.
+    ``apply_gradients`` raise ``ValueError``: one gradient is not enough.
 
     The control flow depends on loss and gradient values (``.item()``), so the
     optimizer is not compilable (``compilable = False``); for speed, compile the
@@ -329,6 +316,26 @@ class LBFGS(Optimizer):
     ``RuntimeError`` in ``step``); ``max_iter``, ``max_eval`` and ``history_size``
     must be integers >= 1 and the tolerances >= 0 (torch does not check; a zero
     history crashes its step, and ``max_eval=0`` crashes its line search).
+
+    Paper: Liu & Nocedal, "On the limited memory BFGS method for large scale optimization", Mathematical
+    Programming 45, 1989 (Nocedal, 1980, for the two-loop recursion).
+
+    Reference: ``torch.optim.LBFGS`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta` (the fixed step, or the line search's first trial step), a
+            float or a schedule (a callable of the step). Default ``1``.
+        max_iter: Maximal number of quasi-Newton iterations per :meth:`step_with` (integer >= 1). Default ``20``.
+        max_eval: Maximal number of loss evaluations per :meth:`step_with` (integer >= 1); ``None`` means
+            ``max_iter * 5 // 4``. Default ``None``.
+        tolerance_grad: Stop the step when the largest absolute gradient entry is at most this (>= 0).
+            Default ``1e-7``.
+        tolerance_change: Stop the step when the change of the loss or the largest absolute parameter change
+            is below this (>= 0). Default ``1e-9``.
+        history_size: Number of curvature pairs kept (integer >= 1). Default ``100``.
+        line_search_fn: ``None`` (fixed step) or ``'strong_wolfe'``. Default ``None``.
+        state_dtype: Storage dtype of the history and direction vectors (keyword-only); ``None`` keeps them in
+            the math dtype (float32, or float64 for float64 parameters). Default ``None``.
     """
 
     name = "lbfgs"
@@ -336,6 +343,7 @@ class LBFGS(Optimizer):
     reference = "torch.optim.LBFGS"
     needs_loss = False
     compilable = False
+    groups_unsupported = "it works on one flat vector of all parameters (torch.optim.LBFGS has no groups either)"
 
     def __init__(
         self,
@@ -366,7 +374,6 @@ class LBFGS(Optimizer):
         self.state["n_iter"] = mx.array(0, mx.int64)
         self.state["func_evals"] = mx.array(0, mx.int64)
 
-    # ------------------------------------------------------------------ state
     def init(self, parameters: Any) -> None:
         """Allocate the history for ``parameters`` (a module or a dict of arrays); optional, as in MLX."""
         view = _FlatView(parameters)
@@ -400,17 +407,16 @@ class LBFGS(Optimizer):
     def _store(self, v: mx.array) -> mx.array:
         return v.astype(self.state_dtype) if self.state_dtype is not None else v
 
-    # ------------------------------------------------------------------ the calling convention
     def update(self, model: Any, gradients: Any = None, loss: Any = None) -> None:
-        raise TypeError(
+        raise ValueError(
             "LBFGS re-evaluates the loss several times per step and cannot be driven by one gradient: "
-            "call opt.step_with(model, loss_and_grad_fn, *args) instead of opt.update(...)"
+            "call opt.step_with(model, loss_and_grad_fn, *batch) instead of opt.update(...)"
         )
 
     def apply_gradients(self, gradients: Any, parameters: Any, loss: Any = None) -> Any:
-        raise TypeError(
+        raise ValueError(
             "LBFGS re-evaluates the loss several times per step and cannot be driven by one gradient: "
-            "call opt.step_with(model, loss_and_grad_fn, *args) instead of opt.apply_gradients(...)"
+            "call opt.step_with(model, loss_and_grad_fn, *batch) instead of opt.apply_gradients(...)"
         )
 
     def step_with(self, model: Any, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
@@ -429,8 +435,8 @@ class LBFGS(Optimizer):
     def _step(self, view: _FlatView, loss_and_grad_fn: Callable, args: tuple, kwargs: dict) -> mx.array:
         st = self.state
         lr = float(st["learning_rate"])
-        tolerance_grad = float(st["tolerance_grad"])
-        tolerance_change = float(st["tolerance_change"])
+        tolerance_grad = float(self.globals["tolerance_grad"])
+        tolerance_change = float(self.globals["tolerance_change"])
         max_iter, max_eval, history_size = self.max_iter, self.max_eval, self.history_size
 
         def evaluate() -> tuple[mx.array, float, mx.array]:

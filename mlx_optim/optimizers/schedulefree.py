@@ -15,7 +15,10 @@ pytorch_optimizer's ``optimizer.eval()`` / ``optimizer.train()``::
     opt.train(model)     # back to y before training again
 
 Both accept an ``nn.Module`` (updated in place and returned) or a parameter tree
-(a new tree is returned). The mode is ``state["train_mode"]`` (1.0 train, 0.0
+(a new tree is returned). Called without an argument, as in PyTorch (``opt.eval()``),
+they switch the model the optimizer last stepped through ``opt.update(model, ...)``
+or ``opt.step_with(model, ...)``; an optimizer driven only by ``apply_gradients``
+has no model to switch and says so. The mode is ``state["train_mode"]`` (1.0 train, 0.0
 eval), saved with the state; calling ``eval`` twice (or ``train`` in train mode)
 does nothing, as in the reference. The swap only touches parameters that have
 optimizer state (``z``); before the first step it only flips the mode.
@@ -23,15 +26,15 @@ optimizer state (``z``); before the first step it only flips the mode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.optimizers.sgd_like import _copy_state
+from mlx_optim.base import Optimizer, Tunable, state_copy
 from mlx_optim.registry import register
 
 
@@ -93,18 +96,20 @@ class _ScheduleFree(Optimizer):
     """Shared parts: averaging state, train/eval swap. Subclasses set ``_interp_name``."""
 
     _interp_name = "beta1"  # the tunable holding the interpolation coefficient beta
+    shared_tunables = ("beta1", "momentum")  # the interpolation coefficient: train() / eval() swap with one value
+    shared_tunables_reason = "train() and eval() interpolate every parameter with one value of it"
 
     def _init_schedule_free(self) -> None:
-        self.state["train_mode"] = mx.array(1.0, mx.float32)
-        self.state["weight_sum"] = mx.array(0.0, mx.float32)
-        self.state["lr_max"] = mx.array(-1.0, mx.float32)
+        self.globals["train_mode"] = mx.array(1.0, mx.float32)
+        self.globals["weight_sum"] = mx.array(0.0, mx.float32)
+        self.globals["lr_max"] = mx.array(-1.0, mx.float32)
 
     def _swap(self, target: Any, to_train: bool) -> Any:
-        mode = self.state["train_mode"]
-        beta = self.state[self._interp_name]
+        mode = self.globals["train_mode"]
+        beta = self.globals[self._interp_name]
         weight = (1 - beta) if to_train else (1 - 1 / beta)
         active = (mode == 0) if to_train else (mode == 1)
-        self.state["train_mode"] = mx.array(1.0 if to_train else 0.0, mx.float32)
+        self.globals["train_mode"] = mx.array(1.0 if to_train else 0.0, mx.float32)
         if not self._initialized:
             return target
 
@@ -124,16 +129,46 @@ class _ScheduleFree(Optimizer):
             return target
         return _merge(target, new)
 
-    def eval(self, target: Any) -> Any:
+    def update(self, model: nn.Module, gradients: dict, loss: mx.array | None = None) -> None:
+        self._model_ref = weakref.ref(model)  # what eval() / train() without an argument switch
+        super().update(model, gradients, loss=loss)
+
+    def step_with(self, model: nn.Module, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
+        self._model_ref = weakref.ref(model)
+        return super().step_with(model, loss_and_grad_fn, *args, **kwargs)
+
+    def _target(self, target: Any, method: str) -> Any:
+        if target is not None:
+            return target
+        model = self.__dict__.get("_model_ref", lambda: None)()
+        if model is None:
+            raise ValueError(
+                f"{type(self).__name__}.{method}() without an argument switches the model this optimizer stepped "
+                f"with opt.update(model, ...) or opt.step_with(model, ...), and it has not stepped one: MLX "
+                f"optimizers hold no reference to the parameters, so pass them: opt.{method}(model) (an nn.Module, "
+                f"switched in place) or params = opt.{method}(params) (a parameter tree)"
+            )
+        return model
+
+    def eval(self, target: Any = None) -> Any:
         """Switch ``target`` (an ``nn.Module`` or a parameter tree) to the averaged weights ``x``.
 
-        ``p <- lerp(p, z, 1 - 1/beta)``; a no-op in eval mode. Returns the module / the new tree.
-        """
-        return self._swap(target, to_train=False)
+        ``p <- lerp(p, z, 1 - 1/beta)``; a no-op in eval mode. Returns the module / the new tree. Without
+        ``target`` (PyTorch's ``optimizer.eval()``): the model last passed to ``update`` / ``step_with``.
 
-    def train(self, target: Any) -> Any:
-        """Switch ``target`` back to the training point ``y``: ``p <- lerp(p, z, 1 - beta)``; a no-op in train mode."""
-        return self._swap(target, to_train=True)
+        Args:
+            target: the ``nn.Module`` (switched in place) or parameter tree (a new tree is returned); ``None``
+                for the model this optimizer last stepped (``ValueError`` if there is none).
+        """
+        return self._swap(self._target(target, "eval"), to_train=False)
+
+    def train(self, target: Any = None) -> Any:
+        """Switch ``target`` back to the training point ``y``: ``p <- lerp(p, z, 1 - beta)``; a no-op in train mode.
+
+        Args:
+            target: as for :meth:`eval`; ``None`` for the model this optimizer last stepped.
+        """
+        return self._swap(self._target(target, "train"), to_train=True)
 
 
 def _merge(base: Any, new: Any) -> Any:
@@ -147,20 +182,39 @@ def _merge(base: Any, new: Any) -> Any:
 
 @register
 class ScheduleFreeSGD(_ScheduleFree):
-    r"""Schedule-free SGD (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free SGD: momentum by interpolation and iterate averaging instead of a learning-rate schedule.
 
-    With :math:`c_t = w_t / \sum_{i \le t} w_i`, :math:`w_t = t^r \, \eta_{\max,t}^{\,p}`
-    (``weight_lr_power`` :math:`p`) and linear warmup of :math:`\eta_t` over ``warmup_steps``:
+    With :math:`c_t = w_t / \sum_{i \le t} w_i`, :math:`w_t = t^r \, \eta_{\max,t}^{\,p}` (``weight_lr_power``
+    :math:`p`) and linear warmup of :math:`\eta_t` over ``warmup_steps``:
 
     .. math::
         g_t \leftarrow g_t + \lambda y_t \\
         y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta (1 - c_t) - 1) g_t,\quad
         z_{t+1} = z_t - \eta_t g_t
 
-    The model holds :math:`y`; call :meth:`eval` before evaluating (averaged
-    :math:`x`) and :math:`train` before training again (see the module docs).
-    ``eps`` is accepted and validated like the reference but unused by it.
-    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeSGD`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1.0``.
+        momentum: Interpolation coefficient :math:`\beta` of the training point, in (0, 1). Default ``0.9``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the gradient at :math:`y` (>= 0).
+            Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
+        eps: Accepted and validated (>= 0) like the reference, which does not use it. Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreesgd"
@@ -192,7 +246,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
 
     def warmup_lr(self, hp) -> mx.array:
         if self.warmup_steps <= 0:
@@ -201,7 +255,7 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
-        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.momentum)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -213,10 +267,10 @@ class ScheduleFreeSGD(_ScheduleFree):
 
 @register
 class ScheduleFreeAdamW(_ScheduleFree):
-    r"""Schedule-free AdamW (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free AdamW: the schedule-free step on gradients normalized by Adam's second moment.
 
-    The gradient is normalized by the bias-corrected second moment, then the
-    schedule-free SGD step is taken with :math:`\beta = \beta_1`:
+    The gradient is normalized by the bias-corrected second moment, then the schedule-free SGD step is taken
+    with :math:`\beta = \beta_1`:
 
     .. math::
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
@@ -224,11 +278,37 @@ class ScheduleFreeAdamW(_ScheduleFree):
         y_{t+1} = (1-c_t) y_t + c_t z_t + \eta_t (\beta_1 (1 - c_t) - 1) \hat g_t,\quad
         z_{t+1} = z_t - \eta_t \hat g_t
 
-    ``ams_bound`` uses the running maximum of the corrected :math:`v_t`;
-    ``decoupling_c > 0`` replaces :math:`c_t` by :math:`\min(1, c_t (1-\beta_1) C)`.
-    Weight decay is the reference's L2 term added to the *normalized* gradient.
-    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
-    Paper: "The Road Less Scheduled", NeurIPS 2024. Not in the Keras seed.
+    with the averaging weight :math:`c_t` of :class:`ScheduleFreeSGD`. ``ams_bound`` uses the running maximum
+    of the corrected :math:`v_t`; ``decoupling_c > 0`` replaces :math:`c_t` by
+    :math:`\min(1, c_t (1-\beta_1) C)`. Weight decay is the reference's L2 term added to the *normalized*
+    gradient.
+
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeAdamW`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
+        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
+            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
+        decoupling_c: Coefficient :math:`C` of the decoupled averaging weight (>= 0; 0 uses :math:`c_t`).
+            Default ``0.0``.
+        ams_bound: Divide by the running maximum of the corrected second moment. Default ``False``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreeadamw"
@@ -264,7 +344,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.ams_bound:
             state["max_exp_avg_sq"] = self.zeros(parameter)
@@ -273,7 +353,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def step_scalars(self, hp) -> None:
         hp.sf_lr = self.warmup_lr(hp)
-        c = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        c = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         coupled = mx.minimum(1.0, c * hp.one_minus_beta1 * hp.decoupling_c)
         hp.checkpoint = mx.where(hp.decoupling_c > 0, coupled, c)
         schedule_free_scalars(hp, hp.beta1)
@@ -294,12 +374,11 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 @register
 class ScheduleFreeRAdam(_ScheduleFree):
-    r"""Schedule-free RAdam (Defazio et al., 2024), pytorch_optimizer semantics.
+    r"""Schedule-free RAdam: the schedule-free step with RAdam's rectified step size.
 
-    The step size is RAdam's rectified one, :math:`\eta_t = \eta\, r_t / \sqrt{1-\beta_2^t}`
-    once the SMA length :math:`\rho_t > 4`; before that the update is plain SGD
-    on the gradient with :math:`\eta_t = 0` (``silent_sgd_phase=True``, only
-    the averaging state moves) or, reference quirk kept, :math:`\eta_t = 1`
+    The step size is RAdam's rectified one, :math:`\eta_t = \eta\, r_t / \sqrt{1-\beta_2^t}` once the SMA
+    length :math:`\rho_t > 4`; before that the update is plain SGD on the gradient with :math:`\eta_t = 0`
+    (``silent_sgd_phase=True``, only the averaging state moves) or, reference quirk kept, :math:`\eta_t = 1`
     regardless of ``learning_rate`` (``silent_sgd_phase=False``). Then
 
     .. math::
@@ -308,8 +387,32 @@ class ScheduleFreeRAdam(_ScheduleFree):
         z_{t+1} = z_t - \eta_t \hat g_t
 
     with the averaging weight :math:`c_t` of :class:`ScheduleFreeSGD` (no warmup).
-    Call :meth:`eval` / :meth:`train` around evaluation (see the module docs).
-    Not in the Keras seed.
+
+    The model holds the training point :math:`y`. Call ``opt.eval(model)`` before evaluating (it moves
+    the parameters to the averaged :math:`x`, ``p <- lerp(p, z, 1 - 1/beta)``) and ``opt.train(model)`` before
+    training again (``p <- lerp(p, z, 1 - beta)``); both accept a module or a parameter tree (returning the
+    new tree) and are no-ops in the mode already set.
+
+    Paper: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, arXiv:2405.15682; RAdam is Liu et al.,
+    ICLR 2020, arXiv:1908.03265.
+
+    Reference: ``pytorch_optimizer.ScheduleFreeRAdam`` (parity-checked).
+
+    Args:
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
+        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
+            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
+        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
+        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
+        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
+            (0 disables it). Default ``2.0``.
+        silent_sgd_phase: Before rectification, take no steps (only the averaging state moves) instead of
+            SGD steps of size 1. Default ``True``.
+        eps: Term added to the denominator (>= 0). Default ``1e-8``.
+        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "schedulefreeradam"
@@ -340,7 +443,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         self._init_schedule_free()
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = _copy_state(self, parameter)
+        state["z"] = state_copy(self, parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
 
     def step_scalars(self, hp) -> None:
@@ -350,7 +453,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         hp.adaptive = n_sma > 4
         lr = mx.where(hp.adaptive, step_size / hp.bc2_sqrt, step_size)
         hp.sf_lr = mx.where(step_size < 0, 0.0 if self.silent_sgd_phase else 1.0, lr)
-        hp.checkpoint = averaging_checkpoint(self.state, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
+        hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.beta1)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:

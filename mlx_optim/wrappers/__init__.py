@@ -4,7 +4,8 @@ Registered here: ``lookahead`` (pytorch_optimizer's Lookahead), ``scout`` (holoc
 ``kerasoptions`` (Keras 3's clipping / EMA / loss-scale / accumulation options), ``sam``, ``asam``, ``gsam``,
 ``wsam``, ``looksam``, ``friendlysam`` and the standalone ``bsam``; gradient surgery for several losses
 ``pcgrad`` / ``ppcgrad`` (:mod:`mlx_optim.wrappers.gradient_surgery`), the Grokfast gradient filters
-``gradfilterma`` / ``gradfilterema``, ``trac`` and ``magma`` (:mod:`mlx_optim.wrappers.magma`).
+``gradfilterma`` / ``gradfilterema``, ``trac``, ``magma`` (:mod:`mlx_optim.wrappers.magma`) and
+``applyiffinite`` (optax's ``apply_if_finite``: skip steps with non-finite gradients).
 
 Design (details in :mod:`mlx_optim.wrappers.base`):
 
@@ -21,16 +22,19 @@ Design (details in :mod:`mlx_optim.wrappers.base`):
 """
 
 from mlx_optim.wrappers.base import Phased, Wrapper, disable_running_stats, enable_running_stats
+from mlx_optim.wrappers.finite import ApplyIfFinite
 from mlx_optim.wrappers.gradient_surgery import PCGrad, PPCGrad, value_and_task_grads
 from mlx_optim.wrappers.grokfast import GradFilterEMA, GradFilterMA
 from mlx_optim.wrappers.keras import KerasOptions
 from mlx_optim.wrappers.lookahead import Lookahead, Scout
+from mlx_optim.wrappers.magma import Magma
 from mlx_optim.wrappers.orthograd import OrthoGrad
 from mlx_optim.wrappers.sam import ASAM, BSAM, GSAM, SAM, WSAM, FriendlySAM, LookSAM
 from mlx_optim.wrappers.trac import TRAC
 
 __all__ = [
     "ASAM",
+    "ApplyIfFinite",
     "BSAM",
     "FriendlySAM",
     "GradFilterEMA",
@@ -39,6 +43,7 @@ __all__ = [
     "GSAM",
     "LookSAM",
     "Lookahead",
+    "Magma",
     "OrthoGrad",
     "PCGrad",
     "PPCGrad",
@@ -52,10 +57,3 @@ __all__ = [
     "enable_running_stats",
     "value_and_task_grads",
 ]
-
-# Any other module in this package registers its wrappers on import too.
-import importlib as _importlib  # noqa: E402
-import pkgutil as _pkgutil  # noqa: E402
-
-for _module in _pkgutil.iter_modules(__path__):
-    _importlib.import_module(f"{__name__}.{_module.name}")

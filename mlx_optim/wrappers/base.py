@@ -11,14 +11,16 @@ saves both::
 
     opt.state == {
         "step": ...,            # the wrapper's (outer) step counter
-        "calls": ...,           # multi-phase wrappers only: update calls made (transparent mode)
-        "<tunable>": ...,       # the wrapper's own hyperparameters (alpha, rho, ...), float32 arrays
+        "_global": {...},       # the wrapper's own hyperparameters (alpha, rho, ...), float32 arrays, and
+                                # (multi-phase wrappers only) "calls": update calls made (transparent mode)
         "inner": inner.state,   # the very same dict object the inner optimizer uses
         "slots": {...},         # per-parameter wrapper state (slow weights, old weights, ...), shaped like the params
     }
 
 The ``state`` setter routes a loaded ``["inner"]`` subtree back to the inner
-optimizer, so ``opt.state = tree_unflatten(...)`` resumes exactly.
+optimizer, so ``opt.state = tree_unflatten(...)`` resumes exactly (a state saved with the wrapper's
+tunables at the top level, before ``"_global"``, is converted). Parameter groups belong to the inner
+optimizer (``Lookahead(AdamW(..., groups=[...]))``); the wrapper's own operations see every parameter.
 ``learning_rate`` reads and writes the inner optimizer's (mlx-lm reports
 ``optimizer.learning_rate.item()``).
 
@@ -31,7 +33,7 @@ at the parameters phase ``i - 1`` returned. Two calling forms run the same
 functions:
 
 * ``loss = opt.step_with(model, loss_and_grad_fn, *batch)`` evaluates the
-  gradient ``num_phases`` times on the same batch (the foundation's
+  gradient ``num_phases`` times on the same batch (the package's
   re-evaluation convention) and returns the loss of the first evaluation;
 * with ``transparent=True`` every ordinary ``update(model, grads)`` call runs
   one phase, chosen by ``calls % num_phases`` with ``mx.where`` (optax's
@@ -70,17 +72,11 @@ __all__ = [
     "build_inner",
     "disable_running_stats",
     "enable_running_stats",
-    "global_norm",
     "select_tree",
 ]
 
 
 # ---------------------------------------------------------------------------- pure helpers
-def global_norm(trees: list[mx.array]) -> mx.array:
-    """``sqrt(sum_i ||x_i||^2)`` over a list of arrays, in float32."""
-    return mx.sqrt(sum(mx.sum(mx.square(x.astype(mx.float32))) for x in trees))
-
-
 def select_tree(cond: mx.array, a: Any, b: Any) -> Any:
     """``mx.where(cond, a, b)`` leaf by leaf over two trees of the same structure."""
     return tree_map(lambda x, y: mx.where(cond, x, y), a, b)
@@ -173,6 +169,10 @@ class Wrapper(Optimizer):
     """
 
     family: ClassVar[str] = "wrapper"
+    groups_unsupported: ClassVar[str] = (
+        "a wrapper's own operations act on the whole tree; give the groups to the inner optimizer, "
+        "e.g. Lookahead(AdamW(..., groups=[...]))"
+    )
 
     def __init__(
         self,
@@ -199,7 +199,7 @@ class Wrapper(Optimizer):
 
     @state.setter
     def state(self, state: dict) -> None:
-        state = dict(state)
+        state = self._upgrade_state(dict(state))
         if "inner" in state:
             self.inner.state = state["inner"]
         state["inner"] = self.inner.state
@@ -276,7 +276,7 @@ class Phased:
     def _setup_phases(self, transparent: bool) -> None:
         self.transparent = bool(transparent)
         if self.transparent:
-            self._state["calls"] = mx.array(0, mx.uint32)
+            self.globals["calls"] = mx.array(0, mx.uint32)
 
     def phase(self, i: int, gradients: Any, params: Any, loss: mx.array | None) -> Any:
         raise NotImplementedError
@@ -314,7 +314,7 @@ class Phased:
         params = _match(gradients, parameters)
         if not self._initialized:
             self.init(params)
-        calls = self._state["calls"]
+        calls = self.globals["calls"]
         snapshot = tree_flatten(self._state)
         outs = []
         for i in range(self.num_phases):
@@ -328,5 +328,5 @@ class Phased:
             new_params = select_tree(cond, outs[i][0], new_params)
             flat = [(k, mx.where(cond, a, b)) for (k, a), (_, b) in zip(outs[i][1], flat)]
         _assign(self._state, flat)
-        self._state["calls"] = calls + 1
+        self.globals["calls"] = calls + 1
         return new_params

@@ -1,19 +1,4 @@
-"""Gradient surgery for several losses: PCGrad (pytorch_optimizer) and PPCGrad (the Keras seed's variant).
-
-Both take one gradient tree per task and step the inner optimizer once with the merged gradient. Calling forms
-(all run inside ``mx.compile``; the number of tasks is fixed by the structure of the call):
-
-* ``opt.update(model, [grads_1, grads_2, ...])`` / ``opt.apply_gradients([grads_1, ...], params)``: a list
-  (or tuple) of gradient trees, one per task. A tree may leave out parameters its task does not touch (the
-  reference's ``p.grad is None``): those entries are summed instead of averaged, as in the reference.
-* ``opt.step_with(model, [loss_and_grad_1, loss_and_grad_2, ...], *batch)``: one ``(loss, grads)`` function per
-  task, each evaluated on the same batch;
-* ``opt.step_with(model, fn, *batch)`` with ``fn(model, *batch) -> ([loss_1, ...], [grads_1, ...])``, e.g.
-  :func:`value_and_task_grads` for a ``loss_fn`` returning a list of task losses.
-
-``step_with`` returns the task losses stacked into one array (the single loss for one task). A single gradient
-tree (not a list) is one task: the update is then the inner optimizer's.
-"""
+"""Gradient surgery for several losses: PCGrad and its parallel variant PPCGrad."""
 
 from __future__ import annotations
 
@@ -77,7 +62,7 @@ def project_conflicting(grads: mx.array, has: mx.array, orders: mx.array, reduct
 
 
 def project_conflicting_parallel(grads: mx.array, has: mx.array, reduction: str = "mean") -> mx.array:
-    r"""The Keras seed's ``PPCGrad.project_conflicting``: every task is projected from its *original* gradient,
+    r"""PPCGrad's ``project_conflicting``: every task is projected from its *original* gradient,
 
     :math:`\tilde g_i = g_i - \sum_{j: d_{ij} < 0} d_{ij} / \|g_j\|^2\, g_j`
     (:math:`d_{ij} = \langle g_i, g_j\rangle`),
@@ -113,7 +98,7 @@ def _is_task_list(gradients: Any, parameters: Any) -> bool:
 
 @register
 class PCGrad(Wrapper):
-    r"""PCGrad (projecting conflicting gradients): merge several task gradients, then step the inner optimizer.
+    r"""PCGrad: a wrapper that merges task gradients after projecting away their conflicts, then steps the optimizer.
 
     Each task gradient :math:`g_i` (all parameters flattened into one vector) is projected, in a random task
     order, onto the normal plane of every task gradient it conflicts with,
@@ -122,12 +107,41 @@ class PCGrad(Wrapper):
         g_i \leftarrow g_i - \frac{\min(\langle g_i, g_j\rangle, 0)}{\max(\|g_j\|^2, \text{tiny})} g_j,
 
     and the projected gradients are summed (``reduction="mean"``: divided by the number of tasks where every
-    task has a gradient). This is ``pytorch_optimizer.PCGrad.pc_backward`` followed by ``step``; the calling
-    forms are in :mod:`mlx_optim.wrappers.gradient_surgery`. The reference draws each task's order with
-    Python's ``random.shuffle``; here it comes from ``mx.random.permutation`` with a key kept in
-    ``state["key"]`` (keyword-only ``seed``), so the step is reproducible, compiled and resumable (the parity
-    rows inject the same orders into the reference). The merged gradient and the projections are float32.
-    Paper: Yu et al., "Gradient Surgery for Multi-Task Learning" (2020).
+    task has a gradient). The merged gradient and the projections are float32.
+
+    Calling forms (all run inside ``mx.compile``; the number of tasks is fixed by the structure of the call):
+
+    * ``opt.update(model, [grads_1, grads_2, ...])`` / ``opt.apply_gradients([grads_1, ...], params)``: a list
+      (or tuple) of gradient trees, one per task. A tree may leave out parameters its task does not touch (the
+      reference's ``p.grad is None``): those entries are summed instead of averaged, as in the reference.
+    * ``opt.step_with(model, [loss_and_grad_1, loss_and_grad_2, ...], *batch)``: one ``(loss, grads)`` function
+      per task, each evaluated on the same batch;
+    * ``opt.step_with(model, fn, *batch)`` with ``fn(model, *batch) -> ([loss_1, ...], [grads_1, ...])``, e.g.
+      :func:`value_and_task_grads` for a ``loss_fn`` returning a list of task losses.
+
+    ``step_with`` returns the task losses stacked into one array (the single loss for one task). A single
+    gradient tree (not a list) is one task: the update is then the inner optimizer's.
+
+    Paper: Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020, arXiv:2001.06782.
+
+    Reference: ``pytorch_optimizer.PCGrad.pc_backward`` followed by ``step`` (parity-checked). Difference: the
+    reference draws each task's order with Python's ``random.shuffle``; here it comes from
+    ``mx.random.permutation`` with a key kept in ``state["key"]`` (``seed``), so the step is reproducible,
+    compiled and resumable (the parity rows inject the same orders into the reference).
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        reduction: ``"mean"`` (divide the summed projections by the number of tasks where every task has a
+            gradient) or ``"sum"``. Default ``"mean"``.
+        seed: Seed of the key that draws the task orders (keyword-only). Default ``0``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: Accepted for the common signature; the wrapper keeps no per-parameter state
+            (keyword-only). Default ``None``.
     """
 
     name = "pcgrad"
@@ -214,22 +228,39 @@ class PCGrad(Wrapper):
 
 @register
 class PPCGrad(PCGrad):
-    r"""PPCGrad, the Keras seed's parallel PCGrad: every task gradient is projected from its original value.
+    r"""PPCGrad: parallel PCGrad, every task gradient projected from its original value, independent of the order.
 
     .. math::
         \tilde g_i = g_i - \sum_{j:\ \langle g_i, g_j\rangle < 0} \frac{\langle g_i, g_j\rangle}{\|g_j\|^2} g_j,
 
-    then merged as in :class:`PCGrad` (``reduction`` ``"mean"`` / ``"sum"``). The Keras seed runs one process
-    per task with the dot products taken against the task's unprojected gradient (as its ``PCGrad`` does too),
-    so the result does not depend on the shuffled order; here all tasks are projected at once with the
-    ``T x T`` Gram matrix and no random key is needed. Same calling forms as :class:`PCGrad` (the Keras
-    ``pc_backward(tape, losses, variables)`` returns the merged gradient instead of stepping an optimizer).
-    Reference: a torch transcription of the Keras seed's ``PPCGrad.project_conflicting``.
+    then merged as in :class:`PCGrad` (``reduction`` ``"mean"`` / ``"sum"``). With the dot products taken
+    against each task's unprojected gradient the result does not depend on the task order, so all tasks are
+    projected at once with the ``T x T`` Gram matrix and no random key is needed. Same calling forms as
+    :class:`PCGrad`.
+
+    Paper: none of its own; a variant of PCGrad (Yu et al., NeurIPS 2020, arXiv:2001.06782).
+
+    Reference: a torch transcription of ``PPCGrad.project_conflicting`` from its source document (see
+    ``docs/provenance.md``; parity-checked). Difference: that code's
+    ``pc_backward(tape, losses, variables)`` returns the merged gradient instead of stepping an optimizer.
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        reduction: ``"mean"`` (divide the summed projections by the number of tasks where every task has a
+            gradient) or ``"sum"``. Default ``"mean"``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: Accepted for the common signature; the wrapper keeps no per-parameter state
+            (keyword-only). Default ``None``.
     """
 
     name = "ppcgrad"
     family = "wrapper"
-    reference = "Keras seed PPCGrad (torch transcription)"
+    reference = "PPCGrad.project_conflicting (torch transcription)"
 
     def __init__(
         self,

@@ -1,11 +1,4 @@
-"""Grokfast gradient filters (pytorch_optimizer's ``gradfilter_ma`` / ``gradfilter_ema``) as wrappers.
-
-pytorch_optimizer applies them as functions between ``backward`` and ``optimizer.step``, threading a dict of
-per-parameter queues / averages through the training loop. Here each filter is a wrapper whose per-parameter
-filter state lives in ``state["slots"]``: the amplified gradient ``g + lamb * filter(g)`` goes to the inner
-optimizer, and the whole step runs inside ``mx.compile`` and resumes exactly from a saved state.
-(``GrokFastAdamW`` is the EMA filter fused into AdamW; it is registered as ``grokfastadamw``.)
-"""
+"""Grokfast gradient filters (pytorch_optimizer's ``gradfilter_ma`` / ``gradfilter_ema``) as wrappers."""
 
 from __future__ import annotations
 
@@ -31,7 +24,7 @@ def ring_buffer_push(buffer: mx.array, x: mx.array, step: mx.array) -> mx.array:
 
 @register
 class GradFilterMA(Wrapper):
-    r"""Grokfast-MA: amplify the slow component of the gradient with a windowed moving average.
+    r"""Grokfast-MA: a wrapper that amplifies the slow component of the gradient with a windowed moving average.
 
     With :math:`G_t` the last ``window_size`` gradients (the current one included),
 
@@ -39,12 +32,35 @@ class GradFilterMA(Wrapper):
         \tilde g_t = g_t + \lambda\, \frac{1}{|G_t|}\sum_{g \in G_t} g \quad(\text{``filter_type="sum"``: no }
         1/|G_t|),
 
-    applied only once the window is full when ``warmup`` (before that the gradient passes unchanged), as
-    ``pytorch_optimizer.gradfilter_ma`` followed by the inner optimizer's ``step``. The window is a fixed
-    ``(window_size, *shape)`` ring buffer per parameter (slot ``"grads"``, float32 for bf16/fp16 parameters),
-    so memory is ``window_size`` times the parameters, as the reference's deques. ``filter_type`` is checked
-    with ``ValueError`` (the reference raises ``NotImplementedError``). Paper: Lee et al., "Grokfast:
-    Accelerated Grokking by Amplifying Slow Gradients" (2024).
+    applied only once the window is full when ``warmup`` (before that the gradient passes unchanged); the
+    inner optimizer then steps on :math:`\tilde g_t`. The window is a fixed ``(window_size, *shape)`` ring
+    buffer per parameter (slot ``"grads"``, float32 for bf16/fp16 parameters), so memory is ``window_size``
+    times the parameters, as the reference's deques.
+
+    Paper: Lee et al., "Grokfast: Accelerated Grokking by Amplifying Slow Gradients", arXiv:2405.20233, 2024.
+
+    Reference: ``pytorch_optimizer.gradfilter_ma`` followed by the inner optimizer's ``step`` (parity-checked).
+    pytorch_optimizer applies the filter as a function between ``backward`` and ``optimizer.step``, threading a
+    dict of per-parameter queues / averages through the training loop; here it is a wrapper whose per-parameter
+    filter state lives in ``state["slots"]``, so the whole step runs inside ``mx.compile`` and resumes exactly
+    from a saved state. ``filter_type`` is checked with ``ValueError`` (the reference raises
+    ``NotImplementedError``).
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        window_size: Number of gradients in the window (a positive integer). Default ``100``.
+        lamb: Amplification factor :math:`\lambda` of the filtered gradient. Default ``5.0``.
+        filter_type: ``"mean"`` (average over the window) or ``"sum"``. Default ``"mean"``.
+        warmup: Leave the gradient unchanged until the window is full. Default ``True``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "gradfilterma"
@@ -94,14 +110,35 @@ class GradFilterMA(Wrapper):
 
 @register
 class GradFilterEMA(Wrapper):
-    r"""Grokfast-EMA: amplify the slow component of the gradient with an exponential moving average.
+    r"""Grokfast-EMA: a wrapper that amplifies the slow component of the gradient with an exponential moving average.
 
     .. math::
         \mu_1 = g_1,\quad \mu_t = \mu_{t-1} + (1-\alpha)(g_t - \mu_{t-1}),\quad \tilde g_t = g_t + \lambda \mu_t,
 
-    as ``pytorch_optimizer.gradfilter_ema`` followed by the inner optimizer's ``step`` (slot ``"ema"``,
-    float32 for bf16/fp16 parameters). Paper: Lee et al., "Grokfast: Accelerated Grokking by Amplifying Slow
-    Gradients" (2024).
+    then the inner optimizer steps on :math:`\tilde g_t` (slot ``"ema"``, float32 for bf16/fp16 parameters).
+    :class:`~mlx_optim.GrokFastAdamW` is this filter fused into AdamW.
+
+    Paper: Lee et al., "Grokfast: Accelerated Grokking by Amplifying Slow Gradients", arXiv:2405.20233, 2024.
+
+    Reference: ``pytorch_optimizer.gradfilter_ema`` followed by the inner optimizer's ``step``
+    (parity-checked). pytorch_optimizer applies the filter as a function between ``backward`` and ``optimizer.step``,
+    threading a dict of per-parameter queues / averages through the training loop; here it is a wrapper whose
+    per-parameter filter state lives in ``state["slots"]``, so the whole step runs inside ``mx.compile`` and resumes
+    exactly from a saved state.
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        alpha: Decay rate :math:`\alpha` of the gradient EMA, in [0, 1]. Default ``0.98``.
+        lamb: Amplification factor :math:`\lambda` of the EMA. Default ``2.0``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "gradfilterema"

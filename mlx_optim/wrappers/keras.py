@@ -11,8 +11,9 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import _match, check_range
+from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers.base import Wrapper, _assign, global_norm
+from mlx_optim.wrappers.base import Wrapper, _assign
 
 __all__ = ["KerasOptions", "clip_by_norm", "clip_by_global_norm"]
 
@@ -38,12 +39,12 @@ def _int_option(name: str, value: Any, low: int) -> None:
 
 @register
 class KerasOptions(Wrapper):
-    r"""The common Keras 3 optimizer arguments, around any optimizer.
+    r"""KerasOptions: a wrapper that adds the common Keras 3 optimizer arguments to any optimizer.
 
-    Every optimizer of the Keras seed takes ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
-    ``ema_momentum``, ``ema_overwrite_frequency``, ``loss_scale_factor`` and ``gradient_accumulation_steps``
-    (``catalog-seed000.md`` §3); ``mlx.optimizers`` has none of them. This wrapper applies them in Keras 3's
-    order (``BaseOptimizer.apply`` / ``_backend_apply_gradients``):
+    Every Keras 3 optimizer takes ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
+    ``ema_momentum``, ``ema_overwrite_frequency``, ``loss_scale_factor`` and ``gradient_accumulation_steps``;
+    ``mlx.optimizers`` has none of them. This wrapper applies them in Keras 3's order
+    (``BaseOptimizer.apply`` / ``_backend_apply_gradients``):
 
     1. divide the gradients by ``loss_scale_factor`` (multiply the loss by it yourself, or with
        :meth:`scale_loss`);
@@ -57,14 +58,15 @@ class KerasOptions(Wrapper):
     5. ``use_ema``: :math:`\bar w \leftarrow m\bar w + (1 - m) w` with :math:`m = 0` on the first (accumulated)
        iteration and ``ema_momentum`` afterwards; every ``ema_overwrite_frequency`` (accumulated) iterations
        the weights are overwritten by their average. :meth:`finalize_variable_values` copies the averages into
-       a model at the end of training, as Keras' ``fit`` does.
+       a model at the end of training, as Keras' ``fit`` does; :meth:`ema_weights` swaps them in for
+       evaluation.
 
     Two options that are not Keras base-class arguments (keyword-only):
 
-    * ``agc_clipping_value``: adaptive gradient clipping (Brock et al., 2021) with pytorch_optimizer's ``agc``:
-      each gradient is rescaled so that its unit-wise norm is at most ``agc_clipping_value`` times
-      ``max(unit-wise norm of the weight, agc_eps)`` (unit-wise: per output row for 2-D/3-D tensors, whole
-      tensor for vectors), as the Keras seed's ``agc_clipping_value`` / ``agc_eps`` options.
+    * ``agc_clipping_value``: adaptive gradient clipping (Brock et al., 2021, arXiv:2102.06171) with
+      pytorch_optimizer's ``agc``: each gradient is rescaled so that its unit-wise norm is at most
+      ``agc_clipping_value`` times ``max(unit-wise norm of the weight, agc_eps)`` (unit-wise: per output row for
+      2-D/3-D tensors, whole tensor for vectors).
     * ``skip_nonfinite`` (default: on when ``loss_scale_factor`` is set): if any gradient of the call is
       inf/NaN, the whole call is skipped, as Keras' ``LossScaleOptimizer`` does: weights, EMA, accumulator,
       the inner optimizer's state and the call counter stay as they were (selected with ``mx.where``, so it
@@ -72,10 +74,43 @@ class KerasOptions(Wrapper):
 
     Everything is arithmetic on the call counter with ``mx.where`` (the inner optimizer's state is kept
     unchanged on accumulation calls), so the wrapper runs inside ``mx.compile`` with one update per call.
-    Deviations from Keras: the inner optimizer's learning-rate schedule sees the inner optimizer's own step
-    (the number of actual updates), not every call; weight decay is the inner optimizer's; the EMA and the
-    accumulator are float32 for low-precision parameters. ``weight_decay`` and ``name`` are not options here.
-    Reference: a torch transcription of Keras 3's ``BaseOptimizer`` around the same torch optimizer.
+
+    Paper: none; these are the options of Keras 3's ``keras.optimizers.Optimizer``.
+
+    Reference: a torch transcription of Keras 3's ``BaseOptimizer`` around the same torch optimizer
+    (parity-checked). Deviations from Keras: the inner optimizer's learning-rate schedule sees the inner
+    optimizer's own step (the number of actual updates), not every call; weight decay is the inner
+    optimizer's; the EMA and the accumulator are float32 for low-precision parameters. ``weight_decay`` and
+    ``name`` are not options here.
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        clipnorm: Largest norm of each gradient tensor (>= 0); ``None`` disables. Default ``None``.
+        clipvalue: Largest absolute value of each gradient entry (>= 0); ``None`` disables. Default ``None``.
+        global_clipnorm: Largest norm of all gradients together (>= 0); ``None`` disables. Default ``None``.
+        use_ema: Keep an exponential moving average of the weights. Default ``False``.
+        ema_momentum: Decay rate of the weight EMA, in [0, 1]. Default ``0.99``.
+        ema_overwrite_frequency: Every this many (accumulated) iterations, overwrite the weights by their
+            average (an integer >= 1); ``None`` never does. Default ``None``.
+        loss_scale_factor: Factor (> 0) the gradients are divided by (the loss having been multiplied by it);
+            ``None`` disables. Default ``None``.
+        gradient_accumulation_steps: Number of calls whose gradients are averaged into one update (an integer
+            >= 2); ``None`` updates every call. Default ``None``.
+        agc_clipping_value: Adaptive gradient clipping ratio (> 0, keyword-only); ``None`` disables.
+            Default ``None``.
+        agc_eps: Lower bound of the weight norm in adaptive gradient clipping (>= 0, keyword-only).
+            Default ``1e-3``.
+        skip_nonfinite: Skip a call whose gradients are not all finite (keyword-only); ``None``: on exactly
+            when ``loss_scale_factor`` is set. Default ``None``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the accumulator and the weight average (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "kerasoptions"

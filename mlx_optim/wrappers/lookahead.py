@@ -1,8 +1,4 @@
-"""Lookahead (pytorch_optimizer semantics) and holocron's Scout: slow weights synchronised every k steps.
-
-Both keep the slow weights in ``state["slots"]`` and decide "is this a sync step" with ``mx.where`` on the
-step counter, so they run unchanged inside ``mx.compile`` and resume exactly from a saved state.
-"""
+"""Lookahead (pytorch_optimizer semantics) and holocron's Scout: slow weights synchronised every k steps."""
 
 from __future__ import annotations
 
@@ -49,7 +45,7 @@ class _SyncWrapper(Wrapper):
 
 @register
 class Lookahead(_SyncWrapper):
-    r"""Lookahead: every ``k`` inner steps, pull the fast weights toward slow weights and restart from there.
+    r"""Lookahead: a wrapper that pulls the fast weights toward slow weights every ``k`` inner steps.
 
     .. math::
         \text{if } t \bmod k = 0:\quad \phi \leftarrow \theta + (1-\alpha)(\phi - \theta),\quad \theta \leftarrow \phi
@@ -59,14 +55,37 @@ class Lookahead(_SyncWrapper):
     zeroes the inner optimizer's momentum buffer at every sync, ``"pullback"`` interpolates it toward a slow
     copy the same way. The buffer is the inner state's ``"momentum_buffer"`` (``mlx_optim``'s SGD and torch's
     name), or ``"v"`` for ``mlx.optimizers.SGD``; for an inner optimizer without one both options do nothing,
-    as in pytorch_optimizer (where they only touch ``momentum_buffer``).
+    as in pytorch_optimizer (where they only touch ``momentum_buffer``). The slow weights live in ``state["slots"]`` and
+    the "is this a sync step" decision is ``mx.where`` on the step counter, so the wrapper runs unchanged inside
+    ``mx.compile`` and resumes exactly from a saved state. :meth:`backup_and_load_cache` / :meth:`clear_and_load_backup`
+    swap the slow weights in for evaluation.
 
-    The inner optimizer is an instance, a class or a registered name (then built with ``optimizer_kwargs`` and
-    ``learning_rate``). With a SAM-like inner, :meth:`step_with` runs the inner's two-evaluation step and counts
-    one Lookahead step per SAM step; with a transparent SAM inner every ``update`` call (one SAM phase) counts,
-    so wrap the other way round, ``SAM(Lookahead(base), transparent=True)``, to count SAM steps. Slow weights
-    of bf16/fp16 parameters are kept in float32 (torch keeps them in the parameter dtype). Paper: Zhang et al.,
-    "Lookahead Optimizer: k steps forward, 1 step back" (2019).
+    With a SAM-like inner, :meth:`step_with` runs the inner's two-evaluation step and counts one Lookahead step
+    per SAM step; with a transparent SAM inner every ``update`` call (one SAM phase) counts, so wrap the other
+    way round, ``SAM(Lookahead(base), transparent=True)``, to count SAM steps.
+
+    Paper: Zhang et al., "Lookahead Optimizer: k steps forward, 1 step back", NeurIPS 2019,
+    arXiv:1907.08610.
+
+    Reference: ``pytorch_optimizer.Lookahead`` (parity-checked). Difference: slow weights of bf16/fp16
+    parameters are kept in float32 (torch keeps them in the parameter dtype).
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        k: Number of inner steps between syncs (a positive integer). Default ``5``.
+        alpha: Interpolation factor :math:`\alpha` from the slow weights toward the fast ones, in [0, 1).
+            Default ``0.5``.
+        pullback_momentum: ``"none"``, ``"reset"`` or ``"pullback"`` (above; the last two need a plain,
+            unwrapped inner optimizer). Default ``"none"``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the slow weights (and slow momentum) (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "lookahead"
@@ -153,7 +172,7 @@ class Lookahead(_SyncWrapper):
 
 @register
 class Scout(_SyncWrapper):
-    r"""Scout (holocron): Lookahead whose sync rate adapts to how coherent the fast-weight trajectory was.
+    r"""Scout: Lookahead whose sync rate adapts to how coherent the fast-weight trajectory was (holocron).
 
     Every inner step appends the fast weights to a per-parameter buffer that starts with the slow weights.
     Every ``sync_period`` steps, with :math:`u_j = \theta_j - \theta_{j-1}` the ``sync_period`` buffered
@@ -164,13 +183,31 @@ class Scout(_SyncWrapper):
         c = \operatorname{mean}_{\text{params}}(s),\quad r = \max(1 - c,\ \text{sync\_rate}),\quad
         \phi \leftarrow \phi + r(\theta - \phi),\ \theta \leftarrow \phi
 
-    (``std`` unbiased, as ``torch.std``), then the buffers restart from the new slow weights. This follows the
-    algorithm of holocron's ``Scout`` as transcribed in ``shared/reference/seeds-001-004.md`` §1.9; holocron has
-    no numeric tests, so parity is against a NumPy transcription. Deviation: where ``max_dev`` is 0 (all
-    updates of an element equal) holocron divides 0 by 0; we count that element's ratio as 0. The buffer is a
+    (``std`` unbiased, as ``torch.std``), then the buffers restart from the new slow weights. The buffer is a
     fixed ``(sync_period + 1, *shape)`` float32 array per parameter (slot ``"buffer"``; its row 0 is the slow
-    weights), so the step is compile-friendly. Holocron's signature: ``sync_rate`` in [0, 1], ``sync_period``
-    a positive int.
+    weights), so the step is compile-friendly. The slow weights live in ``state["slots"]`` and the "is this a sync step"
+    decision is ``mx.where`` on the step counter, so the wrapper runs unchanged inside ``mx.compile`` and resumes
+    exactly from a saved state.
+
+    Paper: none; holocron's ``Scout`` wrapper.
+
+    Reference: ``holocron.optim.wrapper.Scout``; holocron has no numeric tests, so parity is against a NumPy
+    transcription of its algorithm. Deviation: where ``max_dev`` is 0 (all updates of an element equal)
+    holocron divides 0 by 0; we count that element's ratio as 0.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        sync_rate: Lower bound of the sync rate :math:`r`, in [0, 1]. Default ``0.5``.
+        sync_period: Number of inner steps between syncs (a positive integer). Default ``6``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the trajectory buffer (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "scout"

@@ -29,7 +29,7 @@ def cosine_similarity(x: mx.array, y: mx.array, eps: float = 1e-8) -> mx.array:
 
 @register
 class Magma(Wrapper):
-    r"""Magma: keep each tensor's update with probability ``mask_prob``, scaled by a momentum-gradient alignment.
+    r"""Magma: a wrapper that keeps each tensor's update at random, scaled by a momentum-gradient alignment.
 
     After the inner optimizer's (dense) step from :math:`\theta_{t-1}` to :math:`\tilde\theta_t`, per tensor
 
@@ -38,21 +38,45 @@ class Magma(Wrapper):
         b_t \sim \text{Bernoulli}(p),\quad
         \theta_t = \theta_{t-1} + a_t b_t\,(\tilde\theta_t - \theta_{t-1})
 
-    (:math:`a_0 = 1`, :math:`\beta_a` = ``alignment_ema``, :math:`p` = ``mask_prob``), exactly as
-    ``pytorch_optimizer.Magma`` (its CPU, non-foreach path; ``lerp(new, old, 1 - a b)``). :math:`m_t` is the inner
-    optimizer's first moment after its step: ``moment_key="auto"`` looks for ``"exp_avg"`` then
-    ``"momentum_buffer"`` in the inner state (for a plain ``mlx.optimizers`` optimizer also ``"m"``, or ``"v"`` of
-    ``mlx.optimizers.SGD`` with momentum); a named key is used as is; without one (or with ``moment_key=None``)
-    Magma keeps its own EMA :math:`m_t = \beta m_{t-1} + (1-\beta) g_t` (``momentum_beta``, slot ``"momentum"``).
+    (:math:`a_0 = 1`, :math:`\beta_a` = ``alignment_ema``, :math:`p` = ``mask_prob``). :math:`m_t` is the
+    inner optimizer's first moment after its step (see ``moment_key``), or Magma's own EMA :math:`m_t = \beta
+    m_{t-1} + (1-\beta) g_t` (``momentum_beta``, slot ``"momentum"``) when the inner optimizer keeps none.
     :math:`g_t` is the raw gradient (before the inner optimizer's ``maximize``). The inner state is always
-    updated, also when the update is masked. ``exclude`` lists leaf paths (e.g. ``{"layers.0.bias"}``) or is a
-    predicate on the path; those leaves take the inner update unmasked (torch: a set of tensors). The mask is one
-    Bernoulli draw per tensor from a key kept in ``state["key"]`` (``seed``), split every step, so a run is
-    reproducible and compiles; its draws differ from torch's, so parity replays our masks into the reference. The
-    reference's ``foreach`` knob is dropped, and its "params instead of an optimizer" form (an AdamW) is
-    ``Magma("adamw", learning_rate=...)`` here. Per-parameter slots: ``"alignment"`` (float32 scalar) and, when
-    needed, ``"momentum"``.
-    Paper: arXiv:2602.15322.
+    updated, also when the update is masked. The mask is one Bernoulli draw per tensor from a key kept in
+    ``state["key"]`` (``seed``), split every step, so a run is reproducible and compiles. Per-parameter slots:
+    ``"alignment"`` (float32 scalar) and, when needed, ``"momentum"``.
+
+    Paper: arXiv:2602.15322 (momentum-aligned gradient masking), 2026.
+
+    Reference: ``pytorch_optimizer.Magma`` (its CPU, non-foreach path; ``lerp(new, old, 1 - a b)``;
+    parity-checked). Differences: the mask draws differ from torch's, so parity replays our masks into the
+    reference; the reference's ``foreach`` knob is dropped, and its "params instead of an optimizer" form (an
+    AdamW) is ``Magma("adamw", learning_rate=...)`` here; ``exclude`` takes leaf paths or a predicate (torch: a
+    set of tensors).
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        mask_prob: Probability :math:`p` of keeping a tensor's update in a step, in [0, 1]. Default ``0.5``.
+        tau: Temperature :math:`\tau` of the sigmoid of the cosine similarity (> 0). Default ``2.0``.
+        momentum_beta: Decay rate of Magma's own gradient EMA (used when the inner optimizer keeps no first
+            moment), in [0, 1]. Default ``0.9``.
+        alignment_ema: Decay rate :math:`\beta_a` of the alignment EMA, in [0, 1]. Default ``0.9``.
+        moment_key: Which inner state entry is :math:`m_t`: ``"auto"`` looks for ``"exp_avg"`` then
+            ``"momentum_buffer"`` (for a plain ``mlx.optimizers`` optimizer also ``"m"``, or ``"v"`` of
+            ``mlx.optimizers.SGD`` with momentum); another string names the key; ``None`` always uses Magma's own
+            EMA. Default ``"auto"``.
+        exclude: Leaf paths (e.g. ``{"layers.0.bias"}``) or a predicate on the path; those leaves take the
+            inner update unmasked. Default ``None``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        seed: Seed of the mask's random key (keyword-only). Default ``0``.
+        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "magma"

@@ -32,15 +32,29 @@ def orthograd(p: mx.array, g: mx.array, eps: float = 1e-30) -> mx.array:
 
 @register
 class OrthoGrad(Wrapper):
-    r"""OrthoGrad: feed the inner optimizer the part of each gradient orthogonal to its weight tensor.
+    r"""OrthoGrad: a wrapper that feeds the inner optimizer the part of each gradient orthogonal to its weight tensor.
 
     .. math::
         g_\perp = g - \frac{\langle w, g\rangle}{\langle w, w\rangle + \epsilon} w,\qquad
         \tilde g = g_\perp \frac{\|g\|}{\|g_\perp\| + \epsilon}
 
     per tensor, with :math:`\epsilon = 10^{-30}`, and :math:`\tilde g = 0` when :math:`g` is parallel to
-    :math:`w`, exactly as ``pytorch_optimizer.OrthoGrad`` (its ``foreach`` knob is dropped). It keeps no state
-    of its own. Paper: Prieto et al., "Grokking at the Edge of Numerical Stability" (2025).
+    :math:`w`. It keeps no state of its own.
+
+    Paper: Prieto et al., "Grokking at the Edge of Numerical Stability", arXiv:2501.04697, 2025.
+
+    Reference: ``pytorch_optimizer.OrthoGrad`` (parity-checked); its ``foreach`` knob is dropped.
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: Accepted for the common signature; OrthoGrad keeps no state of its own (keyword-only).
+            Default ``None``.
     """
 
     name = "orthograd"

@@ -1,27 +1,4 @@
-"""The SAM family: SAM, ASAM, GSAM, WSAM, LookSAM, FriendlySAM (wrappers) and BSAM (standalone).
-
-Every method here is a two- (BSAM: three-) phase step in the sense of :class:`mlx_optim.wrappers.base.Phased`:
-phase 0 receives the gradient at the current weights and moves to the perturbed weights, phase 1 receives
-the gradient there, returns to the saved weights and lets the inner optimizer step. Both calling forms run
-the same phase functions:
-
-* ``loss = opt.step_with(model, loss_and_grad_fn, *batch)``: both evaluations on the same batch in one call
-  (pytorch_optimizer's closure step); returns the loss at the unperturbed weights;
-* ``transparent=True``: each ``opt.update(model, grads)`` runs one phase (``calls % 2``, chosen with
-  ``mx.where``), so the optimizer drops into mlx-lm's compiled one-update-per-step trainer. Feeding the same
-  batch to two consecutive calls reproduces ``step_with`` exactly.
-
-All per-parameter wrapper state (saved weights, perturbations, gradients, momenta) lives in
-``opt.state["slots"]`` and the inner optimizer's state in ``opt.state["inner"]``: both are captured by
-``mx.compile(..., inputs=[model.state, opt.state])`` and saved with the optimizer. The inner optimizer is an
-instance, a class or a registered name (built with ``optimizer_kwargs`` and ``learning_rate``).
-
-Differences from pytorch_optimizer that come from MLX: there are no parameter groups (``rho``/``adaptive``
-are global), no distributed gradient all-reduce, and no ``model``/``params`` constructor arguments.
-``step_with`` freezes ``nn.BatchNorm`` running statistics during the re-evaluation at the perturbed weights
-(pytorch_optimizer's ``disable_running_stats``, which WSAM and GSAM call inside ``step`` and SAM's docs
-recommend); BSAM, like its reference, does not.
-"""
+"""The SAM family: SAM, ASAM, GSAM, WSAM, LookSAM, FriendlySAM (wrappers) and BSAM (standalone)."""
 
 from __future__ import annotations
 
@@ -32,8 +9,9 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers.base import Phased, Wrapper, global_norm
+from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["SAM", "ASAM", "GSAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "sam_perturbation"]
 
@@ -93,18 +71,58 @@ class _SAMBase(Phased, Wrapper):
 
 @register
 class SAM(_SAMBase):
-    r"""Sharpness-aware minimization: step with the gradient taken at the worst nearby point.
+    r"""SAM: sharpness-aware minimization, a wrapper that steps with the gradient taken at the worst nearby point.
 
     .. math::
         e = \rho\,\frac{T_w^2\, \mathrm{gc}(g)}{\|T_w g\| + \epsilon_p},\quad
         g_s = \nabla L(w + e),\quad w \leftarrow \mathrm{inner}(w, g_s)
 
-    with :math:`T_w = |w|` when ``adaptive`` (ASAM) and 1 otherwise. Exactly pytorch_optimizer's ordering
-    (``shared/reference/seeds-001-004.md`` §2.2): the global norm is taken *before* gradient centralization
-    (``use_gc``: per-output-channel mean removed from tensors with ndim > 1), the adaptive perturbation uses
+    with :math:`T_w = |w|` when ``adaptive`` (ASAM) and 1 otherwise. Exactly pytorch_optimizer's ordering: the
+    global norm is taken *before* gradient centralization (``use_gc``), the adaptive perturbation uses
     :math:`w^2` while the norm uses :math:`|w|`, and the weights are restored from a saved copy (slot
-    ``old_p``) before the inner step. Paper: Foret et al., "Sharpness-Aware Minimization for Efficiently
-    Improving Generalization" (ICLR 2021). See the module docstring for the two calling forms.
+    ``old_p``) before the inner step.
+
+    Two calling forms run the same two phases (phase 0 receives the gradient at the current weights and
+    moves to the perturbed weights, phase 1 receives the gradient there, returns to the saved weights and lets
+    the inner optimizer step):
+
+    * ``loss = opt.step_with(model, loss_and_grad_fn, *batch)``: both evaluations on the same batch in one call
+      (pytorch_optimizer's closure step); returns the loss at the unperturbed weights. It freezes
+      ``nn.BatchNorm`` running statistics during the re-evaluation at the perturbed weights
+      (pytorch_optimizer's ``disable_running_stats``);
+    * ``transparent=True``: each ``opt.update(model, grads)`` runs one phase (``calls % 2``, chosen with
+      ``mx.where``), so the optimizer drops into mlx-lm's compiled one-update-per-step trainer. Feeding the same
+      batch to two consecutive calls reproduces ``step_with`` exactly.
+
+    All per-parameter wrapper state lives in ``opt.state["slots"]`` and the inner optimizer's state in
+    ``opt.state["inner"]``: both are captured by ``mx.compile(..., inputs=[model.state, opt.state])`` and saved
+    with the optimizer.
+
+    Paper: Foret et al., "Sharpness-Aware Minimization for Efficiently Improving Generalization", ICLR 2021,
+    arXiv:2010.01412.
+
+    Reference: ``pytorch_optimizer.SAM`` (parity-checked). Differences that come from MLX: no parameter groups (the
+    hyperparameters are global), no distributed gradient all-reduce, and no ``model`` / ``params`` constructor
+    arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
+            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
+        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "sam"
@@ -161,14 +179,38 @@ class SAM(_SAMBase):
 
 @register
 class ASAM(SAM):
-    r"""Adaptive SAM: :class:`SAM` with ``adaptive=True`` (scale-invariant neighbourhood :math:`T_w = |w|`).
+    r"""ASAM: adaptive SAM, :class:`SAM` with the scale-invariant neighbourhood :math:`T_w = |w|` by default.
 
     .. math::
         e = \rho\,\frac{w^2 \odot g}{\| |w| \odot g \| + \epsilon_p}
 
-    pytorch_optimizer has no separate class: the reference is ``SAM(adaptive=True)``. ASAM's paper suggests a
-    larger ``rho`` (e.g. 0.5 or more) than SAM. Paper: Kwon et al., "ASAM: Adaptive Sharpness-Aware
-    Minimization for Scale-Invariant Learning of Deep Neural Networks" (ICML 2021).
+    The paper suggests a larger ``rho`` (e.g. 0.5 or more) than SAM. Calling forms as :class:`SAM`.
+
+    Paper: Kwon et al., "ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invariant Learning of Deep
+    Neural Networks", ICML 2021, arXiv:2102.11600.
+
+    Reference: ``pytorch_optimizer.SAM(adaptive=True)`` (pytorch_optimizer has no separate class;
+    parity-checked). Differences that come from MLX: no parameter groups (the hyperparameters are global), no
+    distributed gradient all-reduce, and no ``model`` / ``params`` constructor arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
+        adaptive: The scale-invariant neighbourhood; ``False`` gives plain SAM. Default ``True``.
+        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
+            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
+        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "asam"
@@ -202,15 +244,39 @@ class ASAM(SAM):
 
 @register
 class FriendlySAM(SAM):
-    r"""Friendly SAM: perturb along the gradient minus its running mean (the "full-gradient" component).
+    r"""FriendlySAM: SAM that perturbs along the gradient minus its running mean (the "full-gradient" component).
 
     .. math::
         \tilde g = g - \sigma m,\quad m \leftarrow \lambda m + (1-\lambda) g,\quad
         e = \rho\,\frac{T_w^2 \tilde g}{\|T_w \tilde g\| + \epsilon_p}
 
     and then as :class:`SAM` (restore, inner step with the gradient at :math:`w + e`). On the first step
-    :math:`m = g` and :math:`\tilde g = g`, as pytorch_optimizer. Paper: Li et al., "Friendly Sharpness-Aware
-    Minimization" (CVPR 2024).
+    :math:`m = g` and :math:`\tilde g = g`, as pytorch_optimizer. Calling forms as :class:`SAM`.
+
+    Paper: Li et al., "Friendly Sharpness-Aware Minimization", CVPR 2024, arXiv:2403.12350.
+
+    Reference: ``pytorch_optimizer.FriendlySAM`` (parity-checked). Differences that come from MLX: no parameter groups
+    (the hyperparameters are global), no distributed gradient all-reduce, and no ``model`` / ``params`` constructor
+    arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
+        sigma: Weight :math:`\sigma` of the running mean subtracted from the gradient (>= 0). Default ``1.0``.
+        lmbda: Decay rate :math:`\lambda` of the running mean (>= 0). Default ``0.9``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "friendlysam"
@@ -262,8 +328,7 @@ class FriendlySAM(SAM):
 
 @register
 class GSAM(_SAMBase):
-    r"""Surrogate-gap guided SAM: descend along the perturbed gradient minus part of its component
-    orthogonal to the clean gradient.
+    r"""GSAM: surrogate-gap guided SAM, removing part of the perturbed gradient's component orthogonal to the clean one.
 
     .. math::
         e = \rho_t\,\frac{T_w^2 g}{\|T_w g\| + \epsilon_p},\quad g_s = \nabla L(w + e),\quad
@@ -271,12 +336,36 @@ class GSAM(_SAMBase):
         d = g_s - \alpha\Big(g - \cos\,\|g\|\frac{g_s}{\|g_s\| + \epsilon_p}\Big),\quad
         w \leftarrow \mathrm{inner}(w, d)
 
-    (norms global over all parameters). ``rho_scheduler`` replaces pytorch_optimizer's ``ProportionScheduler``
-    object: a float, or an MLX schedule ``rho(step)`` evaluated once per step at the 0-based step (the value
-    the reference gets from its first, second, ... ``update_rho_t()``); to make it proportional to a learning
-    rate schedule, build it from that schedule. The weights are restored by subtracting the saved perturbation
-    (slot ``e_w``), as the reference does. Paper: Zhuang et al., "Surrogate Gap Minimization Improves
-    Sharpness-Aware Training" (ICLR 2022).
+    (norms global over all parameters). The weights are restored by subtracting the saved perturbation (slot
+    ``e_w``), as the reference does. Calling forms as :class:`SAM`.
+
+    Paper: Zhuang et al., "Surrogate Gap Minimization Improves Sharpness-Aware Training", ICLR 2022.
+
+    Reference: ``pytorch_optimizer.GSAM`` (parity-checked). Difference: ``rho_scheduler`` replaces
+    pytorch_optimizer's ``ProportionScheduler`` object. Differences that come from MLX: no parameter groups (the
+    hyperparameters are global), no distributed gradient all-reduce, and no ``model`` / ``params`` constructor
+    arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho_scheduler: The radius :math:`\rho_t` (>= 0): a float, or an MLX schedule ``rho(step)`` evaluated
+            once per step at the 0-based step (the value the reference gets from its first, second, ...
+            ``update_rho_t()``); to make it proportional to a learning-rate schedule, build it from that
+            schedule. Required.
+        alpha: Weight :math:`\alpha` of the removed component, in [0, 1). Default ``0.4``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "gsam"
@@ -341,18 +430,46 @@ class GSAM(_SAMBase):
 
 @register
 class WSAM(_SAMBase):
-    r"""Weighted SAM: SAM's sharpness term as a weighted regularizer, :math:`\alpha = \gamma / (1 - \gamma)`.
+    r"""WSAM: weighted SAM, SAM's sharpness term as a weighted regularizer, :math:`\alpha = \gamma / (1 - \gamma)`.
 
     .. math::
         e = \rho\,\frac{T_w^2 g}{\|T_w g\| + \epsilon},\quad g_s = \mathrm{clip}(\nabla L(w + e))
 
     decoupled: :math:`w \leftarrow \mathrm{inner}(w, g) - \eta\,\alpha\,(g_s - g)` (:math:`\eta` the inner
     learning rate); coupled: :math:`w \leftarrow \mathrm{inner}(w, g + \alpha(g_s - g))` (torch's
-    ``lerp(g_s, g, 1 - alpha)``). ``max_norm`` clips :math:`g_s` by its global norm
-    (``clip_grad_norm_``: factor ``min(1, max_norm / (norm + 1e-6))``). pytorch_optimizer's signature minus
-    ``model`` and ``params``; the weights are restored by subtracting the saved perturbation (slot ``e_w``).
-    ``gamma`` must be in [0, 1) (the reference divides by ``1 - gamma`` without checking). Paper: Yue et al.,
-    "Sharpness-Aware Minimization Revisited: Weighted Sharpness as a Regularization Term" (KDD 2023).
+    ``lerp(g_s, g, 1 - alpha)``). ``max_norm`` clips :math:`g_s` by its global norm (``clip_grad_norm_``:
+    factor ``min(1, max_norm / (norm + 1e-6))``). The weights are restored by subtracting the saved
+    perturbation (slot ``e_w``). Calling forms as :class:`SAM`.
+
+    Paper: Yue et al., "Sharpness-Aware Minimization Revisited: Weighted Sharpness as a Regularization Term",
+    KDD 2023, arXiv:2305.15817.
+
+    Reference: ``pytorch_optimizer.WSAM`` (parity-checked): its signature minus ``model`` and ``params``.
+    ``gamma`` must be in [0, 1) (the reference divides by ``1 - gamma`` without checking). Differences that come from
+    MLX: no parameter groups (the hyperparameters are global), no distributed gradient all-reduce, and no ``model`` /
+    ``params`` constructor arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
+        gamma: Weight :math:`\gamma` of the sharpness term, in [0, 1). Default ``0.9``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        decouple: Apply the sharpness term after the inner step (decoupled) instead of mixing it into the
+            inner optimizer's gradient. Default ``True``.
+        max_norm: Global norm above which the perturbed gradient is scaled down (>= 0); ``None`` disables.
+            Default ``None``.
+        eps: Term added to the norm in the perturbation (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "wsam"
@@ -434,9 +551,37 @@ class LookSAM(SAM):
         g + \alpha\,\frac{\|g\|}{\|g_v\| + 10^{-8}}\,g_v
 
     (per-parameter norms; norms in the unit vectors are clamped below by ``perturb_eps``), as
-    pytorch_optimizer. Both forms still evaluate the gradient twice on the in-between steps (the second
-    evaluation is at the unperturbed weights) since the choice is made with ``mx.where``. Paper: Liu et al.,
-    "Towards Efficient and Scalable Sharpness-Aware Minimization" (CVPR 2022).
+    pytorch_optimizer. Both calling forms still evaluate the gradient twice on the in-between steps (the
+    second evaluation is at the unperturbed weights) since the choice is made with ``mx.where``. Calling forms
+    as :class:`SAM`.
+
+    Paper: Liu et al., "Towards Efficient and Scalable Sharpness-Aware Minimization", CVPR 2022,
+    arXiv:2203.02714.
+
+    Reference: ``pytorch_optimizer.LookSAM`` (parity-checked). Differences that come from MLX: no parameter groups (the
+    hyperparameters are global), no distributed gradient all-reduce, and no ``model`` / ``params`` constructor
+    arguments.
+
+    Args:
+        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
+            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.1``.
+        k: Steps between full SAM steps (a positive integer). Default ``10``.
+        alpha: Weight :math:`\alpha` of the reused sharpness direction, in (0, 1). Default ``0.7``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
+            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
+        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
+            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
+            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "looksam"
@@ -513,10 +658,10 @@ class LookSAM(SAM):
 
 @register
 class BSAM(Phased, Optimizer):
-    r"""Bayesian SAM (bSAM): SAM as variational learning, with a noisy and a perturbed gradient per step.
+    r"""BSAM: Bayesian SAM, SAM as variational learning, with a noisy and a perturbed gradient per step.
 
-    Three phases per step (``step_with`` evaluates the gradient twice; transparent mode uses three ``update``
-    calls and ignores the first call's gradient):
+    A standalone optimizer (not a wrapper). Three phases per step (``step_with`` evaluates the gradient twice;
+    transparent mode uses three ``update`` calls and ignores the first call's gradient):
 
     .. math::
         w \leftarrow w + \xi,\ \xi \sim \mathcal N\big(0, (N s)^{-2}\big);\qquad
@@ -528,12 +673,35 @@ class BSAM(Phased, Optimizer):
     (:math:`N` = ``num_data``, :math:`\lambda` = ``weight_decay``, :math:`\delta` = ``damping``,
     :math:`T_w^2 = w^2` when ``adaptive``; :math:`s` starts at 1). This is pytorch_optimizer's ``BSAM``
     exactly, including its quirks: the noise's *standard deviation* is :math:`1/(N s)`, the momentum averages
-    :math:`\lambda g` (not :math:`g + \lambda w`), and neither the noise nor the perturbation is undone
-    before the final update. ``step_with`` returns the loss at the noisy weights (the first evaluation; the
-    reference returns the second). The noise uses a key kept in ``state["key"]`` (``seed``), so runs are
-    reproducible but only statistics can be compared with torch's generator. The reference's unused
-    ``noisy_gradient`` buffer is not kept. Paper: Möllenhoff & Khan, "SAM as an Optimal Relaxation of Bayes"
-    (ICLR 2023).
+    :math:`\lambda g` (not :math:`g + \lambda w`), and neither the noise nor the perturbation is undone before
+    the final update. Unlike the SAM wrappers, ``step_with`` does not freeze BatchNorm statistics (nor does
+    the reference).
+
+    Paper: Möllenhoff & Khan, "SAM as an Optimal Relaxation of Bayes", ICLR 2023, arXiv:2210.01620.
+
+    Reference: ``pytorch_optimizer.BSAM`` (parity-checked with a negligible noise, ``num_data=1e9``: MLX and torch
+    draw different noise). Differences:
+    ``step_with`` returns the loss at the noisy weights (the first evaluation; the reference returns the
+    second); the noise uses a key kept in ``state["key"]`` (``seed``), so runs are reproducible but only
+    statistics can be compared with torch's generator; the reference's unused ``noisy_gradient`` buffer is not
+    kept. Differences that come from MLX: no parameter groups (the hyperparameters are global), no
+    distributed gradient all-reduce, and no ``model`` / ``params`` constructor arguments.
+
+    Args:
+        num_data: Number of training examples :math:`N` (sets the noise scale; >= 0). Required.
+        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``5e-1``.
+        betas: ``(beta1, beta2)``, decay rates of the momentum and of :math:`s`, each in [0, 1).
+            Default ``(0.9, 0.999)``.
+        weight_decay: Coefficient :math:`\lambda` (>= 0). Default ``1e-4``.
+        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
+        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
+        damping: Damping :math:`\delta` (>= 0). Default ``0.1``.
+        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
+            (keyword-only). Default ``False``.
+        seed: Seed of the noise's random key (keyword-only). Default ``0``.
+        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
+            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
+            rounding.
     """
 
     name = "bsam"
@@ -566,7 +734,7 @@ class BSAM(Phased, Optimizer):
         self._hyper("damping", damping, 0.0)
         self.num_data = num_data
         self.adaptive = adaptive
-        self._state["key"] = mx.random.key(seed)
+        self.globals["key"] = mx.random.key(seed)
         self._setup_phases(transparent)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -575,8 +743,8 @@ class BSAM(Phased, Optimizer):
 
     def phase(self, i: int, grads: Any, params: Any, loss: mx.array | None) -> Any:
         if i == 0:
-            key, sub = mx.random.split(self._state["key"])
-            self._state["key"] = key
+            key, sub = mx.random.split(self.globals["key"])
+            self.globals["key"] = key
             flat = tree_flatten(params)
             keys = mx.random.split(sub, len(flat))
             self._leaf_keys = {path: keys[j] for j, (path, _) in enumerate(flat)}
@@ -590,7 +758,7 @@ class BSAM(Phased, Optimizer):
         self._leaf_path = path[:-1]
         dtype = self.compute_dtype(p)
         g32, p32 = g.astype(dtype), p.astype(dtype)
-        hp = self.hp
+        hp = self.hp_for(self._leaf_path, p)
         if i == 0:
             noise = mx.random.normal(p.shape, dtype=mx.float32, key=self._leaf_keys[self._leaf_path])
             new = p32 + noise.astype(dtype) * (1.0 / (self.num_data * s["s"]))

@@ -59,7 +59,7 @@ def erf_imag(x: mx.array, coefs: mx.array, ell: float) -> mx.array:
 
 @register
 class TRAC(Wrapper):
-    r"""TRAC: a parameter-free scale on the inner optimizer's updates, tuned online (pytorch_optimizer semantics).
+    r"""TRAC: a wrapper that scales the inner optimizer's updates by a parameter-free factor tuned online.
 
     With :math:`\theta_\text{ref}` the initial parameters, :math:`u_t` the inner optimizer's update at step
     :math:`t`, :math:`g_t` the gradient and :math:`s_{t-1}` the previous scale (0 at the start),
@@ -78,9 +78,30 @@ class TRAC(Wrapper):
     parameters). ``erfi`` is the reference's ``ERF1994`` rational approximation with ``num_coefs`` terms, in
     complex64 (:func:`erf_imag`). Global state: ``betas``, ``s``, ``variance``, ``sigma``; per-parameter slot
     ``theta_ref`` (float32 for bf16/fp16 parameters). As in the reference, the scale starts near
-    ``6 * s_prev`` and grows while the updates keep agreeing with the gradients. ``betas`` is not validated
-    (nor is it in the reference). Paper: Muppidi et al., "Fast TRAC: A Parameter-Free Optimizer for Lifelong
-    Reinforcement Learning" (2024).
+    ``6 * s_prev`` and grows while the updates keep agreeing with the gradients.
+
+    Paper: Muppidi et al., "Fast TRAC: A Parameter-Free Optimizer for Lifelong Reinforcement Learning",
+    NeurIPS 2024, arXiv:2405.16642.
+
+    Reference: ``pytorch_optimizer.TRAC`` (parity-checked). Difference: the ``ERF1994`` coefficients are
+    computed in float64 and rounded (the reference computes them in float32).
+
+    Args:
+        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
+            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
+            ``learning_rate``). Required.
+        betas: Decay rates :math:`\beta_k` of the scale's statistics, one pair per value (not validated, as in
+            the reference). Default ``(0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)``.
+        num_coefs: Number of terms of the ``erfi`` approximation (a positive integer). Default ``128``.
+        s_prev: Initial scale factor :math:`s_\text{prev}` (>= 0). Default ``1e-8``.
+        eps: Term added to the denominators (>= 0). Default ``1e-8``.
+        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
+            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
+        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
+            Default ``None``.
+        state_dtype: dtype of the reference parameters (keyword-only); ``None``: float32 for
+            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
+            own ``state_dtype``. Default ``None``.
     """
 
     name = "trac"

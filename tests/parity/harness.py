@@ -33,6 +33,10 @@ SHAPES = {"a": (7,), "b": (5, 6), "c": (2, 3, 4)}
 LOUD_STEPS = 6
 
 
+# our keywords the references do not have (dropped from the torch side)
+MLX_ONLY = ("state_dtype", "ns_dtype")
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One parity case."""
@@ -48,13 +52,18 @@ class Row:
     id: str = ""
     compare: Callable | None = None  # compare(mlx_params_per_step, ref_params_per_step, row) for stats-only rows
     runner: Callable | None = None  # runner(row, compiled) -> (mlx_traj, ref_traj) for special calling conventions
+    # Ill-conditioned rows (eigenbases, degenerate subspaces): the runner also returns the reference run in float64,
+    # and a parameter that misses atol/rtol still passes within fp64_envelope times the float32 reference's own
+    # distance from that float64 run (per tensor, largest over the run). 0: off. Requires a note.
+    fp64_envelope: float = 0.0
+    source_module: str = ""  # the rows module it comes from (set by all_rows)
 
     @property
     def label(self) -> str:
         return f"{self.name}-{self.id}" if self.id else self.name
 
     def torch_kwargs(self) -> dict:
-        kw = {("lr" if k == "learning_rate" else k): v for k, v in self.kwargs.items() if k != "state_dtype"}
+        kw = {("lr" if k == "learning_rate" else k): v for k, v in self.kwargs.items() if k not in MLX_ONLY}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
         kw.update(self.ref_kwargs or {})
         return kw
@@ -79,8 +88,8 @@ def scale(t: int) -> float:
     return 3.0 if t < LOUD_STEPS else 0.03 * (1.0 + 0.5 * np.sin(t))
 
 
-def loss_and_grads(params: dict[str, np.ndarray], t: int) -> tuple[np.float32, dict[str, np.ndarray]]:
-    """``s_t * sum(0.5 (p - target)^2 - 0.1 cos(3p) + noise_t * p)`` and its gradient, in float64 -> float32."""
+def loss_and_grads(params: dict[str, np.ndarray], t: int, dtype=np.float32) -> tuple[np.float32, dict[str, np.ndarray]]:
+    """``s_t * sum(0.5 (p - target)^2 - 0.1 cos(3p) + noise_t * p)`` and its gradient, in float64 -> ``dtype``."""
     target, noise = _problem()
     s = scale(t)
     loss = 0.0
@@ -88,8 +97,8 @@ def loss_and_grads(params: dict[str, np.ndarray], t: int) -> tuple[np.float32, d
     for k, p32 in params.items():
         p = p32.astype(np.float64)
         loss += s * np.sum(0.5 * (p - target[k]) ** 2 - 0.1 * np.cos(3 * p) + noise[t][k] * p)
-        grads[k] = (s * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(np.float32)
-    return np.float32(loss), grads
+        grads[k] = (s * ((p - target[k]) + 0.3 * np.sin(3 * p) + noise[t][k])).astype(dtype)
+    return dtype(loss), grads
 
 
 # ---------------------------------------------------------------------------- the two sides
@@ -160,11 +169,28 @@ def reference_trajectory(row: Row) -> list[dict[str, np.ndarray]]:
     return _REFERENCE_CACHE[row.label]
 
 
-def assert_close_trajectories(mine, ref, row: Row, mode: str) -> None:
+def assert_close_trajectories(mine, ref, row: Row, mode: str, ref64=None) -> None:
+    """Every parameter within atol/rtol of ``ref`` after every step; with ``row.fp64_envelope`` and the float64
+    reference run ``ref64``, a parameter may instead be within ``fp64_envelope`` times the float32 reference's own
+    largest distance from ``ref64`` over the run (per tensor), plus atol."""
+    spread: dict[str, float] = {}  # per tensor: the float32 reference's largest distance from its float64 run
+    if ref64 is not None:
+        for b, c in zip(ref, ref64):
+            for k in b:
+                spread[k] = max(spread.get(k, 0.0), float(np.max(np.abs(b[k] - c[k]))))
     for t, (a, b) in enumerate(zip(mine, ref)):
         for k in a:
             if not np.allclose(a[k], b[k], rtol=row.rtol, atol=row.atol):
                 err = np.max(np.abs(a[k] - b[k]))
+                if ref64 is not None and row.fp64_envelope:
+                    err64 = float(np.max(np.abs(a[k] - ref64[t][k])))
+                    if err64 <= row.fp64_envelope * spread[k] + row.atol:
+                        continue
+                    raise AssertionError(
+                        f"{row.label} ({mode}): parameter {k!r} differs from the reference at step {t + 1}: "
+                        f"max abs diff {err:.3g} > atol {row.atol:g} + rtol {row.rtol:g}, and from the float64 "
+                        f"reference {err64:.3g} > {row.fp64_envelope:g} x the float32 reference's {spread[k]:.3g}"
+                    )
                 raise AssertionError(
                     f"{row.label} ({mode}): parameter {k!r} differs from the reference at step {t + 1}: "
                     f"max abs diff {err:.3g} > atol {row.atol:g} + rtol {row.rtol:g}"
@@ -174,14 +200,16 @@ def assert_close_trajectories(mine, ref, row: Row, mode: str) -> None:
 
 def check_row(row: Row, mode: str) -> None:
     compiled = mode == "compiled"
+    ref64 = None
     if row.runner is not None:
-        mine, ref = row.runner(row, compiled)
+        mine, ref, *rest = row.runner(row, compiled)
+        ref64 = rest[0] if rest else None
     else:
         mine, ref = run_mlx(row, compiled), reference_trajectory(row)
     if row.compare is not None:
         row.compare(mine, ref, row)
     else:
-        assert_close_trajectories(mine, ref, row, mode)
+        assert_close_trajectories(mine, ref, row, mode, ref64)
 
 
 # ---------------------------------------------------------------------------- the table
@@ -191,7 +219,8 @@ def all_rows() -> list[Row]:
 
     rows = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        rows.extend(importlib.import_module(f"{pkg.__name__}.{info.name}").ROWS)
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        rows.extend(dataclasses.replace(row, source_module=info.name) for row in module.ROWS)
     return rows
 
 

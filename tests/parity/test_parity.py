@@ -25,6 +25,25 @@ def test_rows_have_unique_labels():
     assert len(labels) == len(set(labels)), sorted(x for x in labels if labels.count(x) > 1)
 
 
+def test_fp64_envelope_accepts_only_within_the_reference_spread():
+    import numpy as np
+
+    from tests.parity.harness import Row, assert_close_trajectories
+
+    row = Row("adam", steps=1, fp64_envelope=2.0, note="test")
+    ref64 = [{"a": np.zeros(3)}]
+    ref32 = [{"a": np.full(3, 1e-3)}]  # the float32 reference is 1e-3 from its float64 run
+    assert_close_trajectories([{"a": np.full(3, -1.5e-3)}], ref32, row, "eager", ref64)  # 1.5e-3 <= 2 x 1e-3
+    with pytest.raises(AssertionError, match="float64"):
+        assert_close_trajectories([{"a": np.full(3, -2.5e-3)}], ref32, row, "eager", ref64)
+    with pytest.raises(AssertionError, match="differs"):  # without the float64 run, atol/rtol alone
+        assert_close_trajectories([{"a": np.full(3, -1.5e-3)}], ref32, row, "eager")
+
+
 def test_loose_tolerances_are_explained():
-    loose = [r.label for r in ROWS if (r.atol > DEFAULT_ATOL or r.rtol > DEFAULT_RTOL or r.compare) and not r.note]
+    loose = [
+        r.label
+        for r in ROWS
+        if (r.atol > DEFAULT_ATOL or r.rtol > DEFAULT_RTOL or r.compare or r.fp64_envelope) and not r.note
+    ]
     assert not loose, f"rows with a looser tolerance or a statistical check need a note saying why: {loose}"

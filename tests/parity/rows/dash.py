@@ -9,6 +9,8 @@ those rows compare against the reference run in float64, and the ``-f64`` rows r
 ``state_dtype=mx.float64`` against it at the default tolerance.
 """
 
+from __future__ import annotations
+
 from unittest import mock
 
 import mlx.core as mx
@@ -17,7 +19,7 @@ import torch
 
 from mlx_optim.optimizers.dash import power_iteration_start
 from tests.parity.harness import Row
-from tests.parity.rows.preconditioned import Float64Reference, shapes_runner
+from tests.parity.runners.float64 import Float64Reference, shapes_runner
 
 
 class DASHFixedStart:
@@ -52,6 +54,7 @@ EIGH_F64 = {
     "matrix_eps": 1e-6,
     "maximize": True,
 }
+
 
 ROWS = [
     Row(

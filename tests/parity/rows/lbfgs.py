@@ -33,7 +33,11 @@ from mlx_optim.optimizers.lbfgs import LBFGS
 from tests.parity.harness import Row
 
 X0 = [-1.2, 1.0, -0.5, 0.8, 1.5, -0.3]
+
+
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
 _MX_DTYPES = {"float32": mx.float32, "float64": mx.float64}
 
 
@@ -168,16 +172,21 @@ def runner(problem: str, dtype: str = "float32"):
 
 
 WOLFE = {"line_search_fn": "strong_wolfe"}
+
+
 F64_NOTE = (
     "float64 on both sides (polynomial losses, so MLX's float64 CPU math is exact): checks the algorithm branch for "
     "branch with a tolerance tighter than the default; measured max diff {measured}."
 )
+
+
 CHAOS_NOTE = (
     "Rosenbrock in float32: L-BFGS amplifies the ulp-level differences between MLX's and torch's reductions (dot "
     "products, sums) by ~x10-1000 per outer step (same growth with torch-computed gradients fed to our optimizer, so it "
     "is the optimizer's own float32 arithmetic), so only the first {steps} steps are compared (measured {measured}); "
     "the float64 rows check the same paths over 10 steps. Default tolerance."
 )
+
 
 ROWS = [
     # float64: the algorithm, branch for branch (counters func_evals / n_iter compared too)

@@ -4,6 +4,8 @@ Besides the per-step rows, ``swap`` rows drive a script of steps and ``eval()`` 
 sides and compare the parameters after every action, so the y <-> x swap is checked against the reference.
 """
 
+from __future__ import annotations
+
 import mlx.core as mx
 import numpy as np
 

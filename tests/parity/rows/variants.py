@@ -1,4 +1,4 @@
-"""Parity rows for the Keras seed's ``_sn`` / ``_e`` variants (mlx_optim/optimizers/variants.py).
+"""Parity rows for the Keras seed's ``_sn`` / ``_e`` variants (mlx_optim/variants.py).
 
 A variant is its base optimizer plus :mod:`mlx_optim.features`. Rows:
 
@@ -17,16 +17,21 @@ A variant is its base optimizer plus :mod:`mlx_optim.features`. Rows:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
+import sys
 
 import mlx_optim
 from mlx_optim.features import FEATURE_DEFAULTS
+from tests.parity import rows as rows_package
 from tests.parity.harness import Row, reference_class
-from tests.parity.rows import dadapt, loss_driven, lowrank, muon, preconditioned, ranger, second_order
 
 BASE_ROWS: dict[str, list[Row]] = {}
-for _module in (dadapt, loss_driven, lowrank, muon, preconditioned, ranger, second_order):
-    for _row in _module.ROWS:
+for _info in pkgutil.iter_modules(rows_package.__path__):
+    if _info.name == "variants":
+        continue
+    for _row in importlib.import_module(f"{rows_package.__name__}.{_info.name}").ROWS:
         BASE_ROWS.setdefault(_row.name, []).append(_row)
 
 VARIANTS = {
@@ -194,7 +199,7 @@ for _name, _base in VARIANTS.items():
     for _row in BASE_ROWS[_base][:2]:
         _runner = _row.runner
         if _runner is not None and _base == "sophiag":  # its runners branch on the row's name
-            _runner = as_base_runner(_runner, second_order, _base, _name)
+            _runner = as_base_runner(_runner, sys.modules[_runner.__module__], _base, _name)
         ROWS.append(
             dataclasses.replace(
                 _row,

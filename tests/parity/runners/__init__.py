@@ -1,0 +1,1 @@
+"""Runners and reference adapters shared by several parity-row modules."""

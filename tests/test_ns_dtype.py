@@ -1,0 +1,40 @@
+"""The ``ns_dtype`` keyword of the Newton–Schulz optimizers: validation and the device-dependent default."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import pytest
+
+import mlx_optim
+from mlx_optim.functional.matrix import ns_iteration_dtype
+
+NAMES = ["muon", "muonclip", "distributedmuon", "adamuon", "adago", "normuon", "scion", "scionlight"]
+
+
+def test_default_is_float32_on_the_cpu_and_the_reference_dtype_on_a_gpu():
+    with mx.stream(mx.cpu):
+        assert mx.default_device().type == mx.cpu
+        assert ns_iteration_dtype(None, mx.bfloat16) == mx.float32
+    assert ns_iteration_dtype("bfloat16", mx.float16) == mx.bfloat16
+    assert ns_iteration_dtype(mx.float16, mx.bfloat16) == mx.float16
+    if mx.metal.is_available():
+        with mx.stream(mx.gpu):
+            assert ns_iteration_dtype(None, mx.bfloat16) == mx.bfloat16
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_ns_dtype_is_rejected(name):
+    with pytest.raises(ValueError, match="ns_dtype"):
+        mlx_optim.load_optimizer(name)(ns_dtype="int8")
+    with pytest.raises(ValueError, match="ns_dtype"):
+        mlx_optim.load_optimizer(name)(ns_dtype=mx.int32)
+
+
+@pytest.mark.parametrize("ns_dtype", [None, "bfloat16", mx.float32])
+def test_muon_orthogonalizes_in_the_chosen_dtype(ns_dtype):
+    opt = mlx_optim.Muon(ns_dtype=ns_dtype)
+    o = opt.orthogonalize(mx.random.normal((8, 12), key=mx.random.key(0)))
+    expected = {None: mx.float32, "bfloat16": mx.bfloat16}.get(ns_dtype, ns_dtype)
+    if ns_dtype is None and mx.default_device().type != mx.cpu:
+        expected = mx.bfloat16
+    assert o.dtype == expected
