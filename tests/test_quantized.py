@@ -508,3 +508,13 @@ def test_packed_groups_are_quantized_too():
     moved = np.mean([np.abs(np.array(want[k]) - np.array(params[k])).mean() for k in params])
     diff = np.mean([np.abs(np.array(got[k]) - np.array(want[k])).mean() for k in params])
     assert diff < 0.05 * moved, (diff, moved)
+
+
+def test_interop_refuses_quantized_state():
+    """mlx.optimizers has no quantized state: converting raises instead of mapping codes as moments."""
+    from mlx_optim import interop
+
+    opt = mlx_optim.AdamW(learning_rate=1e-3, state_dtype="int8")
+    run(opt, large_tree(), gradients(large_tree(), 1))
+    with pytest.raises(ValueError, match="int8 state has no mlx.optimizers counterpart"):
+        interop.to_mlx(opt)
