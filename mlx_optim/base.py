@@ -46,7 +46,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
-from mlx_optim import streams
+from mlx_optim import quantized, streams
 from mlx_optim.streams import LeafStreams
 
 __all__ = ["Optimizer", "ParamGroup", "GLOBAL_KEY", "check_range", "check_choice", "leaves"]
@@ -419,11 +419,18 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         self._globals_scope: Any = None  # a group's view of self.globals while its step_scalars run
         self._group: _Group | None = None  # the group of the leaf (or of the step_scalars call) being processed
         self.maximize = bool(maximize)
-        if state_dtype is not None and not isinstance(state_dtype, mx.Dtype):
-            raise ValueError(f"{type(self).__name__}: state_dtype={state_dtype!r} must be an mx.Dtype or None")
+        # "int8" / "int4" / a QuantizedState: blockwise-quantized moments (mlx_optim.quantized), float32 otherwise
+        state_dtype, self.state_quantization = quantized.parse_state_dtype(type(self), state_dtype)
         self.state_dtype = state_dtype
+        self._quantized_moments = quantized.moments_of(type(self))  # {entry: non-negative} of the quantizable moments
+        self._quantized_leaves: dict[int, tuple[dict, list]] = {}  # during a step: leaves with dequantized moments
+        self._quantized_after: list[mx.array] = []  # the codes written last: the next leaf's dequantization waits
+        cls = type(self)
+        self._quantize_per_leaf = cls.prepare is Optimizer.prepare and cls.apply_single is Optimizer.apply_single
         # Stochastic rounding of bfloat16 state (mlx_optim.precision): on by default; its key lives in state.
-        self.stochastic_rounding = state_dtype is not None and state_dtype == mx.bfloat16
+        self.stochastic_rounding = (state_dtype is not None and state_dtype == mx.bfloat16) or (
+            self.state_quantization is not None and self.state_quantization.stochastic
+        )
         if self.stochastic_rounding:
             self.globals["rounding_key"] = mx.random.key(0)
         self.packer = None  # an mlx_optim.packed.Packer: small leaves updated as one flat buffer
@@ -886,6 +893,8 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         for path, _, p, s in leaves(parameters, parameters, self._state):
             if not s and path not in packed:
                 self._leaf_call(path, p, self.init_single, p, s)
+                if self.state_quantization is not None:
+                    quantized.quantize_new_state(self.state_quantization, self._quantized_moments, p, s)
         nbytes = sum(v.nbytes for _, v in tree_flatten([parameters, self._state]) if isinstance(v, mx.array))
         streams.reserve_buffer_cache(2 * nbytes)  # each step's outputs are fresh buffers: keep the freed ones
 
@@ -962,14 +971,43 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         self._refresh_schedules()
         self.state["step"] = self.step + 1
         self.hp = self._hyperparameters(loss)
+        self._load_quantized(gradients, params)
         self._prepare(gradients, params)
         if self.packer is not None:
-            return self.packer.apply(self, gradients, params)
-        self._streams = LeafStreams.for_step(self.update_streams)
-        try:
-            return self._apply_with_paths(gradients, params, self.state, "")
-        finally:
-            self._streams = None
+            new = self.packer.apply(self, gradients, params)
+        else:
+            self._streams = LeafStreams.for_step(self.update_streams)
+            try:
+                new = self._apply_with_paths(gradients, params, self.state, "")
+            finally:
+                self._streams = None
+        for state, _ in list(self._quantized_leaves.values()):  # leaves whose apply_single did not store them
+            self._store_quantized(state)
+        return new
+
+    def _load_quantized(self, gradients: Any, params: Any) -> None:
+        """Dequantize the int8 / int4 moments (mlx_optim.quantized): here, for every leaf before ``prepare``, when
+        the optimizer overrides ``prepare`` or ``apply_single`` (they may read any leaf's state); otherwise in
+        ``apply_single``, one leaf after the other (see :func:`mlx_optim.quantized.load_state`)."""
+        self._quantized_leaves, self._quantized_after = {}, []
+        if self.state_quantization is not None and not self._quantize_per_leaf:
+            for path, _, p, s in leaves(gradients, params, self.state):
+                self._load_quantized_leaf(p, s, path)
+
+    def _load_quantized_leaf(self, parameter: mx.array, state: dict, path: str) -> None:
+        loaded = quantized.load_state(
+            self.state_quantization, self._quantized_moments, parameter, state, path, self._quantized_after
+        )
+        if loaded:
+            self._quantized_leaves[id(state)] = (state, loaded)
+
+    def _store_quantized(self, state: dict) -> None:
+        """Quantize a leaf's updated moments again (once its update is done)."""
+        record = self._quantized_leaves.pop(id(state), None)
+        if record is not None:
+            stored = quantized.store_state(self.state_quantization, state, record[1], self._next_rounding_key)
+            if self._quantize_per_leaf:
+                self._quantized_after = stored or self._quantized_after  # the next leaf waits for these
 
     def _prepare(self, gradients: Any, params: Any) -> None:
         """:meth:`prepare`, then (with groups) the per-step values it put on ``self.hp`` copied to every group's."""
@@ -1091,7 +1129,11 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         if self.maximize:
             g = -g
         p = parameter if parameter.dtype == dtype else parameter.astype(dtype)
+        if self._quantize_per_leaf and self.state_quantization is not None:
+            self._load_quantized_leaf(parameter, state, self._leaf_path)
         new = self.update_single(g, p, state)
+        if self._quantized_leaves:
+            self._store_quantized(state)
         if self.state_dtype is not None and self.state_dtype != dtype:
             for k in sorted(state):  # sorted: the rounding keys must not depend on the order a loaded state has
                 v = state[k]
@@ -1114,8 +1156,11 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
             return v.astype(self.state_dtype)
         from mlx_optim.precision import stochastic_round  # noqa: PLC0415 (precision imports nothing from here)
 
+        return stochastic_round(v, self.state_dtype, self._next_rounding_key())
+
+    def _next_rounding_key(self) -> mx.array:
         self._rounding_key, key = mx.random.split(self._rounding_key)
-        return stochastic_round(v, self.state_dtype, key)
+        return key
 
     # ------------------------------------------------------------------ shared math
     def _decay_options(self, weight_decay: Tunable, weight_decouple: bool = False, fixed_decay: bool = False) -> None:

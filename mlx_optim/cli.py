@@ -169,19 +169,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("family", {}),
         ("reference", {"overflow": "fold"}),
         ("parity", {"overflow": "fold"}),
-        ("state B/param", {"justify": "right"}),
+        ("state B/param\n(int8/int4)", {"justify": "right"}),
     ]:
         table.add_column(col, **kw)
     for n in names:
         cls = mlx_optim.load_optimizer(n)
         info = cat.get(n, {})
         b = info.get("state_bytes_per_param")
+        q8, q4 = info.get("state_bytes_per_param_int8"), info.get("state_bytes_per_param_int4")
         table.add_row(
             n,
             cls.family,
             cls.reference,
             info.get("parity", "not in the generated catalog"),
-            "n/a" if b is None else f"{b:.2f}",
+            ("n/a" if b is None else f"{b:.2f}") + ("" if q8 is None or q4 is None else f" ({q8:.2f}/{q4:.2f})"),
         )
     _console().print(table)
     return 0

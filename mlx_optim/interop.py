@@ -355,6 +355,8 @@ def _pair_of_ours(opt: Any, step: int) -> tuple[_Pair, dict]:
         raise ValueError(f"no mlx.optimizers equivalent of mlx_optim.{name}; converted: {names}")
     _no(opt.maximize, f"{name}: maximize=True has no mlx.optimizers counterpart")
     _no(opt.state_dtype is not None, f"{name}: state_dtype has no mlx.optimizers counterpart")
+    quantized = getattr(opt, "state_quantization", None)
+    _no(quantized is not None, f"{name}: {getattr(quantized, 'name', '')} state has no mlx.optimizers counterpart")
     _no(opt.decay_filter is not None, f"{name}: decay_filter (per-parameter weight decay) has no mlx counterpart")
     _no(opt.packer is not None, f"{name}: a packed optimizer does not convert (its state is one flat buffer)")
     _no(bool(opt.groups), f"{name}: parameter groups have no mlx.optimizers counterpart")

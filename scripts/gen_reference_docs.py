@@ -8,7 +8,8 @@
   tolerances (from ``tests/parity/rows``, as ``scripts/gen_docs.py`` reads them), constructor defaults
   (``inspect.signature``) and the optimizer's provenance note (``docs/provenance/<name>.md``), if any.
 * ``mlx_optim/_catalog.py``: parity status and optimizer-state bytes per parameter (``tests/test_memory.py``'s
-  measure on its transformer-like tree) for ``mlx-optim list``, which cannot read the test tree when installed.
+  measure on its transformer-like tree; also with ``state_dtype="int8"`` / ``"int4"`` where that applies) for
+  ``mlx-optim list``, which cannot read the test tree when installed.
 * ``docs/compare.md`` with ``docs/img/rosenbrock.png`` and ``docs/img/rastrigin.png``: one grid image per function,
   every registered optimizer's trajectory from ``mlx-optim compare``'s training code (``--lr auto`` sweep).
 """
@@ -130,7 +131,12 @@ def render_catalog(rows) -> str:
         short, _ = parity_summary(n, rows)
         m = memory.get(n)
         b = round(m["total"], 3) if isinstance(m, dict) else None
-        lines.append(f'    "{n}": {{"parity": "{short}", "state_bytes_per_param": {b!r}}},')
+        items = [f'"parity": "{short}"', f'"state_bytes_per_param": {b!r}']
+        items += [f'"state_bytes_per_param_{f}": {round(m[f], 3)!r}' for f in ("int8", "int4") if b and f in m]
+        line = f'    "{n}": {{{", ".join(items)}}},'
+        if len(line) > 120:  # as ruff format writes it
+            line = f'    "{n}": {{\n' + "".join(f"        {item},\n" for item in items) + "    },"
+        lines.append(line)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -39,6 +39,7 @@ def test_list_shows_every_optimizer_with_parity_and_memory(capsys):
         assert name in out
     assert "torch.optim.AdamW" in out and "default tolerance" in out
     assert "8.00" in out  # adam keeps two float32 buffers per parameter
+    assert "8.00 (2.09/1.13)" in out  # and with state_dtype="int8" / "int4" (mlx_optim.quantized)
 
 
 def test_list_filters_by_family_and_glob(capsys):

@@ -16,7 +16,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_optim
-from mlx_optim.check.contract import batches, make_model, params_np, train
+from mlx_optim.check.contract import batches, loss_fn, make_model, params_np, train  # noqa: F401 (shared)
 from tests.parity.harness import all_rows
 
 NAMES = mlx_optim.get_supported_optimizers()

@@ -95,6 +95,7 @@ LAYERS = {
     "base": 1,
     "streams": 1,
     "precision": 1,
+    "quantized": 1,
     "fusion": 1,
     "kernels": 1,
     "autodiff": 1,

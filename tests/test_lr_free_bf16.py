@@ -87,6 +87,6 @@ def test_prodigy_bf16_d_estimate_follows_float32():
         for _ in range(300):
             opt.step_with(model, lg, x.astype(dtype), y.astype(dtype))
             mx.eval(model.parameters(), opt.state)
-        ds[dtype] = opt.state["d"].item()
+        ds[dtype] = opt.globals["d"].item()
     assert ds[mx.float32] > 1e-3  # D grew far from d0 = 1e-6
     assert ds[mx.bfloat16] == pytest.approx(ds[mx.float32], rel=0.1), ds

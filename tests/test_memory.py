@@ -25,6 +25,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_optim
+from mlx_optim import quantized
 from tests.parity.harness import all_rows
 
 FIRST_MOMENT_KEYS = ("exp_avg", "momentum_buffer", "m")
@@ -114,15 +115,25 @@ def measure(name: str, kwargs: dict, params: dict | None = None) -> dict[str, fl
     }
 
 
+QUANTIZED = ("int8", "int4")  # state_dtype values of mlx_optim.quantized, measured for optimizers with moments
+
+
 def memory_table() -> list[tuple[str, dict[str, float] | str]]:
-    """``(name, bytes-per-parameter dict)`` for every registered optimizer (an error string if it cannot step)."""
+    """``(name, bytes-per-parameter dict)`` for every registered optimizer (an error string if it cannot step).
+
+    Optimizers with per-element moments (``mlx_optim.quantized.moments_of``) also get ``int8`` / ``int4``: all
+    params with that ``state_dtype`` (entries under 4096 elements, here the biases and norms, stay float32)."""
     kwargs = first_row_kwargs()
     params = transformer_tree()
     rows = []
     for name in mlx_optim.get_supported_optimizers():
         kw = {**kwargs.get(name, {}), **OVERRIDES.get(name, {})}
         try:
-            rows.append((name, measure(name, kw, params)))
+            row = measure(name, kw, params)
+            if quantized.moments_of(mlx_optim.load_optimizer(name)):
+                for fmt in QUANTIZED:
+                    row[fmt] = measure(name, {**kw, "state_dtype": fmt}, params)["total"]
+            rows.append((name, row))
         except Exception as exc:  # a table row, not a failure: the contract tests cover stepping
             rows.append((name, f"n/a ({type(exc).__name__}: {exc})"[:100]))
     return rows
@@ -133,13 +144,18 @@ COLUMNS = (
     ("matrices", "matrices"),
     ("matrices_2nd", "matrices, without first moment"),
     ("inner_matrices_2nd", "non-embedding matrices, without first moment"),
+    ("int8", 'all params, `state_dtype="int8"`'),
+    ("int4", 'all params, `state_dtype="int4"`'),
 )
 
 
 def markdown(rows) -> str:
     lines = ["| optimizer | " + " | ".join(title for _, title in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, m in rows:
-        cells = [f"{m[key]:.3f}" for key, _ in COLUMNS] if isinstance(m, dict) else [m] + [""] * (len(COLUMNS) - 1)
+        if isinstance(m, dict):
+            cells = [f"{m[key]:.3f}" if key in m else "-" for key, _ in COLUMNS]
+        else:
+            cells = [m] + [""] * (len(COLUMNS) - 1)
         if not isinstance(m, dict) or m["stepped"]:
             label = name
         elif name in NEEDS_LORA:
@@ -163,6 +179,16 @@ def test_memory_table_and_sublinear_second_moments():
     assert table["adammini"]["inner_matrices_2nd"] < 1.0, table["adammini"]
     # AdamMini's embedding is plain Adam by design: a full second moment there
     assert table["adammini"]["matrices_2nd"] > 1.0
+
+
+def test_quantized_columns():
+    """int8 / int4 state for the optimizers with per-element moments (biases and norms stay float32 here)."""
+    table = dict(memory_table())
+    # 1% of this tree's entries are in biases and norms (float32: 8 B for Adam), the rest 1 + 4/256 (int8) or
+    # 0.5 + 4/128 (int4) bytes per moment: 2.031 * 0.99 + 8 * 0.01 = 2.09 and 1.062 * 0.99 + 0.08 = 1.13
+    assert 2.03 < table["adamw"]["int8"] < 2.1 and 1.06 < table["adamw"]["int4"] < 1.14
+    assert table["lion"]["int8"] < 1.1
+    assert "int8" not in table["sm3"] and "int8" not in table["lookahead"]
 
 
 def test_momentum_free_configurations_stay_below_one_byte():

@@ -337,8 +337,22 @@ def stored_goldens():
     return goldens.load()
 
 
-def _drift(label: str, traj: list[dict], stored: list[dict], spread: dict[str, float] | None = None) -> list[str]:
-    """``traj`` against ``stored`` within :data:`GOLDEN_RTOL` (or, per tensor, within ``spread``)."""
+# The stored trajectory is the reference run on the machine that wrote goldens.npz; the pinned torch picks its MKL
+# kernels by CPU, which moves some references by up to 0.37 of their row's tolerance (shampoo-fixed: 3.7e-5, MKL
+# with SSE4.2 kernels vs AVX-512; most rows by 1e-7 to 1e-6 of the array's max). So a drift passes within half the
+# row's own tolerance: more than that is a change of the reference or of the gradient program, not of the CPU.
+GOLDEN_ROW_FRACTION = 0.5
+
+
+def _drift(
+    label: str,
+    traj: list[dict],
+    stored: list[dict],
+    spread: dict[str, float] | None = None,
+    row: Row | None = None,
+) -> list[str]:
+    """``traj`` against ``stored`` within :data:`GOLDEN_RTOL`, or :data:`GOLDEN_ROW_FRACTION` of ``row``'s
+    tolerance, or (per tensor) within ``spread``."""
     if len(traj) != len(stored):
         return [f"{label}: {len(traj)} reference steps, {len(stored)} stored"]
     for t, (now, then) in enumerate(zip(traj, stored)):
@@ -351,6 +365,8 @@ def _drift(label: str, traj: list[dict], stored: list[dict], spread: dict[str, f
             x, y = a.astype(np.float64), b.astype(np.float64)
             tol = GOLDEN_RTOL.get(a.itemsize, 0.0) * (float(np.max(np.abs(y))) if y.size else 0.0)
             tol = max(tol, (spread or {}).get(k, 0.0))
+            if row is not None:
+                tol = np.maximum(tol, GOLDEN_ROW_FRACTION * (row.atol + row.rtol * np.abs(y)))
             bad = ~((x == y) | (np.abs(x - y) <= tol))
             if np.any(bad):
                 i = tuple(int(j) for j in np.unravel_index(int(np.argmax(bad)), bad.shape)) if bad.ndim else ()
@@ -376,11 +392,11 @@ def golden_drift(row: Row) -> list[str]:
         for b, c in zip(stored.trajectory, stored.trajectory64):
             for k in b:
                 spread[k] = max(spread.get(k, 0.0), float(np.max(np.abs(np.asarray(b[k], np.float64) - c[k]))))
-    problems = _drift(row.label, rec.trajectory, stored.trajectory, spread)
+    problems = _drift(row.label, rec.trajectory, stored.trajectory, spread, row)
     if (rec.trajectory64 is None) != (stored.trajectory64 is None):
         problems.append(f"{row.label}: a float64 reference run now {rec.trajectory64 is not None}, stored not")
     elif rec.trajectory64 is not None:
-        problems += _drift(f"{row.label} (float64 run)", rec.trajectory64, stored.trajectory64)
+        problems += _drift(f"{row.label} (float64 run)", rec.trajectory64, stored.trajectory64, row=row)
     extras = rec.extras
     if set(extras) != set(stored.extras) or any(not np.array_equal(extras[k], stored.extras[k]) for k in extras):
         problems.append(f"{row.label}: the reference's extras ({sorted(extras)}) differ from the stored ones")
