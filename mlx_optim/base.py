@@ -1171,7 +1171,7 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
 
     def _adanorm_options(self, adanorm: bool, adanorm_r: Tunable, adam_debias: bool | None = None) -> None:
         """pytorch_optimizer's ``adanorm`` / ``adanorm_r`` keywords (and ``adam_debias`` where the reference has it):
-        validate and keep them for :meth:`adanorm_grad`, :meth:`zero_moments` and :meth:`adam_step_size`."""
+        validate and keep them for :meth:`adanorm_grad`, :meth:`zero_state` and :meth:`adam_step_size`."""
         self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
         self.adanorm = adanorm
         if adam_debias is not None:
@@ -1182,7 +1182,7 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         ``degenerated_to_sgd``), kept for :meth:`adam_step_size`."""
         self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
 
-    def zero_moments(self, parameter: mx.array, state: dict, *names: str, ams: str | None = None) -> None:
+    def zero_state(self, parameter: mx.array, state: dict, *names: str, ams: str | None = None) -> None:
         """Zero buffers shaped like ``parameter`` for ``names``; ``state[ams]`` too when given (the AMSGrad maximum),
         and AdaNorm's running gradient norm when ``self.adanorm``."""
         for name in (*names, ams) if ams else names:

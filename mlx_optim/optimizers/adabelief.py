@@ -94,7 +94,7 @@ class AdaBelief(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         ams = "max_exp_avg_var" if self.ams_bound else None
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_var", ams=ams)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_var", ams=ams)
 
     def step_scalars(self, hp) -> None:
         hp.step_size = self.adam_step_size(hp, hp.lr, self.rectify)

@@ -67,7 +67,7 @@ class AdaMax(Optimizer):
         self._adanorm_options(adanorm, adanorm_r, adam_debias)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_inf")
+        self.zero_state(parameter, state, "exp_avg", "exp_inf")
 
     def step_scalars(self, hp) -> None:
         hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)

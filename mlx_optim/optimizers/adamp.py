@@ -92,7 +92,7 @@ class AdamP(Optimizer):
         self.use_gc, self.cautious = use_gc, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq")
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)

@@ -76,7 +76,7 @@ class AdamS(Optimizer):
         self.ams_bound = ams_bound
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.ams_bound else None)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.ams_bound else None)
 
     def step_scalars(self, hp) -> None:
         hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)

@@ -84,7 +84,7 @@ class Adan(Optimizer):
         self.weight_decouple, self.use_gc = weight_decouple, use_gc
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad")
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad")
 
     def step_scalars(self, hp) -> None:
         hp.first = hp.step == 1

@@ -84,7 +84,7 @@ class DiffGrad(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         ams = "max_exp_avg_sq" if self.ams_bound else None
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq", "previous_grad", ams=ams)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "previous_grad", ams=ams)
 
     def step_scalars(self, hp) -> None:
         lr = hp.lr if self.rectify else hp.lr * mx.sqrt(hp.bias_correction("beta2"))

@@ -111,7 +111,7 @@ class Lamb(Optimizer):
         self.grad_averaging, self.adam, self.pre_norm = grad_averaging, adam, pre_norm
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq")
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.beta3 = hp.one_minus_beta1 if self.grad_averaging else 1.0

@@ -80,7 +80,7 @@ class Lion(Optimizer):
         self.use_gc, self.cautious = use_gc, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg")
+        self.zero_state(parameter, state, "exp_avg")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

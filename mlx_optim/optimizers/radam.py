@@ -86,7 +86,7 @@ class RAdam(Optimizer):
         self._rectify_options(n_sma_threshold, degenerated_to_sgd)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq")
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.step_size = self.adam_step_size(hp, hp.lr)

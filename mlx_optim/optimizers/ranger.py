@@ -102,7 +102,7 @@ class Ranger(Optimizer):
         self.k, self.use_gc, self.gc_conv_only = int(k), use_gc, gc_conv_only
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        self.zero_moments(parameter, state, "exp_avg", "exp_avg_sq")
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         state["slow_buffer"] = state_copy(self, parameter)
 
     def step_scalars(self, hp) -> None:
