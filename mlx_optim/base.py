@@ -1169,6 +1169,41 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         self._hyper("weight_decay", weight_decay, 0.0)
         self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
 
+    def _adanorm_options(self, adanorm: bool, adanorm_r: Tunable, adam_debias: bool | None = None) -> None:
+        """pytorch_optimizer's ``adanorm`` / ``adanorm_r`` keywords (and ``adam_debias`` where the reference has it):
+        validate and keep them for :meth:`adanorm_grad`, :meth:`zero_state` and :meth:`adam_step_size`."""
+        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
+        self.adanorm = adanorm
+        if adam_debias is not None:
+            self.adam_debias = adam_debias
+
+    def _rectify_options(self, n_sma_threshold: int, degenerated_to_sgd: bool, rectify: bool = True) -> None:
+        """RAdam's rectification keywords (pytorch_optimizer's ``rectify``, ``n_sma_threshold``,
+        ``degenerated_to_sgd``), kept for :meth:`adam_step_size`."""
+        self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
+
+    def zero_state(self, parameter: mx.array, state: dict, *names: str, ams: str | None = None) -> None:
+        """Zero buffers shaped like ``parameter`` for ``names``; ``state[ams]`` too when given (the AMSGrad maximum),
+        and AdaNorm's running gradient norm when ``self.adanorm``."""
+        for name in (*names, ams) if ams else names:
+            state[name] = self.zeros(parameter)
+        if getattr(self, "adanorm", False):
+            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+
+    def adanorm_grad(self, g: mx.array, state: dict) -> mx.array:
+        """The gradient entering the first moment: AdaNorm's rescaled ``g`` when ``self.adanorm``, else ``g``."""
+        return self.apply_adanorm(g, state, self.hp.adanorm_r) if self.adanorm else g
+
+    def adam_step_size(self, hp: Hyper, step_size: Any, rectify: bool = True) -> mx.array:
+        """``step_size`` times RAdam's factor :math:`r_t` (``rectify``; sets ``hp.rectified``), divided by
+        :math:`1-\\beta_1^t` unless ``self.adam_debias``."""
+        if rectify:
+            scale, hp.rectified = F.rectified_scale(
+                hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
+            )
+            step_size = step_size * scale
+        return step_size if self.adam_debias else step_size / hp.bias_correction("beta1")
+
     def decay_weights(self, p: mx.array, g: mx.array, **kwargs: Any) -> tuple[mx.array, mx.array]:
         """:meth:`apply_weight_decay` in the mode chosen by the optimizer's ``weight_decouple`` / ``fixed_decay``."""
         return self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay, **kwargs)

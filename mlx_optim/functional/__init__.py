@@ -47,6 +47,7 @@ from mlx_optim.functional.moments import (  # noqa: F401
     lerp,
     momentum_buffer,
     rectification,
+    rectified_direction,
     rectified_scale,
     stable_adamw_rms,
     torch_lerp,

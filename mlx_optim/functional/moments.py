@@ -109,3 +109,9 @@ def ademamix_schedules(step: mx.array, t: float | None, alpha: Scalar, beta1: Sc
 def momentum_buffer(buf: mx.array, d_p: mx.array, momentum, dampening) -> mx.array:
     """``buf <- momentum * buf + (1 - dampening) * d_p`` (callers pass dampening 0 on the first step)."""
     return momentum * buf + (1 - dampening) * d_p
+
+
+def rectified_direction(rectified: mx.array, step_size: mx.array, adaptive: mx.array, m: mx.array) -> mx.array:
+    """RAdam's update direction: ``adaptive`` (``m / (sqrt(v) + eps)``) where the step is rectified, else ``m``
+    for an SGD-like step (``step_size > 0``) or 0 for a skipped one (:func:`rectified_scale`'s -1 marker)."""
+    return mx.where(rectified, adaptive, mx.where(step_size > 0, m, 0.0))

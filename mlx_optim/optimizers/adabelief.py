@@ -88,36 +88,23 @@ class AdaBelief(Optimizer):
         self._betas(betas, 2)
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.rectify, self.n_sma_threshold, self.degenerated_to_sgd = rectify, n_sma_threshold, degenerated_to_sgd
-        self.ams_bound, self.adanorm, self.adam_debias = ams_bound, adanorm, adam_debias
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self._rectify_options(n_sma_threshold, degenerated_to_sgd, rectify)
+        self.ams_bound = ams_bound
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_var"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_var"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        ams = "max_exp_avg_var" if self.ams_bound else None
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_var", ams=ams)
 
     def step_scalars(self, hp) -> None:
-        step_size = hp.lr
-        if self.rectify:
-            scale, hp.rectified = F.rectified_scale(
-                hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
-            )
-            step_size = hp.lr * scale
-        if not self.adam_debias:
-            step_size = step_size / hp.bias_correction("beta1")
-        hp.step_size = step_size
+        hp.step_size = self.adam_step_size(hp, hp.lr, self.rectify)
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.c1, hp.c2 = hp.one_minus_beta1, hp.one_minus_beta2
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.c1 * s_grad  # F.ema
+        m = hp.beta1 * state["exp_avg"] + hp.c1 * self.adanorm_grad(g, state)  # F.ema
         s = (hp.beta2 * state["exp_avg_var"] + hp.c2 * mx.square(g - m)) + hp.eps
         state["exp_avg"], state["exp_avg_var"] = m, s
         if self.ams_bound:
@@ -125,5 +112,4 @@ class AdaBelief(Optimizer):
         if not self.rectify:
             return p - hp.step_size * m / (mx.sqrt(s) / hp.bc2_sqrt + hp.eps)
         adaptive = m / (mx.sqrt(s) + hp.eps)
-        direction = mx.where(hp.rectified, adaptive, mx.where(hp.step_size > 0, m, 0.0))
-        return p - hp.step_size * direction
+        return p - hp.step_size * F.rectified_direction(hp.rectified, hp.step_size, adaptive, m)

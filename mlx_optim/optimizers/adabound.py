@@ -82,10 +82,7 @@ class AdaBound(Optimizer):
         self.globals["base_lr"] = mx.array(base_lr, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.ams_bound else None)
 
     def step_scalars(self, hp) -> None:
         base_lr = self.globals["base_lr"]

@@ -60,8 +60,7 @@ class AdaDelta(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["square_avg"] = self.zeros(parameter)
-        state["acc_delta"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "square_avg", "acc_delta")
 
     def step_scalars(self, hp) -> None:
         hp.one_minus_rho = hp.one_minus_rho

@@ -84,8 +84,7 @@ class AdaGC(Optimizer):
         self._warmup_norms: list[mx.array] = []
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         state["gamma"] = mx.zeros((), mx.float32)
 
     def step_scalars(self, hp) -> None:

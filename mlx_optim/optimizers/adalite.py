@@ -101,8 +101,7 @@ class Adalite(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         if parameter.ndim < 2:
-            state["m_avg"] = self.zeros(parameter)
-            state["v_avg"] = self.zeros(parameter)
+            self.zero_state(parameter, state, "m_avg", "v_avg")
             return
         rows = parameter.shape[0]
         cols = parameter.size // rows if rows else 0

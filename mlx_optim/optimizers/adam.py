@@ -89,10 +89,7 @@ class Adam(Optimizer):
         self.decoupled_weight_decay = decoupled_weight_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.amsgrad:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.amsgrad else None)
 
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr / hp.bias_correction("beta1")

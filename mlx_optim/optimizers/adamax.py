@@ -64,23 +64,18 @@ class AdaMax(Optimizer):
         self._betas(betas, 2)
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.adam_debias, self.adanorm = adam_debias, adanorm
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_inf"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_inf")
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay_weights(p, g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * self.adanorm_grad(g, state)
         u = mx.maximum(hp.beta2 * state["exp_inf"], mx.abs(g) + hp.eps)
         state["exp_avg"], state["exp_inf"] = m, u
         return p - hp.step_size * m / u

@@ -73,9 +73,7 @@ class AdamG(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["m"] = self.zeros(parameter)
-        state["v"] = self.zeros(parameter)
-        state["r"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "m", "v", "r")
 
     def step_scalars(self, hp) -> None:
         hp.step_size = mx.minimum(hp.lr, mx.rsqrt(hp.step)) / hp.bias_correction("beta1")

@@ -64,9 +64,7 @@ class AdaMod(Optimizer):
         self.weight_decouple, self.fixed_decay, self.adam_debias = weight_decouple, fixed_decay, adam_debias
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["exp_avg_lr"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_lr")
 
     def step_scalars(self, hp) -> None:
         step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2"))

@@ -87,26 +87,23 @@ class AdamP(Optimizer):
         self._hyper("delta", delta)
         self._hyper("wd_ratio", wd_ratio, 0.0, 1.0)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
         self.weight_decouple, self.fixed_decay, self.nesterov = weight_decouple, fixed_decay, nesterov
-        self.use_gc, self.adanorm, self.cautious, self.adam_debias = use_gc, adanorm, cautious, adam_debias
+        self.use_gc, self.cautious = use_gc, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if self.use_gc:
             g = self.apply_gc(g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m, v = hp.ema(state["exp_avg"], s_grad, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
+        m = hp.ema(state["exp_avg"], self.adanorm_grad(g, state), "beta1")
+        v = hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         update = self.apply_cautious(m, g) if self.cautious else m
         if self.nesterov:

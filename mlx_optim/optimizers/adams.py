@@ -70,22 +70,16 @@ class AdamS(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay, self.ams_bound = weight_decouple, fixed_decay, ams_bound
-        self.adanorm, self.adam_debias = adanorm, adam_debias
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self.ams_bound = ams_bound
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.ams_bound else None)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)
         hp.bc2 = hp.bias_correction("beta2")
 
     def _moments(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
@@ -97,8 +91,8 @@ class AdamS(Optimizer):
             g = -g
         if not self.weight_decouple:
             _, g = self.apply_weight_decay(p, g, decouple=False)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m, v = hp.ema(state["exp_avg"], s_grad, "beta1"), hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
+        m = hp.ema(state["exp_avg"], self.adanorm_grad(g, state), "beta1")
+        v = hp.ema(state["exp_avg_sq"], mx.square(g), "beta2")
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.ams_bound:
             v = self.apply_amsgrad(state, v)

@@ -80,16 +80,11 @@ class Adan(Optimizer):
         self._hyper("weight_decay", weight_decay, 0.0)
         self._hyper("max_grad_norm", max_grad_norm, 0.0)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.use_gc, self.adanorm = weight_decouple, use_gc, adanorm
+        self._adanorm_options(adanorm, adanorm_r)
+        self.weight_decouple, self.use_gc = weight_decouple, use_gc
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["exp_avg_diff"] = self.zeros(parameter)
-        state["previous_grad"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad")
 
     def step_scalars(self, hp) -> None:
         hp.first = hp.step == 1
@@ -121,8 +116,7 @@ class Adan(Optimizer):
             first = g if self.maximize else neg  # the new state, in one kernel (mlx_optim.fusion)
         prev = mx.where(hp.first, first, state["previous_grad"])
         diff = prev + g
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = F.lerp(state["exp_avg"], s_grad, hp.one_minus_beta1)
+        m = F.lerp(state["exp_avg"], self.adanorm_grad(g, state), hp.one_minus_beta1)
         d = F.lerp(state["exp_avg_diff"], diff, hp.one_minus_beta2)
         n = hp.beta3 * state["exp_avg_sq"] + hp.c3 * mx.square(hp.beta2 * diff + g)
         state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"] = m, d, n

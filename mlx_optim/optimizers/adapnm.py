@@ -72,23 +72,17 @@ class AdaPNM(Optimizer):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         betas3(self, betas)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.weight_decouple, self.fixed_decay, self.ams_bound = weight_decouple, fixed_decay, ams_bound
-        self.adanorm, self.adam_debias = adanorm, adam_debias
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self.ams_bound = ams_bound
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["neg_exp_avg"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        ams = "max_exp_avg_sq" if self.ams_bound else None
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "neg_exp_avg", ams=ams)
 
     def step_scalars(self, hp) -> None:
-        hp.step_size = hp.lr if self.adam_debias else hp.lr / hp.bias_correction("beta1")
+        hp.step_size = self.adam_step_size(hp, hp.lr, rectify=False)
         hp.bc2_sqrt = mx.sqrt(hp.bias_correction("beta2"))
         hp.beta3_1 = 1 + hp.beta3
         hp.noise_norm = mx.sqrt(mx.square(hp.beta3_1) + mx.square(hp.beta3))
@@ -100,8 +94,7 @@ class AdaPNM(Optimizer):
         hp = self.hp
         p, g = self.decay_weights(p, g)
         a, b = state["exp_avg"], state["neg_exp_avg"]
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        pos = hp.beta1_sq * mx.where(hp.odd, a, b) + hp.c1 * s_grad  # F.ema with beta1 ** 2
+        pos = hp.beta1_sq * mx.where(hp.odd, a, b) + hp.c1 * self.adanorm_grad(g, state)  # F.ema with beta1 ** 2
         a, b = mx.where(hp.odd, pos, a), mx.where(hp.odd, b, pos)
         state["exp_avg"], state["neg_exp_avg"] = a, b
         # the stale momentum read from the new state (odd steps: b, even steps: a, as from the old one), so that

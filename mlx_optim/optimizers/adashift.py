@@ -75,8 +75,7 @@ class AdaShift(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["grad_queue"] = self.zeros(parameter, (self.keep_num, *parameter.shape))
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         n = self.keep_num

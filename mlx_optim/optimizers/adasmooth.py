@@ -69,9 +69,7 @@ class AdaSmooth(Optimizer):
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["prev_param"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        state["s"] = self.zeros(parameter)
-        state["n"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "s", "n", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.beta21, hp.c2 = hp.beta2 - hp.beta1, hp.one_minus_beta2

@@ -67,9 +67,7 @@ class AdaTAM(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["s"] = self.zeros(parameter)
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "s", "exp_avg", "exp_avg_sq")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -83,9 +83,7 @@ class AdEMAMix(Optimizer):
         self.cautious, self.stable_adamw = cautious, stable_adamw
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["exp_avg_slow"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_slow")
 
     def step_scalars(self, hp) -> None:
         hp.bc1 = hp.bias_correction("beta1")

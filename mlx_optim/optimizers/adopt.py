@@ -85,8 +85,7 @@ class ADOPT(Optimizer):
         self.cautious, self.stable_adamw = cautious, stable_adamw
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.first = hp.step == 1

@@ -82,8 +82,7 @@ class Ano(Optimizer):
         self.logarithmic_schedule = logarithmic_schedule
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         if self.logarithmic_schedule:

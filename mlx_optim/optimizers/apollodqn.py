@@ -109,9 +109,7 @@ class ApolloDQN(Optimizer):
         self.rebound, self.weight_decay_type, self.warmup_steps = rebound, weight_decay_type, int(warmup_steps)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg_grad"] = self.zeros(parameter)
-        state["approx_hessian"] = self.zeros(parameter)
-        state["update"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg_grad", "approx_hessian", "update")
 
     def step_scalars(self, hp) -> None:
         warm = (hp.lr - hp.init_lr) * hp.step / max(self.warmup_steps, 1) + hp.init_lr

@@ -72,8 +72,7 @@ class AvaGrad(Optimizer):
         self.globals["gamma"] = mx.array(1.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         step_size = self.globals["gamma"] * hp.lr

@@ -72,8 +72,7 @@ class EXAdam(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.bc1 = hp.bias_correction("beta1")

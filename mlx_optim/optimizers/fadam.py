@@ -74,8 +74,7 @@ class FAdam(Optimizer):
         self._hyper("eps_2", eps_2, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["momentum"] = self.zeros(parameter)
-        state["fim"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "momentum", "fim")
 
     def step_scalars(self, hp) -> None:
         # debias_beta(beta2, t) = beta2 (1 - beta2^(t-1)) / (1 - beta2^t), 0 on the first step

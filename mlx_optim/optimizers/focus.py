@@ -57,8 +57,7 @@ class FOCUS(Optimizer):
         self._hyper("weight_decay", weight_decay, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["pbar"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "pbar")
 
     def step_scalars(self, hp) -> None:
         hp.bc2 = hp.bias_correction("beta2")

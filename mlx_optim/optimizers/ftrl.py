@@ -87,8 +87,7 @@ class FTRL(Optimizer):
         self._hyper("lambda_2", lambda_2, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["z"] = self.zeros(parameter)
-        state["n"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "z", "n")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

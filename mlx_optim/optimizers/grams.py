@@ -62,8 +62,7 @@ class Grams(Optimizer):
         self.weight_decouple = weight_decouple
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.bc1 = hp.bias_correction("beta1")

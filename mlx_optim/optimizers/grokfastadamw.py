@@ -88,8 +88,7 @@ class GrokFastAdamW(Optimizer):
         self.grokfast_after_step = grokfast_after_step
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         if self.grokfast:
             state["grok_exp_avg"] = self.zeros(parameter)
 

@@ -66,8 +66,7 @@ class Kate(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["m"] = self.zeros(parameter)
-        state["b"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "m", "b")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

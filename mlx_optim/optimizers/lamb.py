@@ -106,28 +106,16 @@ class Lamb(Optimizer):
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("max_grad_norm", max_grad_norm, 0.0)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.rectify, self.degenerated_to_sgd, self.n_sma_threshold = rectify, degenerated_to_sgd, n_sma_threshold
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self._rectify_options(n_sma_threshold, degenerated_to_sgd, rectify)
         self.grad_averaging, self.adam, self.pre_norm = grad_averaging, adam, pre_norm
-        self.adam_debias, self.adanorm = adam_debias, adanorm
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.beta3 = hp.one_minus_beta1 if self.grad_averaging else 1.0
-        step_size = hp.lr
-        if self.rectify:
-            scale, hp.rectified = F.rectified_scale(
-                hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
-            )
-            step_size = step_size * scale
-        if not self.adam_debias:
-            step_size = step_size / hp.bias_correction("beta1")
-        hp.step_size = step_size
+        hp.step_size = self.adam_step_size(hp, hp.lr, self.rectify)
 
     def prepare(self, gradients, parameters) -> None:
         hp = self.hp
@@ -140,8 +128,7 @@ class Lamb(Optimizer):
         hp = self.hp
         if self.pre_norm:
             g = g * hp.grad_scale
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.beta3 * s_grad
+        m = hp.beta1 * state["exp_avg"] + hp.beta3 * self.adanorm_grad(g, state)
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         if self.weight_decouple:

@@ -86,8 +86,7 @@ class LaProp(Optimizer):
         self.globals["exp_avg_lr_1"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         if self.centered:
             state["exp_mean_avg_beta2"] = self.zeros(parameter)
         if self.ams_bound:

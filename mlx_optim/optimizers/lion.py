@@ -76,13 +76,11 @@ class Lion(Optimizer):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.use_gc, self.adanorm, self.cautious = use_gc, adanorm, cautious
+        self._adanorm_options(adanorm, adanorm_r)
+        self.use_gc, self.cautious = use_gc, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -94,10 +92,9 @@ class Lion(Optimizer):
         if self.use_gc:
             g = self.apply_gc(g)
         p, g = self.decay_weights(p, g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
         m = state["exp_avg"]
         update = F.sign(hp.beta1 * m + hp.one_minus_beta1 * g)
-        state["exp_avg"] = hp.beta2 * m + hp.one_minus_beta2 * s_grad
+        state["exp_avg"] = hp.beta2 * m + hp.one_minus_beta2 * self.adanorm_grad(g, state)
         if self.cautious:
             update = self.apply_cautious(update, g)
         return p - hp.lr * update

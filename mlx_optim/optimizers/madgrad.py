@@ -83,8 +83,7 @@ class MADGRAD(Optimizer):
         self.use_momentum = callable(momentum) or momentum > 0
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["grad_sum_sq"] = self.zeros(parameter)
-        state["s"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "grad_sum_sq", "s")
         if self.use_momentum:
             state["x0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 

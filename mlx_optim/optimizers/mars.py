@@ -115,11 +115,8 @@ class MARS(Optimizer):
         self.ams_bound, self.cautious = ams_bound, cautious
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["last_grad"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        ams = "max_exp_avg_sq" if self.ams_bound else None
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "last_grad", ams=ams)
 
     def step_scalars(self, hp) -> None:
         hp.bc1 = hp.bias_correction("beta1")

@@ -67,8 +67,7 @@ class MSVAG(Optimizer):
         self._hyper("beta", beta, 0.0, 1.0, "[]")
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         hp.bc = hp.bias_correction("beta")  # 1 - beta^t and 1 - beta from the double-precision complement

@@ -73,8 +73,7 @@ class NAdam(Optimizer):
         self.globals["mu_product"] = mx.array(1.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         def mu(t):

@@ -66,8 +66,7 @@ class PNM(Optimizer):
         self.eps = eps
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["pos_momentum"] = self.zeros(parameter)
-        state["neg_momentum"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "pos_momentum", "neg_momentum")
 
     def step_scalars(self, hp) -> None:
         hp.odd = mx.remainder(hp.step, 2.0) == 1.0

@@ -119,8 +119,7 @@ class Prodigy(_DAdaptBase):
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["s"] = self.zeros(parameter)
         state["p0"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         if self.auto_beta3:

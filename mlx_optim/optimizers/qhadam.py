@@ -78,8 +78,7 @@ class QHAdam(Optimizer):
         self.globals["beta2_weight"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
         w1 = self.globals["beta1_weight"] * hp.beta1 + 1.0

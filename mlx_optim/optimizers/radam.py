@@ -82,34 +82,22 @@ class RAdam(Optimizer):
         self._betas(betas, 2)
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.n_sma_threshold, self.degenerated_to_sgd = n_sma_threshold, degenerated_to_sgd
-        self.adam_debias, self.adanorm = adam_debias, adanorm
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self._rectify_options(n_sma_threshold, degenerated_to_sgd)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
 
     def step_scalars(self, hp) -> None:
-        scale, hp.rectified = F.rectified_scale(
-            hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
-        )
-        step_size = hp.lr * scale
-        if not self.adam_debias:
-            step_size = step_size / hp.bias_correction("beta1")
-        hp.step_size = step_size
-        hp.active = hp.rectified | (step_size > 0)
+        hp.step_size = self.adam_step_size(hp, hp.lr)
+        hp.active = hp.rectified | (hp.step_size > 0)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         if self.weight_decouple:
             p = mx.where(hp.active, self.apply_weight_decay(p, g, decouple=True, fixed=self.fixed_decay)[0], p)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * s_grad
+        m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * self.adanorm_grad(g, state)
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         adaptive = m / (mx.sqrt(v) + hp.eps)
-        direction = mx.where(hp.rectified, adaptive, mx.where(hp.step_size > 0, m, 0.0))
-        return p - hp.step_size * direction
+        return p - hp.step_size * F.rectified_direction(hp.rectified, hp.step_size, adaptive, m)

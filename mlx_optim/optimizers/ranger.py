@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, state_copy
 from mlx_optim.functional.lookahead import lookahead_merge
 from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
@@ -97,26 +97,16 @@ class Ranger(Optimizer):
         self._check("k", k, 0, None, "(]")
         self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self._hyper("adanorm_r", adanorm_r, 0.0, 1.0)
-        self.k, self.n_sma_threshold, self.degenerated_to_sgd = int(k), n_sma_threshold, degenerated_to_sgd
-        self.use_gc, self.gc_conv_only = use_gc, gc_conv_only
-        self.adam_debias, self.adanorm = adam_debias, adanorm
+        self._adanorm_options(adanorm, adanorm_r, adam_debias)
+        self._rectify_options(n_sma_threshold, degenerated_to_sgd)
+        self.k, self.use_gc, self.gc_conv_only = int(k), use_gc, gc_conv_only
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        if self.adanorm:
-            state["exp_grad_adanorm"] = mx.zeros((), mx.float32)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
+        state["slow_buffer"] = state_copy(self, parameter)
 
     def step_scalars(self, hp) -> None:
-        scale, hp.rectified = F.rectified_scale(
-            hp.beta2, hp.step, self.n_sma_threshold, self.degenerated_to_sgd, hp.one_minus_beta2
-        )
-        step_size = hp.lr * scale
-        if not self.adam_debias:
-            step_size = step_size / hp.bias_correction("beta1")
-        hp.step_size = step_size
+        hp.step_size = self.adam_step_size(hp, hp.lr)
         hp.sync = F.every(hp.step, self.k)
 
     def direction(self, m: mx.array, v: mx.array) -> mx.array:
@@ -133,8 +123,7 @@ class Ranger(Optimizer):
             g = self.apply_gc(g, conv_only=self.gc_conv_only)
         p0 = p
         p, g = self.decay_weights(p, g)
-        s_grad = self.apply_adanorm(g, state, hp.adanorm_r) if self.adanorm else g
-        m = hp.ema(state["exp_avg"], s_grad, "beta1")
+        m = hp.ema(state["exp_avg"], self.adanorm_grad(g, state), "beta1")
         v = F.ema(state["exp_avg_sq"], sn_reduce(mx.square(g), state["exp_avg_sq"]), hp.beta2)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         p = p - hp.step_size * self.direction(m, sn_expand(v, p.shape))
@@ -307,7 +296,7 @@ class RangerQH(Optimizer):
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["exp_avg"] = self.zeros(parameter)
         state["exp_avg_sq"] = self.zeros(parameter)
-        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+        state["slow_buffer"] = state_copy(self, parameter)
 
     def step_scalars(self, hp) -> None:
         w1 = 1.0 + hp.beta1 * self.globals["beta1_weight"]
@@ -424,7 +413,7 @@ class RangerVA(Optimizer):
         state["exp_avg_sq"] = self.zeros(parameter)
         if self.amsgrad:
             state["max_exp_avg_sq"] = self.zeros(parameter)
-        state["slow_buffer"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
+        state["slow_buffer"] = state_copy(self, parameter)
 
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")

@@ -151,11 +151,9 @@ class Ranger21(Optimizer):
         self.start_warm_down = num_iterations - self.num_warm_down_iterations
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["grad_ma"] = self.zeros(parameter)
-        state["variance_ma"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "grad_ma", "variance_ma")
         state["lookahead_params"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
-        state["neg_grad_ma"] = self.zeros(parameter)
-        state["max_variance_ma"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "neg_grad_ma", "max_variance_ma")
 
     def scheduled_lr(self, lr: mx.array, step: mx.array, min_lr: mx.array) -> mx.array:
         """The built-in linear warm-up, then linear warm-down to ``warm_down_min_lr``."""

@@ -110,9 +110,7 @@ class Ranger25(Optimizer):
         self.stable_adamw = stable_adamw and eps is not None
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        state["exp_avg_slow"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", "exp_avg_slow")
         state["slow_momentum"] = parameter.astype(self.state_dtype or self.compute_dtype(parameter))
 
     def step_scalars(self, hp) -> None:

@@ -115,10 +115,7 @@ class SaRA(Optimizer):
     def init_single(self, parameter: mx.array, state: dict) -> None:
         # compared in the parameter's dtype, as torch compares a bf16 tensor with a Python float
         state["mask"] = mx.abs(parameter) < self.tunable("threshold").astype(parameter.dtype)
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.ams_bound else None)
 
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr / hp.bias_correction("beta1")

@@ -110,8 +110,7 @@ class SPAM(Optimizer):
         self.globals["key"] = mx.random.key(seed)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         if self.use_masks and parameter.ndim == 2:
             key, mask_key, leaf_key = mx.random.split(self.globals["key"], 3)
             self.globals["key"] = key

@@ -56,8 +56,7 @@ class SRMM(Optimizer):
         self.memory_length = memory_length
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["mov_avg_grad"] = self.zeros(parameter)
-        state["mov_avg_param"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "mov_avg_grad", "mov_avg_param")
 
     def step_scalars(self, hp) -> None:
         length = float(self.memory_length) if self.memory_length is not None else 1.0

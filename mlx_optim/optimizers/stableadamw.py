@@ -81,8 +81,7 @@ class StableAdamW(Optimizer):
         self._param_dtype = mx.float32
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         if self.kahan_sum and parameter.dtype in (mx.bfloat16, mx.float16):
             state["kahan_comp"] = mx.zeros(parameter.shape, mx.float32)
 

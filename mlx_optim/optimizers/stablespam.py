@@ -89,8 +89,7 @@ class StableSPAM(Optimizer):
         self.t_max, self.eta_min, self.update_proj_gap = t_max, float(eta_min), int(update_proj_gap)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         state["m_norm_t"] = mx.zeros((), mx.float32)
         state["v_norm_t"] = mx.zeros((), mx.float32)
         state["m_max_t"] = mx.zeros((), mx.float32)

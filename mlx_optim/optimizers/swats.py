@@ -84,12 +84,9 @@ class SWATS(Optimizer):
         self.globals["sgd_lr"] = mx.array(0.0, mx.float32)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq")
         state["exp_avg2"] = mx.zeros((), mx.float32)
-        state["momentum_buffer"] = self.zeros(parameter)
-        if self.ams_bound:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "momentum_buffer", ams="max_exp_avg_sq" if self.ams_bound else None)
 
     def step_scalars(self, hp) -> None:
         hp.sgd = self.globals["sgd_phase"]

@@ -82,10 +82,7 @@ class TAdam(Optimizer):
         self.amsgrad, self.dof = amsgrad, dof
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["exp_avg"] = self.zeros(parameter)
-        state["exp_avg_sq"] = self.zeros(parameter)
-        if self.amsgrad:
-            state["max_exp_avg_sq"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "exp_avg", "exp_avg_sq", ams="max_exp_avg_sq" if self.amsgrad else None)
         beta1 = self.tunable("beta1")
         state["W_t"] = (beta1 / (1 - beta1)).astype(mx.float32)
 

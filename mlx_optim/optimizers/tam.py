@@ -65,8 +65,7 @@ class TAM(Optimizer):
         self._hyper("eps", eps, 0.0)
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
-        state["s"] = self.zeros(parameter)
-        state["momentum_buffer"] = self.zeros(parameter)
+        self.zero_state(parameter, state, "s", "momentum_buffer")
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
