@@ -8,8 +8,8 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import NSDtype, Weights, cautious_lowp
-from mlx_optim.optimizers.muon import Muon, _MuonFamily
+from mlx_optim.functional.matrix import NSDtype, Weights
+from mlx_optim.optimizers.muon import _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -76,7 +76,6 @@ class AdaGO(_MuonFamily):
 
     name = "adago"
     reference = "pytorch_optimizer.AdaGO"
-    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -104,29 +103,11 @@ class AdaGO(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
-        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._setup(locals())
         self._hyper("gamma", gamma, 0.0, None, "(]")
         self._hyper("eps", eps, 0.0, None, "(]")
         self._check("v", v, 0.0, None, "(]")
-        self._hyper("adamw_eps", adamw_eps, 0.0)
         self.initial_v = float(v)
-        self.nesterov, self.cautious = bool(nesterov), bool(cautious)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -135,15 +116,11 @@ class AdaGO(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         g_norm = F.norm(g)
         v = state["v"] + mx.minimum(mx.square(g_norm), hp.gamma**2)
-        state["momentum_buffer"], state["v"] = buf, v
-        if self.nesterov:
-            g = F.torch_lerp(g, buf, hp.momentum)
-            g_norm = F.norm(g)
-        o = self.orthogonalize(g if self.nesterov else buf)
-        if self.cautious:
-            o = cautious_lowp(o, g)
+        state["v"] = v
+        u = self.momentum_step(g, state)
+        if self.nesterov:  # the step size uses the norm of the look-ahead, as the reference
+            g_norm = F.norm(u)
         step = mx.maximum(mx.minimum(g_norm, hp.gamma) * (hp.lr * self.lr_ratio(p)) / v, hp.eps)
-        return p - o.astype(p.dtype) * step
+        return p - self.orthogonal_direction(u, g).astype(p.dtype) * step

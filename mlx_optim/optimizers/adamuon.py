@@ -10,7 +10,7 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
 from mlx_optim.functional.matrix import NSDtype, Weights
-from mlx_optim.optimizers.muon import Muon, _MuonFamily
+from mlx_optim.optimizers.muon import _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -77,7 +77,6 @@ class AdaMuon(_MuonFamily):
     name = "adamuon"
     reference = "pytorch_optimizer.AdaMuon"
     _ADAMW_EPS = "eps"
-    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -100,24 +99,9 @@ class AdaMuon(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
+        self._setup(locals())
         self._betas(betas, 2)
         self._hyper("eps", eps, 0.0)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -145,4 +129,4 @@ class AdaMuon(_MuonFamily):
         rows = p.shape[0]
         scale = (inv * math.sqrt(min(rows, p.size // rows))).astype(lowp).astype(f32)
         u = (u.astype(f32) * scale).astype(lowp)
-        return p - (hp.lr * self.lr_ratio(p)) * u.astype(p.dtype)
+        return self.descend(p, u)

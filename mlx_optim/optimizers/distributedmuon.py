@@ -103,27 +103,7 @@ class DistributedMuon(Muon):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(
-            learning_rate,
-            momentum,
-            weight_decay,
-            weight_decouple,
-            nesterov,
-            ns_steps,
-            ns_coeffs,
-            use_adjusted_lr,
-            adamw_lr,
-            adamw_betas,
-            adamw_wd,
-            adamw_eps,
-            maximize,
-            ns_method,
-            ns_reset_steps,
-            cautious=cautious,
-            muon_filter=muon_filter,
-            ns_dtype=ns_dtype,
-            state_dtype=state_dtype,
-        )
+        self._setup(locals())
         if group is not None and not isinstance(group, mx.distributed.Group):
             raise ValueError(f"DistributedMuon: group={group!r} must be an mx.distributed.Group or None")
         self.group = group if group is not None else mx.distributed.init()

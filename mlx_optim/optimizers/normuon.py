@@ -10,7 +10,7 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
 from mlx_optim.functional.matrix import NSDtype, Weights, as_matrix
-from mlx_optim.optimizers.muon import Muon, _MuonFamily
+from mlx_optim.optimizers.muon import _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -101,7 +101,6 @@ class NorMuon(_MuonFamily):
 
     name = "normuon"
     reference = "pytorch_optimizer.NorMuon"
-    orthogonalize = Muon.orthogonalize
 
     def __init__(
         self,
@@ -128,28 +127,11 @@ class NorMuon(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
-        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._setup(locals())
         self._hyper("beta2", beta2, 0.0, 1.0, "[)")
         self._choice("update_scale", update_scale, ("preserve_norm", "match_rms"))
-        self._hyper("adamw_eps", adamw_eps, 0.0)
         self._hyper("eps", eps, 0.0)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.nesterov, self.update_scale = bool(nesterov), update_scale
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
+        self.update_scale = update_scale
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -158,16 +140,12 @@ class NorMuon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
-        state["momentum_buffer"] = buf
-        u = F.torch_lerp(g, buf, hp.momentum) if self.nesterov else buf
-        o = as_matrix(self.orthogonalize(u)).astype(mx.float32)
+        o = as_matrix(self.orthogonalize(self.momentum_step(g, state))).astype(mx.float32)
         o, state["second_momentum_buffer"], norm0, norm = row_normalize(
             o, state["second_momentum_buffer"], hp.beta2, hp.eps
         )
         if self.update_scale == "preserve_norm":
-            o, lr = o * (norm0 / norm), hp.lr * self.lr_ratio(p)
-        else:
-            # torch evaluates ``float / tensor`` as ``tensor.reciprocal() * float``
-            o, lr = o * ((1.0 / norm) * (0.2 * math.sqrt(o.size))), hp.lr
-        return p - lr * o.reshape(p.shape).astype(p.dtype)
+            return self.descend(p, (o * (norm0 / norm)).reshape(p.shape))
+        # torch evaluates ``float / tensor`` as ``tensor.reciprocal() * float``
+        o = o * ((1.0 / norm) * (0.2 * math.sqrt(o.size)))
+        return p - hp.lr * o.reshape(p.shape).astype(p.dtype)
