@@ -10,7 +10,7 @@ import mlx.core as mx
 from mlx.utils import tree_map_with_path
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, args_from
 from mlx_optim.functional.matrix import (
     NSDtype,
     Weights,
@@ -305,6 +305,7 @@ def qk_clip_scales(max_logits: mx.array, threshold: float, exponent: float) -> m
 
 
 @register
+@args_from(Muon)
 class MuonClip(Muon):
     r"""MuonClip: Muon plus per-head QK-Clip of the attention query/key projections (Kimi K2).
 
@@ -336,48 +337,11 @@ class MuonClip(Muon):
     reference through its ``**kwargs``.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
-            callable of the step). Default ``2e-2``.
-        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
-        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
-            (>= 0). Default ``0.0``.
         qk_clip_threshold: Logit threshold :math:`\tau` (> 0). Default ``100.0``.
         qk_clip_alpha: Query exponent :math:`\alpha`, in [0, 1]; keys use :math:`1-\alpha`. Default ``0.5``.
-        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
-            one repeated). Default ``"original"``.
-        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
-            float16). Default ``"newton_schulz"``.
-        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
-            restarts. Default ``(2,)``.
-        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
-        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
-            Default ``0.0``.
-        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        use_adjusted_lr: Moonlight's shape factor :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of
-            :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``True``.
-        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
-            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
-            Default ``True`` (keyword-only).
-        cautious: Zero the orthogonalized update where its sign disagrees with the gradient and rescale the
-            rest (keyword-only; the reference's ``cautious`` group option). Default ``False``.
         qk_clip: Which leaves are clipped: a mapping ``{path: (role, attention_name)}`` or a callable
             ``(path, parameter) -> (role, attention_name) | None``, with role ``"query"``, ``"key"``,
             ``"query_rotary"`` or ``"key_rotary"``; ``None`` disables clipping (keyword-only). Default ``None``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
-            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
-            not contain ``"embed"``. Default ``None``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "muonclip"

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Tunable
+from mlx_optim.base import Tunable, args_from
 from mlx_optim.functional.matrix import NSDtype, Weights, as_matrix
-from mlx_optim.optimizers.muon import _MuonFamily
+from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
 
@@ -29,6 +29,7 @@ def row_normalize(
 
 
 @register
+@args_from(Muon)
 class NorMuon(_MuonFamily):
     r"""NorMuon: Muon with row-wise second-moment normalization of the orthogonalized update.
 
@@ -54,49 +55,14 @@ class NorMuon(_MuonFamily):
     (honoured by its default batched path), keyword-only here.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
-            callable of the step). Default ``2e-2``.
-        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
         beta2: Decay rate of the row-wise second moment of the orthogonalized update, in [0, 1).
             Default ``0.95``.
-        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
-            (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
-            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
-            Default ``True``.
-        nesterov: Orthogonalize the Nesterov combination :math:`(1-\mu) g_t + \mu b_t` instead of the
-            buffer. Default ``True``.
-        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
-            one repeated). Default ``"original"``.
         update_scale: ``"preserve_norm"`` (keep the Frobenius norm of the orthogonalized update, as the
             official code) or ``"match_rms"`` (RMS 0.2, as Algorithm 1 of the paper). Default ``"preserve_norm"``.
         use_adjusted_lr: With ``"preserve_norm"``, Moonlight's shape factor
             :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`;
             unused with ``"match_rms"``. Default ``False``.
-        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
-        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
-            Default ``0.0``.
-        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
         eps: Term added to the denominators of the row-wise normalization (>= 0). Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
-            float16; keyword-only). Default ``"newton_schulz"``.
-        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
-            restarts (keyword-only). Default ``(2,)``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
-            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
-            not contain ``"embed"``. Default ``None``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "normuon"
