@@ -68,6 +68,8 @@ class _MuonFamily(Optimizer):
         ns_dtype: NSDtype,
         **member,
     ) -> None:
+        """Validate and store the shared keywords; of the member's own (``member``), ``momentum`` and
+        ``adamw_eps`` are validated where the member has them, ``nesterov`` and ``cautious`` are False without."""
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("adamw_lr", adamw_lr, 0.0)
         self._hyper("weight_decay", weight_decay, 0.0)
