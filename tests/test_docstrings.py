@@ -62,3 +62,57 @@ def test_no_history_or_outside_paths_in_the_package():
 def test_provenance_doc_is_up_to_date():
     result = subprocess.run([sys.executable, "scripts/gen_provenance.py", "--check"], cwd=ROOT, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_args_from_completes_a_members_args_in_signature_order():
+    from mlx_optim.base import args_from
+
+    class Root:
+        """Root.
+
+        Args:
+            lr: Step size. Default ``0.1``.
+            beta: Decay, in [0, 1). Default ``0.9``.
+            mode: A choice. Default ``"a"``.
+        """
+
+        def __init__(self, lr=0.1, beta=0.9, mode="a"):
+            pass
+
+    @args_from(Root)
+    class Member:
+        """Member.
+
+        Args:
+            gamma: Its own keyword. Default ``2``.
+        """
+
+        def __init__(self, lr=0.1, gamma=2, beta=0.5, mode="b"):
+            pass
+
+    assert documented_args(Member.__doc__) == {"lr", "gamma", "beta", "mode"}
+    doc = inspect.cleandoc(Member.__doc__)
+    assert doc.index("lr:") < doc.index("gamma:") < doc.index("beta:") < doc.index("mode:")
+    assert "lr: Step size. Default ``0.1``." in doc
+    assert "beta: Decay, in [0, 1). Default ``0.5``." in doc  # the member's default, not the root's
+    assert 'mode: A choice. Default ``"b"``.' in doc
+
+    class Bare(Root):
+        """Bare.
+
+        Args:
+            lr: Step size.
+        """
+
+    with pytest.raises(ValueError, match="states no default"):
+
+        @args_from(Bare)
+        class Other:
+            """Other.
+
+            Args:
+                beta: Decay. Default ``0.9``.
+            """
+
+            def __init__(self, lr=0.5, beta=0.9):
+                pass

@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Tunable
-from mlx_optim.functional.matrix import NSDtype, Weights, cautious_lowp
+from mlx_optim.base import Tunable, args_from
+from mlx_optim.functional.matrix import NSDtype, Weights
 from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
 
 @register
+@args_from(Muon)
 class AdaGO(_MuonFamily):
     r"""AdaGO: Muon's orthogonalized momentum with an AdaGrad-norm step size per matrix.
 
@@ -33,50 +34,14 @@ class AdaGO(_MuonFamily):
     ``muon_filter``, and its ``cautious`` group option (``**kwargs``) is a keyword-only argument here.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
-            step). Default ``5e-2``.
-        momentum: Momentum decay :math:`\mu` in [0, 1). Default ``0.95``.
-        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
-            ``learning_rate``. Default ``0.0``.
-        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
-            the gradient. Default ``True``.
         gamma: Cap :math:`\gamma` (> 0) on the gradient norm in the accumulator and the step size. Default
             ``10.0``.
         eps: Lower bound :math:`\epsilon` (> 0) of the step size. Default ``5e-4``.
         v (float): Initial value (> 0) of the AdaGrad accumulator :math:`v`. Default ``1e-6``.
-        nesterov: Orthogonalize the Nesterov look-ahead :math:`(1-\mu) g_t + \mu b_t` instead of :math:`b_t`.
-            Default ``False``.
-        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
-            last repeats). Default ``"original"``.
-        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
-            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``False``.
-        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
-        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
-        adamw_eps: :math:`\epsilon` (>= 0) of the AdamW branch. Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_method: ``"newton_schulz"`` (the default) or ``"gram_newton_schulz"``, as in :class:`Muon`.
-        ns_reset_steps: With ``"gram_newton_schulz"``: the iterations at which the Gram iteration restarts.
-            Default ``(2,)``.
-        cautious: Zero the orthogonalized update's entries whose sign disagrees with the gradient's (the rest
-            rescaled to keep its size). Default ``False``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
-            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
-            ``"embed"``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adago"
     reference = "pytorch_optimizer.AdaGO"
-    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -104,29 +69,11 @@ class AdaGO(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
-        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._setup(locals())
         self._hyper("gamma", gamma, 0.0, None, "(]")
         self._hyper("eps", eps, 0.0, None, "(]")
         self._check("v", v, 0.0, None, "(]")
-        self._hyper("adamw_eps", adamw_eps, 0.0)
         self.initial_v = float(v)
-        self.nesterov, self.cautious = bool(nesterov), bool(cautious)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -135,15 +82,11 @@ class AdaGO(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
         g_norm = F.norm(g)
         v = state["v"] + mx.minimum(mx.square(g_norm), hp.gamma**2)
-        state["momentum_buffer"], state["v"] = buf, v
-        if self.nesterov:
-            g = F.torch_lerp(g, buf, hp.momentum)
-            g_norm = F.norm(g)
-        o = self.orthogonalize(g if self.nesterov else buf)
-        if self.cautious:
-            o = cautious_lowp(o, g)
+        state["v"] = v
+        u = self.momentum_step(g, state)
+        if self.nesterov:  # the step size uses the norm of the look-ahead, as the reference
+            g_norm = F.norm(u)
         step = mx.maximum(mx.minimum(g_norm, hp.gamma) * (hp.lr * self.lr_ratio(p)) / v, hp.eps)
-        return p - o.astype(p.dtype) * step
+        return p - self.orthogonal_direction(u, g).astype(p.dtype) * step

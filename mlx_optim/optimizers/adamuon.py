@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Tunable
+from mlx_optim.base import Tunable, args_from
 from mlx_optim.functional.matrix import NSDtype, Weights
 from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
 
 
 @register
+@args_from(Muon)
 class AdaMuon(_MuonFamily):
     r"""AdaMuon: Muon whose orthogonalized momentum is normalized element-wise by its own second moment.
 
@@ -40,44 +41,14 @@ class AdaMuon(_MuonFamily):
     tensors (rounded at each in-place step, as in torch); :math:`v` stays float32.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
-            step). Default ``2e-2``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the momentum and of the second moment
             of :math:`O_t`. Default ``(0.9, 0.95)``.
-        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
-            ``learning_rate``. Default ``0.0``.
-        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
-            the gradient. Default ``True``.
-        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
-            last repeats). Default ``"original"``.
-        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
-            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``True``.
-        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
-        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.999)``.
-        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
         eps: :math:`\epsilon` (>= 0) of both the orthogonalized branch and the AdamW branch. Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_method: ``"newton_schulz"`` (the default) or ``"gram_newton_schulz"``, as in :class:`Muon`.
-        ns_reset_steps: With ``"gram_newton_schulz"``: the iterations at which the Gram iteration restarts.
-            Default ``(2,)``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
-            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
-            ``"embed"``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adamuon"
     reference = "pytorch_optimizer.AdaMuon"
     _ADAMW_EPS = "eps"
-    orthogonalize = Muon.orthogonalize  # ns_method / ns_reset_steps as in Muon
 
     def __init__(
         self,
@@ -100,24 +71,9 @@ class AdaMuon(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
+        self._setup(locals())
         self._betas(betas, 2)
         self._hyper("eps", eps, 0.0)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["m"] = self.zeros(parameter)
@@ -145,4 +101,4 @@ class AdaMuon(_MuonFamily):
         rows = p.shape[0]
         scale = (inv * math.sqrt(min(rows, p.size // rows))).astype(lowp).astype(f32)
         u = (u.astype(f32) * scale).astype(lowp)
-        return p - (hp.lr * self.lr_ratio(p)) * u.astype(p.dtype)
+        return self.descend(p, u)

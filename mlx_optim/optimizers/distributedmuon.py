@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from mlx_optim.base import Tunable
+from mlx_optim.base import Tunable, args_from
 from mlx_optim.functional.matrix import NSDtype, Weights
 from mlx_optim.optimizers.muon import Muon
 from mlx_optim.registry import register
 
 
 @register
+@args_from(Muon)
 class DistributedMuon(Muon):
     r"""DistributedMuon: :class:`Muon` with the orthogonalization of each matrix done by one rank and all-gathered.
 
@@ -36,44 +37,8 @@ class DistributedMuon(Muon):
     implicit ``torch.distributed`` group; its ``use_muon`` parameter groups are replaced by ``muon_filter``.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized branch: a float or a schedule (a callable of the
-            step). Default ``2e-2``.
-        momentum: Momentum decay :math:`\mu` in [0, 1). Default ``0.95``.
-        weight_decay: Weight decay coefficient (>= 0) of the orthogonalized parameters, applied at
-            ``learning_rate``. Default ``0.0``.
-        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` (both branches) instead of an L2 penalty added to
-            the gradient. Default ``True``.
-        nesterov: Orthogonalize the Nesterov look-ahead :math:`(1-\mu) g_t + \mu b_t` instead of the momentum
-            :math:`b_t`. Default ``True``.
-        ns_steps (int): Number of Newton–Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton–Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple or a sequence of them, one per iteration (the
-            last repeats). Default ``"original"``.
-        use_adjusted_lr: Scale the orthogonalized step by Moonlight's :math:`0.2\sqrt{\max(\text{out}, \text{in})}`
-            instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``False``.
-        adamw_lr: Learning rate (>= 0) of the AdamW branch. Default ``3e-4``.
-        adamw_betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), of the AdamW branch. Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay (>= 0) of the AdamW branch, applied at ``adamw_lr``. Default ``0.0``.
-        adamw_eps: :math:`\epsilon` (>= 0) of the AdamW branch. Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_method: ``"newton_schulz"`` (in bfloat16, as the reference) or ``"gram_newton_schulz"`` (the restarted
-            Gram iteration, in float16). Default ``"newton_schulz"``.
-        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts at which the Gram iteration
-            restarts. Default ``(2,)``.
-        cautious: Zero the orthogonalized update's entries whose sign disagrees with the gradient's (the rest
-            rescaled to keep its size). Default ``False``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the parameters that take the orthogonalized
-            update; the others get AdamW. Default ``None``: matrices (``ndim >= 2``) whose path does not contain
-            ``"embed"``.
         group: The ``mx.distributed`` group. Default ``None``: ``mx.distributed.init()`` (a one-process group
             when not launched, where each step is exactly :class:`Muon`'s).
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "distributedmuon"
@@ -103,27 +68,7 @@ class DistributedMuon(Muon):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(
-            learning_rate,
-            momentum,
-            weight_decay,
-            weight_decouple,
-            nesterov,
-            ns_steps,
-            ns_coeffs,
-            use_adjusted_lr,
-            adamw_lr,
-            adamw_betas,
-            adamw_wd,
-            adamw_eps,
-            maximize,
-            ns_method,
-            ns_reset_steps,
-            cautious=cautious,
-            muon_filter=muon_filter,
-            ns_dtype=ns_dtype,
-            state_dtype=state_dtype,
-        )
+        self._setup(locals())
         if group is not None and not isinstance(group, mx.distributed.Group):
             raise ValueError(f"DistributedMuon: group={group!r} must be an mx.distributed.Group or None")
         self.group = group if group is not None else mx.distributed.init()

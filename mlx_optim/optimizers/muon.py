@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_map_with_path
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, args_from
 from mlx_optim.functional.matrix import (
     NSDtype,
     Weights,
@@ -36,14 +37,23 @@ def default_muon_filter(path: str, parameter: mx.array) -> bool:
 
 
 class _MuonFamily(Optimizer):
-    """Shared machinery: the path-based Muon/AdamW split, weight decay, the AdamW fallback."""
+    """Shared machinery: the common constructor keywords, the path-based Muon/AdamW split, weight decay, Muon's
+    momentum, the Newton–Schulz orthogonalization, the shape-scaled step and the AdamW fallback."""
 
     family = "orthogonalized"
     _ADAMW_EPS = "adamw_eps"
 
-    def _setup(
+    def _setup(self, args: Mapping[str, Any]) -> None:
+        """Build the optimizer from a member's constructor arguments (its ``locals()``): the keywords the family
+        shares are validated and stored here, the member's own ones are left to it."""
+        self._setup_keywords(**{k: v for k, v in args.items() if k not in ("self", "__class__")})
+
+    def _setup_keywords(
         self,
         *,
+        learning_rate,
+        maximize: bool,
+        state_dtype,
         weight_decay,
         weight_decouple: bool,
         ns_steps: int,
@@ -53,7 +63,14 @@ class _MuonFamily(Optimizer):
         adamw_betas,
         adamw_wd,
         muon_filter,
+        ns_method: str,
+        ns_reset_steps: Sequence[int],
+        ns_dtype: NSDtype,
+        **member,
     ) -> None:
+        """Validate and store the shared keywords; of the member's own (``member``), ``momentum`` and
+        ``adamw_eps`` are validated where the member has them, ``nesterov`` and ``cautious`` are False without."""
+        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("adamw_lr", adamw_lr, 0.0)
         self._hyper("weight_decay", weight_decay, 0.0)
         self._check("ns_steps", ns_steps, 0, None, "(]")
@@ -69,10 +86,23 @@ class _MuonFamily(Optimizer):
             raise ValueError(f"{type(self).__name__}: {e}") from None
         if muon_filter is not None and not callable(muon_filter):
             raise ValueError(f"{type(self).__name__}: muon_filter={muon_filter!r} must be a callable(path, parameter)")
+        if "momentum" in member:  # Muon's momentum (AdaMuon has betas instead)
+            self._hyper("momentum", member["momentum"], 0.0, 1.0, "[)")
+        if "adamw_eps" in member:  # (AdaMuon's AdamW branch uses its eps)
+            self._hyper("adamw_eps", member["adamw_eps"], 0.0)
+        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
+        try:
+            self.ns_dtype = check_ns_dtype(ns_dtype)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
         self.weight_decouple = bool(weight_decouple)
         self.ns_steps = int(ns_steps)
+        self.ns_method = ns_method
+        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
         self.use_adjusted_lr = bool(use_adjusted_lr)
         self.muon_filter: Callable[[str, mx.array], bool] = muon_filter or default_muon_filter
+        self.nesterov = bool(member.get("nesterov", False))
+        self.cautious = bool(member.get("cautious", False))
 
     # -- the split ---------------------------------------------------------------------
     def uses_muon(self, parameter: mx.array) -> bool:
@@ -112,6 +142,37 @@ class _MuonFamily(Optimizer):
             return F.decoupled_decay(p, lr, wd), g
         return p, F.coupled_decay(g, p, wd)
 
+    def momentum_step(self, g: mx.array, state: dict) -> mx.array:
+        r"""Muon's momentum :math:`b_t = \mu b_{t-1} + (1-\mu) g_t` (torch's ``lerp``), kept in ``state``.
+
+        Returns the direction to orthogonalize: the Nesterov look-ahead :math:`(1-\mu) g_t + \mu b_t` with
+        ``nesterov``, else :math:`b_t`.
+        """
+        hp = self.hp
+        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
+        state["momentum_buffer"] = buf
+        return F.torch_lerp(g, buf, hp.momentum) if self.nesterov else buf
+
+    def orthogonalize(self, u: mx.array) -> mx.array:
+        """The Newton–Schulz polar factor of the matrix view of ``u`` (in the ``ns_dtype`` iteration dtype)."""
+        m = as_matrix(u)
+        if self.ns_method == "gram_newton_schulz":
+            dtype = ns_iteration_dtype(self.ns_dtype, mx.float16)
+            o = gram_newton_schulz(m, self.ns_steps, self.ns_weights, dtype=dtype, reset_steps=self.ns_reset_steps)
+        else:
+            o = newton_schulz(m, self.ns_steps, self.ns_weights, dtype=ns_iteration_dtype(self.ns_dtype, mx.bfloat16))
+        return o.reshape(u.shape)
+
+    def orthogonal_direction(self, u: mx.array, g: mx.array) -> mx.array:
+        """``orthogonalize(u)``; with ``cautious``, zeroed where its sign disagrees with the direction's source
+        (``u`` with ``nesterov``, else the gradient ``g``) and the rest rescaled."""
+        o = self.orthogonalize(u)
+        return cautious_lowp(o, u if self.nesterov else g) if self.cautious else o
+
+    def descend(self, p: mx.array, o: mx.array) -> mx.array:
+        r"""The step :math:`p - \eta\, s\, o` along ``o`` (``o`` cast to ``p``'s dtype), :math:`s` the shape factor."""
+        return p - (self.hp.lr * self.lr_ratio(p)) * o.astype(p.dtype)
+
     def step_scalars(self, hp) -> None:
         hp.adamw_bc1 = hp.bias_correction("adamw_beta1")
         hp.adamw_bc2_sqrt = mx.sqrt(hp.bias_correction("adamw_beta2"))
@@ -125,12 +186,6 @@ class _MuonFamily(Optimizer):
         state["exp_avg"], state["exp_avg_sq"] = m, v
         denom = mx.sqrt(v) / hp.adamw_bc2_sqrt + getattr(hp, self._ADAMW_EPS)
         return p - (hp.adamw_lr / hp.adamw_bc1) * (m / denom)
-
-    def _ns_dtype(self, ns_dtype: NSDtype) -> NSDtype:
-        try:
-            return check_ns_dtype(ns_dtype)
-        except ValueError as e:
-            raise ValueError(f"{type(self).__name__}: {e}") from None
 
     def lr_ratio(self, p: mx.array) -> float:
         return adjusted_lr_ratio(p.shape, self.use_adjusted_lr)
@@ -228,50 +283,15 @@ class Muon(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
-        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
-        self._hyper("adamw_eps", adamw_eps, 0.0)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.nesterov, self.cautious = bool(nesterov), bool(cautious)
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
+        self._setup(locals())
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
 
-    def orthogonalize(self, u: mx.array) -> mx.array:
-        """The Newton–Schulz polar factor of the matrix view of ``u`` (in the ``ns_dtype`` iteration dtype)."""
-        m = as_matrix(u)
-        if self.ns_method == "gram_newton_schulz":
-            dtype = ns_iteration_dtype(self.ns_dtype, mx.float16)
-            o = gram_newton_schulz(m, self.ns_steps, self.ns_weights, dtype=dtype, reset_steps=self.ns_reset_steps)
-        else:
-            o = newton_schulz(m, self.ns_steps, self.ns_weights, dtype=ns_iteration_dtype(self.ns_dtype, mx.bfloat16))
-        return o.reshape(u.shape)
-
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
-        state["momentum_buffer"] = buf
-        if self.nesterov:
-            g = F.torch_lerp(g, buf, hp.momentum)
-        o = self.orthogonalize(g if self.nesterov else buf)
-        if self.cautious:
-            o = cautious_lowp(o, g)
-        return p - (hp.lr * self.lr_ratio(p)) * o.astype(p.dtype)
+        p, g = self.decay(p, g, "weight_decay", self.hp.lr)
+        u = self.momentum_step(g, state)
+        return self.descend(p, self.orthogonal_direction(u, g))
 
 
 QK_CLIP_ROLES = ("query", "key", "query_rotary", "key_rotary")
@@ -287,6 +307,7 @@ def qk_clip_scales(max_logits: mx.array, threshold: float, exponent: float) -> m
 
 
 @register
+@args_from(Muon)
 class MuonClip(Muon):
     r"""MuonClip: Muon plus per-head QK-Clip of the attention query/key projections (Kimi K2).
 
@@ -318,48 +339,11 @@ class MuonClip(Muon):
     reference through its ``**kwargs``.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
-            callable of the step). Default ``2e-2``.
-        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
-        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
-            (>= 0). Default ``0.0``.
         qk_clip_threshold: Logit threshold :math:`\tau` (> 0). Default ``100.0``.
         qk_clip_alpha: Query exponent :math:`\alpha`, in [0, 1]; keys use :math:`1-\alpha`. Default ``0.5``.
-        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
-            one repeated). Default ``"original"``.
-        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
-            float16). Default ``"newton_schulz"``.
-        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
-            restarts. Default ``(2,)``.
-        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
-        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
-            Default ``0.0``.
-        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        use_adjusted_lr: Moonlight's shape factor :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of
-            :math:`\sqrt{\max(1, \text{out}/\text{in})}`. Default ``True``.
-        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
-            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
-            Default ``True`` (keyword-only).
-        cautious: Zero the orthogonalized update where its sign disagrees with the gradient and rescale the
-            rest (keyword-only; the reference's ``cautious`` group option). Default ``False``.
         qk_clip: Which leaves are clipped: a mapping ``{path: (role, attention_name)}`` or a callable
             ``(path, parameter) -> (role, attention_name) | None``, with role ``"query"``, ``"key"``,
             ``"query_rotary"`` or ``"key_rotary"``; ``None`` disables clipping (keyword-only). Default ``None``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
-            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
-            not contain ``"embed"``. Default ``None``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "muonclip"
@@ -390,27 +374,7 @@ class MuonClip(Muon):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(
-            learning_rate,
-            momentum,
-            weight_decay,
-            weight_decouple,
-            False,
-            ns_steps,
-            ns_coeffs,
-            use_adjusted_lr,
-            adamw_lr,
-            adamw_betas,
-            adamw_wd,
-            adamw_eps,
-            maximize,
-            ns_method,
-            ns_reset_steps,
-            cautious=cautious,
-            muon_filter=muon_filter,
-            ns_dtype=ns_dtype,
-            state_dtype=state_dtype,
-        )
+        self._setup({**locals(), "nesterov": False})
         self._check("qk_clip_threshold", qk_clip_threshold, 0.0, None, "(]")
         self.qk_clip_threshold = float(qk_clip_threshold)
         self._check("qk_clip_alpha", qk_clip_alpha, 0.0, 1.0, "[]")
@@ -438,15 +402,11 @@ class MuonClip(Muon):
         spec = self.qk_clip(path, parameter) if callable(self.qk_clip) else self.qk_clip.get(path)
         return self._clip_spec(spec)
 
-    def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = state["momentum_buffer"] * hp.momentum + g
+    def momentum_step(self, g: mx.array, state: dict) -> mx.array:
+        r"""Heavy-ball momentum :math:`b_t = \mu b_{t-1} + g_t`, kept in ``state`` and orthogonalized."""
+        buf = state["momentum_buffer"] * self.hp.momentum + g
         state["momentum_buffer"] = buf
-        o = self.orthogonalize(buf)
-        if self.cautious:
-            o = cautious_lowp(o, g)
-        return p - (hp.lr * self.lr_ratio(p)) * o.astype(p.dtype)
+        return buf
 
     def apply_gradients(
         self,

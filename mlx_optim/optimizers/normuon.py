@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Tunable
+from mlx_optim.base import Tunable, args_from
 from mlx_optim.functional.matrix import NSDtype, Weights, as_matrix
 from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register
@@ -29,6 +29,7 @@ def row_normalize(
 
 
 @register
+@args_from(Muon)
 class NorMuon(_MuonFamily):
     r"""NorMuon: Muon with row-wise second-moment normalization of the orthogonalized update.
 
@@ -54,54 +55,18 @@ class NorMuon(_MuonFamily):
     (honoured by its default batched path), keyword-only here.
 
     Args:
-        learning_rate: Step size :math:`\eta` of the orthogonalized parameters, a float or a schedule (a
-            callable of the step). Default ``2e-2``.
-        momentum: Momentum factor :math:`\mu`, in [0, 1). Default ``0.95``.
         beta2: Decay rate of the row-wise second moment of the orthogonalized update, in [0, 1).
             Default ``0.95``.
-        weight_decay: Weight decay coefficient of the orthogonalized parameters, applied at ``learning_rate``
-            (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled weight decay, ``p * (1 - lr * wd)``, for both branches (``weight_decay`` at
-            ``learning_rate``, ``adamw_wd`` at ``adamw_lr``), instead of adding ``wd * p`` to the gradient.
-            Default ``True``.
-        nesterov: Orthogonalize the Nesterov combination :math:`(1-\mu) g_t + \mu b_t` instead of the
-            buffer. Default ``True``.
-        ns_steps: Number of Newton-Schulz iterations (> 0). Default ``5``.
-        ns_coeffs: Newton-Schulz coefficients: a preset (``"original"``, ``"quintic"``, ``"polar_express"``,
-            ``"polar_express_safer"``), one ``(a, b, c)`` tuple, or a list of tuples (one per iteration, the last
-            one repeated). Default ``"original"``.
         update_scale: ``"preserve_norm"`` (keep the Frobenius norm of the orthogonalized update, as the
             official code) or ``"match_rms"`` (RMS 0.2, as Algorithm 1 of the paper). Default ``"preserve_norm"``.
         use_adjusted_lr: With ``"preserve_norm"``, Moonlight's shape factor
             :math:`0.2\sqrt{\max(\text{out}, \text{in})}` instead of :math:`\sqrt{\max(1, \text{out}/\text{in})}`;
             unused with ``"match_rms"``. Default ``False``.
-        adamw_lr: Step size of the AdamW parameters, a float or a schedule. Default ``3e-4``.
-        adamw_betas: ``(beta1, beta2)`` of the AdamW moments, each in [0, 1). Default ``(0.9, 0.95)``.
-        adamw_wd: Weight decay coefficient of the AdamW parameters, applied at ``adamw_lr`` (>= 0).
-            Default ``0.0``.
-        adamw_eps: Term added to the AdamW denominator (>= 0). Default ``1e-10``.
         eps: Term added to the denominators of the row-wise normalization (>= 0). Default ``1e-10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (the restarted Gram iteration, in
-            float16; keyword-only). Default ``"newton_schulz"``.
-        ns_reset_steps: With ``"gram_newton_schulz"``, the iteration counts after which the Gram iteration
-            restarts (keyword-only). Default ``(2,)``.
-        muon_filter: ``callable(path, parameter) -> bool`` choosing the orthogonalized parameters (keyword-only;
-            the reference's ``use_muon`` groups); ``None``: matrices and higher (``ndim >= 2``) whose path does
-            not contain ``"embed"``. Default ``None``.
-        ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
-            ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
-            ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
-            matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "normuon"
     reference = "pytorch_optimizer.NorMuon"
-    orthogonalize = Muon.orthogonalize
 
     def __init__(
         self,
@@ -128,28 +93,11 @@ class NorMuon(_MuonFamily):
         ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._setup(
-            weight_decay=weight_decay,
-            weight_decouple=weight_decouple,
-            ns_steps=ns_steps,
-            ns_coeffs=ns_coeffs,
-            use_adjusted_lr=use_adjusted_lr,
-            adamw_lr=adamw_lr,
-            adamw_betas=adamw_betas,
-            adamw_wd=adamw_wd,
-            muon_filter=muon_filter,
-        )
-        self._hyper("momentum", momentum, 0.0, 1.0, "[)")
+        self._setup(locals())
         self._hyper("beta2", beta2, 0.0, 1.0, "[)")
         self._choice("update_scale", update_scale, ("preserve_norm", "match_rms"))
-        self._hyper("adamw_eps", adamw_eps, 0.0)
         self._hyper("eps", eps, 0.0)
-        self._choice("ns_method", ns_method, ("newton_schulz", "gram_newton_schulz"))
-        self.nesterov, self.update_scale = bool(nesterov), update_scale
-        self.ns_method = ns_method
-        self.ns_reset_steps = tuple(int(s) for s in ns_reset_steps)
-        self.ns_dtype = self._ns_dtype(ns_dtype)
+        self.update_scale = update_scale
 
     def init_muon(self, parameter: mx.array, state: dict) -> None:
         state["momentum_buffer"] = self.zeros(parameter)
@@ -158,16 +106,12 @@ class NorMuon(_MuonFamily):
     def muon_update(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         p, g = self.decay(p, g, "weight_decay", hp.lr)
-        buf = F.torch_lerp(state["momentum_buffer"], g, hp.one_minus_momentum)
-        state["momentum_buffer"] = buf
-        u = F.torch_lerp(g, buf, hp.momentum) if self.nesterov else buf
-        o = as_matrix(self.orthogonalize(u)).astype(mx.float32)
+        o = as_matrix(self.orthogonalize(self.momentum_step(g, state))).astype(mx.float32)
         o, state["second_momentum_buffer"], norm0, norm = row_normalize(
             o, state["second_momentum_buffer"], hp.beta2, hp.eps
         )
         if self.update_scale == "preserve_norm":
-            o, lr = o * (norm0 / norm), hp.lr * self.lr_ratio(p)
-        else:
-            # torch evaluates ``float / tensor`` as ``tensor.reciprocal() * float``
-            o, lr = o * ((1.0 / norm) * (0.2 * math.sqrt(o.size))), hp.lr
-        return p - lr * o.reshape(p.shape).astype(p.dtype)
+            return self.descend(p, (o * (norm0 / norm)).reshape(p.shape))
+        # torch evaluates ``float / tensor`` as ``tensor.reciprocal() * float``
+        o = o * ((1.0 / norm) * (0.2 * math.sqrt(o.size)))
+        return p - hp.lr * o.reshape(p.shape).astype(p.dtype)

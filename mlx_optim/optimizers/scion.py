@@ -10,7 +10,7 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.base import Optimizer, Tunable, args_from
 from mlx_optim.functional.matrix import (
     NSDtype,
     as_matrix,
@@ -238,6 +238,7 @@ class SCION(Optimizer):
 
 
 @register
+@args_from(SCION)
 class SCIONLight(SCION):
     r"""SCIONLight: :class:`SCION` with the momentum kept in a gradient accumulation buffer.
 
@@ -259,28 +260,7 @@ class SCIONLight(SCION):
     (the reference skips the scaling then, so the buffer keeps everything).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-3``.
         momentum: The buffer is scaled by :math:`1-\alpha` after each step, in (0, 1]. Default ``0.1``.
-        constraint: Constrained (conditional-gradient) updates: shrink ``p`` by :math:`1-\eta` before the step,
-            keeping it in the norm ball of radius ``scale``; weight decay is then not applied. Default ``False``.
-        norm_type: The norm: an :class:`LMONorm` value (``NONE``, ``AUTO``, ``SPECTRAL``, ``SPECTRALCONV``,
-            ``SIGN``, ``BIAS``, ``COL``, ``ROW``) or matching integer, or a callable ``(path, parameter) ->
-            LMONorm | (LMONorm, norm_kwargs)`` choosing per leaf. Default ``LMONorm.AUTO``.
-        norm_kwargs: Options of the norm (``SPECTRAL``: ``max_scale``, ``normalize``, ``num_steps``;
-            ``SPECTRALCONV``: ``num_steps``; ``SIGN``: ``zero_init``, ``normalize``; ``COL`` / ``ROW``:
-            ``normalized``, ``transpose``). Default ``None``.
-        scale: Radius of the norm ball, the update scale (> 0). Default ``1.0``.
-        weight_decay: Weight decay coefficient (>= 0), without ``constraint`` only. Default ``0.0``.
-        weight_decouple: Decoupled weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
-            ``weight_decay * p`` to the gradient. Default ``True``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        ns_dtype: dtype of the Newton–Schulz iteration of the spectral norms (keyword-only): ``mx.bfloat16``,
-            ``mx.float16``, ``mx.float32`` or their names; ``None`` (default): the reference's bfloat16 on a GPU
-            and float32 on the CPU backend, where MLX has no fast low-precision matmul. Pass ``"bfloat16"`` to
-            match the reference on the CPU.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "scionlight"
