@@ -102,6 +102,7 @@ class EmoNavi(Optimizer):
     needs_loss = True
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook (vectors only in EmoFact/EmoZeal)
     update_shadow_when_active = True
+    loss_ema_rates = {"short": 0.3, "medium": 0.05, "long": 0.01}  # the loss EMAs (global state) and their rates
 
     def __init__(
         self,
@@ -127,22 +128,23 @@ class EmoNavi(Optimizer):
 
     # --- the loss-driven scalars (global state)
     def _init_loss_state(self) -> None:
-        for k in ("loss_ema_short", "loss_ema_medium", "loss_ema_long"):
-            self.globals[k] = mx.zeros((), mx.float32)
+        for term in self.loss_ema_rates:
+            self.globals[f"loss_ema_{term}"] = mx.zeros((), mx.float32)
 
-    def _update_loss_emas(self, hp, rates: dict[str, float]) -> dict[str, mx.array]:
-        """``ema <- rate * L + (1 - rate) * ema`` for each term, the first step starting from ``L``."""
+    def _update_loss_emas(self, hp) -> dict[str, mx.array]:
+        """``ema <- rate * L + (1 - rate) * ema`` for each term of :attr:`loss_ema_rates`, the first step starting
+        from ``L``."""
         loss = loss_scalar(hp)
         first = hp.step == 1
         out = {}
-        for term, rate in rates.items():
+        for term, rate in self.loss_ema_rates.items():
             key = f"loss_ema_{term}"
             prev = mx.where(first, loss, self.globals[key])
             out[term] = self.globals[key] = rate * loss + (1.0 - rate) * prev
         return out
 
     def step_scalars(self, hp) -> None:
-        ema = self._update_loss_emas(hp, {"short": 0.3, "medium": 0.05, "long": 0.01})
+        ema = self._update_loss_emas(hp)
         hp.scalar = emo_scalar(ema["short"], ema["long"])
         hp.emo_drive, hp.ratio, hp.trust = emo_drive(hp.scalar, self.use_shadow)
         hp.step_lr = hp.lr * hp.emo_drive
@@ -302,33 +304,7 @@ class EmoFact(EmoLynx):
     name = "emofact"
     family = "memory-efficient"
     reference = "pytorch_optimizer.EmoFact"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        use_shadow: bool = False,
-        shadow_weight: Tunable = 0.05,
-        weight_decay: Tunable = 1e-2,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        eps: Tunable = 1e-8,
-        maximize: bool = False,
-        *,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(
-            learning_rate,
-            betas,
-            use_shadow,
-            shadow_weight,
-            weight_decay,
-            weight_decouple,
-            fixed_decay,
-            eps,
-            maximize,
-            state_dtype=state_dtype,
-        )
+    __init__ = EmoNavi.__init__  # EmoNavi's keywords and defaults (EmoLynx's but for betas)
 
     def init_moments(self, parameter: mx.array, state: dict) -> None:
         if parameter.ndim >= 2:
@@ -417,6 +393,7 @@ class EmoNeco(EmoNavi):
     name = "emoneco"
     family = "sign"
     reference = "Keras-collection EmoNeco (NumPy transcription in tests/parity/rows/emo.py)"
+    loss_ema_rates = {"short": 0.3, "long": 0.01}
 
     def __init__(
         self,
@@ -437,12 +414,8 @@ class EmoNeco(EmoNavi):
             state_dtype=state_dtype,
         )  # fmt: skip
 
-    def _init_loss_state(self) -> None:
-        for k in ("loss_ema_short", "loss_ema_long"):
-            self.globals[k] = mx.zeros((), mx.float32)
-
     def step_scalars(self, hp) -> None:
-        ema = self._update_loss_emas(hp, {"short": 0.3, "long": 0.01})
+        ema = self._update_loss_emas(hp)
         hp.scalar = mx.tanh(5.0 * (ema["short"] - ema["long"]))
         hp.ratio = seed_emo_ratio(hp.scalar)
 
