@@ -35,6 +35,7 @@ class _DAdaptBase(Optimizer):
     # group and allows other learning rates only of 0): nothing differs per parameter group.
     shared_tunables = ("*",)
     shared_tunables_reason = "D-Adaptation estimates D once from all parameters with one set of values"
+    zero_compatible = True  # its cross-leaf sums go through global_sum
 
     def _global(self, name: str, value: float) -> None:
         self.globals[name] = _scalar(value)
@@ -46,6 +47,11 @@ class _DAdaptBase(Optimizer):
             g, p = g.astype(dtype), p.astype(dtype)
             self._leaf_path = path  # for decay_filter in apply_weight_decay / decays()
             yield (-g if self.maximize else g), p, state
+
+    def _next_d(self, d_hat: mx.array, skip: mx.array) -> None:
+        """``D <- max(D, min(d_hat, D * growth_rate))`` (:func:`grow_d`), kept on a skipped step or when lr <= 0."""
+        d = self.globals["d"]
+        self.globals["d"] = mx.where(skip | (self.hp.lr <= 0), d, grow_d(d, d_hat, self.hp.growth_rate))
 
     def _decouple_step(self, p: mx.array, lr: Any) -> mx.array:
         p, _ = self.apply_weight_decay(p, p, decouple=True, fixed=self.fixed_decay, lr=lr)
@@ -99,8 +105,6 @@ class DAdaptAdaGrad(_DAdaptBase):
     """
 
     name = "dadaptadagrad"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdaGrad"
 
     def __init__(
@@ -155,8 +159,7 @@ class DAdaptAdaGrad(_DAdaptBase):
         st["gsq_weighted"] = st["gsq_weighted"] + mx.square(d_lr) * g_sq
         st["sk_l1"] = st["sk_l1"] + sk_l1_change
         hp.skip = st["sk_l1"] == 0
-        d_hat = (st["sk_sq_weighted"] - st["gsq_weighted"]) / st["sk_l1"]
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d((st["sk_sq_weighted"] - st["gsq_weighted"]) / st["sk_l1"], hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -208,8 +211,6 @@ class DAdaptAdam(_DAdaptBase):
     """
 
     name = "dadaptadam"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdam"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -265,9 +266,7 @@ class DAdaptAdam(_DAdaptBase):
         hp.skip = sk_l1 == 0
         nw = mx.where(hp.skip, st["numerator_weighted"], F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq))
         st["numerator_weighted"] = nw
-        d = st["d"]
-        d_hat = nw / ((1 - hp.beta2_sq) * sk_l1)
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d(nw / ((1 - hp.beta2_sq) * sk_l1), hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -313,8 +312,6 @@ class DAdaptSGD(_DAdaptBase):
     """
 
     name = "dadaptsgd"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptSGD"
 
     def __init__(
@@ -364,8 +361,7 @@ class DAdaptSGD(_DAdaptBase):
         sk_sq = self.global_sum(sk_sq)
         st["g0_norm"] = g0
         st["numerator_weighted"] = mx.where(skip, st["numerator_weighted"], numerator)
-        d_hat = 2.0 * numerator / mx.sqrt(sk_sq)
-        st["d"] = mx.where(skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d(2.0 * numerator / mx.sqrt(sk_sq), skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -413,8 +409,6 @@ class DAdaptLion(_DAdaptBase):
     """
 
     name = "dadaptlion"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptLion"
 
     def __init__(
@@ -519,8 +513,6 @@ class DAdaptAdan(_DAdaptBase):
     """
 
     name = "dadaptadan"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdan"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -579,9 +571,7 @@ class DAdaptAdan(_DAdaptBase):
         hp.skip = sk_l1 == 0
         gsq = b3 * st["gsq_weighted"] + mx.square(hp.d_lr) * (1 - b3) * g_sq
         st["gsq_weighted"] = gsq = mx.where(hp.skip, st["gsq_weighted"], gsq)
-        d = st["d"]
-        d_hat = (sk_sq_weighted / (1 - b3) - gsq) / sk_l1
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d((sk_sq_weighted / (1 - b3) - gsq) / sk_l1, hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
