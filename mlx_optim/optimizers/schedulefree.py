@@ -99,6 +99,16 @@ class _ScheduleFree(Optimizer):
     shared_tunables = ("beta1", "momentum")  # the interpolation coefficient: train() / eval() swap with one value
     shared_tunables_reason = "train() and eval() interpolate every parameter with one value of it"
 
+    def _averaging_hypers(self, weight_decay: Tunable, r: Tunable, weight_lr_power: Tunable, betas=None) -> None:
+        """Validate the keywords the schedule-free optimizers share: ``betas`` when given (``beta1`` in (0, 1)),
+        ``weight_decay``, and the averaging weight's ``r`` and ``weight_lr_power``."""
+        if betas is not None:
+            self._betas(betas, 2)
+            self._check("beta1", betas[0], 0.0, 1.0, "()")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("r", r)
+        self._hyper("weight_lr_power", weight_lr_power)
+
     def _init_schedule_free(self) -> None:
         self.globals["train_mode"] = mx.array(1.0, mx.float32)
         self.globals["weight_sum"] = mx.array(0.0, mx.float32)
@@ -237,9 +247,7 @@ class ScheduleFreeSGD(_ScheduleFree):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("momentum", momentum, 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power)
         self._check("warmup_steps", warmup_steps, 0)
         self._hyper("eps", eps, 0.0)
         self.warmup_steps = int(warmup_steps)
@@ -331,11 +339,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._check("beta1", betas[0], 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power, betas)
         self._check("warmup_steps", warmup_steps, 0)
         self._hyper("decoupling_c", decoupling_c, 0.0)
         self._hyper("eps", eps, 0.0)
@@ -433,11 +437,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._check("beta1", betas[0], 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power, betas)
         self._hyper("eps", eps, 0.0)
         self.silent_sgd_phase = silent_sgd_phase
         self._init_schedule_free()
