@@ -88,11 +88,9 @@ class SophiaH(_Hutchinson):
             state_dtype=state_dtype,
         )
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("p", p, 0.0)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple = weight_decouple
-        self.fixed_decay = fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["momentum"] = self.zeros(parameter)
@@ -101,7 +99,7 @@ class SophiaH(_Hutchinson):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["momentum"], g, hp.one_minus_beta1)
         h = state["hessian_moment"]
         if h_hat is not None:
@@ -184,9 +182,7 @@ class SophiaG(_CurvatureOptimizer):
         )
         self._betas(betas, 2)
         self._hyper("rho", rho, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple = weight_decouple
-        self.fixed_decay = fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
 
     def estimate(self, lg, model, key, *args, **kwargs):
         return lg.gnb(model, key, *args, **kwargs)
@@ -198,7 +194,7 @@ class SophiaG(_CurvatureOptimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * g
         h = state["hessian"]
         if h_hat is not None:
