@@ -493,8 +493,7 @@ class Features:
             hp, slow = self.hp, state["lookahead_slow"]
             merged = F.torch_lerp(new, slow, 1.0 - hp.lookahead_alpha)
             self.lookahead_moved(mx.where(hp.lookahead_sync, new - merged, 0.0), state)
-            new = mx.where(hp.lookahead_sync, merged, new)
-            state["lookahead_slow"] = mx.where(hp.lookahead_sync, merged, slow)
+            new, state["lookahead_slow"] = F.lookahead_select(new, slow, merged, hp.lookahead_sync, chained=False)
         return new
 
     def lookahead_moved(self, step: mx.array, state: dict) -> None:

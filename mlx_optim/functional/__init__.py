@@ -19,7 +19,7 @@ from mlx_optim.functional.elementwise import (  # noqa: F401
     softplus,
 )
 from mlx_optim.functional.factored import clip_by_rms, factored_moments, factored_rsqrt  # noqa: F401
-from mlx_optim.functional.lookahead import lookahead_merge  # noqa: F401
+from mlx_optim.functional.lookahead import lookahead_merge, lookahead_select  # noqa: F401
 from mlx_optim.functional.matrix import (  # noqa: F401
     NS_COEFFICIENTS,
     NSDtype,

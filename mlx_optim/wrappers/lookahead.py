@@ -151,8 +151,8 @@ class Lookahead(_SyncWrapper):
         def leaf(f: mx.array, slot: dict, inner_leaf: dict | None = None) -> mx.array:
             f32 = f.astype(self._cdt(f))
             slow = slot["slow_params"]
-            new = F.lerp(f32, slow.astype(f32.dtype), w)
-            slot["slow_params"] = mx.where(now, new, slow).astype(slow.dtype)
+            new, slow_new = F.lookahead_select(f32, slow, F.lerp(f32, slow.astype(f32.dtype), w), now, chained=False)
+            slot["slow_params"] = slow_new.astype(slow.dtype)
             key = None if inner_leaf is None else self._momentum_key(inner_leaf)
             if key is not None:
                 buf = inner_leaf[key]
@@ -161,9 +161,9 @@ class Lookahead(_SyncWrapper):
                 else:
                     slow_m = slot["slow_momentum"]
                     new_m = F.lerp(buf, slow_m.astype(buf.dtype), w)
-                    inner_leaf[key] = mx.where(now, new_m, buf)
-                    slot["slow_momentum"] = mx.where(now, new_m, slow_m).astype(slow_m.dtype)
-            return mx.where(now, new, f32).astype(f.dtype)
+                    inner_leaf[key], slow_m_new = F.lookahead_select(buf, slow_m, new_m, now, chained=False)
+                    slot["slow_momentum"] = slow_m_new.astype(slow_m.dtype)
+            return new.astype(f.dtype)
 
         if self.pullback_momentum == "none":
             return tree_map(leaf, fast, self._state["slots"])
