@@ -7,27 +7,11 @@ from typing import Any
 import mlx.core as mx
 from mlx.utils import tree_map
 
+from mlx_optim.functional import orthograd
 from mlx_optim.registry import register
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["OrthoGrad", "orthograd"]
-
-
-def orthograd(p: mx.array, g: mx.array, eps: float = 1e-30) -> mx.array:
-    """pytorch_optimizer's ``apply_orthogonal_gradients`` for one tensor.
-
-    Remove the component of ``g`` along ``p`` (both flattened), rescale to ``||g||``; a gradient parallel to
-    ``p`` (orthogonal part within ``4 * finfo.eps * ||g||``) becomes zero. Computed in float32 (float64 for
-    float64 parameters). Unlike ``functional.orthogonalize`` it has that parallel-gradient mask and ``eps=1e-30``.
-    """
-    dtype = mx.float64 if p.dtype == mx.float64 else mx.float32
-    w, gf = p.reshape(-1).astype(dtype), g.reshape(-1).astype(dtype)
-    proj = mx.sum(w * gf) / (mx.sum(w * w) + eps)
-    ortho = gf - w * proj
-    g_norm, o_norm = mx.sqrt(mx.sum(gf * gf)), mx.sqrt(mx.sum(ortho * ortho))
-    rounding = 4.0 * (2.220446049250313e-16 if dtype == mx.float64 else 1.1920928955078125e-07)
-    ortho = mx.where(o_norm <= rounding * g_norm, 0.0, ortho)
-    return (ortho * (g_norm / (o_norm + eps))).reshape(g.shape).astype(g.dtype)
 
 
 @register
