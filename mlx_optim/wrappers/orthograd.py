@@ -9,12 +9,14 @@ from mlx.utils import tree_map
 
 from mlx_optim.functional import orthograd
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import fill_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["OrthoGrad", "orthograd"]
 
 
 @register
+@fill_args()
 class OrthoGrad(Wrapper):
     r"""OrthoGrad: a wrapper that feeds the inner optimizer the part of each gradient orthogonal to its weight tensor.
 
@@ -30,13 +32,6 @@ class OrthoGrad(Wrapper):
     Reference: ``pytorch_optimizer.OrthoGrad`` (parity-checked); its ``foreach`` knob is dropped.
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: Accepted for the common signature; OrthoGrad keeps no state of its own (keyword-only).
             Default ``None``.
     """

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import re
-import textwrap
 from typing import Any
 
 import mlx.core as mx
@@ -14,57 +11,26 @@ from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import WRAPPER_ARGS, fill_args
 from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["SAM", "ASAM", "GSAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "sam_perturbation"]
 
 
 _SAM_ARGS: dict[str, str] = {
-    "base_optimizer": "The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, "
-    "wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and "
-    "``learning_rate``).",
+    **WRAPPER_ARGS,
     "rho": r"Radius :math:`\rho` of the neighbourhood (>= 0).",
     "adaptive": r"ASAM's scale-invariant neighbourhood :math:`T_w = |w|`.",
     "use_gc": "Centralize the gradient (subtract the mean over all axes but the first, for tensors with "
     "``ndim > 1``) before perturbing, after the norm.",
     "perturb_eps": "Term added to the norms in the denominators (>= 0).",
-    "learning_rate": "The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it, "
-    "or set on a given instance; ``None`` keeps the inner optimizer's own.",
-    "optimizer_kwargs": "Keywords for the inner optimizer when it is given by name or class (keyword-only).",
     "transparent": "Run one phase per ordinary ``update`` call instead of requiring ``step_with`` (keyword-only).",
     "state_dtype": "dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); "
     "``None``: float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's "
     "state follows its own ``state_dtype``.",
 }
-"""``Args:`` text of the keywords the SAM family shares (without the default, which comes from the signature)."""
-
-
-def _wrap_entry(text: str) -> list[str]:
-    """``text`` wrapped at 116 columns for an ``Args:`` entry (8 spaces, continuation 12); ````...```` kept whole."""
-    protected = re.sub(r"``[^`]*``", lambda m: m.group(0).replace(" ", "\x00"), text)
-    lines = textwrap.wrap(protected, 116, initial_indent=" " * 8, subsequent_indent=" " * 12, break_on_hyphens=False)
-    return [line.replace("\x00", " ") for line in lines]
-
-
-def _sam_args(cls: type) -> type:
-    """Complete the ``Args:`` section of ``cls``'s docstring in signature order: the entries it writes itself,
-    and :data:`_SAM_ARGS` (with the signature's default) for each shared keyword it does not."""
-    head, _, own_text = cls.__dict__["__doc__"].partition("\n    Args:\n")
-    own: dict[str, list[str]] = {}
-    for line in own_text.rstrip().splitlines():
-        match = re.match(r" {8}(\w+):", line)
-        if match:
-            own[match.group(1)] = []
-        own[next(reversed(own))].append(line)
-    out = []
-    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
-        if name in own:
-            out += own[name]
-            continue
-        default = "Required." if param.default is param.empty else f"Default ``{param.default!r}``."
-        out += _wrap_entry(f"{name}: {_SAM_ARGS[name]} {default}")
-    cls.__doc__ = head.rstrip() + "\n\n    Args:\n" + "\n".join(out) + "\n    "
-    return cls
+"""``Args:`` text of the keywords the SAM family shares (:func:`~mlx_optim.wrappers._args.fill_args`)."""
+_sam_args = fill_args(_SAM_ARGS)
 
 
 def sam_perturbation(g: mx.array, p: mx.array, scale: mx.array, adaptive: bool) -> mx.array:
