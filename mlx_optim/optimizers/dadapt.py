@@ -125,9 +125,8 @@ class DAdaptAdaGrad(_DAdaptBase):
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self._global("d", d0)
         self._global("gsq_weighted", 0.0)
         self._global("sk_sq_weighted", 0.0)
@@ -233,9 +232,9 @@ class DAdaptAdam(_DAdaptBase):
         self._betas(betas, 2)
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay, self.bias_correction = weight_decouple, fixed_decay, bias_correction
+        self.bias_correction = bias_correction
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
 
@@ -331,8 +330,7 @@ class DAdaptSGD(_DAdaptBase):
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
         self._global("g0_norm", 0.0)
@@ -426,8 +424,7 @@ class DAdaptLion(_DAdaptBase):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._check("d0", d0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
 
