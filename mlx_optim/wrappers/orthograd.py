@@ -37,20 +37,7 @@ class OrthoGrad(Wrapper):
     """
 
     name = "orthograd"
-    family = "wrapper"
     reference = "pytorch_optimizer.OrthoGrad"
-
-    def __init__(
-        self,
-        optimizer: Any,
-        *,
-        learning_rate: Any = None,
-        optimizer_kwargs: dict | None = None,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(
-            optimizer, learning_rate=learning_rate, optimizer_kwargs=optimizer_kwargs, state_dtype=state_dtype
-        )
 
     def wrap_update(self, gradients: Any, params: Any, loss: mx.array | None) -> Any:
         return self.inner_apply(tree_map(lambda g, p: orthograd(p, g), gradients, params), params, loss)
