@@ -98,7 +98,6 @@ class ApplyIfFinite(Wrapper):
     """
 
     name = "applyiffinite"
-    family = "wrapper"
     reference = "optax.apply_if_finite (transcribed around the torch optimizers)"
 
     def __init__(

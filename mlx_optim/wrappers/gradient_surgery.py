@@ -140,7 +140,6 @@ class PCGrad(Wrapper):
     """
 
     name = "pcgrad"
-    family = "wrapper"
     reference = "pytorch_optimizer.PCGrad"
 
     def __init__(
@@ -248,7 +247,6 @@ class PPCGrad(PCGrad):
     """
 
     name = "ppcgrad"
-    family = "wrapper"
     reference = "PPCGrad.project_conflicting (torch transcription)"
 
     def __init__(

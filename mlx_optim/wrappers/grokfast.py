@@ -56,7 +56,6 @@ class GradFilterMA(Wrapper):
     """
 
     name = "gradfilterma"
-    family = "wrapper"
     reference = "pytorch_optimizer.gradfilter_ma"
 
     def __init__(
@@ -125,7 +124,6 @@ class GradFilterEMA(Wrapper):
     """
 
     name = "gradfilterema"
-    family = "wrapper"
     reference = "pytorch_optimizer.gradfilter_ema"
 
     def __init__(

@@ -109,7 +109,6 @@ class KerasOptions(Wrapper):
     """
 
     name = "kerasoptions"
-    family = "wrapper"
     reference = "keras.optimizers.Optimizer base options (torch transcription)"
 
     def __init__(

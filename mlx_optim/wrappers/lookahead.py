@@ -84,7 +84,6 @@ class Lookahead(_SyncWrapper):
     """
 
     name = "lookahead"
-    family = "wrapper"
     reference = "pytorch_optimizer.Lookahead"
 
     def __init__(
@@ -200,7 +199,6 @@ class Scout(_SyncWrapper):
     """
 
     name = "scout"
-    family = "wrapper"
     reference = "holocron.optim.wrapper.Scout (NumPy transcription)"
 
     def __init__(

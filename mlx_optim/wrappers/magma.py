@@ -72,7 +72,6 @@ class Magma(Wrapper):
     """
 
     name = "magma"
-    family = "wrapper"
     reference = "pytorch_optimizer.Magma"
 
     def __init__(

@@ -100,7 +100,6 @@ class TRAC(Wrapper):
     """
 
     name = "trac"
-    family = "wrapper"
     reference = "pytorch_optimizer.TRAC"
 
     def __init__(
