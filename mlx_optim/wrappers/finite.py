@@ -9,7 +9,7 @@ from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Phased, Wrapper, _assign, select_tree
 
 __all__ = ["ApplyIfFinite", "all_finite"]
@@ -49,7 +49,7 @@ def _drives_its_own_gradients(opt: Any) -> str | None:
 
 
 @register
-@fill_args()
+@wrapper_args
 class ApplyIfFinite(Wrapper):
     r"""ApplyIfFinite: a wrapper under which a step whose gradients are not all finite changes nothing.
 

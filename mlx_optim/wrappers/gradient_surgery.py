@@ -10,7 +10,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = [
@@ -98,7 +98,7 @@ def _is_task_list(gradients: Any, parameters: Any) -> bool:
 
 
 @register
-@fill_args()
+@wrapper_args
 class PCGrad(Wrapper):
     r"""PCGrad: a wrapper that merges task gradients after projecting away their conflicts, then steps the optimizer.
 
@@ -221,7 +221,7 @@ class PCGrad(Wrapper):
 
 
 @register
-@fill_args()
+@wrapper_args
 class PPCGrad(PCGrad):
     r"""PPCGrad: parallel PCGrad, every task gradient projected from its original value, independent of the order.
 

@@ -9,7 +9,7 @@ from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["GradFilterMA", "GradFilterEMA", "ring_buffer_push"]
@@ -24,7 +24,7 @@ def ring_buffer_push(buffer: mx.array, x: mx.array, step: mx.array) -> mx.array:
 
 
 @register
-@fill_args()
+@wrapper_args
 class GradFilterMA(Wrapper):
     r"""Grokfast-MA: a wrapper that amplifies the slow component of the gradient with a windowed moving average.
 
@@ -100,7 +100,7 @@ class GradFilterMA(Wrapper):
 
 
 @register
-@fill_args()
+@wrapper_args
 class GradFilterEMA(Wrapper):
     r"""Grokfast-EMA: a wrapper that amplifies the slow component of the gradient with an exponential moving average.
 

@@ -13,7 +13,7 @@ from mlx_optim import functional as F
 from mlx_optim.base import _match, check_range
 from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper, _assign
 
 __all__ = ["KerasOptions", "clip_by_norm", "clip_by_global_norm"]
@@ -39,7 +39,7 @@ def _int_option(name: str, value: Any, low: int) -> None:
 
 
 @register
-@fill_args()
+@wrapper_args
 class KerasOptions(Wrapper):
     r"""KerasOptions: a wrapper that adds the common Keras 3 optimizer arguments to any optimizer.
 

@@ -10,7 +10,7 @@ from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["Lookahead", "Scout"]
@@ -45,7 +45,7 @@ class _SyncWrapper(Wrapper):
 
 
 @register
-@fill_args()
+@wrapper_args
 class Lookahead(_SyncWrapper):
     r"""Lookahead: a wrapper that pulls the fast weights toward slow weights every ``k`` inner steps.
 
@@ -165,7 +165,7 @@ class Lookahead(_SyncWrapper):
 
 
 @register
-@fill_args()
+@wrapper_args
 class Scout(_SyncWrapper):
     r"""Scout: Lookahead whose sync rate adapts to how coherent the fast-weight trajectory was (holocron).
 

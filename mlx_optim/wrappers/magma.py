@@ -12,7 +12,7 @@ from mlx.utils import tree_map
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["Magma", "cosine_similarity"]
@@ -29,7 +29,7 @@ def cosine_similarity(x: mx.array, y: mx.array, eps: float = 1e-8) -> mx.array:
 
 
 @register
-@fill_args()
+@wrapper_args
 class Magma(Wrapper):
     r"""Magma: a wrapper that keeps each tensor's update at random, scaled by a momentum-gradient alignment.
 

@@ -9,14 +9,14 @@ from mlx.utils import tree_map
 
 from mlx_optim.functional import orthograd
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["OrthoGrad", "orthograd"]
 
 
 @register
-@fill_args()
+@wrapper_args
 class OrthoGrad(Wrapper):
     r"""OrthoGrad: a wrapper that feeds the inner optimizer the part of each gradient orthogonal to its weight tensor.
 

@@ -9,9 +9,10 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import WRAPPER_ARGS, fill_args
+from mlx_optim.wrappers._args import WRAPPER_ARGS
 from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["SAM", "ASAM", "GSAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "sam_perturbation"]
@@ -29,7 +30,7 @@ _SAM_ARGS: dict[str, str] = {
     "``None``: float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's "
     "state follows its own ``state_dtype``.",
 }
-"""``Args:`` text of the keywords the SAM family shares (:func:`~mlx_optim.wrappers._args.fill_args`)."""
+"""``Args:`` text of the keywords the SAM family shares (:func:`~mlx_optim.docargs.fill_args`)."""
 _sam_args = fill_args(_SAM_ARGS)
 
 

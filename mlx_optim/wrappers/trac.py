@@ -12,7 +12,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
-from mlx_optim.wrappers._args import fill_args
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["TRAC", "erf1994_coefficients", "erf_imag"]
@@ -59,7 +59,7 @@ def erf_imag(x: mx.array, coefs: mx.array, ell: float) -> mx.array:
 
 
 @register
-@fill_args()
+@wrapper_args
 class TRAC(Wrapper):
     r"""TRAC: a wrapper that scales the inner optimizer's updates by a parameter-free factor tuned online.
 
