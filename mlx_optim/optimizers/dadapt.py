@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
@@ -25,6 +26,23 @@ _sum = F.sum_all  # whole-tensor float32 sums, split for large tensors (faster a
 def grow_d(d: mx.array, d_hat: mx.array, growth_rate: Any) -> mx.array:
     """D-Adaptation's monotone update ``max(d, min(d_hat, d * growth_rate))``."""
     return mx.maximum(d, mx.minimum(d_hat, d * growth_rate))
+
+
+_DADAPT_ARGS: dict[str, str] = {
+    "learning_rate": r"Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training "
+    "is unstable): a float or a schedule (a callable of the step).",
+    "momentum": r"Momentum :math:`\mu` in [0, 1) of the iterate averaging.",
+    "growth_rate": "Maximum factor by which :math:`D` may grow per step.",
+    "weight_decay": "Weight decay coefficient (>= 0).",
+    "weight_decouple": "Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the gradient.",
+    "fixed_decay": "With decoupled decay, do not scale it by ``d_lr``.",
+    "eps": r":math:`\epsilon` (>= 0) added to the denominator.",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.",
+}
+"""``Args:`` text the D-Adaptation optimizers share (:func:`mlx_optim.docargs.fill_args`)."""
+_dadapt_args = fill_args(_DADAPT_ARGS)
 
 
 class _DAdaptBase(Optimizer):
@@ -65,6 +83,7 @@ class _DAdaptBase(Optimizer):
 
 
 @register
+@_dadapt_args
 class DAdaptAdaGrad(_DAdaptBase):
     r"""DAdaptAdaGrad: learning-rate-free AdaGrad (dual-averaging form) whose step size D is estimated on the fly.
 
@@ -89,19 +108,10 @@ class DAdaptAdaGrad(_DAdaptBase):
     supported.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
-        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.0``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
         weight_decouple: Decoupled decay (by ``lr``, see above) instead of an L2 penalty added to the gradient.
             Default ``False``.
         fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``0.0``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadagrad"
@@ -170,6 +180,7 @@ class DAdaptAdaGrad(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptAdam(_DAdaptBase):
     r"""DAdaptAdam: learning-rate-free Adam (D-Adaptation V3) whose step size D is estimated on the fly.
 
@@ -192,21 +203,10 @@ class DAdaptAdam(_DAdaptBase):
     Reference: ``pytorch_optimizer.DAdaptAdam``, same keywords and defaults.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
             Default ``(0.9, 0.999)``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
         bias_correction: Divide the step :math:`\lambda_k` by Adam's bias corrections. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadam"
@@ -275,6 +275,7 @@ class DAdaptAdam(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptSGD(_DAdaptBase):
     r"""DAdaptSGD: learning-rate-free SGD (D-Adaptation V3, dual-averaging form) whose step size D is estimated.
 
@@ -296,18 +297,7 @@ class DAdaptSGD(_DAdaptBase):
     ``z = x0 - s`` is not stored (it is recomputed).
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
-        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.9``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptsgd"
@@ -369,6 +359,7 @@ class DAdaptSGD(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptLion(_DAdaptBase):
     r"""DAdaptLion: learning-rate-free Lion (D-Adaptation V3) whose step size D is estimated on the fly.
 
@@ -392,18 +383,9 @@ class DAdaptLion(_DAdaptBase):
     weight decay (coupled, or decoupled by ``d_lr * weight_decay``) comes first.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the update direction and
             the momentum's decay rate. Default ``(0.9, 0.999)``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptlion"
@@ -466,6 +448,7 @@ class DAdaptLion(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptAdan(_DAdaptBase):
     r"""DAdaptAdan: learning-rate-free Adan whose step size D is estimated on the fly (D-Adaptation).
 
@@ -494,19 +477,11 @@ class DAdaptAdan(_DAdaptBase):
     :math:`\Delta` is :math:`-2 g_1` rather than zero.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1): decay rates of the gradient, the gradient
             difference and the second moment. Default ``(0.98, 0.92, 0.99)``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
         weight_decouple: Decoupled decay before the step instead of the proximal division after it. Default
             ``False``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadan"
