@@ -28,7 +28,8 @@ def fill_args(shared: Mapping[str, str]) -> Callable[[type], type]:
 
     Args:
         shared: ``{keyword: text}`` for the keywords the class does not document itself. ``Default ``...````
-            (from the signature) or ``Required.`` is appended unless the text already says ``Default ``.
+            (from the signature) or ``Required.`` is appended unless the text states the default itself
+            (``Default ````...```` or ``(default)``).
     """
 
     def decorate(cls: type) -> type:
@@ -45,7 +46,7 @@ def fill_args(shared: Mapping[str, str]) -> Callable[[type], type]:
                 out += own[name]
                 continue
             text = shared[name]
-            if "Default ``" not in text:
+            if "Default ``" not in text and "(default)" not in text:
                 default = "Required." if param.default is param.empty else f"Default ``{_show(param.default)}``."
                 text = f"{text} {default}"
             out += _wrap_entry(f"{name}: {text}")

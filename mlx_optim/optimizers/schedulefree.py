@@ -35,6 +35,7 @@ import mlx.nn as nn
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, state_copy
+from mlx_optim.docargs import fill_args
 from mlx_optim.registry import register
 
 
@@ -90,6 +91,24 @@ def _swap_tree(params: Any, state: Any, fn) -> Any:
             o if o is not None else ({} if not isinstance(v, mx.array) else v) for o, v in zip(out, params)
         )
     return None
+
+
+_SF_ARGS: dict[str, str] = {
+    "learning_rate": r"Step size :math:`\eta`, a float or a schedule (a callable of the step).",
+    "betas": "``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay rate of the "
+    "second moment, in [0, 1).",
+    "weight_decay": r"L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0).",
+    "r": r"Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging.",
+    "weight_lr_power": r"Exponent :math:`p` of the largest learning rate so far in the averaging weight "
+    "(0 disables it).",
+    "warmup_steps": "Number of steps of linear learning-rate warm-up (>= 0).",
+    "eps": "Term added to the denominator (>= 0).",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; a bfloat16 state is written back with stochastic rounding.",
+}
+"""``Args:`` text the schedule-free optimizers share (:func:`mlx_optim.docargs.fill_args`)."""
+_sf_args = fill_args(_SF_ARGS)
 
 
 class _ScheduleFree(Optimizer):
@@ -191,6 +210,7 @@ def _merge(base: Any, new: Any) -> Any:
 
 
 @register
+@_sf_args
 class ScheduleFreeSGD(_ScheduleFree):
     r"""Schedule-free SGD: momentum by interpolation and iterate averaging instead of a learning-rate schedule.
 
@@ -212,19 +232,10 @@ class ScheduleFreeSGD(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeSGD`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1.0``.
         momentum: Interpolation coefficient :math:`\beta` of the training point, in (0, 1). Default ``0.9``.
         weight_decay: L2 coefficient :math:`\lambda` added to the gradient at :math:`y` (>= 0).
             Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
-        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
         eps: Accepted and validated (>= 0) like the reference, which does not use it. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreesgd"
@@ -274,6 +285,7 @@ class ScheduleFreeSGD(_ScheduleFree):
 
 
 @register
+@_sf_args
 class ScheduleFreeAdamW(_ScheduleFree):
     r"""Schedule-free AdamW: the schedule-free step on gradients normalized by Adam's second moment.
 
@@ -301,22 +313,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeAdamW`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
-        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
-            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
-        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
-        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
         decoupling_c: Coefficient :math:`C` of the decoupled averaging weight (>= 0; 0 uses :math:`c_t`).
             Default ``0.0``.
         ams_bound: Divide by the running maximum of the corrected second moment. Default ``False``.
-        eps: Term added to the denominator (>= 0). Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreeadamw"
@@ -377,6 +376,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 
 @register
+@_sf_args
 class ScheduleFreeRAdam(_ScheduleFree):
     r"""Schedule-free RAdam: the schedule-free step with RAdam's rectified step size.
 
@@ -403,20 +403,8 @@ class ScheduleFreeRAdam(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeRAdam`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
-        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
-            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
-        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
         silent_sgd_phase: Before rectification, take no steps (only the averaging state moves) instead of
             SGD steps of size 1. Default ``True``.
-        eps: Term added to the denominator (>= 0). Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreeradam"
