@@ -8,6 +8,7 @@ signature unless the text states it.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import textwrap
@@ -27,9 +28,9 @@ def fill_args(shared: Mapping[str, str]) -> Callable[[type], type]:
     """Class decorator: complete the ``Args:`` section of the class's own docstring in signature order.
 
     Args:
-        shared: ``{keyword: text}`` for the keywords the class does not document itself. ``Default ``...````
-            (from the signature) or ``Required.`` is appended unless the text states the default itself
-            (``Default ````...```` or ``(default)``).
+        shared: ``{keyword: text}`` for the keywords the class does not document itself. The default as the
+            signature writes it (or ``Required.``) is appended, unless the text states it (it contains
+            ``Default`` followed by a literal, or ``(default)``).
     """
 
     def decorate(cls: type) -> type:
@@ -40,14 +41,14 @@ def fill_args(shared: Mapping[str, str]) -> Callable[[type], type]:
             if match:
                 own[match.group(1)] = []
             own[next(reversed(own))].append(line)
-        out = []
+        out, written = [], _written_defaults(cls.__init__)
         for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
             if name in own:
                 out += own[name]
                 continue
             text = shared[name]
             if "Default ``" not in text and "(default)" not in text:
-                default = "Required." if param.default is param.empty else f"Default ``{_show(param.default)}``."
+                default = "Required." if param.default is param.empty else f"Default ``{written[name]}``."
                 text = f"{text} {default}"
             out += _wrap_entry(f"{name}: {text}")
         cls.__doc__ = head.rstrip() + "\n\n    Args:\n" + "\n".join(out) + "\n    "
@@ -56,5 +57,16 @@ def fill_args(shared: Mapping[str, str]) -> Callable[[type], type]:
     return decorate
 
 
-def _show(value: object) -> str:
-    return "inf" if value == float("inf") else repr(value)
+def _written_defaults(init: Callable) -> dict[str, str]:
+    """Each keyword's default as the signature writes it (``6e-2``, not ``0.06``); ``float("inf")`` as ``inf``."""
+    try:
+        source = textwrap.dedent(inspect.getsource(init))
+    except (OSError, TypeError):  # no source (a frozen or compiled-only install): the values' repr
+        params = list(inspect.signature(init).parameters.values())
+        return {p.name: "inf" if p.default == float("inf") else repr(p.default) for p in params}
+    args = ast.parse(source).body[0].args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    written = {a.arg: ast.get_source_segment(source, d) for a, d in pairs}
+    return {k: "inf" if v in ('float("inf")', "float('inf')") else v for k, v in written.items()}
