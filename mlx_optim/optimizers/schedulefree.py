@@ -128,6 +128,17 @@ class _ScheduleFree(Optimizer):
         self._hyper("r", r)
         self._hyper("weight_lr_power", weight_lr_power)
 
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
+        """The gradient the schedule-free step takes: SGD's as it is, AdamW's / RAdam's divided by their second
+        moment (which this updates)."""
+        return g
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.apply_weight_decay(p, self.normalize(g, state), decouple=False)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
+        return p
+
     def _init_schedule_free(self) -> None:
         self.globals["train_mode"] = mx.array(1.0, mx.float32)
         self.globals["weight_sum"] = mx.array(0.0, mx.float32)
@@ -277,12 +288,6 @@ class ScheduleFreeSGD(_ScheduleFree):
         hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.momentum)
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
-
 
 @register
 @_sf_args
@@ -362,17 +367,14 @@ class ScheduleFreeAdamW(_ScheduleFree):
         schedule_free_scalars(hp, hp.beta1)
         hp.bc2 = hp.bias_correction("beta2")
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
         v_hat = v / hp.bc2
         if self.ams_bound:
             v_hat = self.apply_amsgrad(state, v_hat)
-        g = g / F.ams_bound_denom(v_hat, hp.eps)
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
+        return g / F.ams_bound_denom(v_hat, hp.eps)
 
 
 @register
@@ -444,11 +446,8 @@ class ScheduleFreeRAdam(_ScheduleFree):
         hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.beta1)
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
-        g = mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
+        return mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)
