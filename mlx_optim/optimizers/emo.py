@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional.elementwise import loss_scalar
 from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
@@ -177,7 +178,25 @@ class EmoNavi(Optimizer):
         return m / (mx.sqrt(sn_expand(v, g.shape)) + hp.eps)
 
 
+_EMO_ARGS: dict[str, str] = {
+    "learning_rate": r"Step size :math:`\eta`: a float or a schedule (a callable of the step).",
+    "use_shadow": "Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.",
+    "shadow_weight": r"Rate :math:`w` in [0, 1) at which the shadow follows the parameters.",
+    "weight_decay": "Weight decay coefficient (>= 0).",
+    "weight_decouple": "Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added to the "
+    "gradient.",
+    "fixed_decay": "With decoupled decay, do not scale it by the learning rate.",
+    "eps": r":math:`\epsilon` (>= 0) added to the denominator.",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.",
+}
+"""``Args:`` text EmoLynx, EmoFact, EmoNeco and EmoZeal share (:func:`mlx_optim.docargs.fill_args`)."""
+_emo_args = fill_args(_EMO_ARGS)
+
+
 @register
+@_emo_args
 class EmoLynx(EmoNavi):
     r"""EmoLynx: Lion-style sign steps with EmoNavi's loss-driven step multiplier and shadow.
 
@@ -192,21 +211,10 @@ class EmoLynx(EmoNavi):
     Reference: ``pytorch_optimizer.EmoLynx`` (no paper), same keywords and defaults.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the sign direction and
             the momentum's decay rate. Default ``(0.9, 0.99)``.
-        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
-            Default ``False``.
         shadow_weight: Rate in [0, 1) of the shadow's update; unused, since EmoLynx does not update the shadow on
             active shadow steps. Default ``0.05``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emolynx"
@@ -267,6 +275,7 @@ def factored_rms(g: mx.array, r: mx.array, c: mx.array, beta: Any, eps: Any) -> 
 
 
 @register
+@_emo_args
 class EmoFact(EmoLynx):
     r"""EmoFact: sign of an Adafactor-style factored scaling of the gradient, with EmoNavi's loss-driven multiplier.
 
@@ -284,21 +293,10 @@ class EmoFact(EmoLynx):
     Reference: ``pytorch_optimizer.EmoFact`` (no paper), same keywords and defaults.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the factored RMS (and of the vectors'
             first moment) and of the vectors' second moment. Default ``(0.9, 0.999)``.
-        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
-            Default ``False``.
         shadow_weight: Rate in [0, 1) of the shadow's update; unused, since the shadow is not updated on active
             shadow steps (as in :class:`EmoLynx`). Default ``0.05``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emofact"
@@ -356,6 +354,7 @@ def neco_direction(g: mx.array, blended: mx.array, scalar: mx.array, eps: Any) -
 
 
 @register
+@_emo_args
 class EmoNeco(EmoNavi):
     r"""EmoNeco: a Lion/Tiger-style blended gradient, stepped by its softsign or cautious sign by the loss trend.
 
@@ -376,18 +375,9 @@ class EmoNeco(EmoNavi):
     per-parameter-state port); this class updates them once per step, as the pytorch_optimizer original did.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the blended gradient and
             the momentum's decay rate. Default ``(0.9, 0.99)``.
         eps: :math:`\epsilon` (>= 0) added to the gradient norm. Default ``1e-8``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emoneco"
@@ -446,6 +436,7 @@ class EmoNeco(EmoNavi):
 
 
 @register
+@_emo_args
 class EmoZeal(EmoNeco):
     r"""EmoZeal: EmoNeco's step plus an Adafactor-style step for matrices, Adam-style steps for vectors.
 
@@ -464,20 +455,11 @@ class EmoZeal(EmoNeco):
     class's, with ``eps`` for its ``epsilon``.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the blend factor and factored-RMS decay rate
             :math:`\beta_1`, and the decay rate :math:`\beta_2` of the momentum and the vectors' second moment.
             Default ``(0.9, 0.999)``.
         eps: :math:`\epsilon` (>= 0) added to the denominators and to the gradient norm. Default ``1e-8``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
         use_shadow: Keep the shadow copy of the parameters. Default ``True``.
-        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emozeal"
