@@ -14,7 +14,7 @@ Where each feature acts (``g`` the gradient, ``p`` the parameter, ``new`` the ba
   it, so they also reach bases that do their moment math in ``prepare``), in this order:
 
   - ``orthograd``: OrthoGrad, the part of ``g`` orthogonal to ``p`` rescaled to ``|g|``
-    (:func:`mlx_optim.wrappers.orthograd.orthograd`, pytorch_optimizer's ``OrthoGrad`` exactly);
+    (:func:`mlx_optim.functional.orthograd`, pytorch_optimizer's ``OrthoGrad`` exactly);
   - ``agc``: adaptive gradient clipping (:func:`mlx_optim.functional.agc`, ``agc_eps``,
     ``agc_clip_val``; pytorch_optimizer's ``agc``);
   - ``pnm``: positive-negative momentum: two EMAs of ``g`` with decay ``pnm_beta**2`` updated on
@@ -396,9 +396,7 @@ class Features:
             if self.maximize:  # the transforms see the maximize-applied gradient, as update_single does
                 g = -g
             if fx.orthograd:
-                from mlx_optim.wrappers.orthograd import orthograd  # noqa: PLC0415 (wrappers import optimizers)
-
-                g = orthograd(p, g)
+                g = F.orthograd(p, g)
             if fx.agc:
                 g = F.agc(p, g, fx.agc_eps, fx.agc_clip_val)
             if fx.pnm or fx.aem:
@@ -493,8 +491,7 @@ class Features:
             hp, slow = self.hp, state["lookahead_slow"]
             merged = F.torch_lerp(new, slow, 1.0 - hp.lookahead_alpha)
             self.lookahead_moved(mx.where(hp.lookahead_sync, new - merged, 0.0), state)
-            new = mx.where(hp.lookahead_sync, merged, new)
-            state["lookahead_slow"] = mx.where(hp.lookahead_sync, merged, slow)
+            new, state["lookahead_slow"] = F.lookahead_select(new, slow, merged, hp.lookahead_sync, chained=False)
         return new
 
     def lookahead_moved(self, step: mx.array, state: dict) -> None:

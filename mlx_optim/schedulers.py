@@ -245,26 +245,20 @@ def _warmup_then(t_max, max_lr, min_lr, init_lr, warmup_steps, after):
 
 def linear(t_max: int, max_lr: float, min_lr: float = 0.0, init_lr: float = 0.0, warmup_steps: int = 0) -> Schedule:
     """pytorch_optimizer ``LinearScheduler``: linear warmup, then linear from ``max_lr`` to ``min_lr`` at ``t_max``."""
-    return _warmup_then(
-        t_max,
-        max_lr,
-        min_lr,
-        init_lr,
-        warmup_steps,
-        lambda k: max_lr + (min_lr - max_lr) * (k - warmup_steps) / (t_max - warmup_steps),
-    )
+
+    def after(k):
+        return max_lr + (min_lr - max_lr) * (k - warmup_steps) / (t_max - warmup_steps)
+
+    return _warmup_then(t_max, max_lr, min_lr, init_lr, warmup_steps, after)
 
 
 def cosine(t_max: int, max_lr: float, min_lr: float = 0.0, init_lr: float = 0.0, warmup_steps: int = 0) -> Schedule:
     """pytorch_optimizer ``CosineScheduler``: linear warmup, then half a cosine down to ``min_lr`` at ``t_max``."""
-    return _warmup_then(
-        t_max,
-        max_lr,
-        min_lr,
-        init_lr,
-        warmup_steps,
-        lambda k: _cos_interp(max_lr, min_lr, (k - warmup_steps) / (t_max - warmup_steps)),
-    )
+
+    def after(k):
+        return _cos_interp(max_lr, min_lr, (k - warmup_steps) / (t_max - warmup_steps))
+
+    return _warmup_then(t_max, max_lr, min_lr, init_lr, warmup_steps, after)
 
 
 def poly(
@@ -280,14 +274,11 @@ def poly(
     Reference behaviour kept: the value grows after warmup (the reference's formula).
     """
     _check("poly_order", poly_order, poly_order > 0, "(0, inf)")
-    return _warmup_then(
-        t_max,
-        max_lr,
-        min_lr,
-        init_lr,
-        warmup_steps,
-        lambda k: min_lr + (max_lr - min_lr) * mx.power(mx.maximum(k - warmup_steps, 0.0), poly_order),
-    )
+
+    def after(k):
+        return min_lr + (max_lr - min_lr) * mx.power(mx.maximum(k - warmup_steps, 0.0), poly_order)
+
+    return _warmup_then(t_max, max_lr, min_lr, init_lr, warmup_steps, after)
 
 
 def rex(total_steps: int, max_lr: float = 1.0, min_lr: float = 0.0) -> Schedule:

@@ -1,6 +1,9 @@
-"""Regenerate the static imports of ``mlx_optim/optimizers/__init__.py`` and ``mlx_optim/__init__.py``.
+"""Regenerate the static imports of ``mlx_optim/optimizers/__init__.py``, ``mlx_optim/functional/__init__.py`` and
+``mlx_optim/__init__.py``.
 
-Every registered optimizer is imported by name, so editors and type checkers see ``mlx_optim.AdamW``.
+Every registered optimizer is imported by name in ``mlx_optim/optimizers/__init__.py`` and listed in its static
+``__all__``; ``mlx_optim/__init__.py`` re-exports them with ``from mlx_optim.optimizers import *`` and
+``__all__ += optimizers.__all__`` (forms type checkers and editors follow), so each name is written once.
 
 python scripts/gen_exports.py          # rewrite both files
 python scripts/gen_exports.py --check  # exit 1 if either is out of date (run by the tests)
@@ -26,7 +29,18 @@ API = [
     ("mlx_optim.registry", ["register"]),
     ("mlx_optim.schedulers", ["get_supported_lr_schedulers", "load_lr_scheduler"]),
 ]
-SUBMODULES = ["functional", "fusion", "interop", "jit_pch", "packed", "precision", "schedulers", "streams", "wrappers"]
+SUBMODULES = [
+    "functional",
+    "fusion",
+    "interop",
+    "jit_pch",
+    "optimizers",
+    "packed",
+    "precision",
+    "schedulers",
+    "streams",
+    "wrappers",
+]
 
 
 def registered_classes(path: Path) -> list[str]:
@@ -90,9 +104,6 @@ def functional_init() -> str:
 
 
 def package_init() -> str:
-    opt_classes = sorted(
-        n for p in (PKG / "optimizers").glob("*.py") if p.name != "__init__.py" for n in registered_classes(p)
-    )
     variant_classes = sorted(registered_classes(PKG / "variants.py"))
     wrapper_classes = sorted(
         n for p in (PKG / "wrappers").glob("*.py") if p.name != "__init__.py" for n in registered_classes(p)
@@ -118,9 +129,8 @@ def package_init() -> str:
     ]
     for mod, names in API:
         lines.append(f"from mlx_optim.{mod.split('.', 1)[1]} import {', '.join(names)}")
-    lines.append("from mlx_optim.optimizers import (")
-    lines += [f"    {n}," for n in opt_classes]
-    lines.append(")")
+    # the optimizers by their own __all__ (generated above): names once, still visible to static analysis
+    lines.append("from mlx_optim.optimizers import *  # noqa: F403")
     lines.append("from mlx_optim.variants import (")
     lines += [f"    {n}," for n in variant_classes]
     lines.append(")")
@@ -129,8 +139,8 @@ def package_init() -> str:
     lines.append(")")
     lines += ["", '__version__ = "0.1.0"', "", "__all__ = ["]
     api = sorted({n for _, ns in API for n in ns} | set(SUBMODULES))
-    lines += [f'    "{n}",' for n in api + sorted(opt_classes + variant_classes + wrapper_classes)]
-    lines += ["]", ""]
+    lines += [f'    "{n}",' for n in api + sorted(variant_classes + wrapper_classes)]
+    lines += ["]", "__all__ += optimizers.__all__", ""]
     return "\n".join(lines)
 
 

@@ -100,6 +100,7 @@ LAYERS = {
     "kernels": 1,
     "autodiff": 1,
     "registry": 1,
+    "docargs": 1,
     "packed": 1,
     "distributed.core": 1,
     "jit_pch": 1,

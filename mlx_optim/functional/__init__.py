@@ -13,13 +13,15 @@ from mlx_optim.functional.elementwise import (  # noqa: F401
     decoupled_decay,
     every,
     loss_scalar,
+    orthogonal_part,
     orthogonalize,
+    orthograd,
     sign,
     sign_diff,
     softplus,
 )
 from mlx_optim.functional.factored import clip_by_rms, factored_moments, factored_rsqrt  # noqa: F401
-from mlx_optim.functional.lookahead import lookahead_merge  # noqa: F401
+from mlx_optim.functional.lookahead import lookahead_merge, lookahead_select  # noqa: F401
 from mlx_optim.functional.matrix import (  # noqa: F401
     NS_COEFFICIENTS,
     NSDtype,

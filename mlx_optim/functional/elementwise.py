@@ -65,10 +65,10 @@ def softplus(x: mx.array, beta: Scalar, threshold: float = 20.0) -> mx.array:
 
 
 def orthogonalize(p: mx.array, g: mx.array, eps: float = 1e-16) -> mx.array:
-    """OrthoGrad: remove the component of ``g`` along ``p`` and restore the norm of ``g``."""
+    """OrthoGrad: remove the component of ``g`` along ``p`` and restore the norm of ``g`` (Ranger25's form: in the
+    inputs' dtype, float32 norms, no parallel-gradient mask; :func:`orthograd` is pytorch_optimizer's)."""
     w, gf = p.reshape(-1), g.reshape(-1)
-    proj = mx.sum(w * gf) / (mx.sum(w * w) + eps)
-    g_ortho = gf - proj * w
+    g_ortho = orthogonal_part(w, gf, eps)
     g_ortho = g_ortho * (norm(gf) / (norm(g_ortho) + eps))
     return g_ortho.reshape(g.shape).astype(g.dtype)
 
@@ -82,3 +82,24 @@ def loss_scalar(hp) -> mx.array:
     loss = hp.loss
     loss = loss if isinstance(loss, mx.array) else mx.array(loss)
     return loss.astype(mx.float32).reshape(())
+
+
+def orthogonal_part(w: mx.array, g: mx.array, eps: Scalar) -> mx.array:
+    """``g - <w, g> / (<w, w> + eps) w``: the part of ``g`` orthogonal to ``w`` (both flattened)."""
+    return g - (mx.sum(w * g) / (mx.sum(w * w) + eps)) * w
+
+
+def orthograd(p: mx.array, g: mx.array, eps: float = 1e-30) -> mx.array:
+    """pytorch_optimizer's ``apply_orthogonal_gradients`` for one tensor (the OrthoGrad wrapper and feature).
+
+    Remove the component of ``g`` along ``p`` (both flattened), rescale to ``||g||``; a gradient parallel to
+    ``p`` (orthogonal part within ``4 * finfo.eps * ||g||``) becomes zero. Computed in float32 (float64 for
+    float64 parameters). Unlike :func:`orthogonalize` it has that parallel-gradient mask and ``eps=1e-30``.
+    """
+    dtype = mx.float64 if p.dtype == mx.float64 else mx.float32
+    w, gf = p.reshape(-1).astype(dtype), g.reshape(-1).astype(dtype)
+    ortho = orthogonal_part(w, gf, eps)
+    g_norm, o_norm = mx.sqrt(mx.sum(gf * gf)), mx.sqrt(mx.sum(ortho * ortho))
+    rounding = 4.0 * (2.220446049250313e-16 if dtype == mx.float64 else 1.1920928955078125e-07)
+    ortho = mx.where(o_norm <= rounding * g_norm, 0.0, ortho)
+    return (ortho * (g_norm / (o_norm + eps))).reshape(g.shape).astype(g.dtype)

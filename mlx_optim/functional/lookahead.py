@@ -17,7 +17,19 @@ def lookahead_merge(
     fuse with the merge, which then cost three small kernels (the merge and one select per output) instead of
     cutting the update itself into more pieces.
     """
-    merged = slow + alpha * (p - slow)
+    return lookahead_select(p, slow, slow + alpha * (p - slow), sync, chained=chained)
+
+
+def lookahead_select(
+    p: mx.array, slow: mx.array, merged: mx.array, sync: mx.array, *, chained: bool = True
+) -> tuple[mx.array, mx.array]:
+    """The Lookahead merge given the merged weights: where ``sync``, ``p <- merged`` and ``slow <- merged``.
+
+    Returns ``(p, slow)``, unchanged where ``sync`` is false; ``chained`` as in :func:`lookahead_merge`.
+    The callers form ``merged`` as their reference does: :func:`lookahead_merge` as ``slow + alpha (p - slow)``
+    (the Ranger line), the Lookahead feature with ``torch.lerp``'s two-sided formula and the Lookahead wrapper
+    (also for its slow momentum) as ``lerp(p, slow, 1 - alpha)``.
+    """
     if chained:
         slow = mx.where(sync, merged, slow)
         return mx.where(sync, slow, p), slow

@@ -296,11 +296,9 @@ class AdaHessian(_Hutchinson):
             state_dtype=state_dtype,
         )
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
         self._hyper("hessian_power", hessian_power, 0.0, 1.0, "(]")
-        self.weight_decouple = weight_decouple
-        self.fixed_decay = fixed_decay
         self.adam_debias = adam_debias
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
@@ -315,7 +313,7 @@ class AdaHessian(_Hutchinson):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         d = self.take_hessian(state, g.dtype)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
         v = state["exp_hessian_diag_sq"]
         if d is not None:

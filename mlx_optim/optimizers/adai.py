@@ -133,7 +133,19 @@ class Adai(Optimizer):
         return p - hp.lr * mx.power(hp.beta1, hp.one_minus_dampening) * m / (1 - prod)
 
 
+def _args_of(source: type):
+    """Class decorator: append ``source``'s ``Args:`` section to the class's docstring (the same keywords)."""
+
+    def decorate(cls: type) -> type:
+        args = source.__doc__[source.__doc__.index("    Args:\n") :]
+        cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n{args.rstrip()}\n    "
+        return cls
+
+    return decorate
+
+
 @register
+@_args_of(Adai)
 class AdaiV2(Adai):
     r"""AdaiV2: generalized Adai, whose ``dampening`` sets the nonlinearity of the adaptive inertia.
 
@@ -141,26 +153,6 @@ class AdaiV2(Adai):
     gradient weight :math:`(1-\beta_1)^d`. pytorch_optimizer's :class:`Adai` already has this ``dampening``
     option, so this is :class:`Adai` with the same math, keywords and defaults (``dampening=1.0``, where it
     reduces to the paper's Adai), registered under its own name. Reference: ``pytorch_optimizer.Adai``.
-
-    Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
-        betas: :math:`(\beta_0, \beta_2)`, each in [0, 1): the inertia scale :math:`\beta_0` and the decay
-            rate of the second moment. Default ``(0.1, 0.99)``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added to the gradient.
-            Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        stable_weight_decay: Apply the weight decay after the second-moment update instead of before it.
-            Default ``False``.
-        dampening: Dampening :math:`d` of the momentum's gradient weight :math:`(1-\beta_{1,t})^d`; ``1.0``
-            is the paper's Adai. Default ``1.0``.
-        eps: :math:`\epsilon` (>= 0): the floor of the mean second moment and the margin below 1 of
-            :math:`\beta_{1,t}`. Default ``1e-3``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        use_gc: Gradient centralization: subtract from each gradient with more than one dimension its mean over
-            all axes but the first. Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "adaiv2"

@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, leaves
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
 
@@ -27,6 +28,23 @@ def grow_d(d: mx.array, d_hat: mx.array, growth_rate: Any) -> mx.array:
     return mx.maximum(d, mx.minimum(d_hat, d * growth_rate))
 
 
+_DADAPT_ARGS: dict[str, str] = {
+    "learning_rate": r"Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training "
+    "is unstable): a float or a schedule (a callable of the step).",
+    "momentum": r"Momentum :math:`\mu` in [0, 1) of the iterate averaging.",
+    "growth_rate": "Maximum factor by which :math:`D` may grow per step.",
+    "weight_decay": "Weight decay coefficient (>= 0).",
+    "weight_decouple": "Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the gradient.",
+    "fixed_decay": "With decoupled decay, do not scale it by ``d_lr``.",
+    "eps": r":math:`\epsilon` (>= 0) added to the denominator.",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.",
+}
+"""``Args:`` text the D-Adaptation optimizers share (:func:`mlx_optim.docargs.fill_args`)."""
+_dadapt_args = fill_args(_DADAPT_ARGS)
+
+
 class _DAdaptBase(Optimizer):
     """Shared plumbing: the first pass over the tree and the global scalars."""
 
@@ -35,6 +53,7 @@ class _DAdaptBase(Optimizer):
     # group and allows other learning rates only of 0): nothing differs per parameter group.
     shared_tunables = ("*",)
     shared_tunables_reason = "D-Adaptation estimates D once from all parameters with one set of values"
+    zero_compatible = True  # its cross-leaf sums go through global_sum
 
     def _global(self, name: str, value: float) -> None:
         self.globals[name] = _scalar(value)
@@ -46,6 +65,11 @@ class _DAdaptBase(Optimizer):
             g, p = g.astype(dtype), p.astype(dtype)
             self._leaf_path = path  # for decay_filter in apply_weight_decay / decays()
             yield (-g if self.maximize else g), p, state
+
+    def _next_d(self, d_hat: mx.array, skip: mx.array) -> None:
+        """``D <- max(D, min(d_hat, D * growth_rate))`` (:func:`grow_d`), kept on a skipped step or when lr <= 0."""
+        d = self.globals["d"]
+        self.globals["d"] = mx.where(skip | (self.hp.lr <= 0), d, grow_d(d, d_hat, self.hp.growth_rate))
 
     def _decouple_step(self, p: mx.array, lr: Any) -> mx.array:
         p, _ = self.apply_weight_decay(p, p, decouple=True, fixed=self.fixed_decay, lr=lr)
@@ -59,6 +83,7 @@ class _DAdaptBase(Optimizer):
 
 
 @register
+@_dadapt_args
 class DAdaptAdaGrad(_DAdaptBase):
     r"""DAdaptAdaGrad: learning-rate-free AdaGrad (dual-averaging form) whose step size D is estimated on the fly.
 
@@ -83,24 +108,13 @@ class DAdaptAdaGrad(_DAdaptBase):
     supported.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
-        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.0``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
         weight_decouple: Decoupled decay (by ``lr``, see above) instead of an L2 penalty added to the gradient.
             Default ``False``.
         fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``0.0``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadagrad"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdaGrad"
 
     def __init__(
@@ -121,9 +135,8 @@ class DAdaptAdaGrad(_DAdaptBase):
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
         self._global("d", d0)
         self._global("gsq_weighted", 0.0)
         self._global("sk_sq_weighted", 0.0)
@@ -155,8 +168,7 @@ class DAdaptAdaGrad(_DAdaptBase):
         st["gsq_weighted"] = st["gsq_weighted"] + mx.square(d_lr) * g_sq
         st["sk_l1"] = st["sk_l1"] + sk_l1_change
         hp.skip = st["sk_l1"] == 0
-        d_hat = (st["sk_sq_weighted"] - st["gsq_weighted"]) / st["sk_l1"]
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d((st["sk_sq_weighted"] - st["gsq_weighted"]) / st["sk_l1"], hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -168,6 +180,7 @@ class DAdaptAdaGrad(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptAdam(_DAdaptBase):
     r"""DAdaptAdam: learning-rate-free Adam (D-Adaptation V3) whose step size D is estimated on the fly.
 
@@ -190,26 +203,13 @@ class DAdaptAdam(_DAdaptBase):
     Reference: ``pytorch_optimizer.DAdaptAdam``, same keywords and defaults.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
             Default ``(0.9, 0.999)``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
         bias_correction: Divide the step :math:`\lambda_k` by Adam's bias corrections. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadam"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdam"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -232,9 +232,9 @@ class DAdaptAdam(_DAdaptBase):
         self._betas(betas, 2)
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple, self.fixed_decay, self.bias_correction = weight_decouple, fixed_decay, bias_correction
+        self.bias_correction = bias_correction
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
 
@@ -265,9 +265,7 @@ class DAdaptAdam(_DAdaptBase):
         hp.skip = sk_l1 == 0
         nw = mx.where(hp.skip, st["numerator_weighted"], F.lerp(st["numerator_weighted"], numerator, 1 - hp.beta2_sq))
         st["numerator_weighted"] = nw
-        d = st["d"]
-        d_hat = nw / ((1 - hp.beta2_sq) * sk_l1)
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d(nw / ((1 - hp.beta2_sq) * sk_l1), hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -277,6 +275,7 @@ class DAdaptAdam(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptSGD(_DAdaptBase):
     r"""DAdaptSGD: learning-rate-free SGD (D-Adaptation V3, dual-averaging form) whose step size D is estimated.
 
@@ -298,23 +297,10 @@ class DAdaptSGD(_DAdaptBase):
     ``z = x0 - s`` is not stored (it is recomputed).
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
-        momentum: Momentum :math:`\mu` in [0, 1) of the iterate averaging. Default ``0.9``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptsgd"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptSGD"
 
     def __init__(
@@ -334,8 +320,7 @@ class DAdaptSGD(_DAdaptBase):
         self._hyper("momentum", momentum, 0.0, 1.0, "[)")
         self._check("d0", d0)
         self._hyper("growth_rate", growth_rate)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
         self._global("g0_norm", 0.0)
@@ -364,8 +349,7 @@ class DAdaptSGD(_DAdaptBase):
         sk_sq = self.global_sum(sk_sq)
         st["g0_norm"] = g0
         st["numerator_weighted"] = mx.where(skip, st["numerator_weighted"], numerator)
-        d_hat = 2.0 * numerator / mx.sqrt(sk_sq)
-        st["d"] = mx.where(skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d(2.0 * numerator / mx.sqrt(sk_sq), skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -375,6 +359,7 @@ class DAdaptSGD(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptLion(_DAdaptBase):
     r"""DAdaptLion: learning-rate-free Lion (D-Adaptation V3) whose step size D is estimated on the fly.
 
@@ -398,23 +383,12 @@ class DAdaptLion(_DAdaptBase):
     weight decay (coupled, or decoupled by ``d_lr * weight_decay``) comes first.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the update direction and
             the momentum's decay rate. Default ``(0.9, 0.999)``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled decay ``x <- x (1 - d_lr wd)`` instead of an L2 penalty added to the
-            gradient. Default ``False``.
-        fixed_decay: With decoupled decay, do not scale it by ``d_lr``. Default ``False``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptlion"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptLion"
 
     def __init__(
@@ -432,8 +406,7 @@ class DAdaptLion(_DAdaptBase):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._betas(betas, 2)
         self._check("d0", d0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple, self.fixed_decay = weight_decouple, fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._global("d", d0)
         self._global("numerator_weighted", 0.0)
 
@@ -475,6 +448,7 @@ class DAdaptLion(_DAdaptBase):
 
 
 @register
+@_dadapt_args
 class DAdaptAdan(_DAdaptBase):
     r"""DAdaptAdan: learning-rate-free Adan whose step size D is estimated on the fly (D-Adaptation).
 
@@ -503,24 +477,14 @@ class DAdaptAdan(_DAdaptBase):
     :math:`\Delta` is :math:`-2 g_1` rather than zero.
 
     Args:
-        learning_rate: Multiplier :math:`\eta` of the adapted step size :math:`D_k \eta` (keep 1.0 unless training
-            is unstable): a float or a schedule (a callable of the step). Default ``1.0``.
         betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1): decay rates of the gradient, the gradient
             difference and the second moment. Default ``(0.98, 0.92, 0.99)``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
         weight_decouple: Decoupled decay before the step instead of the proximal division after it. Default
             ``False``.
         d0 (float): Initial estimate :math:`D_0` of the distance to the solution. Default ``1e-6``.
-        growth_rate: Maximum factor by which :math:`D` may grow per step. Default ``inf``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "dadaptadan"
-
-    zero_compatible = True  # its cross-leaf sums go through global_sum
     reference = "pytorch_optimizer.DAdaptAdan"
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook
 
@@ -579,9 +543,7 @@ class DAdaptAdan(_DAdaptBase):
         hp.skip = sk_l1 == 0
         gsq = b3 * st["gsq_weighted"] + mx.square(hp.d_lr) * (1 - b3) * g_sq
         st["gsq_weighted"] = gsq = mx.where(hp.skip, st["gsq_weighted"], gsq)
-        d = st["d"]
-        d_hat = (sk_sq_weighted / (1 - b3) - gsq) / sk_l1
-        st["d"] = mx.where(hp.skip | (hp.lr <= 0), d, grow_d(d, d_hat, hp.growth_rate))
+        self._next_d((sk_sq_weighted / (1 - b3) - gsq) / sk_l1, hp.skip)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional.elementwise import loss_scalar
 from mlx_optim.functional.subset_norm import sn_expand, sn_reduce
 from mlx_optim.registry import register
@@ -102,6 +103,7 @@ class EmoNavi(Optimizer):
     needs_loss = True
     subset_norm_keys = ("exp_avg_sq",)  # mlx_optim.features: sn hook (vectors only in EmoFact/EmoZeal)
     update_shadow_when_active = True
+    loss_ema_rates = {"short": 0.3, "medium": 0.05, "long": 0.01}  # the loss EMAs (global state) and their rates
 
     def __init__(
         self,
@@ -127,22 +129,23 @@ class EmoNavi(Optimizer):
 
     # --- the loss-driven scalars (global state)
     def _init_loss_state(self) -> None:
-        for k in ("loss_ema_short", "loss_ema_medium", "loss_ema_long"):
-            self.globals[k] = mx.zeros((), mx.float32)
+        for term in self.loss_ema_rates:
+            self.globals[f"loss_ema_{term}"] = mx.zeros((), mx.float32)
 
-    def _update_loss_emas(self, hp, rates: dict[str, float]) -> dict[str, mx.array]:
-        """``ema <- rate * L + (1 - rate) * ema`` for each term, the first step starting from ``L``."""
+    def _update_loss_emas(self, hp) -> dict[str, mx.array]:
+        """``ema <- rate * L + (1 - rate) * ema`` for each term of :attr:`loss_ema_rates`, the first step starting
+        from ``L``."""
         loss = loss_scalar(hp)
         first = hp.step == 1
         out = {}
-        for term, rate in rates.items():
+        for term, rate in self.loss_ema_rates.items():
             key = f"loss_ema_{term}"
             prev = mx.where(first, loss, self.globals[key])
             out[term] = self.globals[key] = rate * loss + (1.0 - rate) * prev
         return out
 
     def step_scalars(self, hp) -> None:
-        ema = self._update_loss_emas(hp, {"short": 0.3, "medium": 0.05, "long": 0.01})
+        ema = self._update_loss_emas(hp)
         hp.scalar = emo_scalar(ema["short"], ema["long"])
         hp.emo_drive, hp.ratio, hp.trust = emo_drive(hp.scalar, self.use_shadow)
         hp.step_lr = hp.lr * hp.emo_drive
@@ -175,7 +178,25 @@ class EmoNavi(Optimizer):
         return m / (mx.sqrt(sn_expand(v, g.shape)) + hp.eps)
 
 
+_EMO_ARGS: dict[str, str] = {
+    "learning_rate": r"Step size :math:`\eta`: a float or a schedule (a callable of the step).",
+    "use_shadow": "Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.",
+    "shadow_weight": r"Rate :math:`w` in [0, 1) at which the shadow follows the parameters.",
+    "weight_decay": "Weight decay coefficient (>= 0).",
+    "weight_decouple": "Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added to the "
+    "gradient.",
+    "fixed_decay": "With decoupled decay, do not scale it by the learning rate.",
+    "eps": r":math:`\epsilon` (>= 0) added to the denominator.",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.",
+}
+"""``Args:`` text EmoLynx, EmoFact, EmoNeco and EmoZeal share (:func:`mlx_optim.docargs.fill_args`)."""
+_emo_args = fill_args(_EMO_ARGS)
+
+
 @register
+@_emo_args
 class EmoLynx(EmoNavi):
     r"""EmoLynx: Lion-style sign steps with EmoNavi's loss-driven step multiplier and shadow.
 
@@ -190,21 +211,10 @@ class EmoLynx(EmoNavi):
     Reference: ``pytorch_optimizer.EmoLynx`` (no paper), same keywords and defaults.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the sign direction and
             the momentum's decay rate. Default ``(0.9, 0.99)``.
-        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
-            Default ``False``.
         shadow_weight: Rate in [0, 1) of the shadow's update; unused, since EmoLynx does not update the shadow on
             active shadow steps. Default ``0.05``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emolynx"
@@ -265,6 +275,7 @@ def factored_rms(g: mx.array, r: mx.array, c: mx.array, beta: Any, eps: Any) -> 
 
 
 @register
+@_emo_args
 class EmoFact(EmoLynx):
     r"""EmoFact: sign of an Adafactor-style factored scaling of the gradient, with EmoNavi's loss-driven multiplier.
 
@@ -282,53 +293,16 @@ class EmoFact(EmoLynx):
     Reference: ``pytorch_optimizer.EmoFact`` (no paper), same keywords and defaults.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the factored RMS (and of the vectors'
             first moment) and of the vectors' second moment. Default ``(0.9, 0.999)``.
-        use_shadow: Keep a shadow copy of the parameters and blend towards it when the loss trend is extreme.
-            Default ``False``.
         shadow_weight: Rate in [0, 1) of the shadow's update; unused, since the shadow is not updated on active
             shadow steps (as in :class:`EmoLynx`). Default ``0.05``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emofact"
     family = "memory-efficient"
     reference = "pytorch_optimizer.EmoFact"
-
-    def __init__(
-        self,
-        learning_rate: Tunable = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        use_shadow: bool = False,
-        shadow_weight: Tunable = 0.05,
-        weight_decay: Tunable = 1e-2,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        eps: Tunable = 1e-8,
-        maximize: bool = False,
-        *,
-        state_dtype: mx.Dtype | None = None,
-    ):
-        super().__init__(
-            learning_rate,
-            betas,
-            use_shadow,
-            shadow_weight,
-            weight_decay,
-            weight_decouple,
-            fixed_decay,
-            eps,
-            maximize,
-            state_dtype=state_dtype,
-        )
+    __init__ = EmoNavi.__init__  # EmoNavi's keywords and defaults (EmoLynx's but for betas)
 
     def init_moments(self, parameter: mx.array, state: dict) -> None:
         if parameter.ndim >= 2:
@@ -380,6 +354,7 @@ def neco_direction(g: mx.array, blended: mx.array, scalar: mx.array, eps: Any) -
 
 
 @register
+@_emo_args
 class EmoNeco(EmoNavi):
     r"""EmoNeco: a Lion/Tiger-style blended gradient, stepped by its softsign or cautious sign by the loss trend.
 
@@ -400,23 +375,15 @@ class EmoNeco(EmoNavi):
     per-parameter-state port); this class updates them once per step, as the pytorch_optimizer original did.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the interpolation factor of the blended gradient and
             the momentum's decay rate. Default ``(0.9, 0.99)``.
         eps: :math:`\epsilon` (>= 0) added to the gradient norm. Default ``1e-8``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
-        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emoneco"
     family = "sign"
     reference = "Keras-collection EmoNeco (NumPy transcription in tests/parity/rows/emo.py)"
+    loss_ema_rates = {"short": 0.3, "long": 0.01}
 
     def __init__(
         self,
@@ -437,12 +404,8 @@ class EmoNeco(EmoNavi):
             state_dtype=state_dtype,
         )  # fmt: skip
 
-    def _init_loss_state(self) -> None:
-        for k in ("loss_ema_short", "loss_ema_long"):
-            self.globals[k] = mx.zeros((), mx.float32)
-
     def step_scalars(self, hp) -> None:
-        ema = self._update_loss_emas(hp, {"short": 0.3, "long": 0.01})
+        ema = self._update_loss_emas(hp)
         hp.scalar = mx.tanh(5.0 * (ema["short"] - ema["long"]))
         hp.ratio = seed_emo_ratio(hp.scalar)
 
@@ -473,6 +436,7 @@ class EmoNeco(EmoNavi):
 
 
 @register
+@_emo_args
 class EmoZeal(EmoNeco):
     r"""EmoZeal: EmoNeco's step plus an Adafactor-style step for matrices, Adam-style steps for vectors.
 
@@ -491,20 +455,11 @@ class EmoZeal(EmoNeco):
     class's, with ``eps`` for its ``epsilon``.
 
     Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): the blend factor and factored-RMS decay rate
             :math:`\beta_1`, and the decay rate :math:`\beta_2` of the momentum and the vectors' second moment.
             Default ``(0.9, 0.999)``.
         eps: :math:`\epsilon` (>= 0) added to the denominators and to the gradient norm. Default ``1e-8``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-2``.
-        weight_decouple: Decoupled (AdamW-style) decay ``p <- p (1 - lr wd)`` instead of an L2 penalty added
-            to the gradient. Default ``True``.
-        fixed_decay: With decoupled decay, do not scale it by the learning rate. Default ``False``.
         use_shadow: Keep the shadow copy of the parameters. Default ``True``.
-        shadow_weight: Rate :math:`w` in [0, 1) at which the shadow follows the parameters. Default ``0.05``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "emozeal"

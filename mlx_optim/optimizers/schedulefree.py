@@ -35,6 +35,7 @@ import mlx.nn as nn
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable, state_copy
+from mlx_optim.docargs import fill_args
 from mlx_optim.registry import register
 
 
@@ -92,12 +93,51 @@ def _swap_tree(params: Any, state: Any, fn) -> Any:
     return None
 
 
+_SF_ARGS: dict[str, str] = {
+    "learning_rate": r"Step size :math:`\eta`, a float or a schedule (a callable of the step).",
+    "betas": "``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay rate of the "
+    "second moment, in [0, 1).",
+    "weight_decay": r"L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0).",
+    "r": r"Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging.",
+    "weight_lr_power": r"Exponent :math:`p` of the largest learning rate so far in the averaging weight "
+    "(0 disables it).",
+    "warmup_steps": "Number of steps of linear learning-rate warm-up (>= 0).",
+    "eps": "Term added to the denominator (>= 0).",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; a bfloat16 state is written back with stochastic rounding.",
+}
+"""``Args:`` text the schedule-free optimizers share (:func:`mlx_optim.docargs.fill_args`)."""
+_sf_args = fill_args(_SF_ARGS)
+
+
 class _ScheduleFree(Optimizer):
     """Shared parts: averaging state, train/eval swap. Subclasses set ``_interp_name``."""
 
     _interp_name = "beta1"  # the tunable holding the interpolation coefficient beta
     shared_tunables = ("beta1", "momentum")  # the interpolation coefficient: train() / eval() swap with one value
     shared_tunables_reason = "train() and eval() interpolate every parameter with one value of it"
+
+    def _averaging_hypers(self, weight_decay: Tunable, r: Tunable, weight_lr_power: Tunable, betas=None) -> None:
+        """Validate the keywords the schedule-free optimizers share: ``betas`` when given (``beta1`` in (0, 1)),
+        ``weight_decay``, and the averaging weight's ``r`` and ``weight_lr_power``."""
+        if betas is not None:
+            self._betas(betas, 2)
+            self._check("beta1", betas[0], 0.0, 1.0, "()")
+        self._hyper("weight_decay", weight_decay, 0.0)
+        self._hyper("r", r)
+        self._hyper("weight_lr_power", weight_lr_power)
+
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
+        """The gradient the schedule-free step takes: SGD's as it is, AdamW's / RAdam's divided by their second
+        moment (which this updates)."""
+        return g
+
+    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+        hp = self.hp
+        p, g = self.apply_weight_decay(p, self.normalize(g, state), decouple=False)
+        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
+        return p
 
     def _init_schedule_free(self) -> None:
         self.globals["train_mode"] = mx.array(1.0, mx.float32)
@@ -181,6 +221,7 @@ def _merge(base: Any, new: Any) -> Any:
 
 
 @register
+@_sf_args
 class ScheduleFreeSGD(_ScheduleFree):
     r"""Schedule-free SGD: momentum by interpolation and iterate averaging instead of a learning-rate schedule.
 
@@ -202,19 +243,10 @@ class ScheduleFreeSGD(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeSGD`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1.0``.
         momentum: Interpolation coefficient :math:`\beta` of the training point, in (0, 1). Default ``0.9``.
         weight_decay: L2 coefficient :math:`\lambda` added to the gradient at :math:`y` (>= 0).
             Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
-        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
         eps: Accepted and validated (>= 0) like the reference, which does not use it. Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreesgd"
@@ -237,9 +269,7 @@ class ScheduleFreeSGD(_ScheduleFree):
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
         self._hyper("momentum", momentum, 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power)
         self._check("warmup_steps", warmup_steps, 0)
         self._hyper("eps", eps, 0.0)
         self.warmup_steps = int(warmup_steps)
@@ -258,14 +288,9 @@ class ScheduleFreeSGD(_ScheduleFree):
         hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.momentum)
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
-        hp = self.hp
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
-
 
 @register
+@_sf_args
 class ScheduleFreeAdamW(_ScheduleFree):
     r"""Schedule-free AdamW: the schedule-free step on gradients normalized by Adam's second moment.
 
@@ -293,22 +318,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeAdamW`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
-        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
-            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
-        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
-        warmup_steps: Number of steps of linear learning-rate warm-up (>= 0). Default ``0``.
         decoupling_c: Coefficient :math:`C` of the decoupled averaging weight (>= 0; 0 uses :math:`c_t`).
             Default ``0.0``.
         ams_bound: Divide by the running maximum of the corrected second moment. Default ``False``.
-        eps: Term added to the denominator (>= 0). Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreeadamw"
@@ -331,11 +343,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._check("beta1", betas[0], 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power, betas)
         self._check("warmup_steps", warmup_steps, 0)
         self._hyper("decoupling_c", decoupling_c, 0.0)
         self._hyper("eps", eps, 0.0)
@@ -359,20 +367,18 @@ class ScheduleFreeAdamW(_ScheduleFree):
         schedule_free_scalars(hp, hp.beta1)
         hp.bc2 = hp.bias_correction("beta2")
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
         v_hat = v / hp.bc2
         if self.ams_bound:
             v_hat = self.apply_amsgrad(state, v_hat)
-        g = g / F.ams_bound_denom(v_hat, hp.eps)
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
+        return g / F.ams_bound_denom(v_hat, hp.eps)
 
 
 @register
+@_sf_args
 class ScheduleFreeRAdam(_ScheduleFree):
     r"""Schedule-free RAdam: the schedule-free step with RAdam's rectified step size.
 
@@ -399,20 +405,8 @@ class ScheduleFreeRAdam(_ScheduleFree):
     Reference: ``pytorch_optimizer.ScheduleFreeRAdam`` (parity-checked).
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``2.5e-3``.
-        betas: ``(beta1, beta2)``: interpolation coefficient of the training point, in (0, 1), and decay
-            rate of the second moment, in [0, 1). Default ``(0.9, 0.999)``.
-        weight_decay: L2 coefficient :math:`\lambda` added to the normalized gradient (>= 0). Default ``0.0``.
-        r: Exponent :math:`r` of the polynomial step weighting :math:`t^r` in the averaging. Default ``0.0``.
-        weight_lr_power: Exponent :math:`p` of the largest learning rate so far in the averaging weight
-            (0 disables it). Default ``2.0``.
         silent_sgd_phase: Before rectification, take no steps (only the averaging state moves) instead of
             SGD steps of size 1. Default ``True``.
-        eps: Term added to the denominator (>= 0). Default ``1e-8``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "schedulefreeradam"
@@ -433,11 +427,7 @@ class ScheduleFreeRAdam(_ScheduleFree):
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
-        self._betas(betas, 2)
-        self._check("beta1", betas[0], 0.0, 1.0, "()")
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self._hyper("r", r)
-        self._hyper("weight_lr_power", weight_lr_power)
+        self._averaging_hypers(weight_decay, r, weight_lr_power, betas)
         self._hyper("eps", eps, 0.0)
         self.silent_sgd_phase = silent_sgd_phase
         self._init_schedule_free()
@@ -456,11 +446,8 @@ class ScheduleFreeRAdam(_ScheduleFree):
         hp.checkpoint = averaging_checkpoint(self.globals, hp.sf_lr, hp.step, hp.r, hp.weight_lr_power)
         schedule_free_scalars(hp, hp.beta1)
 
-    def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
+    def normalize(self, g: mx.array, state: dict) -> mx.array:
         hp = self.hp
         v = hp.beta2 * state["exp_avg_sq"] + hp.one_minus_beta2 * mx.square(g)
         state["exp_avg_sq"] = v
-        g = mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)
-        p, g = self.apply_weight_decay(p, g, decouple=False)
-        p, state["z"] = schedule_free_step(p, g, state["z"], lr=hp.sf_lr, checkpoint=hp.checkpoint, g_coef=hp.g_coef)
-        return p
+        return mx.where(hp.adaptive, g / (mx.sqrt(v) / hp.bc2_sqrt + hp.eps), g)

@@ -8,11 +8,28 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Tunable
+from mlx_optim.docargs import fill_args
 from mlx_optim.optimizers.adahessian import _CurvatureOptimizer, _Hutchinson
 from mlx_optim.registry import register
 
+_SOPHIA_ARGS: dict[str, str] = {
+    "learning_rate": r"Step size :math:`\eta`, a float or a schedule (a callable of the step).",
+    "betas": "``(beta1, beta2)``, decay rates of the momentum and of the curvature EMA, each in [0, 1).",
+    "weight_decay": "Weight decay coefficient (>= 0).",
+    "weight_decouple": "Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding "
+    "``weight_decay * p`` to the gradient.",
+    "fixed_decay": "With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning rate.",
+    "update_period": "Steps between curvature refreshes (>= 1).",
+    "maximize": "Maximize the objective instead of minimizing it (the gradient is negated).",
+    "state_dtype": "dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16 parameters, the "
+    "parameter's dtype otherwise; a bfloat16 state is written back with stochastic rounding.",
+}
+"""``Args:`` text SophiaH and SophiaG share (:func:`mlx_optim.docargs.fill_args`)."""
+_sophia_args = fill_args(_SOPHIA_ARGS)
+
 
 @register
+@_sophia_args
 class SophiaH(_Hutchinson):
     r"""SophiaH: Sophia with Hutchinson's estimate of the Hessian diagonal, a clipped second-order update.
 
@@ -36,25 +53,12 @@ class SophiaH(_Hutchinson):
     ``state["key"]`` (``seed``) instead of torch's global generator.
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``6e-2``.
-        betas: ``(beta1, beta2)``, decay rates of the momentum and of the curvature EMA, each in [0, 1).
-            Default ``(0.96, 0.99)``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``0.0``.
-        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
-            ``weight_decay * p`` to the gradient. Default ``True``.
-        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
-            rate. Default ``False``.
         p: Clip bound of the preconditioned step (>= 0). Default ``1e-2``.
-        update_period: Steps between curvature refreshes (>= 1). Default ``10``.
         num_samples: Number of Hutchinson probes :math:`z_i` per refresh (>= 1). Default ``1``.
         hessian_distribution: Distribution of the probes, ``"gaussian"`` or ``"rademacher"``.
             Default ``"gaussian"``.
         eps: Lower bound of the curvature in the denominator (>= 0). Default ``1e-12``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         seed: Seed of the probes' random key (keyword-only). Default ``0``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "sophiah"
@@ -88,11 +92,9 @@ class SophiaH(_Hutchinson):
             state_dtype=state_dtype,
         )
         self._betas(betas, 2)
-        self._hyper("weight_decay", weight_decay, 0.0)
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
         self._hyper("p", p, 0.0)
         self._hyper("eps", eps, 0.0)
-        self.weight_decouple = weight_decouple
-        self.fixed_decay = fixed_decay
 
     def init_single(self, parameter: mx.array, state: dict) -> None:
         state["momentum"] = self.zeros(parameter)
@@ -101,7 +103,7 @@ class SophiaH(_Hutchinson):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = F.lerp(state["momentum"], g, hp.one_minus_beta1)
         h = state["hessian_moment"]
         if h_hat is not None:
@@ -114,6 +116,7 @@ SOPHIAG_EPS = 1e-15  # the official SophiaG's fixed denominator term
 
 
 @register
+@_sophia_args
 class SophiaG(_CurvatureOptimizer):
     r"""SophiaG: Sophia with the Gauss-Newton-Bartlett (GNB) curvature estimate, a clipped second-order update.
 
@@ -143,21 +146,8 @@ class SophiaG(_CurvatureOptimizer):
     official ``hess_interval``, a training-loop setting there) and ``seed`` are additions.
 
     Args:
-        learning_rate: Step size :math:`\eta`, a float or a schedule (a callable of the step). Default ``1e-4``.
-        betas: ``(beta1, beta2)``, decay rates of the momentum and of the curvature EMA, each in [0, 1).
-            Default ``(0.965, 0.99)``.
         rho: Scale :math:`\rho` of the curvature in the clipped ratio (>= 0). Default ``0.04``.
-        weight_decay: Weight decay coefficient (>= 0). Default ``1e-1``.
-        weight_decouple: Decoupled (AdamW) weight decay, ``p * (1 - lr * weight_decay)``, instead of adding
-            ``weight_decay * p`` to the gradient. Default ``True``.
-        fixed_decay: With ``weight_decouple``, decay by ``weight_decay`` without scaling it by the learning
-            rate. Default ``False``.
-        update_period: Steps between curvature refreshes (>= 1). Default ``10``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         seed: Seed of the key that samples the labels (keyword-only). Default ``0``.
-        state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
-            parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
-            rounding.
     """
 
     name = "sophiag"
@@ -184,9 +174,7 @@ class SophiaG(_CurvatureOptimizer):
         )
         self._betas(betas, 2)
         self._hyper("rho", rho, 0.0)
-        self._hyper("weight_decay", weight_decay, 0.0)
-        self.weight_decouple = weight_decouple
-        self.fixed_decay = fixed_decay
+        self._decay_options(weight_decay, weight_decouple, fixed_decay)
 
     def estimate(self, lg, model, key, *args, **kwargs):
         return lg.gnb(model, key, *args, **kwargs)
@@ -198,7 +186,7 @@ class SophiaG(_CurvatureOptimizer):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         h_hat = self.take_hessian(state, g.dtype)
-        p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
+        p, g = self.decay_weights(p, g)
         m = hp.beta1 * state["exp_avg"] + hp.one_minus_beta1 * g
         h = state["hessian"]
         if h_hat is not None:

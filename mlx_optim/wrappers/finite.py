@@ -9,6 +9,7 @@ from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Phased, Wrapper, _assign, select_tree
 
 __all__ = ["ApplyIfFinite", "all_finite"]
@@ -48,6 +49,7 @@ def _drives_its_own_gradients(opt: Any) -> str | None:
 
 
 @register
+@wrapper_args
 class ApplyIfFinite(Wrapper):
     r"""ApplyIfFinite: a wrapper under which a step whose gradients are not all finite changes nothing.
 
@@ -91,16 +93,11 @@ class ApplyIfFinite(Wrapper):
             with ``optimizer_kwargs`` and ``learning_rate``). Required.
         max_consecutive_errors: How many non-finite steps in a row are skipped before one is applied anyway (an
             integer >= 0). Default ``5``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: Accepted for the common signature; the wrapper's own state is three scalars (keyword-only).
             Default ``None``.
     """
 
     name = "applyiffinite"
-    family = "wrapper"
     reference = "optax.apply_if_finite (transcribed around the torch optimizers)"
 
     def __init__(

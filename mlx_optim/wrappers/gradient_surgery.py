@@ -10,6 +10,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = [
@@ -97,6 +98,7 @@ def _is_task_list(gradients: Any, parameters: Any) -> bool:
 
 
 @register
+@wrapper_args
 class PCGrad(Wrapper):
     r"""PCGrad: a wrapper that merges task gradients after projecting away their conflicts, then steps the optimizer.
 
@@ -130,22 +132,14 @@ class PCGrad(Wrapper):
     compiled and resumable (the parity rows inject the same orders into the reference).
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         reduction: ``"mean"`` (divide the summed projections by the number of tasks where every task has a
             gradient) or ``"sum"``. Default ``"mean"``.
         seed: Seed of the key that draws the task orders (keyword-only). Default ``0``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: Accepted for the common signature; the wrapper keeps no per-parameter state
             (keyword-only). Default ``None``.
     """
 
     name = "pcgrad"
-    family = "wrapper"
     reference = "pytorch_optimizer.PCGrad"
 
     def __init__(
@@ -227,6 +221,7 @@ class PCGrad(Wrapper):
 
 
 @register
+@wrapper_args
 class PPCGrad(PCGrad):
     r"""PPCGrad: parallel PCGrad, every task gradient projected from its original value, independent of the order.
 
@@ -245,21 +240,13 @@ class PPCGrad(PCGrad):
     ``pc_backward(tape, losses, variables)`` returns the merged gradient instead of stepping an optimizer.
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         reduction: ``"mean"`` (divide the summed projections by the number of tasks where every task has a
             gradient) or ``"sum"``. Default ``"mean"``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: Accepted for the common signature; the wrapper keeps no per-parameter state
             (keyword-only). Default ``None``.
     """
 
     name = "ppcgrad"
-    family = "wrapper"
     reference = "PPCGrad.project_conflicting (torch transcription)"
 
     def __init__(

@@ -9,6 +9,7 @@ from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["GradFilterMA", "GradFilterEMA", "ring_buffer_push"]
@@ -23,6 +24,7 @@ def ring_buffer_push(buffer: mx.array, x: mx.array, step: mx.array) -> mx.array:
 
 
 @register
+@wrapper_args
 class GradFilterMA(Wrapper):
     r"""Grokfast-MA: a wrapper that amplifies the slow component of the gradient with a windowed moving average.
 
@@ -47,24 +49,13 @@ class GradFilterMA(Wrapper):
     ``NotImplementedError``).
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         window_size: Number of gradients in the window (a positive integer). Default ``100``.
         lamb: Amplification factor :math:`\lambda` of the filtered gradient. Default ``5.0``.
         filter_type: ``"mean"`` (average over the window) or ``"sum"``. Default ``"mean"``.
         warmup: Leave the gradient unchanged until the window is full. Default ``True``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
-            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
-            own ``state_dtype``. Default ``None``.
     """
 
     name = "gradfilterma"
-    family = "wrapper"
     reference = "pytorch_optimizer.gradfilter_ma"
 
     def __init__(
@@ -109,6 +100,7 @@ class GradFilterMA(Wrapper):
 
 
 @register
+@wrapper_args
 class GradFilterEMA(Wrapper):
     r"""Grokfast-EMA: a wrapper that amplifies the slow component of the gradient with an exponential moving average.
 
@@ -127,22 +119,11 @@ class GradFilterEMA(Wrapper):
     exactly from a saved state.
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         alpha: Decay rate :math:`\alpha` of the gradient EMA, in [0, 1]. Default ``0.98``.
         lamb: Amplification factor :math:`\lambda` of the EMA. Default ``2.0``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
-            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
-            own ``state_dtype``. Default ``None``.
     """
 
     name = "gradfilterema"
-    family = "wrapper"
     reference = "pytorch_optimizer.gradfilter_ema"
 
     def __init__(

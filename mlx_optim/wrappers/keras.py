@@ -13,6 +13,7 @@ from mlx_optim import functional as F
 from mlx_optim.base import _match, check_range
 from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper, _assign
 
 __all__ = ["KerasOptions", "clip_by_norm", "clip_by_global_norm"]
@@ -38,6 +39,7 @@ def _int_option(name: str, value: Any, low: int) -> None:
 
 
 @register
+@wrapper_args
 class KerasOptions(Wrapper):
     r"""KerasOptions: a wrapper that adds the common Keras 3 optimizer arguments to any optimizer.
 
@@ -84,9 +86,6 @@ class KerasOptions(Wrapper):
     ``name`` are not options here.
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         clipnorm: Largest norm of each gradient tensor (>= 0); ``None`` disables. Default ``None``.
         clipvalue: Largest absolute value of each gradient entry (>= 0); ``None`` disables. Default ``None``.
         global_clipnorm: Largest norm of all gradients together (>= 0); ``None`` disables. Default ``None``.
@@ -104,17 +103,12 @@ class KerasOptions(Wrapper):
             Default ``1e-3``.
         skip_nonfinite: Skip a call whose gradients are not all finite (keyword-only); ``None``: on exactly
             when ``loss_scale_factor`` is set. Default ``None``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: dtype of the accumulator and the weight average (keyword-only); ``None``: float32 for
             bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
             own ``state_dtype``. Default ``None``.
     """
 
     name = "kerasoptions"
-    family = "wrapper"
     reference = "keras.optimizers.Optimizer base options (torch transcription)"
 
     def __init__(

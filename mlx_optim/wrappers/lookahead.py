@@ -10,6 +10,7 @@ from mlx.utils import tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["Lookahead", "Scout"]
@@ -44,6 +45,7 @@ class _SyncWrapper(Wrapper):
 
 
 @register
+@wrapper_args
 class Lookahead(_SyncWrapper):
     r"""Lookahead: a wrapper that pulls the fast weights toward slow weights every ``k`` inner steps.
 
@@ -71,25 +73,17 @@ class Lookahead(_SyncWrapper):
     parameters are kept in float32 (torch keeps them in the parameter dtype).
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         k: Number of inner steps between syncs (a positive integer). Default ``5``.
         alpha: Interpolation factor :math:`\alpha` from the slow weights toward the fast ones, in [0, 1).
             Default ``0.5``.
         pullback_momentum: ``"none"``, ``"reset"`` or ``"pullback"`` (above; the last two need a plain,
             unwrapped inner optimizer). Default ``"none"``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: dtype of the slow weights (and slow momentum) (keyword-only); ``None``: float32 for
             bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
             own ``state_dtype``. Default ``None``.
     """
 
     name = "lookahead"
-    family = "wrapper"
     reference = "pytorch_optimizer.Lookahead"
 
     def __init__(
@@ -151,8 +145,8 @@ class Lookahead(_SyncWrapper):
         def leaf(f: mx.array, slot: dict, inner_leaf: dict | None = None) -> mx.array:
             f32 = f.astype(self._cdt(f))
             slow = slot["slow_params"]
-            new = F.lerp(f32, slow.astype(f32.dtype), w)
-            slot["slow_params"] = mx.where(now, new, slow).astype(slow.dtype)
+            new, slow_new = F.lookahead_select(f32, slow, F.lerp(f32, slow.astype(f32.dtype), w), now, chained=False)
+            slot["slow_params"] = slow_new.astype(slow.dtype)
             key = None if inner_leaf is None else self._momentum_key(inner_leaf)
             if key is not None:
                 buf = inner_leaf[key]
@@ -161,9 +155,9 @@ class Lookahead(_SyncWrapper):
                 else:
                     slow_m = slot["slow_momentum"]
                     new_m = F.lerp(buf, slow_m.astype(buf.dtype), w)
-                    inner_leaf[key] = mx.where(now, new_m, buf)
-                    slot["slow_momentum"] = mx.where(now, new_m, slow_m).astype(slow_m.dtype)
-            return mx.where(now, new, f32).astype(f.dtype)
+                    inner_leaf[key], slow_m_new = F.lookahead_select(buf, slow_m, new_m, now, chained=False)
+                    slot["slow_momentum"] = slow_m_new.astype(slow_m.dtype)
+            return new.astype(f.dtype)
 
         if self.pullback_momentum == "none":
             return tree_map(leaf, fast, self._state["slots"])
@@ -171,6 +165,7 @@ class Lookahead(_SyncWrapper):
 
 
 @register
+@wrapper_args
 class Scout(_SyncWrapper):
     r"""Scout: Lookahead whose sync rate adapts to how coherent the fast-weight trajectory was (holocron).
 
@@ -196,22 +191,14 @@ class Scout(_SyncWrapper):
     holocron divides 0 by 0; we count that element's ratio as 0.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         sync_rate: Lower bound of the sync rate :math:`r`, in [0, 1]. Default ``0.5``.
         sync_period: Number of inner steps between syncs (a positive integer). Default ``6``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: dtype of the trajectory buffer (keyword-only); ``None``: float32 for
             bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
             own ``state_dtype``. Default ``None``.
     """
 
     name = "scout"
-    family = "wrapper"
     reference = "holocron.optim.wrapper.Scout (NumPy transcription)"
 
     def __init__(

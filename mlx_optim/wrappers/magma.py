@@ -12,6 +12,7 @@ from mlx.utils import tree_map
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["Magma", "cosine_similarity"]
@@ -28,6 +29,7 @@ def cosine_similarity(x: mx.array, y: mx.array, eps: float = 1e-8) -> mx.array:
 
 
 @register
+@wrapper_args
 class Magma(Wrapper):
     r"""Magma: a wrapper that keeps each tensor's update at random, scaled by a momentum-gradient alignment.
 
@@ -55,9 +57,6 @@ class Magma(Wrapper):
     set of tensors).
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         mask_prob: Probability :math:`p` of keeping a tensor's update in a step, in [0, 1]. Default ``0.5``.
         tau: Temperature :math:`\tau` of the sigmoid of the cosine similarity (> 0). Default ``2.0``.
         momentum_beta: Decay rate of Magma's own gradient EMA (used when the inner optimizer keeps no first
@@ -69,18 +68,10 @@ class Magma(Wrapper):
             EMA. Default ``"auto"``.
         exclude: Leaf paths (e.g. ``{"layers.0.bias"}``) or a predicate on the path; those leaves take the
             inner update unmasked. Default ``None``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         seed: Seed of the mask's random key (keyword-only). Default ``0``.
-        state_dtype: dtype of the wrapper's own per-parameter state (keyword-only); ``None``: float32 for
-            bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
-            own ``state_dtype``. Default ``None``.
     """
 
     name = "magma"
-    family = "wrapper"
     reference = "pytorch_optimizer.Magma"
 
     def __init__(

@@ -9,11 +9,29 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import fill_args
 from mlx_optim.functional import global_norm
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import WRAPPER_ARGS
 from mlx_optim.wrappers.base import Phased, Wrapper
 
 __all__ = ["SAM", "ASAM", "GSAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "sam_perturbation"]
+
+
+_SAM_ARGS: dict[str, str] = {
+    **WRAPPER_ARGS,
+    "rho": r"Radius :math:`\rho` of the neighbourhood (>= 0).",
+    "adaptive": r"ASAM's scale-invariant neighbourhood :math:`T_w = |w|`.",
+    "use_gc": "Centralize the gradient (subtract the mean over all axes but the first, for tensors with "
+    "``ndim > 1``) before perturbing, after the norm.",
+    "perturb_eps": "Term added to the norms in the denominators (>= 0).",
+    "transparent": "Run one phase per ordinary ``update`` call instead of requiring ``step_with`` (keyword-only).",
+    "state_dtype": "dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); "
+    "``None``: float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's "
+    "state follows its own ``state_dtype``.",
+}
+"""``Args:`` text of the keywords the SAM family shares (:func:`~mlx_optim.docargs.fill_args`)."""
+_sam_args = fill_args(_SAM_ARGS)
 
 
 def sam_perturbation(g: mx.array, p: mx.array, scale: mx.array, adaptive: bool) -> mx.array:
@@ -68,8 +86,25 @@ class _SAMBase(Phased, Wrapper):
     def _restore(self, params: Any, key: str = "old_p") -> Any:
         return tree_map(lambda p, s: s[key].astype(p.dtype), params, self._state["slots"])
 
+    def _perturb_keeping(self, grads: Any, params: Any, eps: mx.array, grad_slot: str) -> Any:
+        """Phase 0 of GSAM and WSAM: the weights ``w + e``, keeping ``e`` (slot ``e_w``) and ``g`` (``grad_slot``)."""
+        scale = self.hp.rho / (self._weighted_norm(grads, params, self.adaptive) + eps)
+
+        def perturb(g: mx.array, p: mx.array, slot: dict) -> mx.array:
+            p32, g32 = self._f(p, p), self._f(g, p)
+            e = sam_perturbation(g32, p32, scale, self.adaptive)
+            slot["e_w"], slot[grad_slot] = e, g32
+            return (p32 + e).astype(p.dtype)
+
+        return tree_map(perturb, grads, params, self._state["slots"])
+
+    def _unperturb(self, params: Any) -> Any:
+        """The weights ``w - e`` (GSAM and WSAM restore by subtracting the saved perturbation, as the reference)."""
+        return tree_map(lambda p, s: (self._f(p, p) - s["e_w"]).astype(p.dtype), params, self._state["slots"])
+
 
 @register
+@_sam_args
 class SAM(_SAMBase):
     r"""SAM: sharpness-aware minimization, a wrapper that steps with the gradient taken at the worst nearby point.
 
@@ -104,25 +139,6 @@ class SAM(_SAMBase):
     Reference: ``pytorch_optimizer.SAM`` (parity-checked). Differences that come from MLX: no parameter groups (the
     hyperparameters are global), no distributed gradient all-reduce, and no ``model`` / ``params`` constructor
     arguments.
-
-    Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
-        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
-            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
-        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "sam"
@@ -178,6 +194,7 @@ class SAM(_SAMBase):
 
 
 @register
+@_sam_args
 class ASAM(SAM):
     r"""ASAM: adaptive SAM, :class:`SAM` with the scale-invariant neighbourhood :math:`T_w = |w|` by default.
 
@@ -194,23 +211,7 @@ class ASAM(SAM):
     distributed gradient all-reduce, and no ``model`` / ``params`` constructor arguments.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
         adaptive: The scale-invariant neighbourhood; ``False`` gives plain SAM. Default ``True``.
-        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
-            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
-        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "asam"
@@ -243,6 +244,7 @@ class ASAM(SAM):
 
 
 @register
+@_sam_args
 class FriendlySAM(SAM):
     r"""FriendlySAM: SAM that perturbs along the gradient minus its running mean (the "full-gradient" component).
 
@@ -260,23 +262,8 @@ class FriendlySAM(SAM):
     arguments.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
         sigma: Weight :math:`\sigma` of the running mean subtracted from the gradient (>= 0). Default ``1.0``.
         lmbda: Decay rate :math:`\lambda` of the running mean (>= 0). Default ``0.9``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
-        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "friendlysam"
@@ -327,6 +314,7 @@ class FriendlySAM(SAM):
 
 
 @register
+@_sam_args
 class GSAM(_SAMBase):
     r"""GSAM: surrogate-gap guided SAM, removing part of the perturbed gradient's component orthogonal to the clean one.
 
@@ -347,25 +335,11 @@ class GSAM(_SAMBase):
     arguments.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         rho_scheduler: The radius :math:`\rho_t` (>= 0): a float, or an MLX schedule ``rho(step)`` evaluated
             once per step at the 0-based step (the value the reference gets from its first, second, ...
             ``update_rho_t()``); to make it proportional to a learning-rate schedule, build it from that
             schedule. Required.
         alpha: Weight :math:`\alpha` of the removed component, in [0, 1). Default ``0.4``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
-        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "gsam"
@@ -403,15 +377,7 @@ class GSAM(_SAMBase):
     def phase(self, i: int, grads: Any, params: Any, loss: mx.array | None) -> Any:
         hp, slots = self.hp, self._state["slots"]
         if i == 0:
-            scale = hp.rho / (self._weighted_norm(grads, params, self.adaptive) + hp.perturb_eps)
-
-            def perturb(g: mx.array, p: mx.array, slot: dict) -> mx.array:
-                p32, g32 = self._f(p, p), self._f(g, p)
-                e = sam_perturbation(g32, p32, scale, self.adaptive)
-                slot["old_g"], slot["e_w"] = g32, e
-                return (p32 + e).astype(p.dtype)
-
-            return tree_map(perturb, grads, params, slots)
+            return self._perturb_keeping(grads, params, hp.perturb_eps, "old_g")
         old = tree_map(lambda g, s: s["old_g"], grads, slots)
         inner = sum(mx.sum(a * b.astype(a.dtype)) for a, b in zip(_values(old), _values(grads)))
         new_norm, old_norm = global_norm(_values(grads)), global_norm(_values(old))
@@ -424,11 +390,12 @@ class GSAM(_SAMBase):
             return g32 - hp.alpha * vertical
 
         new_grads = tree_map(decompose, grads, params, slots)
-        restored = tree_map(lambda p, s: (self._f(p, p) - s["e_w"]).astype(p.dtype), params, slots)
+        restored = self._unperturb(params)
         return self.inner_apply(new_grads, restored, loss)
 
 
 @register
+@_sam_args
 class WSAM(_SAMBase):
     r"""WSAM: weighted SAM, SAM's sharpness term as a weighted regularizer, :math:`\alpha = \gamma / (1 - \gamma)`.
 
@@ -450,26 +417,12 @@ class WSAM(_SAMBase):
     ``params`` constructor arguments.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
         gamma: Weight :math:`\gamma` of the sharpness term, in [0, 1). Default ``0.9``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
         decouple: Apply the sharpness term after the inner step (decoupled) instead of mixing it into the
             inner optimizer's gradient. Default ``True``.
         max_norm: Global norm above which the perturbed gradient is scaled down (>= 0); ``None`` disables.
             Default ``None``.
         eps: Term added to the norm in the perturbation (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "wsam"
@@ -516,16 +469,8 @@ class WSAM(_SAMBase):
     def phase(self, i: int, grads: Any, params: Any, loss: mx.array | None) -> Any:
         hp, slots = self.hp, self._state["slots"]
         if i == 0:
-            scale = hp.rho / (self._weighted_norm(grads, params, self.adaptive) + hp.eps)
-
-            def perturb(g: mx.array, p: mx.array, slot: dict) -> mx.array:
-                p32, g32 = self._f(p, p), self._f(g, p)
-                e = sam_perturbation(g32, p32, scale, self.adaptive)
-                slot["e_w"], slot["grad"] = e, g32
-                return (p32 + e).astype(p.dtype)
-
-            return tree_map(perturb, grads, params, slots)
-        restored = tree_map(lambda p, s: (self._f(p, p) - s["e_w"]).astype(p.dtype), params, slots)
+            return self._perturb_keeping(grads, params, hp.eps, "grad")
+        restored = self._unperturb(params)
         g_s = tree_map(lambda g, p: self._f(g, p), grads, params)
         if self.max_norm is not None:
             clip = mx.minimum(self.max_norm / (global_norm(_values(g_s)) + 1e-6), 1.0)
@@ -540,6 +485,7 @@ class WSAM(_SAMBase):
 
 
 @register
+@_sam_args
 class LookSAM(SAM):
     r"""LookSAM: a full SAM step every ``k`` steps; in between, reuse the stored sharpness direction.
 
@@ -563,25 +509,8 @@ class LookSAM(SAM):
     arguments.
 
     Args:
-        base_optimizer: The inner (base) optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer,
-            wrappers included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.1``.
         k: Steps between full SAM steps (a positive integer). Default ``10``.
         alpha: Weight :math:`\alpha` of the reused sharpness direction, in (0, 1). Default ``0.7``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
-        use_gc: Centralize the gradient (subtract the mean over all axes but the first, for tensors with
-            ``ndim > 1``) before perturbing, after the norm. Default ``False``.
-        perturb_eps: Term added to the norms in the denominators (>= 0). Default ``1e-12``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
-        state_dtype: dtype of the wrapper's per-parameter state (saved weights, perturbations) (keyword-only); ``None``:
-            float32 for bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state
-            follows its own ``state_dtype``. Default ``None``.
     """
 
     name = "looksam"
@@ -657,6 +586,7 @@ class LookSAM(SAM):
 
 
 @register
+@_sam_args
 class BSAM(Phased, Optimizer):
     r"""BSAM: Bayesian SAM, SAM as variational learning, with a noisy and a perturbed gradient per step.
 
@@ -693,11 +623,7 @@ class BSAM(Phased, Optimizer):
         betas: ``(beta1, beta2)``, decay rates of the momentum and of :math:`s`, each in [0, 1).
             Default ``(0.9, 0.999)``.
         weight_decay: Coefficient :math:`\lambda` (>= 0). Default ``1e-4``.
-        rho: Radius :math:`\rho` of the neighbourhood (>= 0). Default ``0.05``.
-        adaptive: ASAM's scale-invariant neighbourhood :math:`T_w = |w|`. Default ``False``.
         damping: Damping :math:`\delta` (>= 0). Default ``0.1``.
-        transparent: Run one phase per ordinary ``update`` call instead of requiring ``step_with``
-            (keyword-only). Default ``False``.
         seed: Seed of the noise's random key (keyword-only). Default ``0``.
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic

@@ -12,6 +12,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_optim import functional as F
 from mlx_optim.registry import register
+from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
 
 __all__ = ["TRAC", "erf1994_coefficients", "erf_imag"]
@@ -58,6 +59,7 @@ def erf_imag(x: mx.array, coefs: mx.array, ell: float) -> mx.array:
 
 
 @register
+@wrapper_args
 class TRAC(Wrapper):
     r"""TRAC: a wrapper that scales the inner optimizer's updates by a parameter-free factor tuned online.
 
@@ -87,25 +89,17 @@ class TRAC(Wrapper):
     computed in float64 and rounded (the reference computes them in float32).
 
     Args:
-        optimizer: The inner optimizer: an instance (any ``mlx_optim`` or ``mlx.optimizers`` optimizer, wrappers
-            included), an optimizer class or a registered name (then built with ``optimizer_kwargs`` and
-            ``learning_rate``). Required.
         betas: Decay rates :math:`\beta_k` of the scale's statistics, one pair per value (not validated, as in
             the reference). Default ``(0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)``.
         num_coefs: Number of terms of the ``erfi`` approximation (a positive integer). Default ``128``.
         s_prev: Initial scale factor :math:`s_\text{prev}` (>= 0). Default ``1e-8``.
         eps: Term added to the denominators (>= 0). Default ``1e-8``.
-        learning_rate: The inner optimizer's learning rate, a float or a schedule (keyword-only): used to build it,
-            or set on a given instance; ``None`` keeps the inner optimizer's own. Default ``None``.
-        optimizer_kwargs: Keywords for the inner optimizer when it is given by name or class (keyword-only).
-            Default ``None``.
         state_dtype: dtype of the reference parameters (keyword-only); ``None``: float32 for
             bfloat16/float16 parameters, the parameter's dtype otherwise. The inner optimizer's state follows its
             own ``state_dtype``. Default ``None``.
     """
 
     name = "trac"
-    family = "wrapper"
     reference = "pytorch_optimizer.TRAC"
 
     def __init__(
