@@ -35,7 +35,6 @@ import contextlib
 import fnmatch
 import inspect
 import math
-import re
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
@@ -48,6 +47,7 @@ from mlx.utils import tree_flatten
 
 from mlx_optim import functional as F
 from mlx_optim import quantized, streams
+from mlx_optim.docargs import args_span
 from mlx_optim.streams import LeafStreams
 
 __all__ = ["Optimizer", "ParamGroup", "GLOBAL_KEY", "check_range", "check_choice", "leaves"]
@@ -305,7 +305,7 @@ def document_groups(cls: type) -> type:
     if not doc or getattr(cls, "groups_unsupported", "") or "groups" not in inspect.signature(cls).parameters:
         return cls
     lines = doc.split("\n")
-    span = _args_span(lines)
+    span = args_span(lines)
     if span is None:
         return cls
     start, end, indent = span
@@ -322,81 +322,6 @@ def document_groups(cls: type) -> type:
     out.append(line.rstrip())
     cls.__doc__ = "\n".join(lines[:end] + out + lines[end:])
     return cls
-
-
-def _args_span(lines: list[str]) -> tuple[int, int, int] | None:
-    """``(start, end, indent)`` of a docstring's ``Args:`` section: the header's line, the line after its last
-    entry, the header's indentation; ``None`` without one."""
-    start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
-    if start is None:
-        return None
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    end = start + 1
-    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
-    return start, end, indent
-
-
-def _args_entries(doc: str) -> dict[str, list[str]]:
-    """The entries of a docstring's ``Args:`` section by keyword, each as its lines without the section's
-    indentation (the first line starts with the keyword)."""
-    lines = doc.split("\n")
-    span = _args_span(lines)
-    if span is None:
-        return {}
-    start, end, indent = span
-    entries: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in lines[start + 1 : end]:
-        text = line[indent + 4 :]
-        head = re.match(r"\**([A-Za-z_]\w*)(\s*\(.*?\))?\s*:", text)
-        if head and not text[:1].isspace():
-            current = entries.setdefault(head.group(1), [])
-        current.append(text)
-    return entries
-
-
-def args_from(source: type) -> Callable[[type], type]:
-    """Class decorator: complete the ``Args:`` section of the class's own docstring with ``source``'s entries for
-    the constructor keywords it does not document, in signature order (for a family whose members share most
-    keywords). Where the class's default differs from ``source``'s, the entry's last "Default" value is replaced
-    by the class's (``ValueError`` when the entry states none).
-
-    Args:
-        source: The class whose docstring documents the shared keywords.
-    """
-
-    def complete(cls: type) -> type:
-        doc = cls.__dict__.get("__doc__") or ""
-        lines = doc.split("\n")
-        span = _args_span(lines)
-        if span is None:
-            raise ValueError(f"args_from: {cls.__name__}'s docstring has no Args: section")
-        start, end, indent = span
-        own, inherited = _args_entries(doc), _args_entries(source.__doc__ or "")
-        theirs = inspect.signature(source.__init__).parameters
-        out, params = [], inspect.signature(cls.__init__).parameters
-        for name, param in params.items():
-            if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            entry = own.get(name) or list(inherited.get(name, ()))
-            if name not in own and entry and param.default != theirs[name].default:
-                text = "\n".join(entry)
-                default = f'"{param.default}"' if isinstance(param.default, str) else repr(param.default)
-                matches = list(re.finditer(r"Default ``[^`]*``", text))
-                if not matches:
-                    raise ValueError(f"args_from: {source.__name__}'s entry {name!r} states no default to change")
-                last = matches[-1]
-                entry = (text[: last.start()] + f"Default ``{default}``" + text[last.end() :]).split("\n")
-            out += entry
-        out += [line for name, entry in own.items() if name not in params for line in entry]
-        pad = " " * (indent + 4)
-        cls.__doc__ = "\n".join(lines[: start + 1] + [pad + line if line else "" for line in out] + lines[end:])
-        return cls
-
-    return complete
 
 
 class _OptimizerType(type):

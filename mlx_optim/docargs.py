@@ -1,9 +1,10 @@
-"""``Args:`` entries a family of classes shares, written once: :func:`fill_args` completes each class's docstring.
+"""``Args:`` entries a family of classes shares, written once.
 
-A family keeps a dict ``{keyword: text}`` of the entries its classes share; each class writes in its own
-``Args:`` section only the keywords it documents differently (or alone) and is decorated with
-``fill_args(family_dict)``, which lays out the whole section in signature order. The default is taken from the
-signature unless the text states it.
+Two decorators complete a class's ``Args:`` section in signature order: :func:`fill_args` from a family's dict
+``{keyword: text}`` (each class writes only the keywords it documents differently or alone; the default is taken
+from the signature unless the text states it), and :func:`args_from` from another class's docstring (a member of a
+family whose root documents the shared keywords; a different default replaces the root's). ``register`` appends
+the ``groups`` entry with :func:`args_span`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping
 
-__all__ = ["fill_args"]
+__all__ = ["args_from", "fill_args"]
 
 
 def _wrap_entry(text: str) -> list[str]:
@@ -70,3 +71,78 @@ def _written_defaults(init: Callable) -> dict[str, str]:
     pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
     written = {a.arg: ast.get_source_segment(source, d) for a, d in pairs}
     return {k: "inf" if v in ('float("inf")', "float('inf')") else v for k, v in written.items()}
+
+
+def args_span(lines: list[str]) -> tuple[int, int, int] | None:
+    """``(start, end, indent)`` of a docstring's ``Args:`` section: the header's line, the line after its last
+    entry, the header's indentation; ``None`` without one."""
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+    if start is None:
+        return None
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return start, end, indent
+
+
+def args_entries(doc: str) -> dict[str, list[str]]:
+    """The entries of a docstring's ``Args:`` section by keyword, each as its lines without the section's
+    indentation (the first line starts with the keyword)."""
+    lines = doc.split("\n")
+    span = args_span(lines)
+    if span is None:
+        return {}
+    start, end, indent = span
+    entries: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in lines[start + 1 : end]:
+        text = line[indent + 4 :]
+        head = re.match(r"\**([A-Za-z_]\w*)(\s*\(.*?\))?\s*:", text)
+        if head and not text[:1].isspace():
+            current = entries.setdefault(head.group(1), [])
+        current.append(text)
+    return entries
+
+
+def args_from(source: type) -> Callable[[type], type]:
+    """Class decorator: complete the ``Args:`` section of the class's own docstring with ``source``'s entries for
+    the constructor keywords it does not document, in signature order (for a family whose members share most
+    keywords). Where the class's default differs from ``source``'s, the entry's last "Default" value is replaced
+    by the class's (``ValueError`` when the entry states none).
+
+    Args:
+        source: The class whose docstring documents the shared keywords.
+    """
+
+    def complete(cls: type) -> type:
+        doc = cls.__dict__.get("__doc__") or ""
+        lines = doc.split("\n")
+        span = args_span(lines)
+        if span is None:
+            raise ValueError(f"args_from: {cls.__name__}'s docstring has no Args: section")
+        start, end, indent = span
+        own, inherited = args_entries(doc), args_entries(source.__doc__ or "")
+        theirs = inspect.signature(source.__init__).parameters
+        out, params = [], inspect.signature(cls.__init__).parameters
+        for name, param in params.items():
+            if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            entry = own.get(name) or list(inherited.get(name, ()))
+            if name not in own and entry and param.default != theirs[name].default:
+                text = "\n".join(entry)
+                default = f'"{param.default}"' if isinstance(param.default, str) else repr(param.default)
+                matches = list(re.finditer(r"Default ``[^`]*``", text))
+                if not matches:
+                    raise ValueError(f"args_from: {source.__name__}'s entry {name!r} states no default to change")
+                last = matches[-1]
+                entry = (text[: last.start()] + f"Default ``{default}``" + text[last.end() :]).split("\n")
+            out += entry
+        out += [line for name, entry in own.items() if name not in params for line in entry]
+        pad = " " * (indent + 4)
+        cls.__doc__ = "\n".join(lines[: start + 1] + [pad + line if line else "" for line in out] + lines[end:])
+        return cls
+
+    return complete

@@ -65,7 +65,7 @@ def test_provenance_doc_is_up_to_date():
 
 
 def test_args_from_completes_a_members_args_in_signature_order():
-    from mlx_optim.base import args_from
+    from mlx_optim.docargs import args_from
 
     class Root:
         """Root.

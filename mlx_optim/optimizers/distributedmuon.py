@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from mlx_optim.base import Tunable, args_from
+from mlx_optim.base import Tunable
+from mlx_optim.docargs import args_from
 from mlx_optim.functional.matrix import NSDtype, Weights
 from mlx_optim.optimizers.muon import Muon
 from mlx_optim.registry import register

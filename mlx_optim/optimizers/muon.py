@@ -10,7 +10,8 @@ import mlx.core as mx
 from mlx.utils import tree_map_with_path
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable, args_from
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import args_from
 from mlx_optim.functional.matrix import (
     NSDtype,
     Weights,

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Tunable, args_from
+from mlx_optim.base import Tunable
+from mlx_optim.docargs import args_from
 from mlx_optim.functional.matrix import NSDtype, Weights, as_matrix
 from mlx_optim.optimizers.muon import Muon, _MuonFamily
 from mlx_optim.registry import register

@@ -10,7 +10,8 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer, Tunable, args_from
+from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.docargs import args_from
 from mlx_optim.functional.matrix import (
     NSDtype,
     as_matrix,
