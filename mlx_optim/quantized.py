@@ -72,6 +72,12 @@ __all__ = [
 _F32 = np.float32
 _ROUNDINGS = ("nearest", "stochastic")
 _DEFAULT_BLOCK = {8: 256, 4: 128}
+# The state's quantizer runs on parts of an entry, one after the other (quantize_blockwise's ``chunks``): at most
+# _MAX_CHUNKS parts of at least _CHUNK_MIN elements. Measured (AdamW int8, one update stream): the step's peak
+# above its inputs on six 2048x2048 leaves 244 MB in one part, 80 MB in 8, 64 MB in 16, same CPU time; on
+# tiny-lm 907 KB whole, 413 KB with parts of >= 4096 elements (fused step 8.4 ms CPU), 300 KB with >= 2048
+# (12.9 ms: per-op overhead).
+_MAX_CHUNKS, _CHUNK_MIN = 16, 4096
 MIN_SIZE = 4096  # torchao's and bitsandbytes' threshold: smaller tensors keep float32 state
 
 
@@ -287,6 +293,7 @@ def quantize_blockwise(
     key: mx.array | None = None,
     scale_floor: float = 1e-12,
     floor_stored: bool = True,
+    chunks: int = 1,
 ) -> tuple[mx.array, mx.array]:
     """Blockwise quantization of ``x`` (any shape) to ``(codes, scale)``, torchao's format.
 
@@ -299,6 +306,9 @@ def quantize_blockwise(
         scale_floor: the scale is ``max(absmax, scale_floor)``; 1e-12 is torchao's ``scale_tensor``.
         floor_stored: store that scale; False stores the absolute maximum itself (the values are still divided
             by the floored one), so a zero block dequantizes to exact zeros.
+        chunks: quantize the blocks in this many consecutive parts, one after the other (``mx.depends``), so the
+            quantizer's temporaries (about 2.5 float32-sized arrays) are those of one part; the result is the
+            same. Nearest rounding only (stochastic rounding draws its random numbers for ``x`` at once).
 
     Returns:
         ``codes``: uint8 of the padded size (8 bits) or half of it (4 bits, two codes per byte, the first in the
@@ -310,13 +320,25 @@ def quantize_blockwise(
     if pad:
         flat = mx.concatenate([flat, mx.zeros((pad,), mx.float32)])
     blocks = flat.reshape(-1, block)
-    absmax = _block_absmax(blocks)
-    floored = mx.maximum(absmax, scale_floor)
-    codes = _round_codes((blocks / floored).reshape(-1), bits, signed, key)
-    if bits == 4:
-        pairs = codes.reshape(-1, 2)
-        codes = (pairs[:, 0] << 4) | pairs[:, 1]
-    return codes, (floored if floor_stored else absmax).reshape(-1)
+    rows = blocks.shape[0]
+    parts = 1 if key is not None else max(1, min(chunks, rows))
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    codes_parts, scale_parts = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = blocks[lo:hi] if parts > 1 else blocks
+        if codes_parts:  # one chunk's temporaries at a time
+            part = mx.depends(part, codes_parts[-1])
+        absmax = _block_absmax(part)
+        floored = mx.maximum(absmax, scale_floor)
+        codes = _round_codes((part / floored).reshape(-1), bits, signed, key)
+        if bits == 4:
+            pairs = codes.reshape(-1, 2)
+            codes = (pairs[:, 0] << 4) | pairs[:, 1]
+        codes_parts.append(codes)
+        scale_parts.append((floored if floor_stored else absmax).reshape(-1))
+    if parts == 1:
+        return codes_parts[0], scale_parts[0]
+    return mx.concatenate(codes_parts), mx.concatenate(scale_parts)
 
 
 def dequantize_blockwise(
@@ -398,6 +420,7 @@ class QuantizedState:
             key=key,
             scale_floor=self.scale_floor,
             floor_stored=not fresh,
+            chunks=max(1, min(_MAX_CHUNKS, x.size // _CHUNK_MIN)),
         )
         return {"codes": codes, "scale": scale}
 
