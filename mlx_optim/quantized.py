@@ -72,12 +72,7 @@ __all__ = [
 _F32 = np.float32
 _ROUNDINGS = ("nearest", "stochastic")
 _DEFAULT_BLOCK = {8: 256, 4: 128}
-# The state's quantizer runs on parts of an entry, one after the other (quantize_blockwise's ``chunks``): at most
-# _MAX_CHUNKS parts of at least _CHUNK_MIN elements. Measured (AdamW int8, one update stream): the step's peak
-# above its inputs on six 2048x2048 leaves 244 MB in one part, 80 MB in 8, 64 MB in 16, same CPU time; on
-# tiny-lm 907 KB whole, 413 KB with parts of >= 4096 elements (fused step 8.4 ms CPU), 300 KB with >= 2048
-# (12.9 ms: per-op overhead).
-_MAX_CHUNKS, _CHUNK_MIN = 16, 4096
+_MAX_CHUNKS = 16  # the state's quantizer runs on at most this many parts of an entry (QuantizedState.chunk_size)
 MIN_SIZE = 4096  # torchao's and bitsandbytes' threshold: smaller tensors keep float32 state
 
 
@@ -373,6 +368,14 @@ class QuantizedState:
             d ~ 1e-6 or its square in the first steps) quantized against 1e-12 round mostly to 0 in the 8-bit
             unsigned map, and a second moment of 0 under a non-zero first moment made Prodigy's second step
             5000x too large (measured). Blocks whose maximum is at least 1e-12 are not affected.
+        chunk_size: quantize an entry in consecutive parts of at least this many elements (at most 16 parts, one
+            after the other; the codes are the same), so the quantizer's temporaries (about 2.5 float32 arrays)
+            are a part's, not the entry's; 0: whole entries. Measured (AdamW int8, one CPU update stream): on six
+            2048x2048 leaves the step's peak above its inputs was 244 MB whole and 64 MB in 16 parts, same CPU time;
+            on the tiny-lm tree (leaves of at most 16K elements, so the default leaves them whole) 907 KB whole and
+            413 KB with ``chunk_size=4096``, but on the LoRA tree of benchmarks/peak_memory.py (16K-element leaves)
+            4096 doubled the step's CPU time (per-operation overhead; 8192: +45%). The default, 65536, splits only
+            entries whose temporaries are at least a few MB.
     """
 
     bits: int = 8
@@ -380,6 +383,7 @@ class QuantizedState:
     rounding: str = "nearest"
     min_size: int = MIN_SIZE
     scale_floor: float = float(np.finfo(np.float32).tiny)
+    chunk_size: int = 65536
 
     def __post_init__(self) -> None:
         if self.bits not in _DEFAULT_BLOCK:
@@ -392,6 +396,8 @@ class QuantizedState:
             raise ValueError(f"QuantizedState: rounding={self.rounding!r} must be one of {_ROUNDINGS}")
         if not isinstance(self.min_size, int) or self.min_size < 0:
             raise ValueError(f"QuantizedState: min_size={self.min_size!r} must be a non-negative integer")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 0:
+            raise ValueError(f"QuantizedState: chunk_size={self.chunk_size!r} must be a non-negative integer")
         if not float(self.scale_floor) > 0.0:
             raise ValueError(f"QuantizedState: scale_floor={self.scale_floor!r} must be positive")
 
@@ -420,7 +426,7 @@ class QuantizedState:
             key=key,
             scale_floor=self.scale_floor,
             floor_stored=not fresh,
-            chunks=max(1, min(_MAX_CHUNKS, x.size // _CHUNK_MIN)),
+            chunks=max(1, min(_MAX_CHUNKS, x.size // self.chunk_size)) if self.chunk_size else 1,
         )
         return {"codes": codes, "scale": scale}
 
