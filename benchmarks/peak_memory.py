@@ -7,7 +7,8 @@ Trees: ``tiny-lm`` (the built-in task's 2-layer transformer, ~105K parameters, a
 and update), ``lora`` (224 LoRA leaves alternating 8x2048 and 2048x8, ~3.7M parameters, as in
 benchmarks/step_time.py) and ``large`` (six 2048x2048 matrices, ~25.2M parameters); the last two take random
 gradients. Optimizers: ``mlx.optimizers.AdamW`` (``mlx``), ``mlx_optim.AdamW`` with float32, bfloat16, int8 and int4
-state, and ``Adafactor``, ``CAME``, ``AdamMini`` (their defaults).
+state (and int8 quantized in parts of 4096 elements: ``QuantizedState.chunk_size``), and ``Adafactor``, ``CAME``,
+``AdamMini`` (their defaults).
 
 Columns (MB unless said otherwise):
 
@@ -74,6 +75,9 @@ def optimizers() -> dict:
         "AdamW bfloat16": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype=mx.bfloat16),
         "AdamW int8": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype="int8"),
         "AdamW int4": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype="int4"),
+        "AdamW int8 chunk 4096": lambda: mlx_optim.AdamW(
+            learning_rate=1e-3, state_dtype=mlx_optim.quantized.QuantizedState(8, chunk_size=4096)
+        ),
         "Adafactor": lambda: mlx_optim.AdaFactor(learning_rate=1e-3),
         "CAME": lambda: mlx_optim.CAME(learning_rate=1e-3),
         "AdamMini": lambda: mlx_optim.AdamMini(learning_rate=1e-3, num_embeds=64, num_heads=4),
