@@ -46,12 +46,12 @@ selects to dequantize; fused under ``mx.compile``): 4.1 / 2.6 ns to dequantize, 
 gather-free 8-bit dequantization (the dynamic map in closed form) was measured at 53 ns compiled and is not used.
 With two gathers per moment (25 ns per AdamW parameter against about 3 ns for the whole float32 step) the int8
 step cannot come near the float32 one here: ``benchmarks/peak_memory.py`` measured, on six 2048x2048 matrices,
-14.8x (int8) and 10.6x (int4) the CPU time of the float32-state AdamW step.
+15.4x (int8) and 10.7x (int4) the CPU time of the float32-state AdamW step.
 
 Memory: the base dequantizes a leaf's moments only after the previous leaf's new codes and new parameter exist
 (one leaf's float32 moments at a time), and the quantizer runs on parts of large entries
 (``QuantizedState.chunk_size``). On the 25M tree the optimizer's part of the update's peak (state and working
-memory) was 112 MB with int8 against 432 MB with ``mlx.optimizers.AdamW``; see docs/guides/precision.md.
+memory) was 111 MB with int8 against 432 MB with ``mlx.optimizers.AdamW``; see docs/guides/precision.md.
 """
 
 from __future__ import annotations
