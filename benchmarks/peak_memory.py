@@ -7,7 +7,8 @@ Trees: ``tiny-lm`` (the built-in task's 2-layer transformer, ~105K parameters, a
 and update), ``lora`` (224 LoRA leaves alternating 8x2048 and 2048x8, ~3.7M parameters, as in
 benchmarks/step_time.py) and ``large`` (six 2048x2048 matrices, ~25.2M parameters); the last two take random
 gradients. Optimizers: ``mlx.optimizers.AdamW`` (``mlx``), ``mlx_optim.AdamW`` with float32, bfloat16, int8 and int4
-state, and ``Adafactor``, ``CAME``, ``AdamMini`` (their defaults).
+state (and int8 quantized in parts of 4096 elements: ``QuantizedState.chunk_size``), and ``Adafactor``, ``CAME``,
+``AdamMini`` (their defaults).
 
 Columns (MB unless said otherwise):
 
@@ -18,6 +19,11 @@ Columns (MB unless said otherwise):
 * ``new p+s``: the bytes the step must write because nothing is updated in place (new parameters and new state);
   ``extra = transient - new p+s``: the step's working memory beyond its outputs (for quantized state: the
   dequantized float32 moments and the quantizer's temporaries);
+* ``opt mem = state + transient``: what the optimizer holds at the update's peak beyond the parameters, the
+  gradients and the model's other arrays (its state, old and new, and its working memory; the new parameters
+  take the old ones' buffers once nothing else holds them, as in a training loop), and ``x mlx`` its ratio to
+  ``mlx.optimizers.AdamW``'s; ``before``, ``peak`` and ``transient`` are medians over three measured steps (the
+  peak depends a little on the timing of MLX's CPU worker threads);
 * for tiny-lm, ``train peak``: the peak of a whole compiled training step (loss, gradients and update) and
   ``sgd peak``: the same step with ``mlx.optimizers.SGD`` (no state; its update writes the new parameters, as
   every optimizer's does): parameters, activations, gradients; ``opt share = train peak - sgd peak`` is what
@@ -34,7 +40,9 @@ import argparse
 import gc
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -42,8 +50,10 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-import mlx_optim
-from mlx_optim import tasks
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's mlx_optim, not an installed one
+
+import mlx_optim  # noqa: E402
+from mlx_optim import tasks  # noqa: E402
 
 MB = 1 << 20
 
@@ -65,6 +75,9 @@ def optimizers() -> dict:
         "AdamW bfloat16": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype=mx.bfloat16),
         "AdamW int8": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype="int8"),
         "AdamW int4": lambda: mlx_optim.AdamW(learning_rate=1e-3, state_dtype="int4"),
+        "AdamW int8 chunk 4096": lambda: mlx_optim.AdamW(
+            learning_rate=1e-3, state_dtype=mlx_optim.quantized.QuantizedState(8, chunk_size=4096)
+        ),
         "Adafactor": lambda: mlx_optim.AdaFactor(learning_rate=1e-3),
         "CAME": lambda: mlx_optim.CAME(learning_rate=1e-3),
         "AdamMini": lambda: mlx_optim.AdamMini(learning_rate=1e-3, num_embeds=64, num_heads=4),
@@ -103,11 +116,15 @@ class Case:
         self.holder["params"] = self.opt.apply_gradients(self.grads, self.holder["params"])
         mx.eval(self.holder, self.opt.state)
 
-    def memory(self) -> dict:
-        settle()
-        before = mx.get_active_memory()
-        self.update()
-        peak = mx.get_peak_memory()
+    def memory(self, repeats: int = 3) -> dict:
+        runs = []
+        for _ in range(repeats):
+            settle()
+            before = mx.get_active_memory()
+            self.update()
+            runs.append((mx.get_peak_memory() - before, before))
+        transient, before = sorted(runs)[len(runs) // 2]
+        peak = before + transient
         new = sum(v.nbytes for _, v in tree_flatten(self.holder["params"])) + state_bytes(self.opt)
         return {
             "state_b_per_param": state_bytes(self.opt) / self.n_params,
@@ -117,6 +134,7 @@ class Case:
             "transient_mb": (peak - before) / MB,
             "new_p_s_mb": new / MB,
             "extra_mb": (peak - before - new) / MB,
+            "opt_mb": (state_bytes(self.opt) + peak - before) / MB,
         }
 
     def time_one(self) -> tuple[float, float]:
@@ -184,22 +202,27 @@ def bench(kind: str, steps: int, only: list[str] | None = None) -> list[dict]:
         for name, case in order[i % len(order) :] + order[: i % len(order)]:
             times[name].append(case.time_one())
     ref = statistics.median(c for _, c in times["AdamW float32"])
+    mlx_opt = next((r["opt_mb"] for r in rows if r["optimizer"] == "mlx AdamW"), None)
     for row in rows:
         t = times[row["optimizer"]]
         row["ms"] = statistics.median(w for w, _ in t)
         row["cpu_ms"] = statistics.median(c for _, c in t)
         row["x_f32"] = row["cpu_ms"] / ref
+        if mlx_opt:
+            row["x_mlx"] = row["opt_mb"] / mlx_opt
     return rows
 
 
 COLUMNS = [
     ("optimizer", "optimizer", "{}"),
     ("state_b_per_param", "state B/p", "{:.3f}"),
-    ("before_mb", "before", "{:.1f}"),
-    ("peak_mb", "peak", "{:.1f}"),
-    ("transient_mb", "transient", "{:.1f}"),
-    ("new_p_s_mb", "new p+s", "{:.1f}"),
-    ("extra_mb", "extra", "{:.1f}"),
+    ("before_mb", "before", "{:.2f}"),
+    ("peak_mb", "peak", "{:.2f}"),
+    ("transient_mb", "transient", "{:.2f}"),
+    ("new_p_s_mb", "new p+s", "{:.2f}"),
+    ("extra_mb", "extra", "{:.2f}"),
+    ("opt_mb", "opt mem", "{:.2f}"),
+    ("x_mlx", "x mlx", "{:.2f}"),
     ("train_peak_mb", "train peak", "{:.2f}"),
     ("sgd_peak_mb", "sgd peak", "{:.2f}"),
     ("opt_share_mb", "opt share", "{:.2f}"),

@@ -420,7 +420,7 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         self.state_dtype = state_dtype
         self._quantized_moments = quantized.moments_of(type(self))  # {entry: non-negative} of the quantizable moments
         self._quantized_leaves: dict[int, tuple[dict, list]] = {}  # during a step: leaves with dequantized moments
-        self._quantized_after: list[mx.array] = []  # the codes written last: the next leaf's dequantization waits
+        self._quantized_after: list[mx.array] = []  # the arrays the next leaf's dequantization waits for
         cls = type(self)
         self._quantize_per_leaf = cls.prepare is Optimizer.prepare and cls.apply_single is Optimizer.apply_single
         # Stochastic rounding of bfloat16 state (mlx_optim.precision): on by default; its key lives in state.
@@ -997,13 +997,19 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         if loaded:
             self._quantized_leaves[id(state)] = (state, loaded)
 
-    def _store_quantized(self, state: dict) -> None:
-        """Quantize a leaf's updated moments again (once its update is done)."""
+    def _store_quantized(self, state: dict, new: mx.array | None = None) -> None:
+        """Quantize a leaf's updated moments again (once its update is done). ``new``: the leaf's updated parameter.
+        The next leaf dequantizes only after this leaf's new codes and new parameter exist, so this leaf's float32
+        moments (which both read) are freed first: one leaf's float32 working set at a time, also across the
+        update streams (mlx_optim.streams), which then run the quantized leaves one after the other (memory
+        first; measured in benchmarks/peak_memory.py, see docs/memory.md)."""
         record = self._quantized_leaves.pop(id(state), None)
         if record is not None:
             stored = quantized.store_state(self.state_quantization, state, record[1], self._next_rounding_key)
-            if self._quantize_per_leaf:
-                self._quantized_after = stored or self._quantized_after  # the next leaf waits for these
+            if self._quantize_per_leaf and stored:
+                self._quantized_after = stored + ([new] if new is not None else [])
+        elif new is not None and self._quantize_per_leaf:  # a float32 leaf in between: waited for too
+            self._quantized_after = [*self._quantized_after, new]
 
     def _prepare(self, gradients: Any, params: Any) -> None:
         """:meth:`prepare`, then (with groups) the per-step values it put on ``self.hp`` copied to every group's."""
@@ -1128,8 +1134,8 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
         if self._quantize_per_leaf and self.state_quantization is not None:
             self._load_quantized_leaf(parameter, state, self._leaf_path)
         new = self.update_single(g, p, state)
-        if self._quantized_leaves:
-            self._store_quantized(state)
+        if self.state_quantization is not None:
+            self._store_quantized(state, new)
         if self.state_dtype is not None and self.state_dtype != dtype:
             for k in sorted(state):  # sorted: the rounding keys must not depend on the order a loaded state has
                 v = state[k]

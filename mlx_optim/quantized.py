@@ -38,12 +38,20 @@ in the leaf's state, so the state stays a tree of arrays: ``mx.compile`` traces 
 a resumed state continues bit for bit. A freshly created entry keeps its absolute maximum as the scale without the
 floor, so zeros dequantize to exactly 0 as torchao's zero-initialised states do.
 
-Speed on the CPU: MLX's gather costs about 6 ns of CPU time per element there (an elementwise pass about 0.7),
-so the 8-bit path (one gather per entry to quantize, through a 32K-entry table on the float's bits, and one to
-dequantize) costs several elementwise passes; the 4-bit path has no gather (15 comparisons, or for the linear
-map of second moments a multiply and a cast, and a tree of 15 selects to dequantize; fused under
-``mx.compile``). ``benchmarks/peak_memory.py`` measures both against float32 state: in one run on six
-2048x2048 matrices, an AdamW step took 15x (int8) and 11x (int4) the CPU time of the float32-state step.
+Speed on the CPU (one run, CPU time per element of a 4M-entry moment): MLX's gather costs 6.2 ns there, an
+element-wise pass 0.7-0.9. The 8-bit path gathers once to dequantize (``map[code]``, 7.2 ns in all) and once to
+quantize (through a 32K-entry table on the float's bits; 12.6 ns in all, with the block maximum); the 4-bit path
+has no gather (15 comparisons, or for the linear map of second moments a multiply and a cast, and a tree of 15
+selects to dequantize; fused under ``mx.compile``): 4.1 / 2.6 ns to dequantize, 7.4 / 5.5 to quantize. An exact
+gather-free 8-bit dequantization (the dynamic map in closed form) was measured at 53 ns compiled and is not used.
+With two gathers per moment (25 ns per AdamW parameter against about 3 ns for the whole float32 step) the int8
+step cannot come near the float32 one here: ``benchmarks/peak_memory.py`` measured, on six 2048x2048 matrices,
+15.4x (int8) and 10.7x (int4) the CPU time of the float32-state AdamW step.
+
+Memory: the base dequantizes a leaf's moments only after the previous leaf's new codes and new parameter exist
+(one leaf's float32 moments at a time), and the quantizer runs on parts of large entries
+(``QuantizedState.chunk_size``). On the 25M tree the optimizer's part of the update's peak (state and working
+memory) was 111 MB with int8 against 432 MB with ``mlx.optimizers.AdamW``; see docs/guides/precision.md.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ __all__ = [
 _F32 = np.float32
 _ROUNDINGS = ("nearest", "stochastic")
 _DEFAULT_BLOCK = {8: 256, 4: 128}
+_MAX_CHUNKS = 16  # the state's quantizer runs on at most this many parts of an entry (QuantizedState.chunk_size)
 MIN_SIZE = 4096  # torchao's and bitsandbytes' threshold: smaller tensors keep float32 state
 
 
@@ -287,6 +296,7 @@ def quantize_blockwise(
     key: mx.array | None = None,
     scale_floor: float = 1e-12,
     floor_stored: bool = True,
+    chunks: int = 1,
 ) -> tuple[mx.array, mx.array]:
     """Blockwise quantization of ``x`` (any shape) to ``(codes, scale)``, torchao's format.
 
@@ -299,6 +309,9 @@ def quantize_blockwise(
         scale_floor: the scale is ``max(absmax, scale_floor)``; 1e-12 is torchao's ``scale_tensor``.
         floor_stored: store that scale; False stores the absolute maximum itself (the values are still divided
             by the floored one), so a zero block dequantizes to exact zeros.
+        chunks: quantize the blocks in this many consecutive parts, one after the other (``mx.depends``), so the
+            quantizer's temporaries (about 2.5 float32-sized arrays) are those of one part; the result is the
+            same. Nearest rounding only (stochastic rounding draws its random numbers for ``x`` at once).
 
     Returns:
         ``codes``: uint8 of the padded size (8 bits) or half of it (4 bits, two codes per byte, the first in the
@@ -310,13 +323,25 @@ def quantize_blockwise(
     if pad:
         flat = mx.concatenate([flat, mx.zeros((pad,), mx.float32)])
     blocks = flat.reshape(-1, block)
-    absmax = _block_absmax(blocks)
-    floored = mx.maximum(absmax, scale_floor)
-    codes = _round_codes((blocks / floored).reshape(-1), bits, signed, key)
-    if bits == 4:
-        pairs = codes.reshape(-1, 2)
-        codes = (pairs[:, 0] << 4) | pairs[:, 1]
-    return codes, (floored if floor_stored else absmax).reshape(-1)
+    rows = blocks.shape[0]
+    parts = 1 if key is not None else max(1, min(chunks, rows))
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    codes_parts, scale_parts = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = blocks[lo:hi] if parts > 1 else blocks
+        if codes_parts:  # one chunk's temporaries at a time
+            part = mx.depends(part, codes_parts[-1])
+        absmax = _block_absmax(part)
+        floored = mx.maximum(absmax, scale_floor)
+        codes = _round_codes((part / floored).reshape(-1), bits, signed, key)
+        if bits == 4:
+            pairs = codes.reshape(-1, 2)
+            codes = (pairs[:, 0] << 4) | pairs[:, 1]
+        codes_parts.append(codes)
+        scale_parts.append((floored if floor_stored else absmax).reshape(-1))
+    if parts == 1:
+        return codes_parts[0], scale_parts[0]
+    return mx.concatenate(codes_parts), mx.concatenate(scale_parts)
 
 
 def dequantize_blockwise(
@@ -351,6 +376,14 @@ class QuantizedState:
             d ~ 1e-6 or its square in the first steps) quantized against 1e-12 round mostly to 0 in the 8-bit
             unsigned map, and a second moment of 0 under a non-zero first moment made Prodigy's second step
             5000x too large (measured). Blocks whose maximum is at least 1e-12 are not affected.
+        chunk_size: quantize an entry in consecutive parts of at least this many elements (at most 16 parts, one
+            after the other; the codes are the same), so the quantizer's temporaries (about 2.5 float32 arrays)
+            are a part's, not the entry's; 0: whole entries. Measured (AdamW int8, one CPU update stream): on six
+            2048x2048 leaves the step's peak above its inputs was 244 MB whole and 64 MB in 16 parts, same CPU time;
+            on the tiny-lm tree (leaves of at most 16K elements, so the default leaves them whole) 907 KB whole and
+            413 KB with ``chunk_size=4096``, but on the LoRA tree of benchmarks/peak_memory.py (16K-element leaves)
+            4096 doubled the step's CPU time (per-operation overhead; 8192: +45%). The default, 65536, splits only
+            entries whose temporaries are at least a few MB.
     """
 
     bits: int = 8
@@ -358,6 +391,7 @@ class QuantizedState:
     rounding: str = "nearest"
     min_size: int = MIN_SIZE
     scale_floor: float = float(np.finfo(np.float32).tiny)
+    chunk_size: int = 65536
 
     def __post_init__(self) -> None:
         if self.bits not in _DEFAULT_BLOCK:
@@ -370,6 +404,8 @@ class QuantizedState:
             raise ValueError(f"QuantizedState: rounding={self.rounding!r} must be one of {_ROUNDINGS}")
         if not isinstance(self.min_size, int) or self.min_size < 0:
             raise ValueError(f"QuantizedState: min_size={self.min_size!r} must be a non-negative integer")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 0:
+            raise ValueError(f"QuantizedState: chunk_size={self.chunk_size!r} must be a non-negative integer")
         if not float(self.scale_floor) > 0.0:
             raise ValueError(f"QuantizedState: scale_floor={self.scale_floor!r} must be positive")
 
@@ -398,6 +434,7 @@ class QuantizedState:
             key=key,
             scale_floor=self.scale_floor,
             floor_stored=not fresh,
+            chunks=max(1, min(_MAX_CHUNKS, x.size // self.chunk_size)) if self.chunk_size else 1,
         )
         return {"codes": codes, "scale": scale}
 

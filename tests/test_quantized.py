@@ -3,6 +3,7 @@ and the optimizers with ``state_dtype="int8"`` / ``"int4"`` (layout, resume, com
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 
@@ -146,6 +147,19 @@ def test_round_trip_equals_torchao_bit_for_bit(bits, signed, compiled):
         assert np.array(got).reshape(-1).view(np.uint32).tolist() == want.reshape(-1).view(np.uint32).tolist(), i
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+def test_chunks_give_the_same_codes(bits):
+    """Quantizing in consecutive parts (``chunks``, one part's temporaries at a time) changes nothing."""
+    rng = np.random.default_rng(3)
+    for n in (4096, 5000, 70000):  # whole blocks, padded, more parts than asked blocks
+        x = mx.array(rng.normal(size=n).astype(F32))
+        whole = quantize_blockwise(x, bits=bits)
+        for chunks in (2, 7, 16, 10**6):
+            codes, scale = quantize_blockwise(x, bits=bits, chunks=chunks)
+            assert np.array_equal(np.array(codes), np.array(whole[0])), (n, chunks)
+            assert np.array_equal(np.array(scale), np.array(whole[1])), (n, chunks)
+
+
 def test_scale_floor_is_the_only_difference_from_torchao():
     """The state format floors the block scale at the smallest normal float32, not torchao's 1e-12: blocks whose
     maximum is below 1e-12 are quantized against their own maximum (same transcription, other floor)."""
@@ -217,7 +231,15 @@ def test_state_dtype_values_and_errors():
     assert mlx_optim.Lion(state_dtype={"bits": 4, "min_size": 0}).state_quantization == QuantizedState(4, min_size=0)
     with pytest.raises(ValueError, match="state_dtype='int16'"):
         mlx_optim.AdamW(state_dtype="int16")
-    for bad in ({"bits": 3}, {"block_size": 7}, {"rounding": "up"}, {"min_size": -1}, {"scale_floor": 0.0}):
+    bads = (
+        {"bits": 3},
+        {"block_size": 7},
+        {"rounding": "up"},
+        {"min_size": -1},
+        {"scale_floor": 0.0},
+        {"chunk_size": -1},
+    )
+    for bad in bads:
         with pytest.raises(ValueError, match="QuantizedState"):
             QuantizedState(**bad)
     # optimizers without per-element moments, FlashAdamW (its own 8-bit format) and wrappers
@@ -297,6 +319,36 @@ def test_unchanged_entry_keeps_its_codes():
     assert state["m"] is entry
     again = fmt.quantize(fmt.dequantize(entry, False, (4096,)), nonnegative=False)
     assert float(again["scale"][0]) < float(entry["scale"][0])  # what keeping the codes avoids
+
+
+def _step_working_memory(fuse: bool, chunk_size: int, n: int = 12, shape: tuple = (512, 512)) -> float:
+    """Peak memory of one int8 AdamW step above the memory before it and the new parameters (so: the change of the
+    state and the working memory), in units of one leaf's float32 array."""
+    rng = np.random.default_rng(0)
+    params = {f"w{i}": mx.array(rng.normal(size=shape).astype(F32)) for i in range(n)}
+    grads = {f"w{i}": mx.array(rng.normal(size=shape).astype(F32)) for i in range(n)}
+    opt = mlx_optim.AdamW(learning_rate=1e-3, state_dtype=QuantizedState(8, chunk_size=chunk_size))
+    opt.fuse_updates = fuse
+    for _ in range(2):  # the state's first write, tracing
+        mx.eval(opt.apply_gradients(grads, params), opt.state)
+    gc.collect()
+    mx.clear_cache()
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    new = opt.apply_gradients(grads, params)  # ``params`` stay alive: the new ones take new memory
+    mx.eval(new, opt.state)
+    return (mx.get_peak_memory() - before - sum(v.nbytes for v in new.values())) / (4 * math.prod(shape))
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["eager", "fused"])
+def test_step_holds_one_leafs_float32_moments(fuse, monkeypatch):
+    """One leaf's float32 moments at a time: the next leaf's moments are dequantized only after the previous
+    leaf's new codes and new parameter exist (both read its float32 moments), and the quantizer runs on parts of
+    an entry. Measured on 12 leaves of 512x512, one update stream, in leaf-sized float32 arrays: without the
+    ordering eager 31.5, fused 22; with it 18.9 / 13.9; with 16 parts too 2.9 / 1.9 (4 parts, the default
+    chunk_size here: 5.7-6.1 / 4.5)."""
+    monkeypatch.setenv("MLX_OPTIM_STREAMS", "1")
+    assert _step_working_memory(fuse, chunk_size=16384) <= 6.0
 
 
 def state_arrays(opt) -> dict:
