@@ -19,7 +19,7 @@ parameters as views into the updated flat buffer. The result equals the
 unpacked update element for element: the same operations on the same values
 (tests/test_packed.py checks every optimizer listed in :data:`ELEMENTWISE`).
 
-On the CPU the default path is faster than packing: the base class fuses the update of element-wise
+On the CPU the default path is faster than packing: :mod:`mlx_optim.execution` fuses the update of element-wise
 optimizers and spreads the leaves over CPU streams (:mod:`mlx_optim.streams`), while a packed step
 concatenates the gradients and parameters (one extra read and write of them) on one stream; measured with
 AdamW on a LoRA tree, packing was slower both eagerly and compiled. Packing may still pay off on a GPU, where it
