@@ -212,6 +212,7 @@ class Optimizer(Execution, OptimizerCore):
             for k, v in made.items():
                 setattr(hp, k, v)
 
+    # ------------------------------------------------------------------ per-step values (per group)
     def _hyperparameters(self, loss: mx.array | None) -> Hyper:
         # each group's first: its step_scalars read the shared global arrays as the previous step left them
         self._group_hps = [self._group_hyperparameters(group, loss) for group in self._param_groups]
@@ -246,6 +247,7 @@ class Optimizer(Execution, OptimizerCore):
                 setattr(hp, k, mx.contiguous(v))
         return hp
 
+    # ------------------------------------------------------------------ hooks and the per-leaf update
     def global_sum(self, x: mx.array) -> mx.array:
         """Sum a partial reduction over the processes that share this optimizer's leaves.
 

@@ -839,7 +839,7 @@ class OptimizerCore(optim.Optimizer, metaclass=_OptimizerType):
     def full(self, parameter: mx.array, value: float) -> mx.array:
         return mx.full(parameter.shape, value, dtype=self.state_dtype or self.compute_dtype(parameter))
 
-    # ------------------------------------------------------------------ the update
+    # ------------------------------------------------------------------ the calling convention
     def update(self, model: nn.Module, gradients: dict, loss: mx.array | None = None) -> None:
         """Apply ``gradients`` to ``model``; ``loss`` is required by loss-driven optimizers."""
         model.update(self.apply_gradients(gradients, model, loss=loss))
@@ -858,6 +858,7 @@ class OptimizerCore(optim.Optimizer, metaclass=_OptimizerType):
         self.update(model, grads, loss=loss)
         return loss
 
+    # ------------------------------------------------------------------ per-step values
     def _refresh_schedules(self) -> None:
         """Evaluate the scheduled tunables (and their complements) at the current step."""
         g = self._state[GLOBAL_KEY]
