@@ -55,7 +55,7 @@ import mlx.optimizers as mlx_opt
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from mlx_optim.base import GLOBAL_KEY, Optimizer
+from mlx_optim.base import GLOBAL_KEY, Optimizer, OptimizerCore
 from mlx_optim.registry import load_optimizer
 
 __all__ = ["ADAFACTOR_NO_CAP", "from_mlx", "from_mlx_state", "to_mlx", "to_mlx_state", "supported"]
@@ -325,7 +325,7 @@ def supported() -> list[tuple[str, str]]:
 
 
 def _pair_of_mlx(opt: Any) -> _Pair:
-    if not isinstance(opt, mlx_opt.Optimizer) or isinstance(opt, Optimizer):
+    if not isinstance(opt, mlx_opt.Optimizer) or isinstance(opt, OptimizerCore):
         raise ValueError(f"expected an mlx.optimizers optimizer, got {type(opt).__name__}")
     for cls, why in _NO_EQUIVALENT.items():
         if type(opt) is cls:
@@ -342,7 +342,7 @@ def _pair_of_ours(opt: Any, step: int) -> tuple[_Pair, dict]:
 
     ``step``: the step its state is (or will be) at; some configurations convert only after the first step.
     """
-    if not isinstance(opt, Optimizer):
+    if not isinstance(opt, OptimizerCore):
         raise ValueError(f"expected an mlx_optim optimizer, got {type(opt).__name__}")
     name = type(opt).__name__
     pair = None

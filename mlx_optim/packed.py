@@ -19,7 +19,7 @@ parameters as views into the updated flat buffer. The result equals the
 unpacked update element for element: the same operations on the same values
 (tests/test_packed.py checks every optimizer listed in :data:`ELEMENTWISE`).
 
-On the CPU the default path is faster than packing: the base class fuses the update of element-wise
+On the CPU the default path is faster than packing: :mod:`mlx_optim.execution` fuses the update of element-wise
 optimizers and spreads the leaves over CPU streams (:mod:`mlx_optim.streams`), while a packed step
 concatenates the gradients and parameters (one extra read and write of them) on one stream; measured with
 AdamW on a LoRA tree, packing was slower both eagerly and compiled. Packing may still pay off on a GPU, where it
@@ -29,7 +29,7 @@ Only element-wise optimizers can be packed: no reductions over a tensor (norms,
 means, trust ratios), no shape- or path-dependent logic except the weight-decay
 filter, and only parameter-shaped state. A class declares it with
 ``elementwise = True``; :data:`ELEMENTWISE` lists the registered ones verified
-so far, with the options that make them non-element-wise.
+so far, with the options that make them non-element-wise (both declared in :mod:`mlx_optim.capabilities`).
 """
 
 from __future__ import annotations
@@ -40,93 +40,15 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_optim.base import Optimizer, leaves
+from mlx_optim.capabilities import ELEMENTWISE_UNLESS, is_elementwise
+from mlx_optim.capabilities import no_reducing_flags as _no_reducing_flags
 
 __all__ = ["ELEMENTWISE", "Packer", "is_elementwise", "pack"]
 
-# Options (constructor flags kept as attributes) that add a whole-tensor reduction to an otherwise element-wise
-# update: AdaNorm (gradient norm), cautious masking (mask mean), gradient centralization (mean over axes).
-_REDUCING_FLAGS = ("adanorm", "cautious", "use_gc", "use_softplus_norm")
-
-
-def _no_reducing_flags(opt: Optimizer) -> bool:
-    return not any(getattr(opt, flag, False) for flag in _REDUCING_FLAGS)
-
-
-# Registered optimizers whose update is element-wise unless a reducing option is on: packed == unpacked bit for bit
-# on every parity row without such an option, eager and compiled (tests/test_packed.py re-checks all of them).
-# Left out: optimizers with per-leaf statistics (norms, trust ratios, factored or matrix state; EmoNeco's gradient
-# norm in one loss mood, StableAdamW's per-tensor RMS clip: both were listed until tests/test_packed.py gave the
-# leaves gradients of different scales), those whose
-# prepare() reads per-leaf state, and those overriding step_with (Hessian-based, SAM, Lookahead).
-# name -> predicate on the configured instance.
-_VERIFIED = (
-    "accsgd",
-    "adabelief",
-    "adabound",
-    "adaboundw",
-    "adadelta",
-    "adagrad",
-    "adam",
-    "adamax",
-    "adamc",
-    "adamg",
-    "adamod",
-    "adamw",
-    "adan",
-    "adapnm",
-    "adasmooth",
-    "adopt",
-    "aggmo",
-    "alig",
-    "asgd",
-    "averagedsgd",
-    "diffgrad",
-    "emolynx",
-    "emonavi",
-    "exadam",
-    "focus",
-    "grams",
-    "grokfastadamw",
-    "kate",
-    "laprop",
-    "lion",
-    "lomo",
-    "madgrad",
-    "msvag",
-    "nadam",
-    "nadamw",
-    "padam",
-    "pid",
-    "pnm",
-    "qhadam",
-    "qhm",
-    "radam",
-    "rangerqh",
-    "rangerva",
-    "rmsprop",
-    "rprop",
-    "schedulefreeadamw",
-    "schedulefreeradam",
-    "schedulefreesgd",
-    "sgd",
-    "sgdw",
-    "signsgd",
-    "simplifiedademamix",
-    "sparseadam",
-    "srmm",
-    "tiger",
-    "vsgd",
-    "yogi",
-)
-ELEMENTWISE: dict[str, Callable[[Optimizer], bool]] = dict.fromkeys(_VERIFIED, _no_reducing_flags)
-
-
-def is_elementwise(opt: Optimizer) -> bool:
-    """Whether ``opt`` (as configured) may be packed."""
-    if getattr(type(opt), "elementwise", False):
-        return True
-    rule = ELEMENTWISE.get(type(opt).name)
-    return rule is not None and rule(opt)
+# The packing rule per optimizer class is a capability, declared in mlx_optim.capabilities (ELEMENTWISE_UNLESS:
+# registered optimizers whose update is element-wise unless a reducing option is on). name -> predicate on the
+# configured instance.
+ELEMENTWISE: dict[str, Callable[[Optimizer], bool]] = dict.fromkeys(ELEMENTWISE_UNLESS, _no_reducing_flags)
 
 
 class Packer:

@@ -2,9 +2,9 @@
 
 MLX's CPU backend runs each stream's work on one thread: an optimizer step, a chain of element-wise
 kernels per leaf, keeps one core busy however many the machine has. The leaves' updates are
-independent, so the base class hands each leaf to one of ``n`` CPU streams (the default stream and
-``n - 1`` more, created once per process), the one with the fewest elements so far. MLX orders the
-work across streams by the data each kernel reads, eagerly and under ``mx.compile``, and every leaf
+independent, so :class:`mlx_optim.execution.Execution` hands each leaf to one of ``n`` CPU streams
+(the default stream and ``n - 1`` more, created once per process), the one with the fewest elements so far.
+MLX orders the work across streams by the data each kernel reads, eagerly and under ``mx.compile``, and every leaf
 runs the same operations on the same values whichever stream it is on: the results are identical
 bit for bit (``tests/test_streams.py``).
 

@@ -9,7 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from mlx_optim.base import Optimizer
+from mlx_optim.core import OptimizerCore
 from mlx_optim.distributed.core import Group, get_group, reduce_gradients
 
 __all__ = ["DataParallel", "apply_inner"]
@@ -17,7 +17,7 @@ __all__ = ["DataParallel", "apply_inner"]
 
 def apply_inner(inner: optim.Optimizer, gradients: Any, parameters: Any, loss: mx.array | None) -> Any:
     """``inner.apply_gradients`` passing ``loss`` where the optimizer takes it (mlx_optim optimizers)."""
-    if isinstance(inner, Optimizer):
+    if isinstance(inner, OptimizerCore):
         return inner.apply_gradients(gradients, parameters, loss=loss)
     return inner.apply_gradients(gradients, parameters)
 
@@ -127,7 +127,7 @@ class DataParallel(_Delegating):
             grads, loss = reduce_gradients(grads, loss, group, clip)
             return loss, grads
 
-        if isinstance(self.inner, Optimizer):
+        if isinstance(self.inner, OptimizerCore):
             return self.inner.step_with(model, averaged, *args, **kwargs)
         loss, grads = averaged(model, *args, **kwargs)
         model.update(self.inner.apply_gradients(grads, model))

@@ -9,7 +9,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map_with_path
 
-from mlx_optim.base import GLOBAL_KEY, Optimizer
+from mlx_optim.base import GLOBAL_KEY, Optimizer, OptimizerCore
 from mlx_optim.distributed.core import (
     Group,
     all_gather_owned,
@@ -50,7 +50,7 @@ def zero_unsupported_reason(optimizer: Any) -> str | None:
         return f"{optimizer!r} is not an mlx.optimizers.Optimizer"
     cls = type(optimizer)
     name = cls.__name__
-    if isinstance(optimizer, Optimizer):
+    if isinstance(optimizer, OptimizerCore):  # per-leaf optimizers and wrappers
         flag = getattr(cls, "zero_compatible", None)
         if flag is False:
             return f"{name} declares zero_compatible = False"
@@ -61,7 +61,7 @@ def zero_unsupported_reason(optimizer: Any) -> str | None:
                 f"{name} shards its Newton–Schulz work itself: use DataParallel({name}(...)), "
                 "or ZeroRedundancyOptimizer(Muon(...))"
             )
-        overridden = [m for m in _TREE_METHODS if getattr(cls, m) is not getattr(Optimizer, m)]
+        overridden = [m for m in _TREE_METHODS if getattr(cls, m, getattr(Optimizer, m)) is not getattr(Optimizer, m)]
         if overridden:
             return (
                 f"{name} overrides {', '.join(overridden)}: its step reduces over the whole parameter tree or "

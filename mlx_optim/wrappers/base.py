@@ -55,7 +55,6 @@ never sees the model, so do it yourself if it matters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import mlx.core as mx
@@ -63,7 +62,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
-from mlx_optim.base import Optimizer, _match, check_range
+from mlx_optim import quantized
+from mlx_optim.core import OptimizerCore, _match, check_range
 from mlx_optim.registry import load_optimizer
 
 __all__ = [
@@ -160,8 +160,12 @@ def enable_running_stats(model: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------- the wrapper base
-class Wrapper(Optimizer):
+class Wrapper(OptimizerCore):
     """An optimizer that wraps ``self.inner``; see the module docstring for the state layout.
+
+    It builds on :class:`mlx_optim.core.OptimizerCore` (state, tunables, validation), not on the per-leaf
+    :class:`mlx_optim.base.Optimizer`: it has no learning rate of its own (``learning_rate`` is the inner
+    optimizer's) and updates the whole tree in :meth:`apply_gradients`.
 
     Subclasses call ``super().__init__(optimizer, learning_rate=..., optimizer_kwargs=..., state_dtype=...)``,
     register their own tunables with ``_hyper`` and implement :meth:`wrap_update` (single-phase wrappers) or
@@ -182,11 +186,8 @@ class Wrapper(Optimizer):
         optimizer_kwargs: dict | None = None,
         state_dtype: mx.Dtype | None = None,
     ):
-        super().__init__(0.0, state_dtype=state_dtype)
-        # The learning rate is the inner optimizer's: drop the base class's own entry.
-        self._tunables.remove("learning_rate")
-        self._zero.discard("learning_rate")
-        del self._state["learning_rate"]
+        state_dtype, _ = quantized.parse_state_dtype(type(self), state_dtype)  # a wrapper has no quantizable moments
+        super().__init__(state_dtype=state_dtype)
         self.inner = build_inner(type(self).__name__, optimizer, learning_rate, optimizer_kwargs)
         self.needs_loss = bool(getattr(self.inner, "needs_loss", False))
         self._state["inner"] = self.inner.state
@@ -209,6 +210,7 @@ class Wrapper(Optimizer):
 
     @property
     def learning_rate(self) -> mx.array:
+        """The inner optimizer's learning rate (read and written through the wrapper)."""
         return self.inner.learning_rate
 
     @learning_rate.setter
@@ -227,7 +229,7 @@ class Wrapper(Optimizer):
     # ------------------------------------------------------------------ helpers for subclasses
     def inner_apply(self, gradients: Any, parameters: Any, loss: mx.array | None = None) -> Any:
         """One update of the inner optimizer; returns the new parameters."""
-        if isinstance(self.inner, Optimizer):
+        if isinstance(self.inner, OptimizerCore):
             return self.inner.apply_gradients(gradients, parameters, loss=loss)
         return self.inner.apply_gradients(gradients, parameters)
 
@@ -242,21 +244,11 @@ class Wrapper(Optimizer):
         self.hp = self._hyperparameters(loss)
         return params
 
-    def _hyperparameters(self, loss: mx.array | None) -> SimpleNamespace:
-        hp = self._tunable_values()
-        hp.step = self._state["step"].astype(mx.float32)
-        hp.loss = loss
-        self.step_scalars(hp)
-        return hp
-
     def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
         params = self._begin(gradients, parameters, loss)
         return self.wrap_update(gradients, params, loss)
 
     def wrap_update(self, gradients: Any, params: Any, loss: mx.array | None) -> Any:
-        raise NotImplementedError
-
-    def apply_single(self, gradient, parameter, state):  # pragma: no cover - wrappers work on trees
         raise NotImplementedError
 
 
@@ -287,7 +279,7 @@ class Phased:
 
     def step_with(self, model: nn.Module, loss_and_grad_fn: Callable, *args: Any, **kwargs: Any) -> mx.array:
         if self.transparent:
-            return Optimizer.step_with(self, model, loss_and_grad_fn, *args, **kwargs)
+            return OptimizerCore.step_with(self, model, loss_and_grad_fn, *args, **kwargs)
         first_loss = None
         try:
             for i in range(self.num_phases):

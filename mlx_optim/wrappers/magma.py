@@ -10,7 +10,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_map
 
 from mlx_optim import functional as F
-from mlx_optim.base import Optimizer
+from mlx_optim.core import OptimizerCore
 from mlx_optim.registry import register
 from mlx_optim.wrappers._args import wrapper_args
 from mlx_optim.wrappers.base import Wrapper
@@ -113,7 +113,7 @@ class Magma(Wrapper):
             return ()
         if self.moment_key != "auto":
             return (self.moment_key,)
-        if isinstance(self.inner, Optimizer):
+        if isinstance(self.inner, OptimizerCore):
             return _MOMENT_KEYS
         sgd_momentum = isinstance(self.inner, optim.SGD) and float(self.inner.momentum) > 0
         return (*_MOMENT_KEYS, "m", *(("v",) if sgd_momentum else ()))
