@@ -93,6 +93,7 @@ LAYERS = {
     "linalg": 0,
     "functional": 0,
     "base": 1,
+    "refresh": 1,
     "streams": 1,
     "precision": 1,
     "quantized": 1,

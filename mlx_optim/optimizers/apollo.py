@@ -45,8 +45,8 @@ class APOLLO(_Projected):
 
     Paper: "APOLLO: SGD-like Memory, AdamW-level Performance" (Zhu et al., 2024), arXiv:2412.05270.
     Reference: ``pytorch_optimizer.APOLLO``, same keywords and defaults; the projection settings, group keys
-    there, are keyword-only arguments here (see :class:`GaLore` for ``projection_filter`` and the every-step
-    computation of the basis). The reference draws the projection with ``torch.randn`` from the global
+    there, are keyword-only arguments here (see :class:`GaLore` for ``projection_filter`` and when the basis is
+    computed). The reference draws the projection with ``torch.randn`` from the global
     generator; here it is drawn from a key kept per leaf in the state (``seed``), so runs are reproducible and
     resumable. Only ``projection_type``'s choice of side matters (APOLLO never uses the SVD).
 
@@ -130,10 +130,11 @@ class APOLLO(_Projected):
         if not self.correct_bias:
             hp.step_size = hp.lr
 
-    def new_basis(self, x: mx.array, state: dict) -> Basis:
+    def refresh_basis(self, x: mx.array, state: dict) -> Basis:
+        # the leaf's key advances every step (refresh or not), so the bases drawn do not depend on the schedule path
         key, sub = mx.random.split(state["key"])
         state["key"] = key
-        return random_basis(sub, x.shape, self.side(x.shape), self.rank, dtype=x.dtype)
+        return self.select_basis(state, lambda: random_basis(sub, x.shape, self.side(x.shape), self.rank, x.dtype))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -30,8 +30,8 @@ class Fira(GaLore):
 
     Paper: "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint?" (Chen et al., 2024).
     Reference: ``pytorch_optimizer.Fira``, same keywords and defaults; the projection settings, group keys
-    there, are keyword-only arguments here, and the basis is computed as in :class:`GaLore` (every step,
-    adopted on refresh steps, with fixed singular-vector signs).
+    there, are keyword-only arguments here, and the basis is computed as in :class:`GaLore` (on refresh steps,
+    with fixed singular-vector signs).
 
     Args:
         learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
