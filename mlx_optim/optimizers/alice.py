@@ -10,6 +10,7 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.functional.matrix import as_matrix
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -88,15 +89,6 @@ def alice_switch(q: mx.array, u_prev: mx.array, rank: int, leading: int, key: mx
         extra = mx.take(rest, mx.maximum(pick - n_comp, 0), axis=1)
         cols = extra if cols is None else mx.where((pick < n_comp)[None, :], cols, extra)
     return mx.concatenate([lead, cols], axis=1)
-
-
-def as_matrix(x: mx.array) -> mx.array:
-    """The reference's matrix view: ``(n, 1)`` for 0-/1-D, ``(shape[0], -1)`` for N-D."""
-    if x.ndim < 2:
-        return x.reshape(x.size, 1)
-    if x.ndim > 2:
-        return x.reshape(x.shape[0], -1)
-    return x
 
 
 def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):

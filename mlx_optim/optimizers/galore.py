@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 
 import mlx.core as mx
@@ -23,6 +24,38 @@ from mlx_optim.functional.projections import (
 )
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
+
+# The Args: entries of the projection keywords, shared by GaLore and APOLLO (and Fira, which documents GaLore's).
+PROJECTION_ARGS = """\
+update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default ``50``.
+scale: Factor :math:`\\alpha` of the projected-back update. Default ``1.0``.
+projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
+    right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\\top`),
+    ``"left"`` (:math:`P^\\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
+    ``"std"``.
+projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
+    (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
+    every 2-D leaf.
+"""
+
+
+def document_projection(cls: type) -> type:
+    """Put :data:`PROJECTION_ARGS` where ``cls``'s docstring has the line ``{projection_args}`` (in ``Args:``)."""
+    marker = "        {projection_args}\n"
+    assert marker in cls.__doc__, cls
+    cls.__doc__ = cls.__doc__.replace(marker, textwrap.indent(PROJECTION_ARGS, " " * 8))
+    return cls
+
+
+def document_args_of(parent: type) -> Callable[[type], type]:
+    """A class decorator appending ``parent``'s ``Args:`` section to the docstring (a subclass with its keywords)."""
+
+    def decorate(cls: type) -> type:
+        doc = parent.__doc__
+        cls.__doc__ = cls.__doc__.rstrip() + "\n\n" + doc[doc.index("    Args:") :]
+        return cls
+
+    return decorate
 
 
 class _Projected(HostRefresh, Optimizer):
@@ -106,6 +139,7 @@ class _Projected(HostRefresh, Optimizer):
 
 
 @register
+@document_projection
 class GaLore(_Projected):
     r"""GaLore: AdamW whose moments live in a rank-``r`` subspace spanned by the gradient's leading singular vectors.
 
@@ -151,16 +185,7 @@ class GaLore(_Projected):
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         rank (int | None): Rank :math:`r` (>= 1) of the projection; ``None``: every singular vector
             (``min(m, n)``). Default ``128``.
-        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
-            ``50``.
-        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
-        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
-            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
-            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
-            ``"std"``.
-        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
-            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
-            every 2-D leaf.
+        {projection_args}
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """

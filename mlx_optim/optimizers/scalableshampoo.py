@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import identity, inverse_root_svd, merge_small_dims
+from mlx_optim.functional.matrix import identity, inverse_root_svd, largest_eigenvalue, merge_small_dims
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -39,21 +38,6 @@ def matrix_power(a: mx.array, n: int) -> mx.array:
     return result
 
 
-def power_iteration(mat: mx.array, num_iters: int = 100) -> mx.array:
-    """Largest eigenvalue of a PSD matrix by power iteration, from a fixed start vector.
-
-    The reference starts from ``torch.randn``; the estimate only scales the ridge
-    ``matrix_eps * lambda_max``, so the start vector does not matter beyond float rounding.
-    """
-    n = mat.shape[0]
-    v = mx.full((n,), 1.0 / math.sqrt(n), mat.dtype) + mx.arange(n, dtype=mat.dtype) * 1e-3
-    tiny = float(np.finfo(np.float32).tiny)
-    for _ in range(num_iters):
-        mv = mat @ v
-        v = mv / mx.maximum(F.norm(mv), tiny)
-    return mx.maximum(mx.sum(v * (mat @ v)), 1e-16)
-
-
 def inverse_root_schur_newton(
     mat: mx.array,
     p: int,
@@ -77,7 +61,7 @@ def inverse_root_schur_newton(
     if n == 1:
         return mx.power(mat + ridge_epsilon * mx.maximum(mat, 1e-16), -1.0 / p)
     eye = identity(n, mat.dtype)
-    mat = mat + power_iteration(mat) * ridge_epsilon * eye
+    mat = mat + largest_eigenvalue(mat) * ridge_epsilon * eye
     z = (1 + p) / (2 * F.norm(mat))
     root = eye * mx.power(z, 1.0 / p)
     m = mat * z

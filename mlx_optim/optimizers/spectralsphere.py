@@ -36,7 +36,7 @@ def _normalize(x: mx.array, axis: int, dtype: mx.Dtype) -> mx.array:
     return _rounded(x / mx.maximum(n, 1e-12), dtype)
 
 
-def power_iteration(w: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> tuple[mx.array, mx.array]:
+def leading_singular_vectors(w: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> tuple[mx.array, mx.array]:
     """sso.py's bilateral power iteration (in ``dtype``, bfloat16 there): the leading left/right singular vectors
     ``(u, v)`` of ``w`` as columns, in float32."""
     w = _rounded(w, dtype)
@@ -119,13 +119,13 @@ def spectral_ball_update(
 ) -> mx.array:
     r"""sso.py's ``compute_spectral_ball_update``: :math:`\operatorname{msign}(\hat M + \lambda\, u v^\top)`.
 
-    :math:`\hat M = M / \max(\|M\|_F, 10^{-8})`, :math:`u, v` the power-iteration singular
-    vectors of ``w``, :math:`\lambda` from :func:`solve_lambda` so that the update has no
+    :math:`\hat M = M / \max(\|M\|_F, 10^{-8})`, :math:`u, v` the power-iteration singular vectors of ``w``
+    (:func:`leading_singular_vectors`), :math:`\lambda` from :func:`solve_lambda` so that the update has no
     component along :math:`u v^\top`. The iterations run in ``dtype`` (bfloat16 in the reference).
     """
     m = m.astype(mx.float32)
     m = m / mx.maximum(mx.sqrt(mx.sum(mx.square(m))), 1e-8)
-    u, v = power_iteration(w, power_steps, dtype)
+    u, v = leading_singular_vectors(w, power_steps, dtype)
     theta = _rounded(u @ v.T, dtype)
     lam = solve_lambda(m, theta, msign_steps, tolerance, max_iterations, dtype)
     return msign(m + _rounded(lam * theta, dtype), msign_steps, dtype)
