@@ -669,7 +669,7 @@ CATALOG = {
         "state_bytes_per_param_int4": 1.133,
     },
     "spectralsphere": {
-        "parity": "3 rows, 1 looser",
+        "parity": "4 rows, 1 looser",
         "state_bytes_per_param": 3.959,
         "state_bytes_per_param_int8": 1.005,
         "state_bytes_per_param_int4": 0.526,

@@ -96,6 +96,7 @@ LAYERS = {
     "base": 1,
     "execution": 1,
     "capabilities": 1,
+    "refresh": 1,
     "streams": 1,
     "precision": 1,
     "quantized": 1,

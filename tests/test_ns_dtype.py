@@ -8,7 +8,7 @@ import pytest
 import mlx_optim
 from mlx_optim.functional.matrix import ns_iteration_dtype
 
-NAMES = ["muon", "muonclip", "distributedmuon", "adamuon", "adago", "normuon", "scion", "scionlight"]
+NAMES = ["muon", "muonclip", "distributedmuon", "adamuon", "adago", "normuon", "scion", "scionlight", "spectralsphere"]
 
 
 def test_default_is_float32_on_the_cpu_and_the_reference_dtype_on_a_gpu():

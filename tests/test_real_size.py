@@ -71,10 +71,10 @@ HEAVY = {
         _NEWTON_SCHULZ,
     ),
     "shampoo": "an SVD per dimension per step: 2048 twice, 4096 (in float64) and 512",
-    "soap": "eigh and QR per factor per step (the first-step eigh is computed every step): 4096 in float64 alone "
-    "takes ~200 s of CPU on the reference LAPACK",
+    "soap": "eigh per factor on the first step (QR refreshes later): 4096 in float64 alone takes ~200 s of CPU on "
+    "the reference LAPACK",
     "soap_e": "SOAP's cost (see soap)",
-    "splus": "eigh per side per step (refreshes are selected with mx.where): 2048 twice, 4096 in float64, 512",
+    "splus": "eigh per side on the first step (and every inverse_steps): 2048 twice, 4096 in float64, 512",
     "kron": "4096-wide triangular solves and 4096^3 factor products per step (~230 GFLOP a step)",
     "dash": "coupled Newton inverse roots of 1024-wide blocks per factor per step",
     "galore": "a full SVD of each matrix gradient per step (the refresh is selected with mx.where)",

@@ -33,6 +33,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     gram_newton_schulz,
     identity,
     inverse_root_svd,
+    largest_eigenvalue,
     merge_small_dims,
     newton_schulz,
     newton_schulz5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import mlx.core as mx
@@ -9,6 +10,7 @@ import numpy as np
 
 from mlx_optim import linalg
 from mlx_optim.functional.elementwise import cautious_mask
+from mlx_optim.functional.norms import norm
 
 
 def newton_schulz5(
@@ -217,8 +219,9 @@ def round_scalar(x: float, dtype: mx.Dtype) -> float:
 
 
 def as_matrix(x: mx.array) -> mx.array:
-    """The reference's matrix view ``x.reshape(x.size(0), -1)`` (output features first)."""
-    return x.reshape(x.shape[0], -1)
+    """The references' matrix view ``x.reshape(x.size(0), -1)`` (output features first): ``(n, 1)`` for a vector,
+    ``(1, 1)`` for a scalar."""
+    return x.reshape(x.shape[0] if x.ndim else 1, -1)
 
 
 def cautious_lowp(update: mx.array, g: mx.array) -> mx.array:
@@ -233,6 +236,22 @@ def inverse_root_svd(mat: mx.array, power: float) -> mx.array:
     """
     u, s, vt = linalg.svd(mat.astype(mx.float32))
     return ((u * mx.power(s, -1.0 / power)[..., None, :]) @ vt).astype(mat.dtype)
+
+
+def largest_eigenvalue(mat: mx.array, num_iters: int = 100) -> mx.array:
+    """Largest eigenvalue of a PSD matrix by ``num_iters`` steps of power iteration from a fixed start vector
+    (at least ``1e-16``).
+
+    pytorch_optimizer's ``power_iteration`` (Scalable Shampoo) starts from ``torch.randn``; the estimate there
+    only scales a relative ridge, so the start vector does not matter beyond float rounding.
+    """
+    n = mat.shape[0]
+    v = mx.full((n,), 1.0 / math.sqrt(n), mat.dtype) + mx.arange(n, dtype=mat.dtype) * 1e-3
+    tiny = float(np.finfo(np.float32).tiny)
+    for _ in range(num_iters):
+        mv = mat @ v
+        v = mv / mx.maximum(norm(mv), tiny)
+    return mx.maximum(mx.sum(v * (mat @ v)), 1e-16)
 
 
 def eigenvectors(mat: mx.array) -> mx.array:

@@ -10,6 +10,8 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.functional.matrix import as_matrix
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 
@@ -89,15 +91,6 @@ def alice_switch(q: mx.array, u_prev: mx.array, rank: int, leading: int, key: mx
     return mx.concatenate([lead, cols], axis=1)
 
 
-def as_matrix(x: mx.array) -> mx.array:
-    """The reference's matrix view: ``(n, 1)`` for 0-/1-D, ``(shape[0], -1)`` for N-D."""
-    if x.ndim < 2:
-        return x.reshape(x.size, 1)
-    if x.ndim > 2:
-        return x.reshape(x.shape[0], -1)
-    return x
-
-
 def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):
     r"""Alice's full-rank compensation ``(c, p, phi)`` for the matrix gradient ``g`` and basis ``u``.
 
@@ -118,7 +111,7 @@ def alice_compensation(g, u, sigma, p, phi, gamma, decay, rank):
 
 
 @register
-class Alice(Optimizer):
+class Alice(HostRefresh, Optimizer):
     r"""Alice: Adam in a tracked low-rank eigenbasis of each gradient matrix, with a full-rank compensation term.
 
     Adam on the projected gradient :math:`\Sigma_t = U^\top G_t` of each (matrix-viewed)
@@ -148,7 +141,9 @@ class Alice(Optimizer):
     zero eigenvalue is repeated and the eigenvectors that enter :math:`U` are implementation-defined
     in the reference too (any two LAPACK builds give different trajectories for such leaves).
     Difference: the refresh is "first step or ``step % update_interval == 0``" on the global step (the
-    reference uses the parameter's first step). The complete QR factor (:func:`complement_columns`), the
+    reference uses the parameter's first step); ``apply_gradients`` reads the step on the host and computes the
+    switch only on refresh steps (inside your own ``mx.compile``: every step, selected with ``mx.where``). The
+    complete QR factor (:func:`complement_columns`), the
     column sign convention (:func:`canonical_columns`) and the random draw (:func:`alice_switch`) reproduce
     LAPACK's and torch's.
 
@@ -236,7 +231,10 @@ class Alice(Optimizer):
             self.globals["key"], state["key"] = mx.random.split(self.globals["key"])
 
     def step_scalars(self, hp) -> None:
-        hp.refresh = (hp.step == 1) | F.every(hp.step, self.update_interval)
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        return {"refresh": (step == 1) | every(step, self.update_interval)}
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
@@ -248,7 +246,7 @@ class Alice(Optimizer):
         if "key" in state:
             state["key"], key = mx.random.split(state["key"])
         q_t = hp.beta3 * (u @ q @ u.T) + hp.one_minus_beta3 * (grad @ grad.T)
-        u = mx.where(hp.refresh, alice_switch(q_t, u, rank, leading, key).astype(u.dtype), u)
+        u = self.refreshed("refresh", lambda: alice_switch(q_t, u, rank, leading, key).astype(u.dtype), u)
         state["U"] = u
         sigma = u.T @ grad
         state["Q"] = F.torch_lerp(q, sigma @ sigma.T, hp.one_minus_beta3)

@@ -17,11 +17,12 @@ from mlx_optim.functional.projections import (
     project_back,
     random_basis,
 )
-from mlx_optim.optimizers.galore import _Projected
+from mlx_optim.optimizers.galore import _Projected, document_projection
 from mlx_optim.registry import register
 
 
 @register
+@document_projection
 class APOLLO(_Projected):
     r"""APOLLO: scaled SGD whose per-tensor or per-channel scale comes from AdamW in a random low-rank projection.
 
@@ -45,8 +46,8 @@ class APOLLO(_Projected):
 
     Paper: "APOLLO: SGD-like Memory, AdamW-level Performance" (Zhu et al., 2024), arXiv:2412.05270.
     Reference: ``pytorch_optimizer.APOLLO``, same keywords and defaults; the projection settings, group keys
-    there, are keyword-only arguments here (see :class:`GaLore` for ``projection_filter`` and the every-step
-    computation of the basis). The reference draws the projection with ``torch.randn`` from the global
+    there, are keyword-only arguments here (see :class:`GaLore` for ``projection_filter`` and when the basis is
+    computed). The reference draws the projection with ``torch.randn`` from the global
     generator; here it is drawn from a key kept per leaf in the state (``seed``), so runs are reproducible and
     resumable. Only ``projection_type``'s choice of side matters (APOLLO never uses the SVD).
 
@@ -65,16 +66,7 @@ class APOLLO(_Projected):
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         rank (int): Rank :math:`r` (>= 1) of the random projection (it may exceed the matrix's sides; ``None`` is
             not allowed). Default ``128``.
-        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
-            ``50``.
-        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
-        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
-            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
-            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
-            ``"std"``.
-        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
-            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
-            every 2-D leaf.
+        {projection_args}
         seed (int): Seed of the keys for the random projections. Default ``0``.
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
@@ -130,10 +122,11 @@ class APOLLO(_Projected):
         if not self.correct_bias:
             hp.step_size = hp.lr
 
-    def new_basis(self, x: mx.array, state: dict) -> Basis:
+    def refresh_basis(self, x: mx.array, state: dict) -> Basis:
+        # the leaf's key advances every step (refresh or not), so the bases drawn do not depend on the schedule path
         key, sub = mx.random.split(state["key"])
         state["key"] = key
-        return random_basis(sub, x.shape, self.side(x.shape), self.rank, dtype=x.dtype)
+        return self.select_basis(state, lambda: random_basis(sub, x.shape, self.side(x.shape), self.rank, x.dtype))
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp

@@ -33,9 +33,9 @@ class Conda(_Projected):
 
     Paper: "Conda: Column-Normalized Adam for Training Large Language Models Faster" (Wang et al., 2025).
     Reference: ``pytorch_optimizer.Conda``, same keywords and defaults. The reference projects every 2-D
-    parameter; ``projection_filter`` can restrict that. As in :class:`GaLore` the basis is computed on every
-    step (a CPU SVD per projected matrix) and adopted only on refresh steps, so that the step stays one
-    compilable graph, and the singular vectors' signs are fixed (the largest-magnitude entry of each left
+    parameter; ``projection_filter`` can restrict that. As in :class:`GaLore` the basis (a CPU SVD per projected
+    matrix) is computed on refresh steps only (inside your own ``mx.compile``: every step, adopted on refresh
+    steps), and the singular vectors' signs are fixed (the largest-magnitude entry of each left
     singular vector positive), as in the parity rows' reference run.
 
     Args:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import mlx.core as mx
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from mlx_optim import functional as F
 from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 _TINY32 = float(np.finfo(np.float32).tiny)
@@ -132,7 +134,7 @@ def eigh_inverse_root(matrix: mx.array, root: int, matrix_eps: float) -> mx.arra
 
 
 @register
-class DASH(Optimizer):
+class DASH(HostRefresh, Optimizer):
     r"""DASH: block Shampoo with batched blocks, Newton-Denman-Beavers inverse roots and Adam grafting.
 
     Every block :math:`G` (of the matrix view of the parameter) updates its Shampoo statistics and an
@@ -155,7 +157,8 @@ class DASH(Optimizer):
     Paper: https://arxiv.org/abs/2602.02016 (the local, layer-wise variant). Reference:
     ``pytorch_optimizer.DASH``, same keywords and defaults. Deviations: the power iteration starts from fixed
     pseudo-random vectors (:func:`power_iteration_start`) instead of a fresh ``torch.randn`` draw per refresh;
-    the roots are computed on every step and selected on refresh steps (no lazy conditional in MLX). For
+    inside your own ``mx.compile`` the roots are computed on every step and selected on refresh steps (MLX has no
+    lazy conditional; ``apply_gradients`` reads the step on the host and computes them only on refresh steps). For
     bf16/fp16 parameters the update is computed in float32 and rounded once (the reference rounds the
     direction to the parameter dtype before ``p - lr * direction``).
 
@@ -283,7 +286,11 @@ class DASH(Optimizer):
         hp.bias2 = F.bias_correction(hp.graft_beta, hp.step) if self.correct_bias else one
         start = self.start_preconditioning_step
         hp.precondition = hp.step >= start
-        hp.refresh = hp.precondition & ((hp.step == start) | F.every(hp.step, self.precondition_frequency))
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        start = self.start_preconditioning_step
+        return {"refresh": (step >= start) & ((step == start) | every(step, self.precondition_frequency))}
 
     def _inverse_root(self, matrix: mx.array, root: int) -> mx.array:
         regularized = matrix + self.matrix_eps * _eye_like(matrix)
@@ -325,8 +332,8 @@ class DASH(Optimizer):
         roots = []
         for j in range(n_stats):
             key = f"inverse_roots_{i}_{j}"
-            fresh = self._inverse_root(state[f"statistics_{i}_{j}"], root)
-            state[key] = mx.where(hp.refresh, fresh, state[key])
+            fresh = partial(self._inverse_root, state[f"statistics_{i}_{j}"], root)
+            state[key] = self.refreshed("refresh", fresh, state[key])
             roots.append(state[key])
         update = roots[0][:batch] @ g
         if not one_sided:

@@ -6,11 +6,12 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.functional.projections import axis_norm, growth_limiter, project, project_back
-from mlx_optim.optimizers.galore import GaLore
+from mlx_optim.optimizers.galore import GaLore, document_args_of
 from mlx_optim.registry import register
 
 
 @register
+@document_args_of(GaLore)
 class Fira(GaLore):
     r"""Fira: GaLore plus a norm-scaled full-rank compensation for the part of the gradient outside the subspace.
 
@@ -30,30 +31,9 @@ class Fira(GaLore):
 
     Paper: "Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint?" (Chen et al., 2024).
     Reference: ``pytorch_optimizer.Fira``, same keywords and defaults; the projection settings, group keys
-    there, are keyword-only arguments here, and the basis is computed as in :class:`GaLore` (every step,
-    adopted on refresh steps, with fixed singular-vector signs).
+    there, are keyword-only arguments here, and the basis is computed as in :class:`GaLore` (on refresh steps,
+    with fixed singular-vector signs).
 
-    Args:
-        learning_rate: Step size :math:`\eta`: a float or a schedule (a callable of the step). Default ``1e-3``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1): decay rates of the first and second moments.
-            Default ``(0.9, 0.999)``.
-        weight_decay: Decoupled weight decay :math:`\lambda` (>= 0), applied after the step. Default ``0.0``.
-        eps: :math:`\epsilon` (>= 0) added to the denominator. Default ``1e-6``.
-        maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
-        rank (int | None): Rank :math:`r` (>= 1) of the projection; ``None``: every singular vector
-            (``min(m, n)``). Default ``128``.
-        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
-            ``50``.
-        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
-        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
-            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
-            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
-            ``"std"``.
-        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
-            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
-            every 2-D leaf.
-        state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
-            parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """
 
     name = "fira"

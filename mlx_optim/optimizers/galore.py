@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
@@ -21,10 +22,43 @@ from mlx_optim.functional.projections import (
     svd_basis,
     svd_rank,
 )
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
+# The Args: entries of the projection keywords, shared by GaLore and APOLLO (and Fira, which documents GaLore's).
+PROJECTION_ARGS = """\
+update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default ``50``.
+scale: Factor :math:`\\alpha` of the projected-back update. Default ``1.0``.
+projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
+    right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\\top`),
+    ``"left"`` (:math:`P^\\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
+    ``"std"``.
+projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
+    (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
+    every 2-D leaf.
+"""
 
-class _Projected(Optimizer):
+
+def document_projection(cls: type) -> type:
+    """Put :data:`PROJECTION_ARGS` where ``cls``'s docstring has the line ``{projection_args}`` (in ``Args:``)."""
+    marker = "        {projection_args}\n"
+    assert marker in cls.__doc__, cls
+    cls.__doc__ = cls.__doc__.replace(marker, textwrap.indent(PROJECTION_ARGS, " " * 8))
+    return cls
+
+
+def document_args_of(parent: type) -> Callable[[type], type]:
+    """A class decorator appending ``parent``'s ``Args:`` section to the docstring (a subclass with its keywords)."""
+
+    def decorate(cls: type) -> type:
+        doc = parent.__doc__
+        cls.__doc__ = cls.__doc__.rstrip() + "\n\n" + doc[doc.index("    Args:") :]
+        return cls
+
+    return decorate
+
+
+class _Projected(HostRefresh, Optimizer):
     """Adam with GaLore-projected matrix leaves; subclasses choose the basis and the update."""
 
     svd_rank_none = False  # Conda: full-rank SVD basis, ``rank`` is not an option
@@ -43,7 +77,10 @@ class _Projected(Optimizer):
     def step_scalars(self, hp) -> None:
         hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2")) / hp.bias_correction("beta1")
         hp.first = hp.step == 1
-        hp.refresh = hp.first | (mx.remainder(hp.step, self.update_proj_gap) == 0)
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        return {"refresh": (step == 1) | every(step, self.update_proj_gap)}
 
     def projects(self, parameter: mx.array) -> bool:
         return parameter.ndim == 2 and bool(self.projection_filter(self._leaf_path, parameter))
@@ -76,14 +113,21 @@ class _Projected(Optimizer):
         return svd_basis(x, self.side(x.shape), self.rank)
 
     def refresh_basis(self, x: mx.array, state: dict) -> Basis:
-        """The basis for this step: recomputed from ``x`` on refresh steps, else the stored one."""
-        new = self.new_basis(x, state)
+        """The basis for this step: recomputed from ``x`` on refresh steps (only then when the host knows the
+        step, see :mod:`mlx_optim.refresh`), else the stored one."""
+        return self.select_basis(state, lambda: self.new_basis(x, state))
+
+    def select_basis(self, state: dict, new: Callable[[], Basis]) -> Basis:
+        """Store and return ``new()`` on refresh steps, else the stored basis."""
         keys = [k for k in ("proj_left", "proj_right") if k in state]
-        out = []
-        for k, b in zip(keys, new):
-            state[k] = mx.where(self.hp.refresh, b.astype(state[k].dtype), state[k])
-            out.append(state[k])
-        return tuple(out)
+        flag = self.host_flag("refresh")
+        if flag is False:
+            return tuple(state[k] for k in keys)
+        fresh = new()
+        for k, b in zip(keys, fresh):
+            b = b.astype(state[k].dtype)
+            state[k] = b if flag else mx.where(self.hp.refresh, b, state[k])
+        return tuple(state[k] for k in keys)
 
     def adam_direction(self, g: mx.array, state: dict) -> mx.array:
         """``m / (sqrt(v) + eps)`` after the moment updates (no bias correction: it is in ``step_size``)."""
@@ -95,6 +139,7 @@ class _Projected(Optimizer):
 
 
 @register
+@document_projection
 class GaLore(_Projected):
     r"""GaLore: AdamW whose moments live in a rank-``r`` subspace spanned by the gradient's leading singular vectors.
 
@@ -119,10 +164,11 @@ class GaLore(_Projected):
     ``GaLoreProjector``'s defaults) and ``projection_filter`` picks the projected leaves.
     ``projection_filter=lambda path, p: False`` gives the reference's behaviour for a group without ``rank``;
     to project some layers with their own rank, use one optimizer per set of settings. The reference
-    recomputes the basis on the first step and whenever ``step % update_proj_gap == 0``; here the basis is an
-    array in the state chosen by ``mx.where`` on the step, so the step stays one compilable graph: the basis is
-    computed on *every* step (a CPU SVD per projected matrix) and adopted only on refresh steps, an extra cost
-    the reference pays only every ``update_proj_gap`` steps.
+    recomputes the basis on the first step and whenever ``step % update_proj_gap == 0``; so does
+    ``apply_gradients`` here, reading the step counter on the host. Inside your own ``mx.compile`` (the counter is
+    a tracer there) the basis is computed on *every* step (a CPU SVD per projected matrix) and adopted with
+    ``mx.where`` on refresh steps: the same numbers, at a cost the reference pays only every ``update_proj_gap``
+    steps.
 
     Singular vectors are defined up to sign, and LAPACK builds differ in the signs they return; since the
     moments live in the projected coordinates across refreshes, the sign convention changes the trajectory
@@ -139,16 +185,7 @@ class GaLore(_Projected):
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         rank (int | None): Rank :math:`r` (>= 1) of the projection; ``None``: every singular vector
             (``min(m, n)``). Default ``128``.
-        update_proj_gap (int): Recompute the basis every this many steps (>= 1), and on the first. Default
-            ``50``.
-        scale: Factor :math:`\alpha` of the projected-back update. Default ``1.0``.
-        projection_type: Which side of an ``(m, n)`` matrix is projected: ``"std"`` (the longer side away:
-            right when ``m >= n``), ``"reverse_std"`` (the shorter side), ``"right"`` (:math:`G P^\top`),
-            ``"left"`` (:math:`P^\top G`), ``"full"`` (both) or ``"random"`` (the side of ``"std"``). Default
-            ``"std"``.
-        projection_filter: ``callable(path, parameter) -> bool`` choosing the projected leaves among the 2-D ones
-            (``path`` like ``"layers.0.weight"``); the others get the plain, unprojected update. Default ``None``:
-            every 2-D leaf.
+        {projection_args}
         state_dtype: dtype of the optimizer state. Default ``None``: float32 for bfloat16/float16 parameters, the
             parameter's dtype otherwise; ``mx.bfloat16`` stores the state with stochastic rounding.
     """

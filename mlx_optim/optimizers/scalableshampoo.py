@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
+from functools import partial
 
 import mlx.core as mx
 import numpy as np
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import identity, inverse_root_svd, merge_small_dims
+from mlx_optim.functional.matrix import identity, inverse_root_svd, largest_eigenvalue, merge_small_dims
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 GRAFT_NONE, GRAFT_SGD, GRAFT_ADAGRAD, GRAFT_RMSPROP, GRAFT_SQRTN = range(5)  # LayerWiseGrafting
@@ -37,21 +38,6 @@ def matrix_power(a: mx.array, n: int) -> mx.array:
     return result
 
 
-def power_iteration(mat: mx.array, num_iters: int = 100) -> mx.array:
-    """Largest eigenvalue of a PSD matrix by power iteration, from a fixed start vector.
-
-    The reference starts from ``torch.randn``; the estimate only scales the ridge
-    ``matrix_eps * lambda_max``, so the start vector does not matter beyond float rounding.
-    """
-    n = mat.shape[0]
-    v = mx.full((n,), 1.0 / math.sqrt(n), mat.dtype) + mx.arange(n, dtype=mat.dtype) * 1e-3
-    tiny = float(np.finfo(np.float32).tiny)
-    for _ in range(num_iters):
-        mv = mat @ v
-        v = mv / mx.maximum(F.norm(mv), tiny)
-    return mx.maximum(mx.sum(v * (mat @ v)), 1e-16)
-
-
 def inverse_root_schur_newton(
     mat: mx.array,
     p: int,
@@ -75,7 +61,7 @@ def inverse_root_schur_newton(
     if n == 1:
         return mx.power(mat + ridge_epsilon * mx.maximum(mat, 1e-16), -1.0 / p)
     eye = identity(n, mat.dtype)
-    mat = mat + power_iteration(mat) * ridge_epsilon * eye
+    mat = mat + largest_eigenvalue(mat) * ridge_epsilon * eye
     z = (1 + p) / (2 * F.norm(mat))
     root = eye * mx.power(z, 1.0 / p)
     m = mat * z
@@ -129,7 +115,7 @@ def _merge(blocks: list[mx.array], sizes: list[list[int]]) -> mx.array:
 
 
 @register
-class ScalableShampoo(Optimizer):
+class ScalableShampoo(HostRefresh, Optimizer):
     r"""Scalable Shampoo: blocked Shampoo preconditioning with layer-wise grafting of the update norm.
 
     The parameter is reshaped (``shape_interpretation``: small dims merged up to ``block_size``) and cut into
@@ -267,24 +253,10 @@ class ScalableShampoo(Optimizer):
         self.matrix_eps = float(matrix_eps)
         self.use_svd = use_svd
 
-    # The roots' schedule on the host (see the class docstring): True / False while apply_gradients knows whether
-    # this step refreshes them, None (array logic) otherwise, e.g. inside the caller's mx.compile.
-    _host_refresh: bool | None = None
+    fuse_refresh = False  # a refresh step runs unfused: its Schur-Newton iterations stop on host-side error checks
 
-    def apply_gradients(self, gradients: dict, parameters: dict, loss: mx.array | None = None) -> dict:
-        try:
-            step = int(self.state["step"].item()) + 1
-        except ValueError:  # inside mx.compile (or another transform) the step counter is a tracer
-            step = None
-        self._host_refresh = None if step is None else step % self.preconditioning_compute_steps == 0
-        try:
-            return super().apply_gradients(gradients, parameters, loss)
-        finally:
-            self._host_refresh = None
-
-    def _fuses_updates(self) -> bool:
-        # a refresh step runs unfused: its Schur-Newton iterations stop on host-side checks of their error
-        return False if self._host_refresh else super()._fuses_updates()
+    def refresh_flags(self, step):
+        return {"refresh": every(step, self.preconditioning_compute_steps)}
 
     # structure (the reference's PreConditioner / BlockPartitioner, from the shape at trace time)
     def _layout(self, shape):
@@ -329,7 +301,7 @@ class ScalableShampoo(Optimizer):
 
     def step_scalars(self, hp) -> None:
         hp.update_statistics = F.every(hp.step, self.statistics_compute_steps)
-        hp.refresh = F.every(hp.step, self.preconditioning_compute_steps)
+        self.refresh_scalars(hp)
         hp.precondition = hp.step >= self.start_preconditioning_step
 
     def _inverse_root(self, mat: mx.array, exponent: int, early_stop: bool = False) -> mx.array:
@@ -365,12 +337,8 @@ class ScalableShampoo(Optimizer):
                 stat = state[f"statistics_{k}"]
                 stat = mx.where(hp.update_statistics, stat * hp.beta2 + w2 * (u @ u.T), stat)
                 state[f"statistics_{k}"] = stat
-                if self._host_refresh is None:  # array logic: a root every step, selected on refresh steps
-                    state[f"pre_conditioner_{k}"] = mx.where(
-                        hp.refresh, self._inverse_root(stat, exponent), state[f"pre_conditioner_{k}"]
-                    )
-                elif self._host_refresh:
-                    state[f"pre_conditioner_{k}"] = self._inverse_root(stat, exponent, early_stop=True)
+                root = partial(self._inverse_root, stat, exponent, early_stop=self.host_flag("refresh") is not None)
+                state[f"pre_conditioner_{k}"] = self.refreshed("refresh", root, state[f"pre_conditioner_{k}"])
                 k += 1
         out = []
         roll = None

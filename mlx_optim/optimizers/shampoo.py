@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.functional.matrix import identity, inverse_root_svd
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 
 @register
-class Shampoo(Optimizer):
+class Shampoo(HostRefresh, Optimizer):
     r"""Shampoo: preconditioned SGD with one inverse-root preconditioner per tensor dimension.
 
     For a tensor of order :math:`k` with gradient :math:`G` (after momentum and weight decay), each dimension
@@ -26,9 +30,10 @@ class Shampoo(Optimizer):
     :math:`b` is the *previous preconditioned* update (on the first step: the raw gradient, before
     ``maximize`` negates it -- a reference quirk kept for parity). The inverse root uses an SVD, which MLX
     only implements on the CPU: it is called with ``stream=mx.cpu`` and works inside ``mx.compile`` on every
-    device. The refresh is computed every step and selected with ``mx.where`` (array logic, so compiled ==
-    eager). With ``matrix_eps=1e-6`` the inverse root of a rank-deficient statistic (e.g. a vector's) is
-    ill-conditioned in float32, in the reference as here.
+    device. The roots are computed on refresh steps only (``apply_gradients`` reads the step counter on the host);
+    inside your own ``mx.compile`` every step, selected with ``mx.where`` (the same numbers). With
+    ``matrix_eps=1e-6`` the inverse root of a rank-deficient statistic (e.g. a vector's) is ill-conditioned in
+    float32, in the reference as here.
 
     Paper: Gupta, Koren & Singer, "Shampoo: Preconditioned Stochastic Tensor Optimization", ICML 2018,
     arXiv:1802.09568.
@@ -85,6 +90,12 @@ class Shampoo(Optimizer):
             state[f"pre_cond_{i}"] = self.matrix_eps * identity(d, dtype)
             state[f"inv_pre_cond_{i}"] = mx.zeros((d, d), dtype=dtype)
 
+    def step_scalars(self, hp) -> None:
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        return {"refresh": every(step, self.preconditioning_compute_steps)}
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         # The reference's buffer starts as a clone of the first gradient, taken before maximize negates it.
@@ -92,23 +103,23 @@ class Shampoo(Optimizer):
         buf = mx.where(hp.step == 1, raw, state["momentum_buffer"])
         g = F.lerp(g, buf, hp.momentum)
         p, g = self.apply_weight_decay(p, g, decouple=self.weight_decouple, fixed=self.fixed_decay)
-        refresh = F.every(hp.step, self.preconditioning_compute_steps)
-        g = shampoo_precondition(g, state, refresh)
+        g = shampoo_precondition(g, state, self.refreshed)
         state["momentum_buffer"] = g
         return p - hp.lr * g
 
 
-def shampoo_precondition(g: mx.array, state: dict, refresh: mx.array) -> mx.array:
+def shampoo_precondition(g: mx.array, state: dict, refreshed: Callable) -> mx.array:
     """Accumulate the per-dimension statistics of ``g`` in ``state`` and return the preconditioned ``g``.
 
-    The transposes mirror pytorch_optimizer's loop (``transpose_(0, i)`` then ``view(dim, -1)``).
+    ``refreshed("refresh", new, old)`` picks the inverse roots of this step (:meth:`HostRefresh.refreshed`). The
+    transposes mirror pytorch_optimizer's loop (``transpose_(0, i)`` then ``view(dim, -1)``).
     """
     shape, order = g.shape, g.ndim
     stats = g
     for i, d in enumerate(shape):
         u = mx.moveaxis(stats, i, 0).reshape(d, -1)
         pre = state[f"pre_cond_{i}"] + u @ u.T
-        inv = mx.where(refresh, inverse_root_svd(pre, 2 * order), state[f"inv_pre_cond_{i}"])
+        inv = refreshed("refresh", partial(inverse_root_svd, pre, 2 * order), state[f"inv_pre_cond_{i}"])
         state[f"pre_cond_{i}"], state[f"inv_pre_cond_{i}"] = pre, inv
         g = mx.swapaxes(g, 0, i)
         transposed = g.shape

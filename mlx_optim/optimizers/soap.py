@@ -9,11 +9,12 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.functional.matrix import eigenvectors, identity, merge_small_dims
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 
 @register
-class SOAP(Optimizer):
+class SOAP(HostRefresh, Optimizer):
     r"""SOAP: Adam run in the eigenbasis of Shampoo's preconditioner, refreshed periodically.
 
     Each (optionally merged) dimension :math:`i` keeps :math:`GG_i = \mathrm{EMA}_{\beta_s}(G_{(i)}
@@ -31,8 +32,10 @@ class SOAP(Optimizer):
     alone. Every ``precondition_frequency`` steps the basis is refreshed by one power-iteration + QR step
     (:math:`Q_i \leftarrow \mathrm{qr}(GG_i Q_i)` with columns sorted by the estimated eigenvalue, which also
     permutes :math:`v`). Weight decay is always decoupled. ``eigh``/``qr`` run on the CPU stream (MLX has
-    them only there) inside ``mx.compile``; the first-step eigh and the QR refresh are computed every step
-    and selected with ``mx.where``, so compiled == eager (cost: one eigh and one QR per factor per step).
+    them only there). ``apply_gradients`` reads the step counter on the host and computes the first-step eigh
+    and the QR refresh only on their steps; inside your own ``mx.compile`` (the counter is a tracer there) they
+    are computed every step and selected with ``mx.where`` (the same numbers; cost: one eigh and one QR per
+    factor per step).
     Where an eigenspace is degenerate (``precondition_1d`` on the first step: :math:`g g^\top` has rank 1)
     the basis inside it is whatever LAPACK returns, on either side; see the parity row.
 
@@ -143,7 +146,10 @@ class SOAP(Optimizer):
         hp.step_size = hp.lr
         if self.correct_bias:
             hp.step_size = hp.lr * mx.sqrt(hp.bias_correction("beta2", s)) / hp.bias_correction("beta1", s)
-        hp.refresh = (hp.step > 1) & F.every(hp.step - 1, self.precondition_frequency)
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        return {"first": step == 1, "refresh": (step > 1) & every(step - 1, self.precondition_frequency)}
 
     def _project(self, x: mx.array, qs: list, forward: bool) -> mx.array:
         shape = x.shape
@@ -158,9 +164,15 @@ class SOAP(Optimizer):
             x = self._unmerged(x, shape)
         return x
 
+    @staticmethod
+    def _initial_basis(gg: mx.array) -> mx.array:
+        """The first step's basis: eigenvectors of ``gg`` by descending eigenvalue (float32, on the CPU stream)."""
+        g32 = gg.astype(mx.float32)
+        return mx.flip(eigenvectors(g32 + 1e-30 * identity(g32.shape[0], mx.float32)), axis=1).astype(gg.dtype)
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        first = hp.step == 1
+        first = hp.first
         n = len(self._factor_dims(p.shape))
         qs = [state.get(f"Q_{i}") for i in range(n)]
 
@@ -186,17 +198,26 @@ class SOAP(Optimizer):
                 continue
             u = mx.moveaxis(gm, i, 0).reshape(gm.shape[i], -1)
             ggs.append(F.lerp(state[f"GG_{i}"], u @ u.T, 1 - hp.shampoo_beta))
-        new_qs, permuted_sq = soap_refresh_basis(
-            ggs, qs, exp_avg_sq, self._merged if self.merge_dims else None, self._unmerged
-        )
+        first, refresh = self.host_flag("first"), self.host_flag("refresh")
+        new_qs, permuted_sq = qs, exp_avg_sq
+        if refresh is not False:
+            new_qs, permuted_sq = soap_refresh_basis(
+                ggs, qs, exp_avg_sq, self._merged if self.merge_dims else None, self._unmerged
+            )
         for i in range(n):
             if qs[i] is None:
                 continue
-            gg = ggs[i].astype(mx.float32)
-            q_init = mx.flip(eigenvectors(gg + 1e-30 * identity(gg.shape[0], mx.float32)), axis=1).astype(ggs[i].dtype)
             state[f"GG_{i}"] = ggs[i]
-            state[f"Q_{i}"] = mx.where(first, q_init, mx.where(hp.refresh, new_qs[i], qs[i]))
-        state["exp_avg_sq"] = mx.where(hp.refresh, permuted_sq, exp_avg_sq)
+            if first is None:  # array logic: both bases every step, selected
+                q_init = self._initial_basis(ggs[i])
+                state[f"Q_{i}"] = mx.where(hp.first, q_init, mx.where(hp.refresh, new_qs[i], qs[i]))
+            elif first:
+                state[f"Q_{i}"] = self._initial_basis(ggs[i])
+            else:
+                state[f"Q_{i}"] = new_qs[i]
+        if refresh is None:
+            permuted_sq = mx.where(hp.refresh, permuted_sq, exp_avg_sq)
+        state["exp_avg_sq"] = permuted_sq
         return p
 
 

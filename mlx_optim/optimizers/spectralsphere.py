@@ -8,6 +8,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
+from mlx_optim.functional.matrix import NSDtype, check_ns_dtype, ns_iteration_dtype
 from mlx_optim.registry import register
 
 MSIGN_COEFFICIENTS = [  # sso.py's Polar Express schedule (rounded to 4 decimals there)
@@ -22,55 +23,57 @@ MSIGN_COEFFICIENTS = [  # sso.py's Polar Express schedule (rounded to 4 decimals
 ]
 
 
-_BF16 = mx.bfloat16
+def _rounded(x: mx.array, dtype: mx.Dtype) -> mx.array:
+    """``x`` rounded to ``dtype`` and computed on in float32 (torch's low-precision CPU ops round once per op);
+    ``x`` itself for float32."""
+    return x if dtype == mx.float32 else x.astype(dtype).astype(mx.float32)
 
 
-def _bf16(x: mx.array) -> mx.array:
-    """Round to bfloat16 and compute on in float32 (torch's bfloat16 CPU ops round once per op)."""
-    return x.astype(_BF16).astype(mx.float32)
+def _normalize(x: mx.array, axis: int, dtype: mx.Dtype) -> mx.array:
+    """``torch.nn.functional.normalize(x, dim=axis)`` of ``x`` in ``dtype`` (norm and quotient rounded)."""
+    x = _rounded(x, dtype)
+    n = _rounded(mx.sqrt(mx.sum(mx.square(x), axis=axis, keepdims=True)), dtype)
+    return _rounded(x / mx.maximum(n, 1e-12), dtype)
 
 
-def _normalize_bf16(x: mx.array, axis: int) -> mx.array:
-    """``torch.nn.functional.normalize(x, dim=axis)`` of ``x`` rounded to bfloat16 (norm and quotient rounded)."""
-    x = _bf16(x)
-    n = _bf16(mx.sqrt(mx.sum(mx.square(x), axis=axis, keepdims=True)))
-    return _bf16(x / mx.maximum(n, 1e-12))
-
-
-def power_iteration(w: mx.array, steps: int) -> tuple[mx.array, mx.array]:
-    """sso.py's bilateral power iteration in bfloat16: leading left/right singular vectors ``(u, v)`` as columns."""
-    w = _bf16(w)
+def leading_singular_vectors(w: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> tuple[mx.array, mx.array]:
+    """sso.py's bilateral power iteration (in ``dtype``, bfloat16 there): the leading left/right singular vectors
+    ``(u, v)`` of ``w`` as columns, in float32."""
+    w = _rounded(w, dtype)
     v = mx.ones((w.shape[1], 1), dtype=mx.float32)
     for _ in range(steps):
-        v = _normalize_bf16(w.T @ _bf16(w @ v), axis=0)
-    return _normalize_bf16(w @ v, axis=0), v
+        v = _normalize(w.T @ _rounded(w @ v, dtype), 0, dtype)
+    return _normalize(w @ v, 0, dtype), v
 
 
-def msign(x: mx.array, steps: int) -> mx.array:
-    """sso.py's ``msign``: Frobenius-normalize in float32, then Polar Express Newton–Schulz in bfloat16 (as float32)."""
+def msign(x: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> mx.array:
+    """sso.py's ``msign``: Frobenius-normalize in float32, then Polar Express Newton–Schulz in ``dtype`` (bfloat16
+    there; every product computed in float32 and rounded once)."""
     transpose = x.shape[0] > x.shape[1]
     x = x.T if transpose else x
-    x = _bf16(x / mx.maximum(mx.sqrt(mx.sum(mx.square(x))), 1e-7))
+    x = _rounded(x / mx.maximum(mx.sqrt(mx.sum(mx.square(x))), 1e-7), dtype)
     for i in range(steps):
         ca, cb, cc = MSIGN_COEFFICIENTS[min(i, len(MSIGN_COEFFICIENTS) - 1)]
-        a = _bf16(x @ x.T)
-        b = _bf16(cb * a + cc * (a @ a))
-        x = _bf16(ca * x + b @ x)
+        a = _rounded(x @ x.T, dtype)
+        b = _rounded(cb * a + cc * (a @ a), dtype)
+        x = _rounded(ca * x + b @ x, dtype)
     return x.T if transpose else x
 
 
-def solve_lambda(x: mx.array, theta: mx.array, steps: int, tolerance: float, max_iterations: int) -> mx.array:
+def solve_lambda(
+    x: mx.array, theta: mx.array, steps: int, tolerance: float, max_iterations: int, dtype: mx.Dtype = mx.bfloat16
+) -> mx.array:
     r"""The multiplier :math:`\lambda` with :math:`\langle\Theta, \operatorname{msign}(X + \lambda\Theta)\rangle = 0`.
 
     sso.py's ``solve_lambda_foreach`` for one matrix, branch-free: from :math:`\lambda = 0`,
     steps of :math:`\pm 10^{-3}` doubling up to 10 times look for a sign change of ``f``
-    (bfloat16), then ``max_iterations`` bisection steps keep the best :math:`\lambda` (0
+    (in ``dtype``), then ``max_iterations`` bisection steps keep the best :math:`\lambda` (0
     when no bracket is found). Every evaluation runs; finished searches are masked.
     """
 
     def f(lam: mx.array) -> mx.array:
-        phi = msign(x + _bf16(lam * theta), steps)
-        return _bf16(mx.sum(_bf16(theta * phi)))
+        phi = msign(x + _rounded(lam * theta, dtype), steps, dtype)
+        return _rounded(mx.sum(_rounded(theta * phi, dtype)), dtype)
 
     prev = mx.array(0.0)
     prev_f = f(prev)
@@ -106,20 +109,26 @@ def solve_lambda(x: mx.array, theta: mx.array, steps: int, tolerance: float, max
 
 
 def spectral_ball_update(
-    w: mx.array, m: mx.array, power_steps: int, msign_steps: int, tolerance: float, max_iterations: int
+    w: mx.array,
+    m: mx.array,
+    power_steps: int,
+    msign_steps: int,
+    tolerance: float,
+    max_iterations: int,
+    dtype: mx.Dtype = mx.bfloat16,
 ) -> mx.array:
     r"""sso.py's ``compute_spectral_ball_update``: :math:`\operatorname{msign}(\hat M + \lambda\, u v^\top)`.
 
-    :math:`\hat M = M / \max(\|M\|_F, 10^{-8})`, :math:`u, v` the power-iteration singular
-    vectors of ``w``, :math:`\lambda` from :func:`solve_lambda` so that the update has no
-    component along :math:`u v^\top`.
+    :math:`\hat M = M / \max(\|M\|_F, 10^{-8})`, :math:`u, v` the power-iteration singular vectors of ``w``
+    (:func:`leading_singular_vectors`), :math:`\lambda` from :func:`solve_lambda` so that the update has no
+    component along :math:`u v^\top`. The iterations run in ``dtype`` (bfloat16 in the reference).
     """
     m = m.astype(mx.float32)
     m = m / mx.maximum(mx.sqrt(mx.sum(mx.square(m))), 1e-8)
-    u, v = power_iteration(w, power_steps)
-    theta = _bf16(u @ v.T)
-    lam = solve_lambda(m, theta, msign_steps, tolerance, max_iterations)
-    return msign(m + _bf16(lam * theta), msign_steps)
+    u, v = leading_singular_vectors(w, power_steps, dtype)
+    theta = _rounded(u @ v.T, dtype)
+    lam = solve_lambda(m, theta, msign_steps, tolerance, max_iterations, dtype)
+    return msign(m + _rounded(lam * theta, dtype), msign_steps, dtype)
 
 
 @register
@@ -136,11 +145,12 @@ class SpectralSphere(Optimizer):
         p_t = p_{t-1} - \eta\, \operatorname{msign}(\hat m_t + \lambda_t \Theta_t)
 
     with :math:`\hat m = m / \|m\|_F`, :math:`u, v` from ``power_iteration_steps`` of bilateral power
-    iteration and msign ``msign_steps`` Polar Express Newton–Schulz steps (all in bfloat16, as the
-    reference). Weight decay (``weight_decay`` at the learning rate) is decoupled unless
-    ``weight_decouple=False``. The multiplier is found by a bracket search and bisection without early exits:
-    11 + ``solver_max_iterations`` msign evaluations per matrix per step, so keep ``solver_max_iterations``
-    small for big matrices (the float32 bisection interval stops shrinking after about 30 halvings).
+    iteration and msign ``msign_steps`` Polar Express Newton–Schulz steps (in ``ns_dtype``: bfloat16 as the
+    reference by default on a GPU, float32 on the CPU backend, which has no fast bfloat16 matmul). Weight decay
+    (``weight_decay`` at the learning rate) is decoupled unless ``weight_decouple=False``. The multiplier is
+    found by a bracket search and bisection without early exits: 11 + ``solver_max_iterations`` msign
+    evaluations per matrix per step, so keep ``solver_max_iterations`` small for big matrices (the float32
+    bisection interval stops shrinking after about 30 halvings).
 
     Paper: arXiv:2601.08393 (controlled LLM training on the spectral sphere), 2026; the reference also cites
     "Spectral MuP: Spectral Control of Feature Learning" and Bernstein & Newhouse, "Modular Duality in Deep
@@ -168,6 +178,10 @@ class SpectralSphere(Optimizer):
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         spectral_filter: ``callable(path, parameter) -> bool`` selecting the updated leaves (keyword-only);
             ``None`` selects all, and every one must then be 2-D. Default ``None``.
+        ns_dtype: dtype of the power iteration, the Newton–Schulz iterations and the multiplier search
+            (keyword-only): ``mx.bfloat16`` (the reference's), ``mx.float16``, ``mx.float32`` or their names.
+            ``None`` (default): bfloat16 on a GPU, float32 on the CPU backend (MLX's CPU has no fast bfloat16
+            matmul; bfloat16 there is float32 products rounded after each operation).
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -191,6 +205,7 @@ class SpectralSphere(Optimizer):
         maximize: bool = False,
         *,
         spectral_filter: Callable[[str, mx.array], bool] | None = None,
+        ns_dtype: NSDtype = None,
         state_dtype: mx.Dtype | None = None,
     ):
         super().__init__(learning_rate, maximize=maximize, state_dtype=state_dtype)
@@ -205,6 +220,7 @@ class SpectralSphere(Optimizer):
         self.power_iteration_steps, self.msign_steps = int(power_iteration_steps), int(msign_steps)
         self.solver_tolerance_f, self.solver_max_iterations = float(solver_tolerance_f), int(solver_max_iterations)
         self.spectral_filter = spectral_filter
+        self.ns_dtype = check_ns_dtype(ns_dtype)
 
     def selected(self, parameter: mx.array) -> bool:
         if self.spectral_filter is not None and not self.spectral_filter(self._leaf_path, parameter):
@@ -235,5 +251,6 @@ class SpectralSphere(Optimizer):
             self.msign_steps,
             self.solver_tolerance_f,
             self.solver_max_iterations,
+            ns_iteration_dtype(self.ns_dtype, mx.bfloat16),
         )
         return p - hp.lr * u.astype(p.dtype)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.functional.matrix import eigenvectors, identity
+from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
 
 @register
-class SPlus(Optimizer):
+class SPlus(HostRefresh, Optimizer):
     r"""SPlus: sign descent in the eigenbasis of Shampoo's side statistics, with a shape-scaled step size.
 
     For a matrix parameter with left/right statistics :math:`L = \mathrm{EMA}_{\beta_2}(GG^\top)`,
@@ -29,8 +31,9 @@ class SPlus(Optimizer):
     step, scaled by :math:`\eta_s`) or L2. An EMA of the parameters is kept in ``state[...]["ema"]``;
     :meth:`ema_parameters` returns the bias-corrected average: pass its result to ``model.update`` for
     evaluation. A side whose size is ``>= max_dim`` gets no eigenbasis. ``eigh`` runs on the CPU stream (MLX
-    has it only there) and works inside ``mx.compile``; the refresh is computed every step and selected with
-    ``mx.where``.
+    has it only there); ``apply_gradients`` reads the step counter on the host and runs it only on refresh
+    steps, while inside your own ``mx.compile`` it is computed every step and selected with ``mx.where`` (the same
+    numbers).
 
     Paper: Frans et al., "A Stable Whitening Optimizer for Efficient Neural Network Training",
     arXiv:2506.07254, 2025.
@@ -109,6 +112,17 @@ class SPlus(Optimizer):
             return self.hp.lr * self.hp.nonstandard_constant
         return self.hp.lr * (2.0 / (shape[0] + shape[1]))
 
+    def step_scalars(self, hp) -> None:
+        self.refresh_scalars(hp)
+
+    def refresh_flags(self, step):
+        return {"refresh": (step == 1) | every(step, self.inverse_steps)}
+
+    def _eigenbasis(self, side: mx.array) -> mx.array:
+        """Eigenvectors of ``side + eps I`` (float32, on the CPU stream), in ``side``'s dtype."""
+        eye = identity(side.shape[0], mx.float32)
+        return eigenvectors(side.astype(mx.float32) + eye * self.hp.eps).astype(side.dtype)
+
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
         lr = self._scaled_lr(p.shape)
@@ -123,14 +137,13 @@ class SPlus(Optimizer):
             update = F.sign(m)
             update = update if q0 is None else q0 @ update
             update = update if q1 is None else update @ q1.T
-            refresh = (hp.step == 1) | F.every(hp.step, self.inverse_steps)
             for i, outer in ((0, g @ g.T), (1, g.T @ g)):
                 if f"side_{i}" in state:
                     side = F.lerp(state[f"side_{i}"], outer, hp.one_minus_beta2)
-                    eye = identity(side.shape[0], mx.float32)
-                    q_new = eigenvectors(side.astype(mx.float32) + eye * hp.eps).astype(side.dtype)
                     state[f"side_{i}"] = side
-                    state[f"q_side_{i}"] = mx.where(refresh, q_new, state[f"q_side_{i}"])
+                    state[f"q_side_{i}"] = self.refreshed(
+                        "refresh", partial(self._eigenbasis, side), state[f"q_side_{i}"]
+                    )
         else:
             update = F.sign(m)
         p = p - lr * update

@@ -42,7 +42,7 @@ import numpy as np
 import pytorch_optimizer
 import torch
 
-from mlx_optim.optimizers.alice import as_matrix
+from mlx_optim.functional.matrix import as_matrix
 from tests.parity import harness
 from tests.parity.harness import Portable, Reference, Row
 
