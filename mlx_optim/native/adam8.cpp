@@ -1,0 +1,206 @@
+// One leaf of Adam / AdamW with blockwise 8-bit state (mlx_optim.quantized's format) as one MLX primitive.
+//
+// Built and loaded by mlx_optim/native/__init__.py (g++, nanobind, the installed mlx's headers and libmlx).
+// Per block of `block` entries: dequantize both moments (map[code] * scale), run the Adam step in float32 (the
+// arithmetic of mlx_optim.optimizers.adam.adam_update, in the same order), then quantize the new moments again
+// (block absmax, floored; torchao's nearest rule: binary search on the 256-entry map, then round up when the
+// distance to the lower map value is at least half the gap). The parameter update uses the unrounded moments.
+// Entries past the parameter's size (the last block's zero padding) are quantized as zeros.
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/vector.h>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace mx = mlx::core;
+namespace nb = nanobind;
+
+namespace {
+
+constexpr int kScalars = 8;  // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
+
+inline uint8_t nearest_code(float y, const float* q) {
+  int c = 0;
+  for (int step = 128; step >= 1; step >>= 1) {
+    c += (y >= q[c + step]) ? step : 0;
+  }
+  const int up = c + 1 < 255 ? c + 1 : 255;
+  const float low = q[c];
+  const float high = q[up];
+  return static_cast<uint8_t>((y - low) >= (high - low) * 0.5f ? up : c);
+}
+
+struct Args {
+  float k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt;
+};
+
+template <typename P, typename G>
+void adam8_loop(
+    const P* p, const G* g, const uint8_t* cm, const float* sm, const uint8_t* cv, const float* sv,
+    const float* qm, const float* qv, Args a, int wd_mode, size_t n, int block, float floor, P* p_out,
+    uint8_t* cm_out, float* sm_out, uint8_t* cv_out, float* sv_out) {
+  std::vector<float> buffer(2 * static_cast<size_t>(block));
+  float* bm = buffer.data();
+  float* bv = bm + block;
+  const size_t blocks = (n + block - 1) / block;
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t lo = b * block;
+    const size_t len = std::min(static_cast<size_t>(block), n - lo);
+    const float scale_m = sm[b];
+    const float scale_v = sv[b];
+    float max_m = 0.0f;
+    float max_v = 0.0f;
+    for (size_t j = 0; j < len; ++j) {
+      const size_t i = lo + j;
+      float pp = static_cast<float>(p[i]);
+      float gg = static_cast<float>(g[i]);
+      if (wd_mode == 1) gg = gg + a.wd * pp;  // L2 penalty: g + wd p
+      if (wd_mode == 2) pp = pp * a.wd;       // decoupled: p * (1 - lr wd), the factor passed as wd
+      float m = qm[cm[i]] * scale_m;
+      float v = qv[cv[i]] * scale_v;
+      m = (m * a.k1 + gg) * a.c1;
+      v = (v * a.k2 + gg * gg) * a.c2;
+      pp = pp - (m / (std::sqrt(v) * a.inv_bc2_sqrt + a.eps)) * a.step_size;
+      p_out[i] = static_cast<P>(pp);
+      bm[j] = m;
+      bv[j] = v;
+      max_m = std::max(max_m, std::fabs(m));
+      max_v = std::max(max_v, std::fabs(v));
+    }
+    for (size_t j = len; j < static_cast<size_t>(block); ++j) {
+      bm[j] = 0.0f;
+      bv[j] = 0.0f;
+    }
+    const float fm = std::max(max_m, floor);
+    const float fv = std::max(max_v, floor);
+    sm_out[b] = fm;
+    sv_out[b] = fv;
+    for (size_t j = 0; j < static_cast<size_t>(block); ++j) {
+      cm_out[lo + j] = nearest_code(bm[j] / fm, qm);
+      cv_out[lo + j] = nearest_code(bv[j] / fv, qv);
+    }
+  }
+}
+
+class Adam8 : public mx::Primitive {
+ public:
+  Adam8(mx::Stream stream, int wd_mode, int block, float floor)
+      : mx::Primitive(stream), wd_mode_(wd_mode), block_(block), floor_(floor) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    const auto& p = inputs[0];
+    const auto& g = inputs[1];
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      auto& out = outputs[k];
+      // inputs 0, 2, 3, 4, 5 (p, codes and scales) have the outputs' shapes and dtypes: reuse a dead buffer
+      const auto& in = inputs[k == 0 ? 0 : k + 1];
+      if (in.is_donatable() && in.flags().row_contiguous && in.dtype() == out.dtype() &&
+          in.data_size() == out.size()) {
+        out.copy_shared_buffer(in);
+      } else {
+        out.set_data(mx::allocator::malloc(out.nbytes()));
+      }
+    }
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (const auto& in : inputs) encoder.set_input_array(in);
+    for (auto& out : outputs) encoder.set_output_array(out);
+    std::array<const float*, kScalars> scalar_ptrs;  // 0-d arrays computed earlier: read when the task runs
+    for (int k = 0; k < kScalars; ++k) scalar_ptrs[k] = inputs[8 + k].data<float>();
+    const size_t n = p.size();
+    const int block = block_;
+    const int wd_mode = wd_mode_;
+    const float floor = floor_;
+    auto launch = [&](auto p_tag, auto g_tag) {
+      using P = decltype(p_tag);
+      using G = decltype(g_tag);
+      encoder.dispatch([pp = p.data<P>(), gp = g.data<G>(), cm = inputs[2].data<uint8_t>(),
+                        sm = inputs[3].data<float>(), cv = inputs[4].data<uint8_t>(),
+                        sv = inputs[5].data<float>(), qm = inputs[6].data<float>(),
+                        qv = inputs[7].data<float>(), po = outputs[0].data<P>(),
+                        cmo = outputs[1].data<uint8_t>(), smo = outputs[2].data<float>(),
+                        cvo = outputs[3].data<uint8_t>(), svo = outputs[4].data<float>(), scalar_ptrs, n, block, wd_mode,
+                        floor]() {
+        const Args args{*scalar_ptrs[0], *scalar_ptrs[1], *scalar_ptrs[2], *scalar_ptrs[3],
+                        *scalar_ptrs[4], *scalar_ptrs[5], *scalar_ptrs[6], *scalar_ptrs[7]};
+        adam8_loop<P, G>(pp, gp, cm, sm, cv, sv, qm, qv, args, wd_mode, n, block, floor, po, cmo, smo, cvo, svo);
+      });
+    };
+    const bool p16 = p.dtype() == mx::bfloat16;
+    const bool g16 = g.dtype() == mx::bfloat16;
+    if (p16 && g16) {
+      launch(mx::bfloat16_t{}, mx::bfloat16_t{});
+    } else if (p16) {
+      launch(mx::bfloat16_t{}, float{});
+    } else if (g16) {
+      launch(float{}, mx::bfloat16_t{});
+    } else {
+      launch(float{}, float{});
+    }
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("mlx_optim native adam8: CPU only");
+  }
+
+  const char* name() const override { return "MlxOptimAdam8"; }
+
+ private:
+  int wd_mode_;
+  int block_;
+  float floor_;
+};
+
+void check(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("mlx_optim native adam8: " + what);
+}
+
+// p, g: parameter and gradient (float32 or bfloat16, same shape); codes_m / codes_v: uint8 (padded size);
+// scale_m / scale_v: float32 (blocks); map_m / map_v: float32 (256, sorted); scalars: eight 0-d float32 arrays
+// (k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt; with wd_mode 2, wd is the factor 1 - lr wd).
+// Returns [p', codes_m', scale_m', codes_v', scale_v'].
+std::vector<mx::array> adam8(
+    const mx::array& p, const mx::array& g, const mx::array& codes_m, const mx::array& scale_m,
+    const mx::array& codes_v, const mx::array& scale_v, const mx::array& map_m, const mx::array& map_v,
+    const std::vector<mx::array>& scalars, int wd_mode, int block, float floor) {
+  const auto f32 = mx::float32;
+  check(p.dtype() == f32 || p.dtype() == mx::bfloat16, "p must be float32 or bfloat16");
+  check(g.dtype() == f32 || g.dtype() == mx::bfloat16, "g must be float32 or bfloat16");
+  check(p.shape() == g.shape(), "p and g must have one shape");
+  check(block >= 2 && wd_mode >= 0 && wd_mode <= 2, "bad block or wd_mode");
+  check(static_cast<int>(scalars.size()) == kScalars, "expected 8 scalars");
+  const size_t blocks = (p.size() + block - 1) / block;
+  const size_t padded = blocks * block;
+  check(codes_m.dtype() == mx::uint8 && codes_v.dtype() == mx::uint8, "codes must be uint8");
+  check(codes_m.size() == padded && codes_v.size() == padded, "codes do not match the parameter's size");
+  check(scale_m.dtype() == f32 && scale_v.dtype() == f32, "scales must be float32");
+  check(scale_m.size() == blocks && scale_v.size() == blocks, "scales do not match the parameter's size");
+  check(map_m.dtype() == f32 && map_v.dtype() == f32 && map_m.size() == 256 && map_v.size() == 256,
+        "maps must be 256 float32 values");
+  auto s = mx::default_stream(mx::Device::cpu);
+  auto c = [&](const mx::array& x) { return mx::contiguous(x, false, s); };
+  std::vector<mx::array> inputs = {c(p), c(g), c(codes_m), c(scale_m), c(codes_v), c(scale_v), c(map_m), c(map_v)};
+  for (const auto& x : scalars) {
+    check(x.size() == 1, "scalars must have one element");
+    inputs.push_back(c(mx::astype(x, f32, s)));
+  }
+  return mx::array::make_arrays(
+      {p.shape(), codes_m.shape(), scale_m.shape(), codes_v.shape(), scale_v.shape()},
+      {p.dtype(), mx::uint8, f32, mx::uint8, f32}, std::make_shared<Adam8>(s, wd_mode, block, floor), inputs);
+}
+
+}  // namespace
+
+NB_MODULE(_adam8, m) {
+  m.doc() = "mlx_optim's fused Adam step with blockwise 8-bit state (CPU)";
+  m.def("adam8", &adam8);
+}
