@@ -160,7 +160,9 @@ def _probe(module: Any) -> None:
     scalars = [mx.array(1.0)] * 8
     qmap = mx.linspace(-1.0, 1.0, 256)
     codes = mx.zeros((256,), mx.uint8)
-    out = module.adam8(zeros, zeros, codes, mx.ones((1,)), codes, mx.ones((1,)), qmap, qmap, scalars, 0, 256, 1.0)
+    table = mx.zeros((1,), mx.int32)
+    ones = mx.ones((1,))
+    out = module.adam8(zeros, zeros, codes, ones, codes, ones, qmap, qmap, table, table, 0, scalars, 0, 256, 1.0)
     mx.eval(out)
 
 
@@ -183,7 +185,7 @@ def available() -> bool:
     return True
 
 
-def adam8(p, g, codes_m, scale_m, codes_v, scale_v, map_m, map_v, scalars, *, wd_mode, block, scale_floor):
+def adam8(p, g, codes_m, scale_m, codes_v, scale_v, scalars, *, wd_mode, block, scale_floor):
     """One leaf's Adam step with blockwise 8-bit moments (CPU).
 
     Args:
@@ -191,7 +193,6 @@ def adam8(p, g, codes_m, scale_m, codes_v, scale_v, map_m, map_v, scalars, *, wd
         g: the gradient (float32 or bfloat16), ``p``'s shape.
         codes_m: the first moment's codes (uint8, the padded size); ``scale_m`` its block scales (float32).
         codes_v: the second moment's codes; ``scale_v`` its scales.
-        map_m: the signed 256-entry map (float32); ``map_v`` the unsigned one.
         scalars: ``[k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt]`` as 0-d float32 arrays (see
             ``mlx_optim.kernels.ADAM``); with ``wd_mode=2`` the sixth is the decay factor ``1 - lr wd``.
         wd_mode: 0 no decay, 1 L2 penalty in the gradient, 2 decoupled decay.
@@ -201,7 +202,26 @@ def adam8(p, g, codes_m, scale_m, codes_v, scale_v, map_m, map_v, scalars, *, wd
     Returns:
         ``(p, codes_m, scale_m, codes_v, scale_v)``, the new values (``p`` in its dtype).
     """
-    out = load().adam8(p, g, codes_m, scale_m, codes_v, scale_v, map_m, map_v, scalars, wd_mode, block, scale_floor)
+    signed, unsigned = quantized._map_array(True), quantized._map_array(False)
+    table_m, table_v = quantized._bucket_table(8, True, True), quantized._bucket_table(8, False, True)
+    key_low = quantized._KEY_LOW
+    out = load().adam8(
+        p,
+        g,
+        codes_m,
+        scale_m,
+        codes_v,
+        scale_v,
+        signed,
+        unsigned,
+        table_m,
+        table_v,
+        key_low,
+        scalars,
+        wd_mode,
+        block,
+        scale_floor,
+    )
     return tuple(out)
 
 
@@ -250,8 +270,6 @@ def adam_leaf(opt: Any, gradient: mx.array, parameter: mx.array, g: mx.array, st
         m["scale"],
         v["codes"],
         v["scale"],
-        quantized._map_array(True),
-        quantized._map_array(False),
         scalars,
         wd_mode=mode,
         block=fmt.block_size,

@@ -3,14 +3,15 @@
 // Built and loaded by mlx_optim/native/__init__.py (g++, nanobind, the installed mlx's headers and libmlx).
 // Per block of `block` entries: dequantize both moments (map[code] * scale), run the Adam step in float32 (the
 // arithmetic of mlx_optim.optimizers.adam.adam_update, in the same order), then quantize the new moments again
-// (block absmax, floored; torchao's nearest rule: binary search on the 256-entry map, then round up when the
-// distance to the lower map value is at least half the gap). The parameter update uses the unrounded moments.
+// (block absmax, floored; torchao's nearest rule through the pure path's threshold table, see nearest_code).
+// The parameter update uses the unrounded moments.
 // Entries past the parameter's size (the last block's zero padding) are quantized as zeros.
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,16 +30,24 @@ namespace {
 
 constexpr int kScalars = 8;  // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
 
-inline uint8_t nearest_code(float y, const float* q) {
-  int c = 0;
-  for (int step = 128; step >= 1; step >>= 1) {
-    c += (y >= q[c + step]) ? step : 0;
-  }
-  const int up = c + 1 < 255 ? c + 1 : 255;
-  const float low = q[c];
-  const float high = q[up];
-  return static_cast<uint8_t>((y - low) >= (high - low) * 0.5f ? up : c);
+// torchao's nearest code of y (mlx_optim.quantized._codes8): the thresholds between codes as monotone integer keys
+// of the float32 value, one table entry per bucket of 2^16 consecutive keys (quantized._bucket_table): the code
+// of the bucket's first key << 17 | the low 16 bits of the one threshold inside the bucket (65536: none).
+inline uint8_t nearest_code(float y, const int32_t* table, int32_t key_low, int32_t last) {
+  int32_t bits;
+  std::memcpy(&bits, &y, sizeof(bits));
+  const int32_t key = bits < 0 ? -(bits & 0x7FFFFFFF) : bits;
+  int32_t bucket = (key >> 16) - key_low;
+  bucket = bucket < 0 ? 0 : (bucket > last ? last : bucket);
+  const int32_t entry = table[bucket];
+  return static_cast<uint8_t>((entry >> 17) + static_cast<int32_t>((key & 0xFFFF) >= (entry & 0x1FFFF)));
 }
+
+struct Table {
+  const int32_t* entries;
+  int32_t key_low;
+  int32_t last;
+};
 
 struct Args {
   float k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt;
@@ -47,7 +56,7 @@ struct Args {
 template <typename P, typename G>
 void adam8_loop(
     const P* p, const G* g, const uint8_t* cm, const float* sm, const uint8_t* cv, const float* sv,
-    const float* qm, const float* qv, Args a, int wd_mode, size_t n, int block, float floor, P* p_out,
+    const float* qm, const float* qv, Table tm, Table tv, Args a, int wd_mode, size_t n, int block, float floor, P* p_out,
     uint8_t* cm_out, float* sm_out, uint8_t* cv_out, float* sv_out) {
   std::vector<float> buffer(2 * static_cast<size_t>(block));
   float* bm = buffer.data();
@@ -86,16 +95,16 @@ void adam8_loop(
     sm_out[b] = fm;
     sv_out[b] = fv;
     for (size_t j = 0; j < static_cast<size_t>(block); ++j) {
-      cm_out[lo + j] = nearest_code(bm[j] / fm, qm);
-      cv_out[lo + j] = nearest_code(bv[j] / fv, qv);
+      cm_out[lo + j] = nearest_code(bm[j] / fm, tm.entries, tm.key_low, tm.last);
+      cv_out[lo + j] = nearest_code(bv[j] / fv, tv.entries, tv.key_low, tv.last);
     }
   }
 }
 
 class Adam8 : public mx::Primitive {
  public:
-  Adam8(mx::Stream stream, int wd_mode, int block, float floor)
-      : mx::Primitive(stream), wd_mode_(wd_mode), block_(block), floor_(floor) {}
+  Adam8(mx::Stream stream, int wd_mode, int block, float floor, int32_t key_low)
+      : mx::Primitive(stream), wd_mode_(wd_mode), block_(block), floor_(floor), key_low_(key_low) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const auto& p = inputs[0];
@@ -115,24 +124,27 @@ class Adam8 : public mx::Primitive {
     for (const auto& in : inputs) encoder.set_input_array(in);
     for (auto& out : outputs) encoder.set_output_array(out);
     std::array<const float*, kScalars> scalar_ptrs;  // 0-d arrays computed earlier: read when the task runs
-    for (int k = 0; k < kScalars; ++k) scalar_ptrs[k] = inputs[8 + k].data<float>();
+    for (int k = 0; k < kScalars; ++k) scalar_ptrs[k] = inputs[10 + k].data<float>();
     const size_t n = p.size();
     const int block = block_;
     const int wd_mode = wd_mode_;
     const float floor = floor_;
+    const int32_t key_low = key_low_;
     auto launch = [&](auto p_tag, auto g_tag) {
       using P = decltype(p_tag);
       using G = decltype(g_tag);
       encoder.dispatch([pp = p.data<P>(), gp = g.data<G>(), cm = inputs[2].data<uint8_t>(),
                         sm = inputs[3].data<float>(), cv = inputs[4].data<uint8_t>(),
                         sv = inputs[5].data<float>(), qm = inputs[6].data<float>(),
-                        qv = inputs[7].data<float>(), po = outputs[0].data<P>(),
+                        qv = inputs[7].data<float>(),
+                        tm = Table{inputs[8].data<int32_t>(), key_low, static_cast<int32_t>(inputs[8].size()) - 1},
+                        tv = Table{inputs[9].data<int32_t>(), key_low, static_cast<int32_t>(inputs[9].size()) - 1}, po = outputs[0].data<P>(),
                         cmo = outputs[1].data<uint8_t>(), smo = outputs[2].data<float>(),
                         cvo = outputs[3].data<uint8_t>(), svo = outputs[4].data<float>(), scalar_ptrs, n, block, wd_mode,
                         floor]() {
         const Args args{*scalar_ptrs[0], *scalar_ptrs[1], *scalar_ptrs[2], *scalar_ptrs[3],
                         *scalar_ptrs[4], *scalar_ptrs[5], *scalar_ptrs[6], *scalar_ptrs[7]};
-        adam8_loop<P, G>(pp, gp, cm, sm, cv, sv, qm, qv, args, wd_mode, n, block, floor, po, cmo, smo, cvo, svo);
+        adam8_loop<P, G>(pp, gp, cm, sm, cv, sv, qm, qv, tm, tv, args, wd_mode, n, block, floor, po, cmo, smo, cvo, svo);
       });
     };
     const bool p16 = p.dtype() == mx::bfloat16;
@@ -158,6 +170,7 @@ class Adam8 : public mx::Primitive {
   int wd_mode_;
   int block_;
   float floor_;
+  int32_t key_low_;
 };
 
 void check(bool ok, const std::string& what) {
@@ -165,13 +178,15 @@ void check(bool ok, const std::string& what) {
 }
 
 // p, g: parameter and gradient (float32 or bfloat16, same shape); codes_m / codes_v: uint8 (padded size);
-// scale_m / scale_v: float32 (blocks); map_m / map_v: float32 (256, sorted); scalars: eight 0-d float32 arrays
+// scale_m / scale_v: float32 (blocks); map_m / map_v: float32 (256, sorted); table_m / table_v: int32 threshold
+// tables (mlx_optim.quantized._bucket_table), key_low their first bucket; scalars: eight 0-d float32 arrays
 // (k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt; with wd_mode 2, wd is the factor 1 - lr wd).
 // Returns [p', codes_m', scale_m', codes_v', scale_v'].
 std::vector<mx::array> adam8(
     const mx::array& p, const mx::array& g, const mx::array& codes_m, const mx::array& scale_m,
     const mx::array& codes_v, const mx::array& scale_v, const mx::array& map_m, const mx::array& map_v,
-    const std::vector<mx::array>& scalars, int wd_mode, int block, float floor) {
+    const mx::array& table_m, const mx::array& table_v, int key_low, const std::vector<mx::array>& scalars,
+    int wd_mode, int block, float floor) {
   const auto f32 = mx::float32;
   check(p.dtype() == f32 || p.dtype() == mx::bfloat16, "p must be float32 or bfloat16");
   check(g.dtype() == f32 || g.dtype() == mx::bfloat16, "g must be float32 or bfloat16");
@@ -186,16 +201,18 @@ std::vector<mx::array> adam8(
   check(scale_m.size() == blocks && scale_v.size() == blocks, "scales do not match the parameter's size");
   check(map_m.dtype() == f32 && map_v.dtype() == f32 && map_m.size() == 256 && map_v.size() == 256,
         "maps must be 256 float32 values");
+  check(table_m.dtype() == mx::int32 && table_v.dtype() == mx::int32 && table_m.size() > 0 && table_v.size() > 0,
+        "tables must be int32");
   auto s = mx::default_stream(mx::Device::cpu);
   auto c = [&](const mx::array& x) { return mx::contiguous(x, false, s); };
-  std::vector<mx::array> inputs = {c(p), c(g), c(codes_m), c(scale_m), c(codes_v), c(scale_v), c(map_m), c(map_v)};
+  std::vector<mx::array> inputs = {c(p), c(g), c(codes_m), c(scale_m), c(codes_v), c(scale_v), c(map_m), c(map_v), c(table_m), c(table_v)};
   for (const auto& x : scalars) {
     check(x.size() == 1, "scalars must have one element");
     inputs.push_back(c(mx::astype(x, f32, s)));
   }
   return mx::array::make_arrays(
       {p.shape(), codes_m.shape(), scale_m.shape(), codes_v.shape(), scale_v.shape()},
-      {p.dtype(), mx::uint8, f32, mx::uint8, f32}, std::make_shared<Adam8>(s, wd_mode, block, floor), inputs);
+      {p.dtype(), mx::uint8, f32, mx::uint8, f32}, std::make_shared<Adam8>(s, wd_mode, block, floor, key_low), inputs);
 }
 
 }  // namespace
