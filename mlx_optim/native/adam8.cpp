@@ -14,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nanobind/nanobind.h>
@@ -53,51 +54,84 @@ struct Args {
   float k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt;
 };
 
-template <typename P, typename G>
+inline float abs_max(const float* x, size_t n) {
+  // on the bit patterns: for |x| (sign bit cleared) the integer order is the float order, and this loop
+  // vectorizes (a float max reduction does not without -ffast-math)
+  int32_t best = 0;
+  for (size_t j = 0; j < n; ++j) {
+    int32_t bits;
+    std::memcpy(&bits, x + j, sizeof(bits));
+    bits &= 0x7FFFFFFF;
+    best = bits > best ? bits : best;
+  }
+  float out;
+  std::memcpy(&out, &best, sizeof(out));
+  return out;
+}
+
+// codes of x[j] / scale, j < n (see nearest_code), in two passes: keys (vectorized), then the table lookups
+inline void nearest_codes(const float* x, size_t n, float scale, Table t, int32_t* bucket, int32_t* low,
+                          uint8_t* out) {
+  for (size_t j = 0; j < n; ++j) {
+    const float y = x[j] / scale;
+    int32_t bits;
+    std::memcpy(&bits, &y, sizeof(bits));
+    const int32_t key = bits < 0 ? -(bits & 0x7FFFFFFF) : bits;
+    const int32_t k = (key >> 16) - t.key_low;
+    bucket[j] = k < 0 ? 0 : (k > t.last ? t.last : k);
+    low[j] = key & 0xFFFF;
+  }
+  for (size_t j = 0; j < n; ++j) {
+    const int32_t entry = t.entries[bucket[j]];
+    out[j] = static_cast<uint8_t>((entry >> 17) + static_cast<int32_t>(low[j] >= (entry & 0x1FFFF)));
+  }
+}
+
+template <typename P, typename G, int WD>  // WD: weight decay mode (compile-time, so the update loop vectorizes)
 void adam8_loop(
     const P* p, const G* g, const uint8_t* cm, const float* sm, const uint8_t* cv, const float* sv,
-    const float* qm, const float* qv, Table tm, Table tv, Args a, int wd_mode, size_t n, int block, float floor, P* p_out,
+    const float* qm, const float* qv, Table tm, Table tv, Args a, size_t n, int block, float floor, P* p_out,
     uint8_t* cm_out, float* sm_out, uint8_t* cv_out, float* sv_out) {
-  std::vector<float> buffer(2 * static_cast<size_t>(block));
+  const size_t width = static_cast<size_t>(block);
+  std::vector<float> buffer(2 * width);
+  std::vector<int32_t> keys(2 * width);
   float* bm = buffer.data();
-  float* bv = bm + block;
-  const size_t blocks = (n + block - 1) / block;
+  float* bv = bm + width;
+  const size_t blocks = (n + width - 1) / width;
   for (size_t b = 0; b < blocks; ++b) {
-    const size_t lo = b * block;
-    const size_t len = std::min(static_cast<size_t>(block), n - lo);
+    const size_t lo = b * width;
+    const size_t len = std::min(width, n - lo);
     const float scale_m = sm[b];
     const float scale_v = sv[b];
-    float max_m = 0.0f;
-    float max_v = 0.0f;
+    for (size_t j = 0; j < len; ++j) {  // the map lookups, apart: the update below then vectorizes
+      bm[j] = qm[cm[lo + j]];
+      bv[j] = qv[cv[lo + j]];
+    }
     for (size_t j = 0; j < len; ++j) {
       const size_t i = lo + j;
       float pp = static_cast<float>(p[i]);
       float gg = static_cast<float>(g[i]);
-      if (wd_mode == 1) gg = gg + a.wd * pp;  // L2 penalty: g + wd p
-      if (wd_mode == 2) pp = pp * a.wd;       // decoupled: p * (1 - lr wd), the factor passed as wd
-      float m = qm[cm[i]] * scale_m;
-      float v = qv[cv[i]] * scale_v;
+      if constexpr (WD == 1) gg = gg + a.wd * pp;  // L2 penalty: g + wd p
+      if constexpr (WD == 2) pp = pp * a.wd;       // decoupled: p * (1 - lr wd), the factor passed as wd
+      float m = bm[j] * scale_m;
+      float v = bv[j] * scale_v;
       m = (m * a.k1 + gg) * a.c1;
       v = (v * a.k2 + gg * gg) * a.c2;
       pp = pp - (m / (std::sqrt(v) * a.inv_bc2_sqrt + a.eps)) * a.step_size;
       p_out[i] = static_cast<P>(pp);
       bm[j] = m;
       bv[j] = v;
-      max_m = std::max(max_m, std::fabs(m));
-      max_v = std::max(max_v, std::fabs(v));
     }
-    for (size_t j = len; j < static_cast<size_t>(block); ++j) {
+    for (size_t j = len; j < width; ++j) {
       bm[j] = 0.0f;
       bv[j] = 0.0f;
     }
-    const float fm = std::max(max_m, floor);
-    const float fv = std::max(max_v, floor);
+    const float fm = std::max(abs_max(bm, len), floor);
+    const float fv = std::max(abs_max(bv, len), floor);
     sm_out[b] = fm;
     sv_out[b] = fv;
-    for (size_t j = 0; j < static_cast<size_t>(block); ++j) {
-      cm_out[lo + j] = nearest_code(bm[j] / fm, tm.entries, tm.key_low, tm.last);
-      cv_out[lo + j] = nearest_code(bv[j] / fv, tv.entries, tv.key_low, tv.last);
-    }
+    nearest_codes(bm, width, fm, tm, keys.data(), keys.data() + width, cm_out + lo);
+    nearest_codes(bv, width, fv, tv, keys.data(), keys.data() + width, cv_out + lo);
   }
 }
 
@@ -144,7 +178,17 @@ class Adam8 : public mx::Primitive {
                         floor]() {
         const Args args{*scalar_ptrs[0], *scalar_ptrs[1], *scalar_ptrs[2], *scalar_ptrs[3],
                         *scalar_ptrs[4], *scalar_ptrs[5], *scalar_ptrs[6], *scalar_ptrs[7]};
-        adam8_loop<P, G>(pp, gp, cm, sm, cv, sv, qm, qv, tm, tv, args, wd_mode, n, block, floor, po, cmo, smo, cvo, svo);
+        auto run = [&](auto mode) {
+          adam8_loop<P, G, decltype(mode)::value>(pp, gp, cm, sm, cv, sv, qm, qv, tm, tv, args, n, block, floor, po,
+                                                  cmo, smo, cvo, svo);
+        };
+        if (wd_mode == 1) {
+          run(std::integral_constant<int, 1>{});
+        } else if (wd_mode == 2) {
+          run(std::integral_constant<int, 2>{});
+        } else {
+          run(std::integral_constant<int, 0>{});
+        }
       });
     };
     const bool p16 = p.dtype() == mx::bfloat16;
