@@ -170,3 +170,22 @@ def test_loads_from_the_cache_in_a_fresh_process():
     for _ in range(2):
         expected = expected * (1 - 1e-2 * 1e-2) - 1e-2
     assert abs(float(out.stdout.strip()) - expected) < 1e-5
+
+
+def test_views_are_read_as_dense_arrays():
+    # a transposed parameter, a broadcast gradient and a sliced scale give the same step as their dense copies
+    fmt = mlx_optim.quantized.QuantizedState(8)
+    rng = np.random.default_rng(3)
+    base = mx.array(rng.standard_normal((300, 40)).astype(np.float32))
+    p = base.T  # (40, 300), not row-contiguous
+    g = mx.broadcast_to(mx.array(rng.standard_normal((1, 300)).astype(np.float32)), (40, 300))
+    m = fmt.quantize(mx.array(rng.standard_normal((40, 300)).astype(np.float32)) * 1e-2, False)
+    v = fmt.quantize(mx.array(rng.random((40, 300)).astype(np.float32)) * 1e-4, True)
+    wide = mx.concatenate([v["scale"][:, None], mx.zeros_like(v["scale"])[:, None]], axis=1)
+    scalars = mx.array([9.0, 0.1, 999.0, 0.001, 1e-8, 0.999, 1e-3, 1.0 / (1 - 0.999) ** 0.5])
+    args = dict(wd_mode=2, block=256, scale_floor=fmt.scale_floor)
+    views = native.adam8(p, g, m["codes"], m["scale"], v["codes"], wide[:, 0], scalars, **args)
+    dense = [mx.array(np.array(x)) for x in (p, g, wide[:, 0])]
+    copies = native.adam8(dense[0], dense[1], m["codes"], m["scale"], v["codes"], dense[2], scalars, **args)
+    for a, b in zip(views, copies):
+        assert a.shape == b.shape and np.array_equal(np.array(a), np.array(b))

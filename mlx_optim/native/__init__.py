@@ -166,7 +166,7 @@ def load() -> Any:
 def _probe(module: Any) -> None:
     """One tiny call: fails (TypeError) when the extension does not share mlx's nanobind types."""
     zeros = mx.zeros((256,), mx.float32)
-    scalars = [mx.array(1.0)] * 8
+    scalars = mx.ones((8,))
     qmap = mx.linspace(-1.0, 1.0, 256)
     codes = mx.zeros((256,), mx.uint8)
     table = mx.zeros((1,), mx.int32)
@@ -202,7 +202,7 @@ def adam8(p, g, codes_m, scale_m, codes_v, scale_v, scalars, *, wd_mode, block, 
         g: the gradient (float32 or bfloat16), ``p``'s shape.
         codes_m: the first moment's codes (uint8, the padded size); ``scale_m`` its block scales (float32).
         codes_v: the second moment's codes; ``scale_v`` its scales.
-        scalars: ``[k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt]`` as 0-d float32 arrays (see
+        scalars: ``[k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt]`` as one float32 array of 8 (see
             ``mlx_optim.kernels.ADAM``); with ``wd_mode=2`` the sixth is the decay factor ``1 - lr wd``.
         wd_mode: 0 no decay, 1 L2 penalty in the gradient, 2 decoupled decay.
         block: entries per scale.
@@ -269,8 +269,11 @@ def adam_leaf(opt: Any, gradient: mx.array, parameter: mx.array, g: mx.array, st
         mode, wd = 2, getattr(hp, "decay_factor", None)
         if wd is None:
             wd = 1 - hp.weight_decay * hp.lr
-    scalars = [hp.k1, hp.one_minus_beta1, hp.k2, hp.one_minus_beta2, hp.eps, wd, hp.step_size, hp.inv_bc2_sqrt]
-    scalars = [s if isinstance(s, mx.array) and s.dtype == mx.float32 else mx.array(s, mx.float32) for s in scalars]
+    packed = hp.__dict__.setdefault("native_adam8_scalars", {})  # once per step (and decay mode), for every leaf
+    if mode not in packed:
+        values = [hp.k1, hp.one_minus_beta1, hp.k2, hp.one_minus_beta2, hp.eps, wd, hp.step_size, hp.inv_bc2_sqrt]
+        packed[mode] = mx.stack([mx.array(x, mx.float32) if not isinstance(x, mx.array) else x for x in values])
+    scalars = packed[mode].astype(mx.float32)
     grad = gradient if not opt.maximize and gradient.dtype in _FLOATS else g
     p, m_codes, m_scale, v_codes, v_scale = adam8(
         parameter,

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nanobind/nanobind.h>
@@ -135,30 +136,60 @@ void adam8_loop(
   }
 }
 
+// dst (dense, row-major) <- src (any strides)
+void strided_copy(const mx::array& src, mx::array& dst) {
+  const size_t size = src.itemsize();
+  const char* from = src.data<char>();
+  char* to = dst.data<char>();
+  const auto& shape = src.shape();
+  const auto& strides = src.strides();
+  for (size_t i = 0; i < src.size(); ++i) {
+    int64_t loc = 0;
+    size_t rest = i;
+    for (int axis = static_cast<int>(shape.size()) - 1; axis >= 0; --axis) {
+      loc += static_cast<int64_t>(rest % shape[axis]) * strides[axis];
+      rest /= shape[axis];
+    }
+    std::memcpy(to + i * size, from + loc * size, size);
+  }
+}
+
 class Adam8 : public mx::Primitive {
  public:
   Adam8(mx::Stream stream, int wd_mode, int block, float floor, int32_t key_low)
       : mx::Primitive(stream), wd_mode_(wd_mode), block_(block), floor_(floor), key_low_(key_low) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    const auto& p = inputs[0];
-    const auto& g = inputs[1];
+  void eval_cpu(const std::vector<mx::array>& raw, std::vector<mx::array>& outputs) override {
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    // inputs that are views (not dense row-major) are copied by the task into temporaries: no graph nodes
+    std::vector<mx::array> inputs;
+    std::vector<std::pair<mx::array, mx::array>> copies;
+    for (const auto& in : raw) {
+      encoder.set_input_array(in);
+      if (in.flags().row_contiguous && in.data_size() == in.size()) {
+        inputs.push_back(in);
+      } else {
+        mx::array dense(in.shape(), in.dtype(), nullptr, {});
+        dense.set_data(mx::allocator::malloc(dense.nbytes()));
+        encoder.add_temporary(dense);
+        copies.emplace_back(in, dense);
+        inputs.push_back(dense);
+      }
+    }
     for (size_t k = 0; k < outputs.size(); ++k) {
       auto& out = outputs[k];
       // inputs 0, 2, 3, 4, 5 (p, codes and scales) have the outputs' shapes and dtypes: reuse a dead buffer
-      const auto& in = inputs[k == 0 ? 0 : k + 1];
+      const auto& in = raw[k == 0 ? 0 : k + 1];
       if (in.is_donatable() && in.flags().row_contiguous && in.dtype() == out.dtype() &&
           in.data_size() == out.size()) {
         out.copy_shared_buffer(in);
       } else {
         out.set_data(mx::allocator::malloc(out.nbytes()));
       }
+      encoder.set_output_array(out);
     }
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
-    std::array<const float*, kScalars> scalar_ptrs;  // 0-d arrays computed earlier: read when the task runs
-    for (int k = 0; k < kScalars; ++k) scalar_ptrs[k] = inputs[10 + k].data<float>();
+    const auto& p = inputs[0];
+    const auto& g = inputs[1];
     const size_t n = p.size();
     const int block = block_;
     const int wd_mode = wd_mode_;
@@ -167,17 +198,16 @@ class Adam8 : public mx::Primitive {
     auto launch = [&](auto p_tag, auto g_tag) {
       using P = decltype(p_tag);
       using G = decltype(g_tag);
-      encoder.dispatch([pp = p.data<P>(), gp = g.data<G>(), cm = inputs[2].data<uint8_t>(),
+      encoder.dispatch([copies, pp = p.data<P>(), gp = g.data<G>(), cm = inputs[2].data<uint8_t>(),
                         sm = inputs[3].data<float>(), cv = inputs[4].data<uint8_t>(),
-                        sv = inputs[5].data<float>(), qm = inputs[6].data<float>(),
-                        qv = inputs[7].data<float>(),
+                        sv = inputs[5].data<float>(), qm = inputs[6].data<float>(), qv = inputs[7].data<float>(),
                         tm = Table{inputs[8].data<int32_t>(), key_low, static_cast<int32_t>(inputs[8].size()) - 1},
-                        tv = Table{inputs[9].data<int32_t>(), key_low, static_cast<int32_t>(inputs[9].size()) - 1}, po = outputs[0].data<P>(),
-                        cmo = outputs[1].data<uint8_t>(), smo = outputs[2].data<float>(),
-                        cvo = outputs[3].data<uint8_t>(), svo = outputs[4].data<float>(), scalar_ptrs, n, block, wd_mode,
-                        floor]() {
-        const Args args{*scalar_ptrs[0], *scalar_ptrs[1], *scalar_ptrs[2], *scalar_ptrs[3],
-                        *scalar_ptrs[4], *scalar_ptrs[5], *scalar_ptrs[6], *scalar_ptrs[7]};
+                        tv = Table{inputs[9].data<int32_t>(), key_low, static_cast<int32_t>(inputs[9].size()) - 1},
+                        sc = inputs[10].data<float>(), po = outputs[0].data<P>(), cmo = outputs[1].data<uint8_t>(),
+                        smo = outputs[2].data<float>(), cvo = outputs[3].data<uint8_t>(),
+                        svo = outputs[4].data<float>(), n, block, wd_mode, floor]() mutable {
+        for (auto& [src, dst] : copies) strided_copy(src, dst);
+        const Args args{sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7]};
         auto run = [&](auto mode) {
           adam8_loop<P, G, decltype(mode)::value>(pp, gp, cm, sm, cv, sv, qm, qv, tm, tv, args, n, block, floor, po,
                                                   cmo, smo, cvo, svo);
@@ -223,20 +253,20 @@ void check(bool ok, const std::string& what) {
 
 // p, g: parameter and gradient (float32 or bfloat16, same shape); codes_m / codes_v: uint8 (padded size);
 // scale_m / scale_v: float32 (blocks); map_m / map_v: float32 (256, sorted); table_m / table_v: int32 threshold
-// tables (mlx_optim.quantized._bucket_table), key_low their first bucket; scalars: eight 0-d float32 arrays
+// tables (mlx_optim.quantized._bucket_table), key_low their first bucket; scalars: 8 float32 values
 // (k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt; with wd_mode 2, wd is the factor 1 - lr wd).
 // Returns [p', codes_m', scale_m', codes_v', scale_v'].
 std::vector<mx::array> adam8(
     const mx::array& p, const mx::array& g, const mx::array& codes_m, const mx::array& scale_m,
     const mx::array& codes_v, const mx::array& scale_v, const mx::array& map_m, const mx::array& map_v,
-    const mx::array& table_m, const mx::array& table_v, int key_low, const std::vector<mx::array>& scalars,
-    int wd_mode, int block, float floor) {
+    const mx::array& table_m, const mx::array& table_v, int key_low, const mx::array& scalars, int wd_mode,
+    int block, float floor) {
   const auto f32 = mx::float32;
   check(p.dtype() == f32 || p.dtype() == mx::bfloat16, "p must be float32 or bfloat16");
   check(g.dtype() == f32 || g.dtype() == mx::bfloat16, "g must be float32 or bfloat16");
   check(p.shape() == g.shape(), "p and g must have one shape");
   check(block >= 2 && wd_mode >= 0 && wd_mode <= 2, "bad block or wd_mode");
-  check(static_cast<int>(scalars.size()) == kScalars, "expected 8 scalars");
+  check(scalars.dtype() == f32 && scalars.size() == kScalars, "scalars must be 8 float32 values");
   const size_t blocks = (p.size() + block - 1) / block;
   const size_t padded = blocks * block;
   check(codes_m.dtype() == mx::uint8 && codes_v.dtype() == mx::uint8, "codes must be uint8");
@@ -248,12 +278,7 @@ std::vector<mx::array> adam8(
   check(table_m.dtype() == mx::int32 && table_v.dtype() == mx::int32 && table_m.size() > 0 && table_v.size() > 0,
         "tables must be int32");
   auto s = mx::default_stream(mx::Device::cpu);
-  auto c = [&](const mx::array& x) { return mx::contiguous(x, false, s); };
-  std::vector<mx::array> inputs = {c(p), c(g), c(codes_m), c(scale_m), c(codes_v), c(scale_v), c(map_m), c(map_v), c(table_m), c(table_v)};
-  for (const auto& x : scalars) {
-    check(x.size() == 1, "scalars must have one element");
-    inputs.push_back(c(mx::astype(x, f32, s)));
-  }
+  std::vector<mx::array> inputs = {p, g, codes_m, scale_m, codes_v, scale_v, map_m, map_v, table_m, table_v, scalars};
   return mx::array::make_arrays(
       {p.shape(), codes_m.shape(), scale_m.shape(), codes_v.shape(), scale_v.shape()},
       {p.dtype(), mx::uint8, f32, mx::uint8, f32}, std::make_shared<Adam8>(s, wd_mode, block, floor, key_low), inputs);
