@@ -30,7 +30,8 @@ namespace nb = nanobind;
 
 namespace {
 
-constexpr int kScalars = 8;  // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
+constexpr int kScalars = 8;
+constexpr size_t kSyncBytes = size_t(1) << 20;  // parameters of at least 1 MiB wait for the stream (eval_cpu)  // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
 
 // torchao's nearest code of y (mlx_optim.quantized._codes8): the thresholds between codes as monotone integer keys
 // of the float32 value, one table entry per bucket of 2^16 consecutive keys (quantized._bucket_table): the code
@@ -160,6 +161,10 @@ class Adam8 : public mx::Primitive {
       : mx::Primitive(stream), wd_mode_(wd_mode), block_(block), floor_(floor), key_low_(key_low) {}
 
   void eval_cpu(const std::vector<mx::array>& raw, std::vector<mx::array>& outputs) override {
+    // MLX runs ahead of the CPU stream by up to ~10 tasks, and this is one task per leaf: without a wait every
+    // leaf's outputs would be allocated before the first leaf's inputs (old parameter and codes) are freed. For
+    // a large leaf, drain the stream first, so its outputs can take the buffers the previous leaves released.
+    if (raw[0].nbytes() >= kSyncBytes) mx::synchronize(stream());
     auto& encoder = mx::cpu::get_command_encoder(stream());
     // inputs that are views (not dense row-major) are copied by the task into temporaries: no graph nodes
     std::vector<mx::array> inputs;
@@ -176,16 +181,9 @@ class Adam8 : public mx::Primitive {
         inputs.push_back(dense);
       }
     }
-    for (size_t k = 0; k < outputs.size(); ++k) {
-      auto& out = outputs[k];
-      // inputs 0, 2, 3, 4, 5 (p, codes and scales) have the outputs' shapes and dtypes: reuse a dead buffer
-      const auto& in = raw[k == 0 ? 0 : k + 1];
-      if (in.is_donatable() && in.flags().row_contiguous && in.dtype() == out.dtype() &&
-          in.data_size() == out.size()) {
-        out.copy_shared_buffer(in);
-      } else {
-        out.set_data(mx::allocator::malloc(out.nbytes()));
-      }
+    for (auto& out : outputs) {
+      // no buffer donation: each of the five outputs holds the inputs, so none is ever donatable
+      out.set_data(mx::allocator::malloc(out.nbytes()));
       encoder.set_output_array(out);
     }
     const auto& p = inputs[0];
