@@ -8,7 +8,6 @@
 // Entries past the parameter's size (the last block's zero padding) are quantized as zeros.
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -26,25 +25,11 @@
 #include "mlx/primitives.h"
 
 namespace mx = mlx::core;
-namespace nb = nanobind;
 
 namespace {
 
-constexpr int kScalars = 8;
-constexpr size_t kSyncBytes = size_t(1) << 20;  // parameters of at least 1 MiB wait for the stream (eval_cpu)  // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
-
-// torchao's nearest code of y (mlx_optim.quantized._codes8): the thresholds between codes as monotone integer keys
-// of the float32 value, one table entry per bucket of 2^16 consecutive keys (quantized._bucket_table): the code
-// of the bucket's first key << 17 | the low 16 bits of the one threshold inside the bucket (65536: none).
-inline uint8_t nearest_code(float y, const int32_t* table, int32_t key_low, int32_t last) {
-  int32_t bits;
-  std::memcpy(&bits, &y, sizeof(bits));
-  const int32_t key = bits < 0 ? -(bits & 0x7FFFFFFF) : bits;
-  int32_t bucket = (key >> 16) - key_low;
-  bucket = bucket < 0 ? 0 : (bucket > last ? last : bucket);
-  const int32_t entry = table[bucket];
-  return static_cast<uint8_t>((entry >> 17) + static_cast<int32_t>((key & 0xFFFF) >= (entry & 0x1FFFF)));
-}
+constexpr int kScalars = 8;                     // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
+constexpr size_t kSyncBytes = size_t(1) << 20;  // parameters of at least 1 MiB wait for the stream (eval_cpu)
 
 struct Table {
   const int32_t* entries;
@@ -71,7 +56,10 @@ inline float abs_max(const float* x, size_t n) {
   return out;
 }
 
-// codes of x[j] / scale, j < n (see nearest_code), in two passes: keys (vectorized), then the table lookups
+// torchao's nearest codes of x[j] / scale, j < n, as mlx_optim.quantized._codes8 computes them: the thresholds
+// between codes as monotone integer keys of the float32 value, one table entry per bucket of 2^16 consecutive keys
+// (quantized._bucket_table): the code of the bucket's first key << 17 | the low 16 bits of the one threshold inside
+// the bucket (65536: none). Two passes: the keys (vectorized), then the table lookups.
 inline void nearest_codes(const float* x, size_t n, float scale, Table t, int32_t* bucket, int32_t* low,
                           uint8_t* out) {
   for (size_t j = 0; j < n; ++j) {
