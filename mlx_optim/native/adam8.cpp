@@ -8,6 +8,7 @@
 // Entries past the parameter's size (the last block's zero padding) are quantized as zeros.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -29,7 +30,7 @@ namespace mx = mlx::core;
 namespace {
 
 constexpr int kScalars = 8;                     // k1, c1, k2, c2, eps, wd, step_size, inv_bc2_sqrt
-constexpr size_t kSyncBytes = size_t(1) << 20;  // parameters of at least 1 MiB wait for the stream (eval_cpu)
+constexpr size_t kSyncBytes = size_t(1) << 20;  // outputs allocated ahead of the stream at most (eval_cpu)
 
 struct Table {
   const int32_t* entries;
@@ -150,9 +151,16 @@ class Adam8 : public mx::Primitive {
 
   void eval_cpu(const std::vector<mx::array>& raw, std::vector<mx::array>& outputs) override {
     // MLX runs ahead of the CPU stream by up to ~10 tasks, and this is one task per leaf: without a wait every
-    // leaf's outputs would be allocated before the first leaf's inputs (old parameter and codes) are freed. For
-    // a large leaf, drain the stream first, so its outputs can take the buffers the previous leaves released.
-    if (raw[0].nbytes() >= kSyncBytes) mx::synchronize(stream());
+    // leaf's outputs would be allocated before the first leaf's inputs (old parameter and codes) are freed. Once
+    // the outputs allocated since the last wait reach kSyncBytes, drain the stream first, so this leaf's outputs
+    // can take the buffers the previous leaves released.
+    size_t bytes = 0;
+    for (const auto& out : outputs) bytes += out.nbytes();
+    static std::atomic<size_t> pending{0};
+    if (pending.fetch_add(bytes) + bytes > kSyncBytes) {
+      mx::synchronize(stream());
+      pending = bytes;
+    }
     auto& encoder = mx::cpu::get_command_encoder(stream());
     // inputs that are views (not dense row-major) are copied by the task into temporaries: no graph nodes
     std::vector<mx::array> inputs;
