@@ -1153,7 +1153,14 @@ class Optimizer(optim.Optimizer, metaclass=_OptimizerType):
     def quantized_update(self, gradient: mx.array, parameter: mx.array, g: mx.array, state: dict) -> mx.array | None:
         """A fused step of one leaf whose moments are still quantized (e.g. :func:`mlx_optim.native.adam_leaf`):
         the new parameter (in its dtype), with ``state`` updated; ``None`` (the default) runs the dequantize /
-        ``update_single`` / quantize path. ``g`` is the gradient ``update_single`` would get."""
+        ``update_single`` / quantize path.
+
+        Args:
+            gradient: the leaf's gradient as given.
+            parameter: the leaf's parameter.
+            g: the gradient ``update_single`` would get (compute dtype, negated with ``maximize``).
+            state: the leaf's state, its moments still quantized.
+        """
         return None
 
     def round_state(self, v: mx.array) -> mx.array:

@@ -134,7 +134,12 @@ def library_path() -> Path:
 def build(force: bool = False) -> Path:
     """Build the extension into :func:`cache_dir` (unless it is there) and return its path.
 
-    Raises ``RuntimeError`` with the compiler's output when a step fails."""
+    Args:
+        force: build again even if the library is cached.
+
+    Raises:
+        RuntimeError: with the compiler's output, when a step fails.
+    """
     target = library_path()
     if target.exists() and not force:
         return target
