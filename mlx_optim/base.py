@@ -275,6 +275,9 @@ class Optimizer(Execution, OptimizerCore):
             g = -g
         p = parameter if parameter.dtype == dtype else parameter.astype(dtype)
         if self._quantize_per_leaf and self.state_quantization is not None:
+            fused = self.quantized_update(gradient, parameter, g, state)
+            if fused is not None:
+                return fused
             self._load_quantized_leaf(parameter, state, self._leaf_path)
         new = self.update_single(g, p, state)
         if self.state_quantization is not None:
@@ -289,6 +292,19 @@ class Optimizer(Execution, OptimizerCore):
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         """Return the updated parameter; ``g`` and ``p`` are in the compute dtype."""
         raise NotImplementedError
+
+    def quantized_update(self, gradient: mx.array, parameter: mx.array, g: mx.array, state: dict) -> mx.array | None:
+        """A fused step of one leaf whose moments are still quantized (e.g. :func:`mlx_optim.native.adam_leaf`):
+        the new parameter (in its dtype), with ``state`` updated; ``None`` (the default) runs the dequantize /
+        ``update_single`` / quantize path.
+
+        Args:
+            gradient: the leaf's gradient as given.
+            parameter: the leaf's parameter.
+            g: the gradient ``update_single`` would get (compute dtype, negated with ``maximize``).
+            state: the leaf's state, its moments still quantized.
+        """
+        return None
 
     def round_state(self, v: mx.array) -> mx.array:
         """Cast an updated state array to ``state_dtype``: stochastic rounding when enabled, else nearest.

@@ -46,7 +46,10 @@ selects to dequantize; fused under ``mx.compile``): 4.1 / 2.6 ns to dequantize, 
 gather-free 8-bit dequantization (the dynamic map in closed form) was measured at 53 ns compiled and is not used.
 With two gathers per moment (25 ns per AdamW parameter against about 3 ns for the whole float32 step) the int8
 step cannot come near the float32 one here: ``benchmarks/peak_memory.py`` measured, on six 2048x2048 matrices,
-15.4x (int8) and 10.7x (int4) the CPU time of the float32-state AdamW step.
+15.4x (int8) and 10.7x (int4) the CPU time of the float32-state AdamW step. Adam and AdamW with int8 state and
+nearest rounding therefore run on the CPU as one C++ pass per leaf (:mod:`mlx_optim.native`, built on first use;
+the same codes and scales, the parameter within one float32 ulp), 1.1-1.2x the float32 step there; the path
+here remains for everything else and where that extension cannot be built.
 
 Memory: the base dequantizes a leaf's moments only after the previous leaf's new codes and new parameter exist
 (one leaf's float32 moments at a time), and the quantizer runs on parts of large entries

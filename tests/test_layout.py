@@ -108,6 +108,7 @@ LAYERS = {
     "packed": 1,
     "distributed.core": 1,
     "jit_pch": 1,
+    "native": 1,
     "optimizers": 2,
     "wrappers": 3,
     "features": 3,

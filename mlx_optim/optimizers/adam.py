@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
-from mlx_optim import kernels  # fused GPU kernels (dispatch in update_single)
+from mlx_optim import kernels, native  # fused GPU kernels (dispatch in update_single); int8 CPU step
 from mlx_optim.base import Optimizer, Tunable
 from mlx_optim.registry import register
 
@@ -95,6 +95,12 @@ class Adam(Optimizer):
         hp.step_size = hp.lr / hp.bias_correction("beta1")
         hp.inv_bc2_sqrt = mx.rsqrt(hp.bias_correction("beta2"))
         hp.k1, hp.k2 = hp.beta1 / hp.one_minus_beta1, hp.beta2 / hp.one_minus_beta2
+
+    def quantized_update(self, gradient, parameter, g, state):
+        # state_dtype="int8" on the CPU: one native pass per leaf (mlx_optim.native), when built and covered
+        if type(self).update_single is not Adam.update_single:
+            return None
+        return native.adam_leaf(self, gradient, parameter, g, state)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
