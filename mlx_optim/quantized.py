@@ -38,23 +38,17 @@ in the leaf's state, so the state stays a tree of arrays: ``mx.compile`` traces 
 a resumed state continues bit for bit. A freshly created entry keeps its absolute maximum as the scale without the
 floor, so zeros dequantize to exactly 0 as torchao's zero-initialised states do.
 
-Speed on the CPU (one run, CPU time per element of a 4M-entry moment): MLX's gather costs 6.2 ns there, an
-element-wise pass 0.7-0.9. The 8-bit path gathers once to dequantize (``map[code]``, 7.2 ns in all) and once to
-quantize (through a 32K-entry table on the float's bits; 12.6 ns in all, with the block maximum); the 4-bit path
-has no gather (15 comparisons, or for the linear map of second moments a multiply and a cast, and a tree of 15
-selects to dequantize; fused under ``mx.compile``): 4.1 / 2.6 ns to dequantize, 7.4 / 5.5 to quantize. An exact
-gather-free 8-bit dequantization (the dynamic map in closed form) was measured at 53 ns compiled and is not used.
-With two gathers per moment (25 ns per AdamW parameter against about 3 ns for the whole float32 step) the int8
-step cannot come near the float32 one here: ``benchmarks/peak_memory.py`` measured, on six 2048x2048 matrices,
-15.4x (int8) and 10.7x (int4) the CPU time of the float32-state AdamW step. Adam and AdamW with int8 state and
-nearest rounding therefore run on the CPU as one C++ pass per leaf (:mod:`mlx_optim.native`, built on first use;
-the same codes and scales, the parameter within one float32 ulp), 1.1-1.2x the float32 step there; the path
-here remains for everything else and where that extension cannot be built.
+Speed on the CPU: MLX's gather costs several element-wise passes there, and the 8-bit path gathers once to
+dequantize (``map[code]``) and once to quantize (through a 32K-entry table on the float's bits); the 4-bit path has
+no gather (15 comparisons, or for the linear map of second moments a multiply and a cast, and a tree of 15 selects
+to dequantize; fused under ``mx.compile``). So Adam and AdamW with int8 state and nearest rounding run on the CPU
+as one C++ pass per leaf (:mod:`mlx_optim.native`, built on first use; the same codes, scales and parameters); the
+path here remains for everything else and where that extension cannot be built. ``benchmarks/peak_memory.py``
+measures both (figures in the precision guide).
 
 Memory: the base dequantizes a leaf's moments only after the previous leaf's new codes and new parameter exist
 (one leaf's float32 moments at a time), and the quantizer runs on parts of large entries
-(``QuantizedState.chunk_size``). On the 25M tree the optimizer's part of the update's peak (state and working
-memory) was 111 MB with int8 against 432 MB with ``mlx.optimizers.AdamW``; see docs/guides/precision.md.
+(``QuantizedState.chunk_size``); ``benchmarks/peak_memory.py`` measures the optimizer's part of the update's peak.
 """
 
 from __future__ import annotations
@@ -279,7 +273,7 @@ def _round_codes(y: mx.array, bits: int, signed: bool, key: mx.array | None) -> 
 def _block_absmax(blocks: mx.array) -> mx.array:
     """``max(|blocks|)`` per row, shape (rows, 1). In two stages when the block factors as ``a * b`` with
     ``a, b >= 8``: a reduction over the middle axis of (rows, a, b) is vectorized on the CPU, one over a short
-    last axis is not (measured 6 against 10 ms for 2048 x 2048 in blocks of 256)."""
+    last axis is not (``benchmarks/peak_memory.py``)."""
     rows, block = blocks.shape
     a = max((d for d in range(8, math.isqrt(block) + 1) if block % d == 0), default=0)
     shape = (rows, a, block // a) if a else (rows, 1, block)

@@ -9,10 +9,8 @@ float32 ulp (measured: equal; ``tests/test_native.py``). It is used by :class:`m
 CPU with ``state_dtype="int8"`` and nearest rounding, without AMSGrad (:func:`adam_leaf`); everything else runs
 the pure path.
 
-Measured (``benchmarks/peak_memory.py``, CPU time against the float32-state AdamW step, range of three runs):
-1.10-1.17x on six 2048x2048 matrices (pure int8 path: 16.3x), 1.02-1.11x on the LoRA tree (10.2x), 1.17-1.52x
-on the tiny-lm tree; the optimizer's part of the update's peak was 97 MB against 432 MB for
-``mlx.optimizers.AdamW`` on the large tree (pure int8 path: 112 MB) and 0.40 against 1.15 MB on tiny-lm.
+Its speed and memory against the float32-state step are measured by ``benchmarks/peak_memory.py`` (see the
+precision guide).
 
 The extension is built on first use, like the kernels of MLX's own ``mx.compile`` on the CPU: ``g++`` (or
 ``$CXX``) compiles ``adam8.cpp`` and nanobind's sources against the installed ``mlx`` (its headers and
@@ -57,7 +55,7 @@ MODULE = "_adam8"
 # so every float32 operation rounds as in MLX's element-wise kernels (its CPU JIT and libmlx are built without
 # FMA on x86-64), which the bit-for-bit comparison with the pure path needs; -fno-math-errno: sqrt without the
 # errno branch, so the update loop vectorizes (same results). ARCH_FLAGS (the build machine's vector units: AVX2 /
-# AVX-512 instead of SSE2, 4.2 -> 3.3 ns per parameter on a 4M-entry leaf) are dropped if the compiler rejects them.
+# AVX-512 instead of SSE2; faster loops) are dropped if the compiler rejects them.
 CXXFLAGS = (
     "-std=c++20",
     "-O3",
