@@ -46,6 +46,7 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_optim import quantized
+from mlx_optim.functional import matrix
 
 __all__ = [
     "adam8",
@@ -180,7 +181,20 @@ def build(force: bool = False) -> Path:
         lib = Path(tmp) / target.name
         lib_dir = str(mlx_dir / "lib")
         python = ["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else []  # resolved by the interpreter
-        _run([cxx, "-shared", *objects, *python, f"-L{lib_dir}", "-lmlx", f"-Wl,-rpath,{lib_dir}", *_dl(), "-o", str(lib)])
+        _run(
+            [
+                cxx,
+                "-shared",
+                *objects,
+                *python,
+                f"-L{lib_dir}",
+                "-lmlx",
+                f"-Wl,-rpath,{lib_dir}",
+                *_dl(),
+                "-o",
+                str(lib),
+            ]
+        )
         os.replace(lib, target)  # atomic: a concurrent build of the same key writes the same file
     return target
 
@@ -422,3 +436,10 @@ def bf16_matmul(a: mx.array, b: mx.array) -> mx.array:
         b: ``(k, n)`` bfloat16.
     """
     return bf16_gemm(a, b)
+
+
+def _ns_gemm() -> Any:
+    return bf16_gemm if mx.default_device() == mx.cpu and bf16_available() else None
+
+
+matrix.set_bf16_gemm_provider(_ns_gemm)  # the Newton-Schulz iterations in bfloat16 on the CPU use bf16_gemm
