@@ -76,6 +76,40 @@ void gather(const mx::array& src, const T* from, T* to) {  // dense row-major co
     for (int64_t j = 0; j < cols; ++j) to[i * cols + j] = from[i * s0 + j * s1];
 }
 
+// float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN), as MLX's and torch's conversions; branch-free
+// so the loop vectorizes
+void round_bf16(const float* from, uint16_t* to, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, from + i, sizeof(bits));
+    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    to[i] = static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
+  }
+}
+
+inline float to_float(float x) { return x; }
+inline float to_float(uint16_t x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// dense row-major float32 (m, n) <- a 2-D array with strides (s0, s1) in elements
+template <typename T>
+void widen(const T* from, int64_t s0, int64_t s1, int64_t m, int64_t n, float* to) {
+  for (int64_t i = 0; i < m; ++i) {
+    const T* row = from + i * s0;
+    float* out = to + i * n;
+    if (s1 == 1) {
+      for (int64_t j = 0; j < n; ++j) out[j] = to_float(row[j]);
+    } else {
+      for (int64_t j = 0; j < n; ++j) out[j] = to_float(row[j * s1]);
+    }
+  }
+}
+
 class Bf16Gemm : public mx::Primitive {
  public:
   Bf16Gemm(mx::Stream stream, float alpha, float beta, bool has_c)
@@ -118,16 +152,11 @@ class Bf16Gemm : public mx::Primitive {
       if (db) gather(b, pb, db);
       const size_t mn = size_t(m) * n;
       if (has_c) {  // C <- c as float32, dense
+        const int64_t s0 = c->strides()[0], s1 = c->strides()[1];
         if (c->dtype() == mx::float32) {
-          const float* from = c->data<float>();
-          const int64_t s0 = c->strides()[0], s1 = c->strides()[1];
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) pc[i * n + j] = from[i * s0 + j * s1];
+          widen(c->data<float>(), s0, s1, m, n, pc);
         } else {
-          const mx::bfloat16_t* from = c->data<mx::bfloat16_t>();
-          const int64_t s0 = c->strides()[0], s1 = c->strides()[1];
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) pc[i * n + j] = static_cast<float>(from[i * s0 + j * s1]);
+          widen(reinterpret_cast<const uint16_t*>(c->data<mx::bfloat16_t>()), s0, s1, m, n, pc);
         }
       }
       if (k == 0) {  // MKL may skip the beta scaling when there is nothing to multiply
@@ -136,9 +165,7 @@ class Bf16Gemm : public mx::Primitive {
         gemm_bf16(kRowMajor, la.trans, lb.trans, m, n, k, alpha, da ? da : pa, la.ld, db ? db : pb, lb.ld,
                   has_c ? beta : 0.0f, pc, n);
       }
-      if (po) {
-        for (size_t i = 0; i < mn; ++i) po[i] = static_cast<mx::bfloat16_t>(pc[i]);  // round to nearest even
-      }
+      if (po) round_bf16(pc, reinterpret_cast<uint16_t*>(po), mn);
     });
   }
 
