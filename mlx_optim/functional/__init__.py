@@ -34,6 +34,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     identity,
     inverse_root_svd,
     largest_eigenvalue,
+    low_precision_gemm,
     merge_small_dims,
     newton_schulz,
     newton_schulz5,
@@ -41,6 +42,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     ns_coeff,
     ns_iteration_dtype,
     round_scalar,
+    set_bf16_gemm_provider,
 )
 from mlx_optim.functional.moments import (  # noqa: F401
     ademamix_schedules,

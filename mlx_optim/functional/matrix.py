@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -11,6 +11,28 @@ import numpy as np
 from mlx_optim import linalg
 from mlx_optim.functional.elementwise import cautious_mask
 from mlx_optim.functional.norms import norm
+
+# A native bfloat16 GEMM for the CPU backend, registered by mlx_optim.native (a higher layer) when it is imported:
+# a callable returning ``gemm(a, b, c=None, alpha=1.0, beta=0.0)`` (``round(alpha a @ b + beta c)`` accumulated in
+# float32, rounded once to bfloat16) or None when it cannot run (disabled, not built, no MKL).
+_bf16_gemm_provider: Callable[[], Callable[..., mx.array] | None] | None = None
+
+
+def set_bf16_gemm_provider(provider: Callable[[], Callable[..., mx.array] | None] | None) -> None:
+    """Register the native bfloat16 GEMM used by the Newton-Schulz iterations (see :mod:`mlx_optim.native`).
+
+    Args:
+        provider: called at each iteration's start; returns the GEMM, or None to use MLX's matmul.
+    """
+    global _bf16_gemm_provider
+    _bf16_gemm_provider = provider
+
+
+def low_precision_gemm(x: mx.array) -> Callable[..., mx.array] | None:
+    """The native GEMM for an iteration on ``x`` (2-D bfloat16 on the CPU backend), or None (MLX's matmul)."""
+    if _bf16_gemm_provider is None or x.dtype != mx.bfloat16 or x.ndim != 2 or mx.default_device() != mx.cpu:
+        return None
+    return _bf16_gemm_provider()
 
 
 def newton_schulz5(
@@ -32,6 +54,13 @@ def newton_schulz5(
     norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
     x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
     w0, w1, w2 = weights
+    gemm = low_precision_gemm(x)
+    if gemm is not None:  # the same fused products through a native bfloat16 GEMM
+        for _ in range(steps):
+            a = gemm(x, x.T)
+            b = gemm(a, a, a, w2, w1)
+            x = gemm(b, x, x, 1.0, w0)
+        return x.T if transpose else x
     for _ in range(steps):
         xf = x.astype(f32)
         a = (xf @ xf.T).astype(dtype).astype(f32)
@@ -120,6 +149,14 @@ def newton_schulz(
     x = (g.T if transpose else g).astype(dtype)
     norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
     x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
+    gemm = low_precision_gemm(x)
+    if gemm is not None:  # the same fused products through a native bfloat16 GEMM
+        for i in range(steps):
+            w0, w1, w2 = ns_coeff(weights, i)
+            a = gemm(x, x.T)
+            b = gemm(a, a, a, w2, w1)
+            x = gemm(b, x, x, 1.0, w0)
+        return x.T if transpose else x
     for i in range(steps):
         w0, w1, w2 = ns_coeff(weights, i)
         xf = x.astype(f32)

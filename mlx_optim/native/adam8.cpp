@@ -280,7 +280,10 @@ std::vector<mx::array> adam8(
 
 }  // namespace
 
+void register_bf16gemm(nanobind::module_& m);  // bf16gemm.cpp
+
 NB_MODULE(_adam8, m) {
-  m.doc() = "mlx_optim's fused Adam step with blockwise 8-bit state (CPU)";
+  m.doc() = "mlx_optim's fused Adam step with blockwise 8-bit state and bfloat16 GEMM (CPU)";
   m.def("adam8", &adam8);
+  register_bf16gemm(m);
 }

@@ -1,0 +1,158 @@
+"""The native bfloat16 GEMM (MKL's cblas_gemm_bf16bf16f32, mlx_optim/native/bf16gemm.cpp) and its use by the
+Newton-Schulz iterations. Needs the ``native`` extra (nanobind, mkl) and g++: no skip, CI installs them."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import torch
+
+from mlx_optim import native
+from mlx_optim.functional import matrix
+
+f32, bf16 = mx.float32, mx.bfloat16
+
+
+@pytest.fixture(autouse=True)
+def _cpu_native(monkeypatch):
+    monkeypatch.setenv("MLX_OPTIM_NATIVE", "1")
+    assert native.bf16_available(), native.bf16_unavailable_reason()
+
+
+def keys(x: mx.array) -> np.ndarray:
+    """bfloat16 values as integers in the order of the values (one apart = one ulp apart)."""
+    bits = np.array(x.astype(bf16).view(mx.uint16)).astype(np.int32)
+    return np.where(bits & 0x8000, -(bits & 0x7FFF), bits)
+
+
+def ulps(x: mx.array, y: mx.array) -> int:
+    return int(np.abs(keys(x) - keys(y)).max())
+
+
+def rand(shape, seed, scale=1.0):
+    return (mx.random.normal(shape, key=mx.random.key(seed)) * scale).astype(bf16)
+
+
+def rounded(x: mx.array) -> mx.array:
+    return x.astype(bf16)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (64, 96, 64), (300, 200, 150), (256, 1024, 256)])
+def test_matmul_is_the_float32_product_rounded_once(m, k, n):
+    a, b = rand((m, k), 1), rand((k, n), 2)
+    out = native.bf16_matmul(a, b)
+    assert out.dtype == bf16 and out.shape == (m, n)
+    want = rounded(a.astype(f32) @ b.astype(f32))
+    assert ulps(out, want) <= 1
+    assert mx.mean((out == want).astype(f32)).item() > 0.99  # differs only where the float32 sums round differently
+
+
+def test_views_transposes_and_strided_inputs():
+    a, b = rand((40, 70), 3), rand((90, 40), 4)
+    full = rand((80, 150), 5)
+    cases = [
+        (a, rand((30, 70), 16).T),  # a transposed operand
+        (a.T, a),  # (70, 70)
+        (full[::2, ::3][:, :40], b.T[:40, :50]),  # a strided view (copied)
+        (full[10:50, 20:60], full[0:40, 100:140]),  # offsets and row strides
+    ]
+    for x, y in cases:
+        want = rounded(x.astype(f32) @ y.astype(f32))
+        assert ulps(native.bf16_matmul(x, y), want) <= 1
+
+
+def test_addmm_and_float32_output():
+    a, b = rand((50, 60), 6), rand((60, 40), 7)
+    c16, c32 = rand((50, 40), 8), mx.random.normal((50, 40), key=mx.random.key(9))
+    for c in (c16, c32, c16.T.T, rand((40, 50), 10).T):
+        want = rounded(-4.775 * c.astype(f32) + 2.0315 * (a.astype(f32) @ b.astype(f32)))
+        assert ulps(native.bf16_gemm(a, b, c, 2.0315, -4.775), want) <= 1
+    exact = a.astype(f32) @ b.astype(f32)
+    out = native.bf16_gemm(a, b, f32_out=True)
+    assert out.dtype == f32
+    assert mx.allclose(out, exact, rtol=1e-5, atol=1e-5).item()
+
+
+def test_matches_torch_bf16_matmul_and_addmm():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 384, generator=g).bfloat16()
+    y = torch.randn(384, 256, generator=g).bfloat16()
+    z = torch.randn(512, 256, generator=g).bfloat16()
+
+    def to_mx(t):
+        return mx.array(t.float().numpy()).astype(bf16)
+
+    assert ulps(native.bf16_matmul(to_mx(x), to_mx(y)), to_mx(x @ y)) <= 1
+    assert (
+        ulps(native.bf16_gemm(to_mx(x), to_mx(y), to_mx(z), 1.0, 3.4445), to_mx(torch.addmm(z, x, y, beta=3.4445))) <= 1
+    )
+
+
+def test_bad_inputs_raise():
+    a = rand((4, 5), 11)
+    with pytest.raises(ValueError, match="bfloat16"):
+        native.bf16_matmul(a.astype(f32), a.T)
+    with pytest.raises(ValueError, match="match"):
+        native.bf16_matmul(a, a)
+    with pytest.raises(ValueError, match="c must be"):
+        native.bf16_gemm(a, a.T, a)
+
+
+def _spy(monkeypatch):
+    used = []
+    provider = matrix._bf16_gemm_provider
+    assert provider is not None  # registered by importing mlx_optim.native
+
+    def spy():
+        gemm = provider()
+        used.append(gemm is not None)
+        return gemm
+
+    monkeypatch.setattr(matrix, "_bf16_gemm_provider", spy)
+    return used
+
+
+@pytest.mark.parametrize("fn", [matrix.newton_schulz, matrix.newton_schulz5])
+def test_newton_schulz_bf16_uses_it_and_agrees_with_the_pure_path(fn, monkeypatch):
+    used = _spy(monkeypatch)
+    g = mx.random.normal((96, 64), key=mx.random.key(12))  # tall: the iteration runs on the transpose
+    one = fn(g, 1, dtype=bf16)
+    five = fn(g, 5, dtype=bf16)
+    assert used == [True, True]
+    monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
+    one_pure = fn(g, 1, dtype=bf16)
+    five_pure = fn(g, 5, dtype=bf16)
+    assert used == [True, True, False, False]
+    assert one.dtype == bf16 and one.shape == g.shape
+    # one step: three roundings, each at most one ulp from the pure path's
+    assert ulps(one, one_pure) <= 2
+    # five steps amplify those differences (the iteration is not contractive entrywise): close, not equal
+    assert mx.max(mx.abs(five.astype(f32) - five_pure.astype(f32))).item() < 2e-2
+
+
+def test_float32_iteration_and_disabled_switch_do_not_use_it(monkeypatch):
+    used = _spy(monkeypatch)
+    g = mx.random.normal((32, 48), key=mx.random.key(13))
+    matrix.newton_schulz(g, 2, dtype=f32)
+    assert used == []  # not asked: only bfloat16 iterations
+    monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
+    assert not native.bf16_available()
+    matrix.newton_schulz(g, 2, dtype=bf16)
+    assert used == [False]
+
+
+def test_muon_bf16_step_close_to_the_pure_path(monkeypatch):
+    from mlx_optim import Muon
+
+    used = _spy(monkeypatch)
+    w = mx.random.normal((64, 96), key=mx.random.key(14))
+    grad = mx.random.normal((64, 96), key=mx.random.key(15))
+    outs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MLX_OPTIM_NATIVE", flag)
+        outs.append(Muon(learning_rate=0.02, ns_dtype="bfloat16").apply_gradients({"w": grad}, {"w": w})["w"])
+    assert used == [True, False]
+    moved = mx.max(mx.abs(outs[1] - w)).item()
+    assert moved > 1e-3
+    assert mx.max(mx.abs(outs[0] - outs[1])).item() < 0.05 * moved
