@@ -252,7 +252,8 @@ class Muon(_MuonFamily):
             ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
             ``"gram_newton_schulz"``) on a GPU and float32 on the CPU backend, where MLX has no fast low-precision
             matmul (float32 is also the more accurate polar factor). Pass ``"bfloat16"`` to match the reference
-            on the CPU.
+            on the CPU; on Linux x86-64 with the ``native`` extra (MKL) its products then run through MKL's
+            bfloat16 GEMM (:mod:`mlx_optim.native`).
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
