@@ -52,7 +52,7 @@ def _parse(argv):
     ap.add_argument("--sizes", default="1024,2048", help="comma-separated leaf sizes N (N x N)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per optimizer and size (median reported)")
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(s[0] for s in SPECS))
-    ap.add_argument("--blas", choices=("auto", "off"), default="auto", help="MLX_OPTIM_BLAS for this run")
+    ap.add_argument("--blas", default="auto", help="MLX_OPTIM_BLAS for this run: auto, off or a library path")
     ap.add_argument("--torch-threads", type=int, default=2)
     ap.add_argument("--json", default="", help="also write the rows to this file")
     return ap.parse_args(argv)

@@ -97,20 +97,66 @@ def test_bad_inputs_raise():
         native.bf16_matmul(a, a)
     with pytest.raises(ValueError, match="c must be"):
         native.bf16_gemm(a, a.T, a)
+    with pytest.raises(ValueError, match="2-D bfloat16"):
+        native.bf16_newton_schulz(a.astype(f32), [(1.0, 0.0, 0.0)])
 
 
 def _spy(monkeypatch):
     used = []
-    provider = matrix._bf16_gemm_provider
+    provider = matrix._bf16_ns_provider
     assert provider is not None  # registered by importing mlx_optim.native
 
     def spy():
-        gemm = provider()
-        used.append(gemm is not None)
-        return gemm
+        iterate = provider()
+        used.append(iterate is not None)
+        return iterate
 
-    monkeypatch.setattr(matrix, "_bf16_gemm_provider", spy)
+    monkeypatch.setattr(matrix, "_bf16_ns_provider", spy)
     return used
+
+
+def normalized(g: mx.array) -> mx.array:
+    """The iterations' starting point, as matrix.newton_schulz computes it (wide orientation)."""
+    x = (g.T if g.shape[0] > g.shape[1] else g).astype(bf16)
+    n = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(bf16)
+    return (x.astype(f32) / mx.maximum(n, mx.array(1e-7).astype(bf16)).astype(f32)).astype(bf16)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 1), (64, 96), (96, 64), (300, 700), (512, 512)])
+def test_fused_loop_is_three_gemms_per_step(shape):
+    """bf16_newton_schulz (one task) against the same step written as three bf16_gemm calls; the fused loop adds
+    the C term after MKL's product instead of through MKL's beta, so a few entries may differ by one ulp."""
+    x = normalized(mx.random.normal(shape, key=mx.random.key(21)))
+    schedule = matrix.NS_COEFFICIENTS["quintic"][:3]
+    fused = native.bf16_newton_schulz(x, schedule)
+    want = x
+    for w0, w1, w2 in schedule:
+        a = native.bf16_gemm(want, want.T)
+        b = native.bf16_gemm(a, a, a, w2, w1)
+        want = native.bf16_gemm(b, want, want, 1.0, w0)
+    one = native.bf16_newton_schulz(x, schedule[:1])
+    w0, w1, w2 = schedule[0]
+    a = native.bf16_gemm(x, x.T)
+    first = native.bf16_gemm(native.bf16_gemm(a, a, a, w2, w1), x, x, 1.0, w0)
+    assert fused.dtype == bf16 and fused.shape == x.shape
+    # B's rounding may differ by one ulp in a few entries (float32 sums in another order), and B X carries that on
+    assert ulps(one, first) <= 2
+    assert mx.mean((one == first).astype(f32)).item() > 0.999
+    assert mx.max(mx.abs(fused.astype(f32) - want.astype(f32))).item() < 2e-2
+    assert mx.array_equal(native.bf16_newton_schulz(x, []), x).item()  # no step: the iterate, copied
+    assert mx.array_equal(native.bf16_newton_schulz(mx.zeros((0, 4), bf16), schedule), mx.zeros((0, 4), bf16)).item()
+
+
+def test_newton_schulz_matches_torch_reference():
+    from pytorch_optimizer.optimizer.utils.matrix import zero_power_via_newton_schulz_5
+
+    for shape in [(256, 384), (384, 256)]:
+        g = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+        want = zero_power_via_newton_schulz_5(g).float().numpy()
+        out = matrix.newton_schulz5(mx.array(g.numpy()), 5, dtype=bf16)
+        assert out.dtype == bf16 and out.shape == shape
+        # torch's oneDNN and MKL sum the products in different orders: bfloat16 ulps of the largest entries
+        assert np.abs(np.array(out.astype(f32)) - want).max() < 8e-3
 
 
 @pytest.mark.parametrize("fn", [matrix.newton_schulz, matrix.newton_schulz5])

@@ -11,9 +11,16 @@ from mlx_optim.functional.matrix import ns_iteration_dtype
 NAMES = ["muon", "muonclip", "distributedmuon", "adamuon", "adago", "normuon", "scion", "scionlight", "spectralsphere"]
 
 
-def test_default_is_float32_on_the_cpu_and_the_reference_dtype_on_a_gpu():
+def test_default_on_the_cpu_is_bfloat16_when_native_else_float32_and_the_reference_dtype_on_a_gpu(monkeypatch):
+    from mlx_optim import native
+
     with mx.stream(mx.cpu):
         assert mx.default_device().type == mx.cpu
+        assert native.bf16_available(), native.bf16_unavailable_reason()  # CI installs the native extra
+        assert ns_iteration_dtype(None, mx.bfloat16) == mx.bfloat16  # through MKL's bfloat16 GEMM
+        assert ns_iteration_dtype(None, mx.bfloat16, native=False) == mx.float32  # MLX's matmul: no fast bf16
+        assert ns_iteration_dtype(None, mx.float16) == mx.float32  # no native float16 loop
+        monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
         assert ns_iteration_dtype(None, mx.bfloat16) == mx.float32
     assert ns_iteration_dtype("bfloat16", mx.float16) == mx.bfloat16
     assert ns_iteration_dtype(mx.float16, mx.bfloat16) == mx.float16
@@ -34,7 +41,5 @@ def test_invalid_ns_dtype_is_rejected(name):
 def test_muon_orthogonalizes_in_the_chosen_dtype(ns_dtype):
     opt = mlx_optim.Muon(ns_dtype=ns_dtype)
     o = opt.orthogonalize(mx.random.normal((8, 12), key=mx.random.key(0)))
-    expected = {None: mx.float32, "bfloat16": mx.bfloat16}.get(ns_dtype, ns_dtype)
-    if ns_dtype is None and mx.default_device().type != mx.cpu:
-        expected = mx.bfloat16
+    expected = {None: mx.bfloat16, "bfloat16": mx.bfloat16}.get(ns_dtype, ns_dtype)  # None: native here, or a GPU
     assert o.dtype == expected

@@ -34,7 +34,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     identity,
     inverse_root_svd,
     largest_eigenvalue,
-    low_precision_gemm,
+    low_precision_newton_schulz,
     merge_small_dims,
     newton_schulz,
     newton_schulz5,
@@ -42,7 +42,8 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     ns_coeff,
     ns_iteration_dtype,
     round_scalar,
-    set_bf16_gemm_provider,
+    native_bf16_available,
+    set_bf16_newton_schulz_provider,
 )
 from mlx_optim.functional.moments import (  # noqa: F401
     ademamix_schedules,

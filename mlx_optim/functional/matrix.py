@@ -12,27 +12,34 @@ from mlx_optim import linalg
 from mlx_optim.functional.elementwise import cautious_mask
 from mlx_optim.functional.norms import norm
 
-# A native bfloat16 GEMM for the CPU backend, registered by mlx_optim.native (a higher layer) when it is imported:
-# a callable returning ``gemm(a, b, c=None, alpha=1.0, beta=0.0)`` (``round(alpha a @ b + beta c)`` accumulated in
-# float32, rounded once to bfloat16) or None when it cannot run (disabled, not built, no MKL).
-_bf16_gemm_provider: Callable[[], Callable[..., mx.array] | None] | None = None
+# The Newton-Schulz iteration in bfloat16 on the CPU backend, registered by mlx_optim.native (a higher layer) when
+# it is imported: a callable returning ``iterate(x, weights)`` (one native task running the loop below through a
+# bfloat16 GEMM: every product accumulated in float32 and rounded once to bfloat16) or None when it cannot run
+# (disabled, not built, no MKL).
+_bf16_ns_provider: Callable[[], Callable[..., mx.array] | None] | None = None
 
 
-def set_bf16_gemm_provider(provider: Callable[[], Callable[..., mx.array] | None] | None) -> None:
-    """Register the native bfloat16 GEMM used by the Newton-Schulz iterations (see :mod:`mlx_optim.native`).
+def set_bf16_newton_schulz_provider(provider: Callable[[], Callable[..., mx.array] | None] | None) -> None:
+    """Register the native bfloat16 Newton-Schulz loop (see :mod:`mlx_optim.native`).
 
     Args:
-        provider: called at each iteration's start; returns the GEMM, or None to use MLX's matmul.
+        provider: called when an iteration starts; returns ``iterate(x, weights)`` (``x`` the normalized 2-D
+            bfloat16 iterate, ``weights`` one ``(a, b, c)`` per step), or None to use MLX's matmul.
     """
-    global _bf16_gemm_provider
-    _bf16_gemm_provider = provider
+    global _bf16_ns_provider
+    _bf16_ns_provider = provider
 
 
-def low_precision_gemm(x: mx.array) -> Callable[..., mx.array] | None:
-    """The native GEMM for an iteration on ``x`` (2-D bfloat16 on the CPU backend), or None (MLX's matmul)."""
-    if _bf16_gemm_provider is None or x.dtype != mx.bfloat16 or x.ndim != 2 or mx.default_device() != mx.cpu:
+def low_precision_newton_schulz(x: mx.array) -> Callable[..., mx.array] | None:
+    """The native loop for an iteration on ``x`` (2-D bfloat16 on the CPU backend), or None (MLX's matmul)."""
+    if _bf16_ns_provider is None or x.dtype != mx.bfloat16 or x.ndim != 2 or mx.default_device() != mx.cpu:
         return None
-    return _bf16_gemm_provider()
+    return _bf16_ns_provider()
+
+
+def native_bf16_available() -> bool:
+    """Whether bfloat16 Newton-Schulz iterations on the CPU backend run natively (fast) here."""
+    return _bf16_ns_provider is not None and mx.default_device() == mx.cpu and _bf16_ns_provider() is not None
 
 
 def newton_schulz5(
@@ -56,12 +63,9 @@ def newton_schulz5(
     norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
     x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
     w0, w1, w2 = weights
-    gemm = low_precision_gemm(x)
-    if gemm is not None:  # the same fused products through a native bfloat16 GEMM
-        for _ in range(steps):
-            a = gemm(x, x.T)
-            b = gemm(a, a, a, w2, w1)
-            x = gemm(b, x, x, 1.0, w0)
+    iterate = low_precision_newton_schulz(x)
+    if iterate is not None:  # the same fused products in one native task
+        x = iterate(x, [weights] * steps)
         return x.T if transpose else x
     for _ in range(steps):
         xf = x.astype(f32)
@@ -151,13 +155,9 @@ def newton_schulz(
     x = (g.T if transpose else g).astype(dtype)
     norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
     x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
-    gemm = low_precision_gemm(x)
-    if gemm is not None:  # the same fused products through a native bfloat16 GEMM
-        for i in range(steps):
-            w0, w1, w2 = ns_coeff(weights, i)
-            a = gemm(x, x.T)
-            b = gemm(a, a, a, w2, w1)
-            x = gemm(b, x, x, 1.0, w0)
+    iterate = low_precision_newton_schulz(x)
+    if iterate is not None:  # the same fused products in one native task
+        x = iterate(x, [ns_coeff(weights, i) for i in range(steps)])
         return x.T if transpose else x
     for i in range(steps):
         w0, w1, w2 = ns_coeff(weights, i)
@@ -234,16 +234,26 @@ def check_ns_dtype(ns_dtype: NSDtype) -> NSDtype:
     return ns_dtype
 
 
-def ns_iteration_dtype(ns_dtype: NSDtype, reference: mx.Dtype) -> mx.Dtype:
-    """The dtype a matrix iteration runs in: ``ns_dtype``, or for None the reference's ``reference`` dtype on a GPU
-    and float32 on the CPU backend (MLX has no fast bfloat16/float16 CPU matmul; the low-precision iteration is
-    emulated with float32 products rounded after each step, which only adds work there).
+def ns_iteration_dtype(ns_dtype: NSDtype, reference: mx.Dtype, native: bool = True) -> mx.Dtype:
+    """The dtype a matrix iteration runs in: ``ns_dtype``, or for None the reference's ``reference`` dtype on a GPU;
+    on the CPU backend bfloat16 when the reference's is bfloat16, the iteration is :func:`newton_schulz` /
+    :func:`newton_schulz5` (``native``) and it runs natively here (:func:`native_bf16_available`: MKL's bfloat16
+    GEMM, faster than any float32 matmul on the CPU), else float32 (MLX's own CPU matmul has no fast
+    bfloat16/float16 path; the low-precision iteration is emulated with float32 products rounded after each step,
+    which only adds work there).
 
     Resolved when the update is traced, from ``mx.default_device()``.
+
+    Args:
+        ns_dtype: the optimizer's ``ns_dtype`` keyword (None: the default described above).
+        reference: the reference implementation's iteration dtype.
+        native: whether the iteration is one of the Newton-Schulz loops that run natively in bfloat16.
     """
     if ns_dtype is not None:
         return check_ns_dtype(ns_dtype)
-    return mx.float32 if mx.default_device().type == mx.cpu else reference
+    if mx.default_device().type != mx.cpu:
+        return reference
+    return mx.bfloat16 if native and reference == mx.bfloat16 and native_bf16_available() else mx.float32
 
 
 def round_scalar(x: float, dtype: mx.Dtype) -> float:

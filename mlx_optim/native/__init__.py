@@ -64,6 +64,7 @@ __all__ = [
     "bf16_available",
     "bf16_gemm",
     "bf16_matmul",
+    "bf16_newton_schulz",
     "build",
     "cache_dir",
     "enabled",
@@ -398,12 +399,12 @@ def bf16_available() -> bool:
         return False
     if _mkl_loaded:
         return True
-    if not available():
-        _mkl_failed = _failed or "the native extension is not available"
-        return False
-    lib = mkl_library()
+    lib = mkl_library()  # first: without MKL there is nothing to build for (and nothing to warn about)
     if lib is None:
         _mkl_failed = "the mkl package (libmkl_rt) is not installed"
+        return False
+    if not available():
+        _mkl_failed = _failed or "the native extension is not available"
         return False
     reason = load().bf16gemm_init(str(lib))
     if reason:
@@ -447,8 +448,22 @@ def bf16_matmul(a: mx.array, b: mx.array) -> mx.array:
     return bf16_gemm(a, b)
 
 
-def _ns_gemm() -> Any:
-    return bf16_gemm if mx.default_device() == mx.cpu and bf16_available() else None
+def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]]) -> mx.array:
+    """The bfloat16 Newton-Schulz loop as one native task: for each ``(a, b, c)`` of ``weights``,
+    ``A = X X^T``, ``B = b A + c A A``, ``X = a X + B X``, each a :func:`bf16_gemm` (float32 accumulation, one
+    rounding to bfloat16); equal to those three calls per step, with the buffers allocated once.
+
+    Call :func:`bf16_available` first (it loads MKL).
+
+    Args:
+        x: the normalized iterate, 2-D bfloat16 (any strides), in the wide orientation the iterations use.
+        weights: one ``(a, b, c)`` per step.
+    """
+    return load().bf16_newton_schulz(x, [float(w) for abc in weights for w in abc])
 
 
-matrix.set_bf16_gemm_provider(_ns_gemm)  # the Newton-Schulz iterations in bfloat16 on the CPU use bf16_gemm
+def _ns_native() -> Any:
+    return bf16_newton_schulz if mx.default_device() == mx.cpu and bf16_available() else None
+
+
+matrix.set_bf16_newton_schulz_provider(_ns_native)  # Newton-Schulz in bfloat16 on the CPU runs natively

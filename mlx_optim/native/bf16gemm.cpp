@@ -20,6 +20,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
@@ -76,24 +77,35 @@ void gather(const mx::array& src, const T* from, T* to) {  // dense row-major co
     for (int64_t j = 0; j < cols; ++j) to[i * cols + j] = from[i * s0 + j * s1];
 }
 
+inline uint16_t bf16_bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  return static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
+}
+
 // float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN), as MLX's and torch's conversions; branch-free
 // so the loop vectorizes
 void round_bf16(const float* from, uint16_t* to, size_t count) {
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, from + i, sizeof(bits));
-    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-    to[i] = static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
-  }
+  for (size_t i = 0; i < count; ++i) to[i] = bf16_bits(from[i]);
 }
 
 inline float to_float(float x) { return x; }
+
 inline float to_float(uint16_t x) {
   const uint32_t bits = static_cast<uint32_t>(x) << 16;
   float out;
   std::memcpy(&out, &bits, sizeof(out));
   return out;
+}
+
+// out = round_bf16(acc + beta * c) with c bfloat16 (out may alias c): the C term of a GEMM added after the product,
+// in one pass (MKL's beta pass reads and writes the float32 C through the whole GEMM: slower)
+void add_round_bf16(const float* acc, float beta, const uint16_t* c, uint16_t* out, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    out[i] = bf16_bits(acc[i] + beta * to_float(c[i]));
+  }
 }
 
 // dense row-major float32 (m, n) <- a 2-D array with strides (s0, s1) in elements
@@ -181,6 +193,62 @@ class Bf16Gemm : public mx::Primitive {
   bool has_c_;
 };
 
+// Newton-Schulz in bfloat16 as one task: for each (w0, w1, w2) of `coeffs`,
+//   A = round(X X^T);  B = round(w1 A + w2 A A);  X = round(w0 X + B X)
+// with the same three MKL calls (operands, transposes, alpha / beta, float32 accumulator widened from the bfloat16
+// C operand) as three bf16_gemm calls, so the result equals the unfused loop's; the buffers are allocated once.
+class Bf16NewtonSchulz : public mx::Primitive {
+ public:
+  Bf16NewtonSchulz(mx::Stream stream, std::vector<float> coeffs) : mx::Primitive(stream), coeffs_(std::move(coeffs)) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    const mx::array& x0 = inputs[0];
+    mx::array& out = outputs[0];
+    encoder.set_input_array(x0);
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    encoder.set_output_array(out);
+    const int m = x0.shape(0), n = x0.shape(1);
+    auto temp = [&](mx::Dtype dtype, size_t count) {
+      mx::array t({static_cast<int>(std::max<size_t>(count, 1))}, dtype, nullptr, {});
+      t.set_data(mx::allocator::malloc(t.nbytes()));
+      encoder.add_temporary(t);
+      return t;
+    };
+    const size_t mm = size_t(m) * m, mn = size_t(m) * n;
+    mx::array a16 = temp(mx::bfloat16, mm), b16 = temp(mx::bfloat16, mm);
+    mx::array af = temp(mx::float32, mm), bf = temp(mx::float32, mm), xf = temp(mx::float32, mn);
+    auto* x = reinterpret_cast<uint16_t*>(out.data<mx::bfloat16_t>());
+    auto* pa = reinterpret_cast<uint16_t*>(a16.data<mx::bfloat16_t>());
+    auto* pb = reinterpret_cast<uint16_t*>(b16.data<mx::bfloat16_t>());
+    float *paf = af.data<float>(), *pbf = bf.data<float>(), *pxf = xf.data<float>();
+    const auto* src = reinterpret_cast<const uint16_t*>(x0.data<mx::bfloat16_t>());
+    std::vector<float> coeffs = coeffs_;
+    encoder.dispatch([x0, src, x, pa, pb, paf, pbf, pxf, m, n, mm, mn, coeffs]() {
+      gather(x0, src, x);
+      for (size_t i = 0; i + 2 < coeffs.size(); i += 3) {
+        const float w0 = coeffs[i], w1 = coeffs[i + 1], w2 = coeffs[i + 2];
+        if (m == 0 || n == 0) break;
+        gemm_bf16(kRowMajor, kNoTrans, kTrans, m, m, n, 1.0f, x, n, x, n, 0.0f, paf, m);  // A = X X^T
+        round_bf16(paf, pa, mm);
+        gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, m, m, w2, pa, m, pa, m, 0.0f, pbf, m);  // B = w1 A + w2 A A
+        add_round_bf16(pbf, w1, pa, pb, mm);
+        gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, n, m, 1.0f, pb, m, x, n, 0.0f, pxf, n);  // X = w0 X + B X
+        add_round_bf16(pxf, w0, x, x, mn);
+      }
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("mlx_optim native bf16_newton_schulz: CPU only");
+  }
+
+  const char* name() const override { return "MlxOptimBf16NewtonSchulz"; }
+
+ private:
+  std::vector<float> coeffs_;
+};
+
 void check(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("mlx_optim native bf16_gemm: " + what);
 }
@@ -203,10 +271,19 @@ mx::array bf16_gemm(const mx::array& a, const mx::array& b, const std::optional<
   return mx::array({m, n}, out, std::make_shared<Bf16Gemm>(s, alpha, beta, c.has_value()), inputs);
 }
 
+mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeffs) {
+  check(gemm_bf16 != nullptr, "MKL is not loaded (bf16gemm_init)");
+  check(x.ndim() == 2 && x.dtype() == mx::bfloat16, "x must be a 2-D bfloat16 matrix");
+  check(coeffs.size() % 3 == 0, "coeffs must hold (a, b, c) per step");
+  auto s = mx::default_stream(mx::Device::cpu);
+  return mx::array(x.shape(), mx::bfloat16, std::make_shared<Bf16NewtonSchulz>(s, coeffs), {x});
+}
+
 }  // namespace
 
 void register_bf16gemm(nb::module_& m) {
   m.def("bf16gemm_init", &bf16gemm_init);
   m.def("bf16_gemm", &bf16_gemm, nb::arg("a"), nb::arg("b"), nb::arg("c").none() = nb::none(),
         nb::arg("alpha") = 1.0f, nb::arg("beta") = 0.0f, nb::arg("f32_out") = false);
+  m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"));
 }

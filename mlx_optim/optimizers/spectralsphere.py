@@ -251,6 +251,6 @@ class SpectralSphere(Optimizer):
             self.msign_steps,
             self.solver_tolerance_f,
             self.solver_max_iterations,
-            ns_iteration_dtype(self.ns_dtype, mx.bfloat16),
+            ns_iteration_dtype(self.ns_dtype, mx.bfloat16, native=False),
         )
         return p - hp.lr * u.astype(p.dtype)
