@@ -67,12 +67,15 @@ def eigh(a: mx.array, UPLO: str = "L") -> tuple[mx.array, mx.array]:  # noqa: N8
         UPLO: which triangle LAPACK reads, as in ``mx.linalg.eigh``.
 
     Returns:
-        ``(values, vectors)`` in ``a``'s dtype.
+        ``(values, vectors)`` in ``a``'s dtype; ``vectors`` dense row-major (MLX returns LAPACK's column-major
+        result as a transposed view, which every matmul reading a stored basis would copy again).
     """
     if _wide(a, eigh_workspace(a.shape[-1])):
         values, vectors = mx.linalg.eigh(a.astype(mx.float64, stream=mx.cpu), UPLO=UPLO, stream=mx.cpu)
-        return values.astype(a.dtype, stream=mx.cpu), vectors.astype(a.dtype, stream=mx.cpu)
-    return mx.linalg.eigh(a, UPLO=UPLO, stream=mx.cpu)
+        values, vectors = values.astype(a.dtype, stream=mx.cpu), vectors.astype(a.dtype, stream=mx.cpu)
+    else:
+        values, vectors = mx.linalg.eigh(a, UPLO=UPLO, stream=mx.cpu)
+    return values, mx.contiguous(vectors, stream=mx.cpu)
 
 
 def svd(a: mx.array, compute_uv: bool = True):

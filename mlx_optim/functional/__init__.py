@@ -36,13 +36,13 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     largest_eigenvalue,
     low_precision_newton_schulz,
     merge_small_dims,
+    native_bf16_available,
     newton_schulz,
     newton_schulz5,
     newton_schulz_weights,
     ns_coeff,
     ns_iteration_dtype,
     round_scalar,
-    native_bf16_available,
     set_bf16_newton_schulz_provider,
 )
 from mlx_optim.functional.moments import (  # noqa: F401

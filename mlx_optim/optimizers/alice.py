@@ -246,7 +246,10 @@ class Alice(HostRefresh, Optimizer):
         if "key" in state:
             state["key"], key = mx.random.split(state["key"])
         q_t = hp.beta3 * (u @ q @ u.T) + hp.one_minus_beta3 * (grad @ grad.T)
-        u = self.refreshed("refresh", lambda: alice_switch(q_t, u, rank, leading, key).astype(u.dtype), u)
+        # stored dense (the switch may return a transposed layout, which each matmul reading U would copy)
+        u = self.refreshed(
+            "refresh", lambda: mx.contiguous(alice_switch(q_t, u, rank, leading, key).astype(u.dtype)), u
+        )
         state["U"] = u
         sigma = u.T @ grad
         state["Q"] = F.torch_lerp(q, sigma @ sigma.T, hp.one_minus_beta3)

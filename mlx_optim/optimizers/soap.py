@@ -168,26 +168,32 @@ class SOAP(HostRefresh, Optimizer):
     def _initial_basis(gg: mx.array) -> mx.array:
         """The first step's basis: eigenvectors of ``gg`` by descending eigenvalue (float32, on the CPU stream)."""
         g32 = gg.astype(mx.float32)
-        return mx.flip(eigenvectors(g32 + 1e-30 * identity(g32.shape[0], mx.float32)), axis=1).astype(gg.dtype)
+        q = mx.flip(eigenvectors(g32 + 1e-30 * identity(g32.shape[0], mx.float32)), axis=1).astype(gg.dtype)
+        # stored dense: a flipped view (negative strides) is copied by every matmul that reads it (six per step)
+        return mx.contiguous(q)
 
     def update_single(self, g: mx.array, p: mx.array, state: dict) -> mx.array:
         hp = self.hp
-        first = hp.first
         n = len(self._factor_dims(p.shape))
         qs = [state.get(f"Q_{i}") for i in range(n)]
 
         # Adam in the rotated basis (skipped on the first step, like the reference)
-        g_hat = self._project(g, qs, True)
-        exp_avg = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
-        exp_avg_sq = F.lerp(state["exp_avg_sq"], mx.square(g_hat), hp.one_minus_beta2)
-        direction = self._project(self._project(exp_avg, qs, True) / (mx.sqrt(exp_avg_sq) + hp.eps), qs, False)
-        if self.normalize_gradient:
-            direction = direction / (mx.sqrt(mx.mean(mx.square(direction))) + hp.eps)
-        p_new = p - hp.step_size * direction
-        p_new, _ = self.apply_weight_decay(p_new, g, decouple=True)
-        p = mx.where(first, p, p_new)
-        state["exp_avg"] = mx.where(first, state["exp_avg"], exp_avg)
-        exp_avg_sq = mx.where(first, state["exp_avg_sq"], exp_avg_sq)
+        first = self.host_flag("first")  # None: unknown on the host, selected with hp.first
+        exp_avg_sq = state["exp_avg_sq"]
+        if not first:
+            g_hat = self._project(g, qs, True)
+            exp_avg = F.lerp(state["exp_avg"], g, hp.one_minus_beta1)
+            new_sq = F.lerp(exp_avg_sq, mx.square(g_hat), hp.one_minus_beta2)
+            direction = self._project(self._project(exp_avg, qs, True) / (mx.sqrt(new_sq) + hp.eps), qs, False)
+            if self.normalize_gradient:
+                direction = direction / (mx.sqrt(mx.mean(mx.square(direction))) + hp.eps)
+            p_new = p - hp.step_size * direction
+            p_new, _ = self.apply_weight_decay(p_new, g, decouple=True)
+            if first is None:
+                p_new = mx.where(hp.first, p, p_new)
+                exp_avg = mx.where(hp.first, state["exp_avg"], exp_avg)
+                new_sq = mx.where(hp.first, exp_avg_sq, new_sq)
+            p, state["exp_avg"], exp_avg_sq = p_new, exp_avg, new_sq
 
         # statistics and basis
         gm = self._merged(g) if (self.merge_dims and g.ndim > 1) else g
@@ -198,7 +204,7 @@ class SOAP(HostRefresh, Optimizer):
                 continue
             u = mx.moveaxis(gm, i, 0).reshape(gm.shape[i], -1)
             ggs.append(F.lerp(state[f"GG_{i}"], u @ u.T, 1 - hp.shampoo_beta))
-        first, refresh = self.host_flag("first"), self.host_flag("refresh")
+        refresh = self.host_flag("refresh")
         new_qs, permuted_sq = qs, exp_avg_sq
         if refresh is not False:
             new_qs, permuted_sq = soap_refresh_basis(
