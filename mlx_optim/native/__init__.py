@@ -12,10 +12,13 @@ the pure path.
 ``bf16gemm.cpp`` (built into the same library) adds :func:`bf16_gemm` / :func:`bf16_matmul`, a bfloat16 GEMM
 (float32 accumulation, one rounding to bfloat16, as torch's CPU ``mm`` / ``addmm``) through MKL's
 ``cblas_gemm_bf16bf16f32`` (AMX or AVX512-BF16 where the processor has them). MKL is not linked: its runtime
-library (``libmkl_rt`` of the pip package ``mkl``, in the ``native`` extra) is opened on first use. The
-Newton-Schulz iterations of :mod:`mlx_optim.functional.matrix` use it for ``ns_dtype=bfloat16`` on the CPU
-(measured on a 2-core AMX machine: 1024^3 in 1.8 ms, 2048^3 in 11 ms, against 13.5 / 55 ms for MLX's float32
-matmul on OpenBLAS; ``tests/test_native_bf16.py`` checks it within one bfloat16 ulp of the rounded float32 product).
+library (``libmkl_rt`` of the pip package ``mkl``, in the ``native`` extra) is opened on first use.
+:func:`bf16_newton_schulz` runs the whole bfloat16 Newton-Schulz loop of :mod:`mlx_optim.functional.matrix` with
+it as one task (three GEMMs a step, buffers allocated once); the Muon family and SCION use it on the CPU for
+``ns_dtype="bfloat16"``, which is then also their default there (the reference's dtype, and faster than any float32
+iteration on the CPU: ``benchmarks/matrix.py``). ``tests/test_native_bf16.py`` checks each product within one
+bfloat16 ulp of the rounded float32 product, the loop against the same GEMMs called one by one, and the result
+against pytorch_optimizer's iteration.
 
 Its speed and memory against the float32-state step are measured by ``benchmarks/peak_memory.py`` (see the
 precision guide).
