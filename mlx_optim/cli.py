@@ -644,7 +644,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if lib:
             print(lib)
         return 0
-    r = blas.report()
+    from mlx_optim import native
+
+    r = {**blas.report(), **native.bf16_report()}
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -673,6 +675,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         (f"matmul {r['matmul_n']}^3 f32 (cpu)", f"{r['matmul_ms']:.1f} ms, {r['matmul_gflops']:.1f} GFLOP/s"),
         (f"eigh {r['eigh_n']} f32 (cpu)", f"{r['eigh_ms']:.1f} ms"),
     ]
+    if r["bf16_native"]:
+        n = r["bf16_gemm_n"]
+        gemm = f"{r['bf16_gemm_ms']:.1f} ms, {r['bf16_gemm_gflops']:.1f} GFLOP/s (MKL: {r['mkl']})"
+        rows += [("bf16 Newton-Schulz", "native (ns_dtype=None is bfloat16 here)"), (f"gemm {n}^3 bf16 (cpu)", gemm)]
+    else:
+        rows.append(("bf16 Newton-Schulz", f"MLX matmul, ns_dtype=None is float32 here ({r['bf16_reason']})"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k + ':':<{width + 1}} {v}")

@@ -165,6 +165,8 @@ def test_doctor_reports_the_libraries_and_the_speed():
     for key in ("mlx-optim", "mlx", "device", "platform", "BLAS", "LAPACK", "fast BLAS", blas.ENV):
         assert key in fields, res.stdout
     assert "GFLOP/s" in fields["matmul 1024^3 f32 (cpu)"] and fields["eigh 512 f32 (cpu)"].endswith("ms")
+    # the native extra (MKL) is installed by CI: the bfloat16 Newton-Schulz path and its GEMM's speed
+    assert fields["bf16 Newton-Schulz"].startswith("native") and "GFLOP/s" in fields["gemm 1024^3 bf16 (cpu)"]
     if LIB is not None:  # the command line loads it by default
         assert fields["fast BLAS"] == "yes" and fields["BLAS"] == os.path.realpath(LIB), res.stdout
     else:
@@ -177,6 +179,7 @@ def test_doctor_off_json_and_library():
     r = json.loads(res.stdout)
     assert not r["fast_blas"] and all("mlx_cpu.libs" in p for p in r["blas"] + r["lapack"])
     assert r["matmul_gflops"] > 0 and r["eigh_ms"] > 0 and r["setting"] == "off"
+    assert r["bf16_native"] and r["bf16_gemm_gflops"] > 0
     assert res.stderr == ""  # no hint when the user turned it off
     res = doctor("--library")
     assert res.returncode == 0 and res.stdout.strip() == (LIB or "")

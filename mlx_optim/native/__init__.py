@@ -68,6 +68,7 @@ __all__ = [
     "bf16_gemm",
     "bf16_matmul",
     "bf16_newton_schulz",
+    "bf16_report",
     "build",
     "cache_dir",
     "enabled",
@@ -463,6 +464,35 @@ def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]]) -
         weights: one ``(a, b, c)`` per step.
     """
     return load().bf16_newton_schulz(x, [float(w) for abc in weights for w in abc])
+
+
+def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
+    """What ``mlx-optim doctor`` shows of the bfloat16 path: whether it runs (else why not), MKL's library and the
+    median time of an ``n^3`` bfloat16 GEMM (float32 accumulation) on the CPU.
+
+    Args:
+        n: size of the timed ``n x n @ n x n`` product (GFLOP/s = 2 n^3 / time).
+        repeats: timed runs after one warm-up (median reported).
+    """
+    import statistics
+    import time
+
+    out: dict[str, object] = {"bf16_native": False, "bf16_reason": None, "mkl": None}
+    if not bf16_available():
+        out["bf16_reason"] = bf16_unavailable_reason() or "MLX_OPTIM_NATIVE=0"
+        return out
+    out.update(bf16_native=True, mkl=str(mkl_library()), bf16_gemm_n=n)
+    a = (mx.random.normal((n, n), key=mx.random.key(0)) / n).astype(mx.bfloat16)
+    mx.eval(a)
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        mx.eval(bf16_gemm(a, a, f32_out=True))
+        if i:
+            times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    out.update(bf16_gemm_ms=seconds * 1e3, bf16_gemm_gflops=2 * n**3 / seconds / 1e9)
+    return out
 
 
 def _ns_native() -> Any:
