@@ -34,11 +34,13 @@ the import order, the library can be preloaded: ``LD_PRELOAD="$(mlx-optim doctor
 
 The search (``auto``) looks for OpenBLAS where Debian/Ubuntu's ``libopenblas0-pthread`` (``apt-get install
 libopenblas0-pthread``) and its ``openmp`` / ``serial`` variants install it, then for ``libopenblas.so.0`` /
-``libopenblasp.so.0`` in the usual directories and the loader's cache; a candidate is used only if it exports every
-name ``libmlx.so`` imports. Nothing is loaded on other systems: MLX on macOS uses Accelerate. The loaded library is
-global to the process, so a library imported later that references the same names without binding them itself
-(PyTorch's ``libtorch_cpu.so`` does, for ``sgemm_`` and its LAPACK calls) will use it too; imported before, it keeps
-its own. NumPy and SciPy use prefixed names and are not affected.
+``libopenblasp.so.0`` in the usual directories and the loader's cache, then for MKL's ``libmkl_rt`` of the pip
+package ``mkl`` (in mlx-optim's ``native`` extra: a fast BLAS without root or apt; OpenBLAS comes first, its
+``eigh`` was the faster here); a candidate is used only if it exports every name ``libmlx.so`` imports. Nothing is
+loaded on other systems: MLX on macOS uses Accelerate. The loaded library is global to the process, so a library
+imported later that references the same names without binding them itself (PyTorch's ``libtorch_cpu.so`` does, for
+``sgemm_`` and its LAPACK calls) will use it too; imported before, it keeps its own. NumPy and SciPy use prefixed
+names and are not affected.
 """
 
 from __future__ import annotations
@@ -51,9 +53,21 @@ import struct
 import sys
 import warnings
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
-__all__ = ["ENV", "Loaded", "candidates", "enable", "find_library", "libmlx_path", "report", "resolved", "summary"]
+__all__ = [
+    "ENV",
+    "Loaded",
+    "candidates",
+    "enable",
+    "find_library",
+    "libmlx_path",
+    "mkl_library",
+    "report",
+    "resolved",
+    "summary",
+]
 
 ENV = "MLX_OPTIM_BLAS"
 OFF = ("0", "off", "no", "false", "bundled")
@@ -65,7 +79,8 @@ KNOWN_SYMBOLS = (
 ).split()
 HINT = (
     "mlx-optim: MLX's CPU backend runs on the reference BLAS bundled with mlx[cpu] (a 1024^3 matmul ~0.5 s); "
-    "install OpenBLAS for ~10x faster matmul/eigh/qr (Debian/Ubuntu: apt-get install libopenblas0-pthread), "
+    "install OpenBLAS for ~10x faster matmul/eigh/qr (Debian/Ubuntu: apt-get install libopenblas0-pthread; "
+    "or pip install 'mlx-optim[native]', which brings MKL), "
     f"or set {ENV}=off to silence this. Details: mlx-optim doctor"
 )
 
@@ -101,15 +116,35 @@ def _multiarch() -> list[str]:
 
 
 def candidates() -> list[str]:
-    """Paths of the OpenBLAS libraries present, best first; if none, sonames from the loader's cache."""
+    """Paths of the OpenBLAS libraries present, best first (if none, sonames from the loader's cache), then MKL's
+    runtime library of the pip ``mkl`` package when it is installed (the ``native`` extra)."""
     out: list[str] = []
     for d in _multiarch() + ["/usr/lib64", "/usr/lib"]:
         out += [f"{d}/openblas-pthread/libopenblas.so.0", f"{d}/openblas-openmp/libopenblas.so.0"]
         out += [f"{d}/openblas-serial/libopenblas.so.0", f"{d}/libopenblas.so.0", f"{d}/libopenblasp.so.0"]
     found = [p for p in dict.fromkeys(out) if os.path.exists(p)]
-    if found:
-        return found
-    return [e for e in (ctypes.util.find_library(n) for n in ("openblas", "openblasp")) if e]  # runs ldconfig
+    if not found:
+        found = [e for e in (ctypes.util.find_library(n) for n in ("openblas", "openblasp")) if e]  # runs ldconfig
+    mkl = mkl_library()
+    return found + ([mkl] if mkl else [])
+
+
+def mkl_library() -> str | None:
+    """MKL's runtime library (``libmkl_rt``) of the installed ``mkl`` distribution (pip), or None. Found from the
+    package's file list, without importing anything."""
+    try:
+        dist = metadata.distribution("mkl")
+    except metadata.PackageNotFoundError:
+        return None
+    names = sorted(
+        (f for f in dist.files or () if Path(str(f)).name.startswith(("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt"))),
+        key=lambda f: len(str(f)),
+    )
+    for f in names:
+        path = Path(dist.locate_file(f)).resolve()
+        if path.exists():
+            return str(path)
+    return None
 
 
 def _symbols_needed() -> list[str]:

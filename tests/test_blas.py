@@ -183,3 +183,43 @@ def test_doctor_off_json_and_library():
     assert res.stderr == ""  # no hint when the user turned it off
     res = doctor("--library")
     assert res.returncode == 0 and res.stdout.strip() == (LIB or "")
+
+
+MKL_FALLBACK = r"""
+import ctypes.util, importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("blas_alone", sys.argv[1])  # mlx_optim.blas without the package
+b = sys.modules["blas_alone"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(b)
+b._multiarch = lambda: []  # a machine without OpenBLAS
+ctypes.util.find_library = lambda name: None
+assert "mlx.core" not in sys.modules
+loaded = b.enable()
+import mlx.core as mx
+import numpy as np
+a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+s = a.T @ a + 48 * np.eye(48, dtype=np.float32)
+w = mx.linalg.eigh(mx.array(s), stream=mx.cpu)[0]
+print(json.dumps({"path": loaded.path, "sgemm": b.resolved().get("cblas_sgemm"), "syevd": b.resolved().get("ssyevd_"),
+                  "matmul": float(np.abs(np.array(mx.array(a).T @ mx.array(a)) - a.T @ a).max()),
+                  "eigh": float(np.abs(np.array(w) - np.linalg.eigvalsh(s.astype(np.float64))).max())}))
+"""
+
+
+def test_without_openblas_auto_falls_back_to_the_mkl_wheel():
+    """The ``native`` extra's ``mkl`` wheel (installed by CI) is the last candidate: a fast BLAS without apt."""
+    mkl = blas.mkl_library()
+    assert mkl is not None, "CI installs the native extra (mkl)"
+    assert blas.candidates()[-1] == mkl
+    env = {k: v for k, v in os.environ.items() if k not in (blas.ENV, "LD_PRELOAD")}
+    res = subprocess.run(
+        [sys.executable, "-c", MKL_FALLBACK, str(ROOT / "mlx_optim" / "blas.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "libmkl_rt" in r["path"] and "libmkl_rt" in r["sgemm"] and "libmkl_rt" in r["syevd"], r
+    assert r["matmul"] < 1e-3 and r["eigh"] < 1e-3, r

@@ -57,7 +57,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from mlx_optim import quantized
+from mlx_optim import blas, quantized
 from mlx_optim.functional import matrix
 
 __all__ = [
@@ -379,19 +379,8 @@ _mkl_loaded = False
 
 def mkl_library() -> Path | None:
     """MKL's runtime library (``libmkl_rt``) of the installed ``mkl`` distribution (pip), or None."""
-    try:
-        dist = metadata.distribution("mkl")
-    except metadata.PackageNotFoundError:
-        return None
-    names = sorted(
-        (f for f in dist.files or () if Path(str(f)).name.startswith(("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt"))),
-        key=lambda f: len(str(f)),
-    )
-    for f in names:
-        path = Path(dist.locate_file(f)).resolve()
-        if path.exists():
-            return path
-    return None
+    path = blas.mkl_library()
+    return Path(path) if path else None
 
 
 def bf16_available() -> bool:
