@@ -678,7 +678,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if r["bf16_native"]:
         n = r["bf16_gemm_n"]
         gemm = f"{r['bf16_gemm_ms']:.1f} ms, {r['bf16_gemm_gflops']:.1f} GFLOP/s (MKL: {r['mkl']})"
-        rows += [("bf16 Newton-Schulz", "native (ns_dtype=None is bfloat16 here)"), (f"gemm {n}^3 bf16 (cpu)", gemm)]
+        default = "bfloat16" if r["bf16_default"] else "float32 (no AVX-512: the float32 iteration is faster)"
+        rows += [("bf16 Newton-Schulz", f"native; ns_dtype=None is {default} here"), (f"gemm {n}^3 bf16 (cpu)", gemm)]
     else:
         rows.append(("bf16 Newton-Schulz", f"MLX matmul, ns_dtype=None is float32 here ({r['bf16_reason']})"))
     width = max(len(k) for k, _ in rows)

@@ -8,6 +8,7 @@ import pytest
 import mlx_optim
 from mlx_optim.functional.matrix import ns_iteration_dtype
 
+AVX512 = any(line.startswith("flags") and "avx512f" in line.split() for line in open("/proc/cpuinfo"))
 NAMES = ["muon", "muonclip", "distributedmuon", "adamuon", "adago", "normuon", "scion", "scionlight", "spectralsphere"]
 
 
@@ -17,7 +18,10 @@ def test_default_on_the_cpu_is_bfloat16_when_native_else_float32_and_the_referen
     with mx.stream(mx.cpu):
         assert mx.default_device().type == mx.cpu
         assert native.bf16_available(), native.bf16_unavailable_reason()  # CI installs the native extra
-        assert ns_iteration_dtype(None, mx.bfloat16) == mx.bfloat16  # through MKL's bfloat16 GEMM
+        # through MKL's bfloat16 GEMM where the processor has AVX-512 (read here from /proc/cpuinfo), else float32
+        want = mx.bfloat16 if AVX512 else mx.float32
+        assert ns_iteration_dtype(None, mx.bfloat16) == want
+        assert ns_iteration_dtype("bfloat16", mx.bfloat16) == mx.bfloat16  # asked for: always
         assert ns_iteration_dtype(None, mx.bfloat16, native=False) == mx.float32  # MLX's matmul: no fast bf16
         assert ns_iteration_dtype(None, mx.float16) == mx.float32  # no native float16 loop
         monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
@@ -41,5 +45,20 @@ def test_invalid_ns_dtype_is_rejected(name):
 def test_muon_orthogonalizes_in_the_chosen_dtype(ns_dtype):
     opt = mlx_optim.Muon(ns_dtype=ns_dtype)
     o = opt.orthogonalize(mx.random.normal((8, 12), key=mx.random.key(0)))
-    expected = {None: mx.bfloat16, "bfloat16": mx.bfloat16}.get(ns_dtype, ns_dtype)  # None: native here, or a GPU
+    default = mx.bfloat16 if AVX512 or mx.default_device().type != mx.cpu else mx.float32
+    expected = {None: default, "bfloat16": mx.bfloat16}.get(ns_dtype, ns_dtype)
     assert o.dtype == expected
+
+
+def test_default_stays_float32_without_avx512(monkeypatch):
+    """MKL's bfloat16 GEMM without AVX-512 (AVX2 code) made Muon's step slower than the float32 iteration."""
+    from mlx_optim import native
+
+    monkeypatch.setattr(native, "_has_avx512", lambda: False)
+    with mx.stream(mx.cpu):
+        assert not native.bf16_fast() and native.bf16_available()
+        assert ns_iteration_dtype(None, mx.bfloat16) == mx.float32
+        assert ns_iteration_dtype("bfloat16", mx.bfloat16) == mx.bfloat16
+    monkeypatch.setattr(native, "_has_avx512", lambda: True)
+    with mx.stream(mx.cpu):
+        assert ns_iteration_dtype(None, mx.bfloat16) == mx.bfloat16

@@ -15,19 +15,24 @@ from mlx_optim.functional.norms import norm
 # The Newton-Schulz iteration in bfloat16 on the CPU backend, registered by mlx_optim.native (a higher layer) when
 # it is imported: a callable returning ``iterate(x, weights)`` (one native task running the loop below through a
 # bfloat16 GEMM: every product accumulated in float32 and rounded once to bfloat16) or None when it cannot run
-# (disabled, not built, no MKL).
+# (disabled, not built, no MKL); and whether it is the faster choice here (the ns_dtype=None default).
 _bf16_ns_provider: Callable[[], Callable[..., mx.array] | None] | None = None
+_bf16_ns_fast: Callable[[], bool] | None = None
 
 
-def set_bf16_newton_schulz_provider(provider: Callable[[], Callable[..., mx.array] | None] | None) -> None:
+def set_bf16_newton_schulz_provider(
+    provider: Callable[[], Callable[..., mx.array] | None] | None, fast: Callable[[], bool] | None = None
+) -> None:
     """Register the native bfloat16 Newton-Schulz loop (see :mod:`mlx_optim.native`).
 
     Args:
         provider: called when an iteration starts; returns ``iterate(x, weights)`` (``x`` the normalized 2-D
             bfloat16 iterate, ``weights`` one ``(a, b, c)`` per step), or None to use MLX's matmul.
+        fast: whether the native loop is faster than a float32 iteration on this machine (then ``ns_dtype=None``
+            means bfloat16 on the CPU); None: never.
     """
-    global _bf16_ns_provider
-    _bf16_ns_provider = provider
+    global _bf16_ns_provider, _bf16_ns_fast
+    _bf16_ns_provider, _bf16_ns_fast = provider, fast
 
 
 def low_precision_newton_schulz(x: mx.array) -> Callable[..., mx.array] | None:
@@ -37,9 +42,9 @@ def low_precision_newton_schulz(x: mx.array) -> Callable[..., mx.array] | None:
     return _bf16_ns_provider()
 
 
-def native_bf16_available() -> bool:
-    """Whether bfloat16 Newton-Schulz iterations on the CPU backend run natively (fast) here."""
-    return _bf16_ns_provider is not None and mx.default_device() == mx.cpu and _bf16_ns_provider() is not None
+def fast_bf16_newton_schulz() -> bool:
+    """Whether bfloat16 Newton-Schulz iterations on the CPU backend run natively here and faster than float32 ones."""
+    return _bf16_ns_fast is not None and mx.default_device() == mx.cpu and _bf16_ns_fast()
 
 
 def newton_schulz5(
@@ -237,8 +242,8 @@ def check_ns_dtype(ns_dtype: NSDtype) -> NSDtype:
 def ns_iteration_dtype(ns_dtype: NSDtype, reference: mx.Dtype, native: bool = True) -> mx.Dtype:
     """The dtype a matrix iteration runs in: ``ns_dtype``, or for None the reference's ``reference`` dtype on a GPU;
     on the CPU backend bfloat16 when the reference's is bfloat16, the iteration is :func:`newton_schulz` /
-    :func:`newton_schulz5` (``native``) and it runs natively here (:func:`native_bf16_available`: MKL's bfloat16
-    GEMM, faster than any float32 matmul on the CPU), else float32 (MLX's own CPU matmul has no fast
+    :func:`newton_schulz5` (``native``) and it runs natively and fast here (:func:`fast_bf16_newton_schulz`: MKL's
+    bfloat16 GEMM on a processor with AVX-512), else float32 (MLX's own CPU matmul has no fast
     bfloat16/float16 path; the low-precision iteration is emulated with float32 products rounded after each step,
     which only adds work there).
 
@@ -253,7 +258,7 @@ def ns_iteration_dtype(ns_dtype: NSDtype, reference: mx.Dtype, native: bool = Tr
         return check_ns_dtype(ns_dtype)
     if mx.default_device().type != mx.cpu:
         return reference
-    return mx.bfloat16 if native and reference == mx.bfloat16 and native_bf16_available() else mx.float32
+    return mx.bfloat16 if native and reference == mx.bfloat16 and fast_bf16_newton_schulz() else mx.float32
 
 
 def round_scalar(x: float, dtype: mx.Dtype) -> float:

@@ -13,12 +13,12 @@ the pure path.
 (float32 accumulation, one rounding to bfloat16, as torch's CPU ``mm`` / ``addmm``) through MKL's
 ``cblas_gemm_bf16bf16f32`` (AMX or AVX512-BF16 where the processor has them). MKL is not linked: its runtime
 library (``libmkl_rt`` of the pip package ``mkl``, in the ``native`` extra) is opened on first use.
-:func:`bf16_newton_schulz` runs the whole bfloat16 Newton-Schulz loop of :mod:`mlx_optim.functional.matrix` with
-it as one task (three GEMMs a step, buffers allocated once); the Muon family and SCION use it on the CPU for
-``ns_dtype="bfloat16"``, which is then also their default there (the reference's dtype, and faster than any float32
-iteration on the CPU: ``benchmarks/matrix.py``). ``tests/test_native_bf16.py`` checks each product within one
-bfloat16 ulp of the rounded float32 product, the loop against the same GEMMs called one by one, and the result
-against pytorch_optimizer's iteration.
+:func:`bf16_newton_schulz` runs the whole bfloat16 Newton-Schulz loop of :mod:`mlx_optim.functional.matrix` with it
+as one task (three GEMMs a step, buffers allocated once); the Muon family and SCION use it on the CPU for
+``ns_dtype="bfloat16"``, which is then also their default there on processors with AVX-512 (the reference's dtype,
+and faster than the float32 iteration: ``benchmarks/matrix.py``; see :func:`bf16_fast`).
+``tests/test_native_bf16.py`` checks each product within one bfloat16 ulp of the rounded float32 product, the loop
+against the same GEMMs called one by one, and the result against pytorch_optimizer's iteration.
 
 Its speed and memory against the float32-state step are measured by ``benchmarks/peak_memory.py`` (see the
 precision guide).
@@ -40,6 +40,7 @@ both fast paths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -65,6 +66,7 @@ __all__ = [
     "adam_leaf",
     "available",
     "bf16_available",
+    "bf16_fast",
     "bf16_gemm",
     "bf16_matmul",
     "bf16_newton_schulz",
@@ -466,11 +468,11 @@ def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
     import statistics
     import time
 
-    out: dict[str, object] = {"bf16_native": False, "bf16_reason": None, "mkl": None}
+    out: dict[str, object] = {"bf16_native": False, "bf16_default": False, "bf16_reason": None, "mkl": None}
     if not bf16_available():
         out["bf16_reason"] = bf16_unavailable_reason() or "MLX_OPTIM_NATIVE=0"
         return out
-    out.update(bf16_native=True, mkl=str(mkl_library()), bf16_gemm_n=n)
+    out.update(bf16_native=True, bf16_default=bf16_fast(), mkl=str(mkl_library()), bf16_gemm_n=n)
     a = (mx.random.normal((n, n), key=mx.random.key(0)) / n).astype(mx.bfloat16)
     mx.eval(a)
     times = []
@@ -484,8 +486,23 @@ def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
     return out
 
 
+def bf16_fast() -> bool:
+    """True when :func:`bf16_newton_schulz` runs (:func:`bf16_available`) and beats a float32 iteration here: the
+    processor has AVX-512 (MKL's bfloat16 GEMM uses AMX or AVX512-BF16 instructions where present, AVX-512 code
+    otherwise). Measured on one AMX machine, Muon's 1024 step with MKL held to each instruction set
+    (``MKL_ENABLE_INSTRUCTIONS``): AMX 38 ms, AVX-512 124 ms, AVX2 186 ms, against 146 ms for the float32 iteration
+    on OpenBLAS; so with AVX2 only the ``ns_dtype=None`` default stays float32."""
+    return _has_avx512() and bf16_available()
+
+
+@functools.cache
+def _has_avx512() -> bool:
+    return "avx512f" in _machine().decode(errors="replace").split()
+
+
 def _ns_native() -> Any:
     return bf16_newton_schulz if mx.default_device() == mx.cpu and bf16_available() else None
 
 
-matrix.set_bf16_newton_schulz_provider(_ns_native)  # Newton-Schulz in bfloat16 on the CPU runs natively
+# Newton-Schulz in bfloat16 on the CPU runs natively; the default dtype is bfloat16 where that is fast
+matrix.set_bf16_newton_schulz_provider(_ns_native, bf16_fast)

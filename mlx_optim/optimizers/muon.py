@@ -251,9 +251,9 @@ class Muon(_MuonFamily):
         ns_dtype: dtype of the Newton–Schulz iteration (keyword-only): ``mx.bfloat16``, ``mx.float16``,
             ``mx.float32`` or their names; ``None`` (default): the reference's (bfloat16, float16 for
             ``"gram_newton_schulz"``) on a GPU; on the CPU backend bfloat16 where its products run through MKL's
-            bfloat16 GEMM (Linux x86-64 with the ``native`` extra, :mod:`mlx_optim.native`; not for
-            ``"gram_newton_schulz"``), else float32 (MLX's own CPU matmul has no fast low-precision path; float32
-            is also the more accurate polar factor).
+            bfloat16 GEMM on a processor with AVX-512 (Linux x86-64 with the ``native`` extra,
+            :mod:`mlx_optim.native`; not for ``"gram_newton_schulz"``), else float32 (MLX's own CPU matmul has no
+            fast low-precision path; float32 is also the more accurate polar factor).
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.

@@ -164,10 +164,10 @@ class SCION(Optimizer):
             ``weight_decay * p`` to the gradient. Default ``True``.
         maximize: Maximize the objective instead of minimizing it (the gradient is negated). Default ``False``.
         ns_dtype: dtype of the Newton–Schulz iteration of the spectral norms (keyword-only): ``mx.bfloat16``,
-            ``mx.float16``, ``mx.float32`` or their names; ``None`` (default): the reference's bfloat16 on a GPU;
-            on the CPU backend bfloat16 as well where its products run through MKL's bfloat16 GEMM (Linux x86-64
-            with the ``native`` extra, :mod:`mlx_optim.native`), else float32 (MLX's own CPU matmul has no fast
-            low-precision path).
+            ``mx.float16``, ``mx.float32`` or their names; ``None`` (default): the reference's bfloat16 on a GPU; on
+            the CPU backend bfloat16 as well where its products run through MKL's bfloat16 GEMM on a processor with
+            AVX-512 (Linux x86-64 with the ``native`` extra, :mod:`mlx_optim.native`), else float32 (MLX's own CPU
+            matmul has no fast low-precision path).
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
