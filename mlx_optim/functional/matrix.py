@@ -61,23 +61,9 @@ def newton_schulz5(
     computed in float32 and rounded once, as torch's CPU kernels do; their summation order differs, so single
     products differ from torch's in the last bfloat16 place for a few entries, and over the iteration (not
     contractive entry by entry) by up to about 5e-3 (the parity rows' tolerances cover it).
+    :func:`newton_schulz` with the one ``weights`` tuple at every step.
     """
-    f32 = mx.float32
-    transpose = g.shape[-2] > g.shape[-1]
-    x = (g.T if transpose else g).astype(dtype)
-    norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
-    x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
-    w0, w1, w2 = weights
-    iterate = low_precision_newton_schulz(x)
-    if iterate is not None:  # the same fused products in one native task
-        x = iterate(x, [weights] * steps)
-        return x.T if transpose else x
-    for _ in range(steps):
-        xf = x.astype(f32)
-        a = (xf @ xf.T).astype(dtype).astype(f32)
-        b = (w1 * a + w2 * (a @ a)).astype(dtype).astype(f32)
-        x = (w0 * xf + b @ xf).astype(dtype)
-    return x.T if transpose else x
+    return newton_schulz(g, steps, [weights], eps, dtype)
 
 
 NS_COEFFICIENTS: dict[str, list[tuple[float, float, float]]] = {

@@ -446,7 +446,9 @@ def bf16_matmul(a: mx.array, b: mx.array) -> mx.array:
 def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]]) -> mx.array:
     """The bfloat16 Newton-Schulz loop as one native task: for each ``(a, b, c)`` of ``weights``,
     ``A = X X^T``, ``B = b A + c A A``, ``X = a X + B X``, each a :func:`bf16_gemm` (float32 accumulation, one
-    rounding to bfloat16); equal to those three calls per step, with the buffers allocated once.
+    rounding to bfloat16), with the buffers allocated once. The scaling and the C term are added after MKL's
+    product, so an entry may differ from those three calls by one bfloat16 ulp where a float32 sum rounds the other
+    way.
 
     Call :func:`bf16_available` first (it loads MKL).
 
@@ -489,9 +491,8 @@ def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
 def bf16_fast() -> bool:
     """True when :func:`bf16_newton_schulz` runs (:func:`bf16_available`) and beats a float32 iteration here: the
     processor has AVX-512 (MKL's bfloat16 GEMM uses AMX or AVX512-BF16 instructions where present, AVX-512 code
-    otherwise). Measured on one AMX machine, Muon's 1024 step with MKL held to each instruction set
-    (``MKL_ENABLE_INSTRUCTIONS``): AMX 38 ms, AVX-512 124 ms, AVX2 186 ms, against 146 ms for the float32 iteration
-    on OpenBLAS; so with AVX2 only the ``ns_dtype=None`` default stays float32."""
+    otherwise). With AVX2 only, MKL's bfloat16 step was slower than the float32 iteration (the performance guide),
+    so there the ``ns_dtype=None`` default stays float32."""
     return _has_avx512() and bf16_available()
 
 

@@ -121,6 +121,14 @@ void widen(const T* from, int64_t s0, int64_t s1, int64_t m, int64_t n, float* t
   }
 }
 
+// a scratch buffer of `count` elements owned by the encoder (freed when the task has run)
+mx::array temporary(mx::cpu::CommandEncoder& encoder, mx::Dtype dtype, size_t count) {
+  mx::array t({static_cast<int>(std::max<size_t>(count, 1))}, dtype, nullptr, {});
+  t.set_data(mx::allocator::malloc(t.nbytes()));
+  encoder.add_temporary(t);
+  return t;
+}
+
 class Bf16Gemm : public mx::Primitive {
  public:
   Bf16Gemm(mx::Stream stream, float alpha, float beta, bool has_c)
@@ -137,17 +145,11 @@ class Bf16Gemm : public mx::Primitive {
     const int m = a.shape(0), k = a.shape(1), n = b.shape(1);
     const Operand la = layout_of(a), lb = layout_of(b);
     // temporaries: dense copies of a / b when needed, the float32 accumulator unless the output is float32
-    auto temp = [&](mx::Dtype dtype, size_t count) {
-      mx::array t({static_cast<int>(count)}, dtype, nullptr, {});
-      t.set_data(mx::allocator::malloc(t.nbytes()));
-      encoder.add_temporary(t);
-      return t;
-    };
     const bool f32_out = out.dtype() == mx::float32;
     std::optional<mx::array> ta, tb, acc;
-    if (la.copy) ta = temp(mx::bfloat16, size_t(m) * k);
-    if (lb.copy) tb = temp(mx::bfloat16, size_t(k) * n);
-    if (!f32_out) acc = temp(mx::float32, size_t(m) * n);
+    if (la.copy) ta = temporary(encoder, mx::bfloat16, size_t(m) * k);
+    if (lb.copy) tb = temporary(encoder, mx::bfloat16, size_t(k) * n);
+    if (!f32_out) acc = temporary(encoder, mx::float32, size_t(m) * n);
     const bool has_c = has_c_;
     std::optional<mx::array> c;
     if (has_c) c = inputs[2];
@@ -209,15 +211,9 @@ class Bf16NewtonSchulz : public mx::Primitive {
     out.set_data(mx::allocator::malloc(out.nbytes()));
     encoder.set_output_array(out);
     const int m = x0.shape(0), n = x0.shape(1);
-    auto temp = [&](mx::Dtype dtype, size_t count) {
-      mx::array t({static_cast<int>(std::max<size_t>(count, 1))}, dtype, nullptr, {});
-      t.set_data(mx::allocator::malloc(t.nbytes()));
-      encoder.add_temporary(t);
-      return t;
-    };
     const size_t mm = size_t(m) * m, mn = size_t(m) * n;
-    mx::array a16 = temp(mx::bfloat16, mm), b16 = temp(mx::bfloat16, mm);
-    mx::array acc = temp(mx::float32, std::max(mm, mn));
+    mx::array a16 = temporary(encoder, mx::bfloat16, mm), b16 = temporary(encoder, mx::bfloat16, mm);
+    mx::array acc = temporary(encoder, mx::float32, std::max(mm, mn));
     auto* x = reinterpret_cast<uint16_t*>(out.data<mx::bfloat16_t>());
     auto* pa = reinterpret_cast<uint16_t*>(a16.data<mx::bfloat16_t>());
     auto* pb = reinterpret_cast<uint16_t*>(b16.data<mx::bfloat16_t>());
@@ -226,9 +222,9 @@ class Bf16NewtonSchulz : public mx::Primitive {
     std::vector<float> coeffs = coeffs_;
     encoder.dispatch([x0, src, x, pa, pb, pf, m, n, mm, mn, coeffs]() {
       gather(x0, src, x);
+      if (m == 0 || n == 0) return;
       for (size_t i = 0; i + 2 < coeffs.size(); i += 3) {
         const float w0 = coeffs[i], w1 = coeffs[i + 1], w2 = coeffs[i + 2];
-        if (m == 0 || n == 0) break;
         gemm_bf16(kRowMajor, kNoTrans, kTrans, m, m, n, 1.0f, x, n, x, n, 0.0f, pf, m);  // A = X X^T
         round_bf16(pf, pa, mm);
         gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, m, m, 1.0f, pa, m, pa, m, 0.0f, pf, m);  // B = w1 A + w2 A A
