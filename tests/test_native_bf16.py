@@ -147,6 +147,51 @@ def test_fused_loop_is_three_gemms_per_step(shape):
     assert mx.array_equal(native.bf16_newton_schulz(mx.zeros((0, 4), bf16), schedule), mx.zeros((0, 4), bf16)).item()
 
 
+@pytest.mark.parametrize("shape", [(1024, 1100), (1600, 1600)])
+def test_symmetric_blocks_are_the_full_products(shape):
+    """From 1024 rows the loop computes A = X X^T and A A in row blocks on and above the diagonal (2 blocks at 1024,
+    3 at 1600, whose blocks are not multiples of the mirror's 64 x 64 tiles) and mirrors them: one step against three
+    full bf16_gemm calls (which round each entry of the other triangle from its own float32 sum)."""
+    x = normalized(mx.random.normal(shape, key=mx.random.key(22)))
+    w0, w1, w2 = matrix.NS_COEFFICIENTS["original"][0]
+    a = native.bf16_gemm(x, x.T)
+    want = native.bf16_gemm(native.bf16_gemm(a, a, a, w2, w1), x, x, 1.0, w0)
+    one = native.bf16_newton_schulz(x, [(w0, w1, w2)])
+    # entries up to ~5e-3 (one ulp there: 3e-5); where an entry cancels to ~1e-9, one ulp of an operand is many of it
+    assert mx.max(mx.abs(one.astype(f32) - want.astype(f32))).item() <= 3.1e-5
+    # a wrong mirror (a block left unfilled or transposed wrongly) would change whole rows of X, not single ulps
+    assert mx.mean((one == want).astype(f32)).item() > 0.999
+
+
+@pytest.mark.parametrize("dtype", [f32, bf16, mx.float16])
+def test_normalization_in_the_task_is_matrix_newton_schulz(dtype):
+    """With eps the task rounds, normalizes and iterates: equal to normalizing in MLX and iterating, for each input
+    dtype and for a transposed (strided) view."""
+    g = mx.random.normal((300, 700), key=mx.random.key(23)).astype(dtype)
+    schedule = matrix.NS_COEFFICIENTS["quintic"][:2]
+    for x in (g, g.T.T, mx.random.normal((700, 300), key=mx.random.key(24)).astype(dtype).T):
+        # the task sums the squares in float64 (MLX in float32: its norm may round to the neighbouring bfloat16)
+        x16 = x.astype(bf16)
+        norm = mx.array(np.sqrt(np.sum(np.square(np.array(x16.astype(f32), dtype=np.float64)))), f32).astype(bf16)
+        start = (x16.astype(f32) / norm.astype(f32)).astype(bf16)
+        assert mx.array_equal(native.bf16_newton_schulz(x, [], 1e-7), start).item()
+        assert ulps(start, normalized(x)) <= 2  # a norm one bfloat16 ulp apart moves the quotients up to 2 ulps
+        want = native.bf16_newton_schulz(start, schedule)
+        assert mx.array_equal(native.bf16_newton_schulz(x, schedule, 1e-7), want).item()
+    zero = native.bf16_newton_schulz(mx.zeros((4, 6), dtype), schedule[:1], 1e-7)  # the norm is eps: no NaN
+    assert mx.array_equal(zero, mx.zeros((4, 6), bf16)).item()
+
+
+def test_array_eps_is_normalized_by_mlx(monkeypatch):
+    """A traced eps (MARS's hyperparameter inside mx.compile) cannot reach the task: MLX normalizes, the task
+    iterates."""
+    used = _spy(monkeypatch)
+    g = mx.random.normal((48, 64), key=mx.random.key(25))
+    step = mx.compile(lambda g, eps: matrix.newton_schulz(g, 2, eps=eps, dtype=bf16))
+    assert mx.array_equal(step(g, mx.array(1e-7)), matrix.newton_schulz(g, 2, dtype=bf16)).item()
+    assert used == [True, True]
+
+
 def test_newton_schulz_matches_torch_reference():
     from pytorch_optimizer.optimizer.utils.matrix import zero_power_via_newton_schulz_5
 

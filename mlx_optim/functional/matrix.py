@@ -26,8 +26,9 @@ def set_bf16_newton_schulz_provider(
     """Register the native bfloat16 Newton-Schulz loop (see :mod:`mlx_optim.native`).
 
     Args:
-        provider: called when an iteration starts; returns ``iterate(x, weights)`` (``x`` the normalized 2-D
-            bfloat16 iterate, ``weights`` one ``(a, b, c)`` per step), or None to use MLX's matmul.
+        provider: called when an iteration starts; returns ``iterate(x, weights, eps)`` (``x`` the 2-D matrix in the
+            wide orientation, which it normalizes as :func:`newton_schulz` does and iterates on in bfloat16,
+            ``weights`` one ``(a, b, c)`` per step), or None to use MLX's matmul.
         fast: whether the native loop is faster than a float32 iteration on this machine (then ``ns_dtype=None``
             means bfloat16 on the CPU); None: never.
     """
@@ -35,9 +36,12 @@ def set_bf16_newton_schulz_provider(
     _bf16_ns_provider, _bf16_ns_fast = provider, fast
 
 
-def low_precision_newton_schulz(x: mx.array) -> Callable[..., mx.array] | None:
-    """The native loop for an iteration on ``x`` (2-D bfloat16 on the CPU backend), or None (MLX's matmul)."""
-    if _bf16_ns_provider is None or x.dtype != mx.bfloat16 or x.ndim != 2 or mx.default_device() != mx.cpu:
+def low_precision_newton_schulz(x: mx.array, dtype: mx.Dtype = mx.bfloat16) -> Callable[..., mx.array] | None:
+    """The native loop for a ``dtype`` iteration on ``x`` (2-D floating point, bfloat16 iterate, CPU backend), or
+    None (MLX's matmul)."""
+    if _bf16_ns_provider is None or dtype != mx.bfloat16 or x.ndim != 2 or mx.default_device() != mx.cpu:
+        return None
+    if x.dtype not in (mx.float32, mx.bfloat16, mx.float16):
         return None
     return _bf16_ns_provider()
 
@@ -143,13 +147,19 @@ def newton_schulz(
     """
     f32 = mx.float32
     transpose = g.shape[-2] > g.shape[-1]
-    x = (g.T if transpose else g).astype(dtype)
-    norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
-    x = (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
-    iterate = low_precision_newton_schulz(x)
-    if iterate is not None:  # the same fused products in one native task
-        x = iterate(x, [ns_coeff(weights, i) for i in range(steps)])
+    x = g.T if transpose else g
+
+    def normalized(x: mx.array) -> mx.array:
+        x = x.astype(dtype)
+        norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
+        return (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
+
+    iterate = low_precision_newton_schulz(x, dtype)
+    if iterate is not None:  # the same fused products in one native task, with the normalization when eps is known
+        coeffs = [ns_coeff(weights, i) for i in range(steps)]
+        x = iterate(x, coeffs, eps) if isinstance(eps, (int, float)) else iterate(normalized(x), coeffs)
         return x.T if transpose else x
+    x = normalized(x)
     for i in range(steps):
         w0, w1, w2 = ns_coeff(weights, i)
         xf = x.astype(f32)

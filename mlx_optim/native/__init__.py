@@ -443,20 +443,27 @@ def bf16_matmul(a: mx.array, b: mx.array) -> mx.array:
     return bf16_gemm(a, b)
 
 
-def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]]) -> mx.array:
+def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]], eps: float | None = None) -> mx.array:
     """The bfloat16 Newton-Schulz loop as one native task: for each ``(a, b, c)`` of ``weights``,
     ``A = X X^T``, ``B = b A + c A A``, ``X = a X + B X``, each a :func:`bf16_gemm` (float32 accumulation, one
     rounding to bfloat16), with the buffers allocated once. The scaling and the C term are added after MKL's
     product, so an entry may differ from those three calls by one bfloat16 ulp where a float32 sum rounds the other
-    way.
+    way. The symmetric ``A`` and ``A A`` are computed on and above the diagonal in row blocks (up to 4, of at least
+    512 rows) and mirrored; the passes between the products run on MKL's OpenMP threads. The thread keeps its scratch
+    memory (``4 max(m^2, m n) + 4 m^2`` bytes, up to 128 MiB) for the next call.
+
+    With ``eps``, ``x`` is first normalized as :func:`mlx_optim.functional.matrix.newton_schulz` does:
+    ``X = round(x / max(round(||x||_F), round(eps)))``, rounding to bfloat16.
 
     Call :func:`bf16_available` first (it loads MKL).
 
     Args:
-        x: the normalized iterate, 2-D bfloat16 (any strides), in the wide orientation the iterations use.
+        x: 2-D, any strides, in the wide orientation the iterations use: the normalized bfloat16 iterate, or with
+            ``eps`` the matrix to normalize (float32, bfloat16 or float16).
         weights: one ``(a, b, c)`` per step.
+        eps: lower bound of the normalizing norm; None: ``x`` is already normalized.
     """
-    return load().bf16_newton_schulz(x, [float(w) for abc in weights for w in abc])
+    return load().bf16_newton_schulz(x, [float(w) for abc in weights for w in abc], None if eps is None else float(eps))
 
 
 def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:

@@ -10,6 +10,9 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
+#include <mutex>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -92,6 +95,8 @@ void round_bf16(const float* from, uint16_t* to, size_t count) {
 }
 
 inline float to_float(float x) { return x; }
+
+inline float to_float(mx::float16_t x) { return static_cast<float>(x); }
 
 inline float to_float(uint16_t x) {
   const uint32_t bits = static_cast<uint32_t>(x) << 16;
@@ -194,14 +199,140 @@ class Bf16Gemm : public mx::Primitive {
   bool has_c_;
 };
 
+// The OpenMP runtime MKL runs its products on (libiomp5, or libgomp under MKL_THREADING_LAYER=GNU), found after the
+// first product has loaded it: the passes between the products run on the same threads, which are awake then (a
+// second runtime's threads would compete with MKL's spinning ones). None (sequential MKL): the passes run serially.
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+using OmpInt = int (*)();
+GompParallel gomp_parallel = nullptr;
+OmpInt omp_thread = nullptr, omp_threads = nullptr;
+
+void find_openmp() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const char* lib : {"libiomp5.so", "libgomp.so.1"}) {
+      void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+      if (h == nullptr) continue;
+      auto par = reinterpret_cast<GompParallel>(dlsym(h, "GOMP_parallel"));
+      auto num = reinterpret_cast<OmpInt>(dlsym(h, "omp_get_thread_num"));
+      auto count = reinterpret_cast<OmpInt>(dlsym(h, "omp_get_num_threads"));
+      if (par && num && count) {
+        omp_thread = num, omp_threads = count, gomp_parallel = par;
+        return;
+      }
+    }
+  });
+}
+
+// f(row) for every row in [0, rows), rows dealt to the threads in chunks of `chunk`, round robin (the symmetric passes'
+// rows differ in length); serially when small or without a runtime. f writes disjoint rows, so the result does not
+// depend on the number of threads.
+template <typename F>
+void for_rows(int64_t rows, int64_t cols, int64_t chunk, F&& f) {
+  if (gomp_parallel == nullptr || rows * cols < (int64_t(1) << 16)) {
+    for (int64_t i = 0; i < rows; ++i) f(i);
+    return;
+  }
+  struct Ctx {
+    F* f;
+    int64_t rows, chunk;
+  } ctx{&f, rows, chunk};
+  gomp_parallel(
+      [](void* p) {
+        auto& c = *static_cast<Ctx*>(p);
+        const int64_t t = omp_thread(), n = omp_threads();
+        for (int64_t lo = t * c.chunk; lo < c.rows; lo += n * c.chunk)
+          for (int64_t i = lo; i < std::min(c.rows, lo + c.chunk); ++i) (*c.f)(i);
+      },
+      &ctx, 0, 0);
+}
+
+// A symmetric (m, m) product S = op(P) op(Q) computed in row blocks, each from its diagonal on (MKL has no bfloat16
+// GEMMT): block i holds rows [r_i, r_{i+1}) and columns [r_i, m). With 4 blocks at m = 2048 it took 7.1 ms against
+// 10.5 ms for the whole product, with 2 at m = 1024 1.1 against 1.6 ms (one run; smaller blocks run slower per
+// flop). first_col(i) is the first column computed in row i; the rest of the row is mirrored after rounding.
+struct SymBlocks {
+  int m, count, rows;
+  explicit SymBlocks(int m_) : m(m_), count(std::clamp(m_ / 512, 1, 4)), rows(m_ / count) {}
+  int start(int b) const { return b * rows; }
+  int end(int b) const { return b + 1 == count ? m : (b + 1) * rows; }
+  int first_col(int64_t i) const { return count == 1 ? 0 : start(std::min<int>(i / rows, count - 1)); }
+};
+
+// S's computed blocks: a (m, k) row-major; b read as op(b) (k, m) with trans_b (kTrans: b is (m, k) row-major).
+void gemm_sym(const SymBlocks& s, int k, const uint16_t* a, int lda, const uint16_t* b, int ldb, int trans_b,
+              float* c) {
+  for (int i = 0; i < s.count; ++i) {
+    const int r0 = s.start(i), rows = s.end(i) - r0;
+    const uint16_t* bcols = trans_b == kTrans ? b + size_t(r0) * ldb : b + r0;
+    gemm_bf16(kRowMajor, kNoTrans, trans_b, rows, s.m - r0, k, 1.0f, a + size_t(r0) * lda, lda, bcols, ldb, 0.0f,
+              c + size_t(r0) * s.m + r0, s.m);
+  }
+}
+
+// dst (rows, cols) <- src^T, both row-major with leading dimension ld; a kTile x kTile tile at a time
+constexpr int kTile = 64;
+void transpose_tile(const uint16_t* __restrict src, uint16_t* __restrict dst, int ld, int rows, int cols) {
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) dst[size_t(i) * ld + j] = src[size_t(j) * ld + i];
+}
+
+// out[i][j] = out[j][i] for the columns left of row i's first computed one (block boundaries are multiples of
+// kTile when m is; other tiles are cut), tile rows dealt to the threads one at a time
+void mirror(const SymBlocks& s, uint16_t* out) {
+  if (s.count == 1) return;
+  const int tiles = (s.m + kTile - 1) / kTile;
+  for_rows(tiles, s.m * kTile, 1, [&](int64_t ti) {
+    const int i0 = ti * kTile, i1 = std::min(s.m, i0 + kTile);
+    for (int i = i0; i < i1;) {  // rows of one block share first_col
+      const int cols = s.first_col(i), block_end = std::min(i1, s.end(std::min<int>(i / s.rows, s.count - 1)));
+      for (int j0 = 0; j0 < cols; j0 += kTile)
+        transpose_tile(out + size_t(j0) * s.m + i, out + size_t(i) * s.m + j0, s.m, block_end - i,
+                       std::min(kTile, cols - j0));
+      i = block_end;
+    }
+  });
+}
+
+// Scratch memory for one task, 64-byte aligned: the calling thread's (MLX's CPU stream worker) kept buffer, grown to
+// the largest request up to kKeptScratch bytes, else `own` (freed with the task). The encoder's temporaries are fresh
+// pages at every call: their first-touch page faults cost 12-15 ms of the 2048 x 2048 iteration (one run).
+constexpr size_t kKeptScratch = size_t(128) << 20;
+struct AlignedFree {
+  void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+using Scratch = std::unique_ptr<uint8_t[], AlignedFree>;
+
+uint8_t* scratch(size_t bytes, Scratch& own) {
+  auto allocate = [](size_t n) { return Scratch(static_cast<uint8_t*>(::operator new[](n, std::align_val_t(64)))); };
+  if (bytes > kKeptScratch) {
+    own = allocate(bytes);
+    return own.get();
+  }
+  thread_local Scratch kept;
+  thread_local size_t kept_size = 0;
+  if (kept_size < bytes) {
+    kept.reset();
+    kept_size = 0;
+    kept = allocate(bytes);
+    kept_size = bytes;
+  }
+  return kept.get();
+}
+
 // Newton-Schulz in bfloat16 as one task: for each (w0, w1, w2) of `coeffs`,
 //   A = round(X X^T);  B = round(w1 A + w2 A A);  X = round(w0 X + B X)
 // each product accumulated in float32 by MKL and rounded once, as bf16_gemm and torch's addmm; the scaling and the C
-// term are applied after MKL's plain product (add_round_bf16), so an entry may differ from three bf16_gemm calls by
-// one bfloat16 ulp where the float32 sum rounds the other way. One float32 accumulator serves the three products.
+// term are applied after MKL's plain product, so an entry may differ from three bf16_gemm calls by one bfloat16 ulp
+// where the float32 sum rounds the other way. The symmetric A and A A are computed in blocks on and above the
+// diagonal and mirrored (exactly symmetric; the other triangle's products may round differently in a full GEMM). One
+// float32 accumulator serves the three products; the passes between them run on MKL's threads.
+// With `normalize`, the input (float32, bfloat16 or float16, any strides) is first rounded to bfloat16 and divided by
+// its Frobenius norm as matrix.newton_schulz does: X = round(x / max(round(||x||), round(eps))).
 class Bf16NewtonSchulz : public mx::Primitive {
  public:
-  Bf16NewtonSchulz(mx::Stream stream, std::vector<float> coeffs) : mx::Primitive(stream), coeffs_(std::move(coeffs)) {}
+  Bf16NewtonSchulz(mx::Stream stream, std::vector<float> coeffs, bool normalize, float eps)
+      : mx::Primitive(stream), coeffs_(std::move(coeffs)), normalize_(normalize), eps_(eps) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     auto& encoder = mx::cpu::get_command_encoder(stream());
@@ -212,25 +343,42 @@ class Bf16NewtonSchulz : public mx::Primitive {
     encoder.set_output_array(out);
     const int m = x0.shape(0), n = x0.shape(1);
     const size_t mm = size_t(m) * m, mn = size_t(m) * n;
-    mx::array a16 = temporary(encoder, mx::bfloat16, mm), b16 = temporary(encoder, mx::bfloat16, mm);
-    mx::array acc = temporary(encoder, mx::float32, std::max(mm, mn));
     auto* x = reinterpret_cast<uint16_t*>(out.data<mx::bfloat16_t>());
-    auto* pa = reinterpret_cast<uint16_t*>(a16.data<mx::bfloat16_t>());
-    auto* pb = reinterpret_cast<uint16_t*>(b16.data<mx::bfloat16_t>());
-    float* pf = acc.data<float>();
-    const auto* src = reinterpret_cast<const uint16_t*>(x0.data<mx::bfloat16_t>());
     std::vector<float> coeffs = coeffs_;
-    encoder.dispatch([x0, src, x, pa, pb, pf, m, n, mm, mn, coeffs]() {
-      gather(x0, src, x);
+    const bool normalize = normalize_;
+    const float eps = eps_;
+    encoder.dispatch([x0, x, m, n, mm, mn, coeffs, normalize, eps]() {
       if (m == 0 || n == 0) return;
+      Scratch own;  // float32 accumulator, then A and B in bfloat16
+      const size_t bytes = std::max(mm, mn) * sizeof(float) + 2 * mm * sizeof(uint16_t);
+      float* pf = reinterpret_cast<float*>(scratch(bytes, own));
+      uint16_t* pa = reinterpret_cast<uint16_t*>(pf + std::max(mm, mn));
+      uint16_t* pb = pa + mm;
+      if (!coeffs.empty()) {  // loads MKL's threading layer, so that the first pass finds it
+        gemm_bf16(kRowMajor, kNoTrans, kNoTrans, 1, 1, 1, 1.0f, x, 1, x, 1, 0.0f, pf, 1);
+        find_openmp();
+      }
+      start(x0, x, m, n, normalize, eps);
+      const SymBlocks sym(m);
       for (size_t i = 0; i + 2 < coeffs.size(); i += 3) {
         const float w0 = coeffs[i], w1 = coeffs[i + 1], w2 = coeffs[i + 2];
-        gemm_bf16(kRowMajor, kNoTrans, kTrans, m, m, n, 1.0f, x, n, x, n, 0.0f, pf, m);  // A = X X^T
-        round_bf16(pf, pa, mm);
-        gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, m, m, 1.0f, pa, m, pa, m, 0.0f, pf, m);  // B = w1 A + w2 A A
-        add_round_bf16(pf, w2, w1, pa, pb, mm);
+        gemm_sym(sym, n, x, n, x, n, kTrans, pf);  // A = X X^T
+        for_rows(m, m, 16, [&](int64_t r) {
+          const size_t o = size_t(r) * m, j = sym.first_col(r);
+          round_bf16(pf + o + j, pa + o + j, m - j);
+        });
+        mirror(sym, pa);
+        gemm_sym(sym, m, pa, m, pa, m, kNoTrans, pf);  // B = w1 A + w2 A A
+        for_rows(m, m, 16, [&](int64_t r) {
+          const size_t o = size_t(r) * m, j = sym.first_col(r);
+          add_round_bf16(pf + o + j, w2, w1, pa + o + j, pb + o + j, m - j);
+        });
+        mirror(sym, pb);
         gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, n, m, 1.0f, pb, m, x, n, 0.0f, pf, n);  // X = w0 X + B X
-        add_round_bf16(pf, 1.0f, w0, x, x, mn);
+        for_rows(m, n, 16, [&](int64_t r) {
+          const size_t o = size_t(r) * n;
+          add_round_bf16(pf + o, 1.0f, w0, x + o, x + o, n);
+        });
       }
     });
   }
@@ -242,7 +390,42 @@ class Bf16NewtonSchulz : public mx::Primitive {
   const char* name() const override { return "MlxOptimBf16NewtonSchulz"; }
 
  private:
+  // x <- x0 rounded to bfloat16 (dense), then divided by its norm when asked
+  static void start(const mx::array& x0, uint16_t* x, int m, int n, bool normalize, float eps) {
+    const int64_t s0 = x0.strides()[0], s1 = x0.strides()[1];
+    std::vector<double> sums(normalize ? m : 0);
+    auto copy_rows = [&](const auto* src) {
+      for_rows(m, n, 16, [&](int64_t i) {
+        uint16_t* row = x + size_t(i) * n;
+        double sum = 0.0;
+        for (int j = 0; j < n; ++j) {
+          row[j] = bf16_bits(to_float(src[i * s0 + j * s1]));
+          if (normalize) sum += double(to_float(row[j])) * to_float(row[j]);
+        }
+        if (normalize) sums[i] = sum;
+      });
+    };
+    if (x0.dtype() == mx::float32) {
+      copy_rows(x0.data<float>());
+    } else if (x0.dtype() == mx::float16) {
+      copy_rows(x0.data<mx::float16_t>());
+    } else {
+      copy_rows(reinterpret_cast<const uint16_t*>(x0.data<mx::bfloat16_t>()));
+    }
+    if (!normalize) return;
+    double total = 0.0;  // rows summed in order: the same total on any number of threads
+    for (double s : sums) total += s;
+    const float norm = to_float(bf16_bits(static_cast<float>(std::sqrt(total))));
+    const float denom = std::max(norm, to_float(bf16_bits(eps)));
+    for_rows(m, n, 16, [&](int64_t i) {
+      uint16_t* row = x + size_t(i) * n;
+      for (int j = 0; j < n; ++j) row[j] = bf16_bits(to_float(row[j]) / denom);
+    });
+  }
+
   std::vector<float> coeffs_;
+  bool normalize_;
+  float eps_;
 };
 
 void check(bool ok, const std::string& what) {
@@ -267,12 +450,18 @@ mx::array bf16_gemm(const mx::array& a, const mx::array& b, const std::optional<
   return mx::array({m, n}, out, std::make_shared<Bf16Gemm>(s, alpha, beta, c.has_value()), inputs);
 }
 
-mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeffs) {
+mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeffs, std::optional<float> eps) {
   check(gemm_bf16 != nullptr, "MKL is not loaded (bf16gemm_init)");
-  check(x.ndim() == 2 && x.dtype() == mx::bfloat16, "x must be a 2-D bfloat16 matrix");
+  if (eps) {
+    check(x.ndim() == 2 && (x.dtype() == mx::bfloat16 || x.dtype() == mx::float32 || x.dtype() == mx::float16),
+          "x must be a 2-D float32, bfloat16 or float16 matrix");
+  } else {
+    check(x.ndim() == 2 && x.dtype() == mx::bfloat16, "x must be a 2-D bfloat16 matrix (or pass eps)");
+  }
   check(coeffs.size() % 3 == 0, "coeffs must hold (a, b, c) per step");
   auto s = mx::default_stream(mx::Device::cpu);
-  return mx::array(x.shape(), mx::bfloat16, std::make_shared<Bf16NewtonSchulz>(s, coeffs), {x});
+  return mx::array(x.shape(), mx::bfloat16,
+                   std::make_shared<Bf16NewtonSchulz>(s, coeffs, eps.has_value(), eps.value_or(0.0f)), {x});
 }
 
 }  // namespace
@@ -281,5 +470,5 @@ void register_bf16gemm(nb::module_& m) {
   m.def("bf16gemm_init", &bf16gemm_init);
   m.def("bf16_gemm", &bf16_gemm, nb::arg("a"), nb::arg("b"), nb::arg("c").none() = nb::none(),
         nb::arg("alpha") = 1.0f, nb::arg("beta") = 0.0f, nb::arg("f32_out") = false);
-  m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"));
+  m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"), nb::arg("eps").none() = nb::none());
 }
