@@ -248,15 +248,17 @@ void for_rows(int64_t rows, int64_t cols, int64_t chunk, F&& f) {
 }
 
 // A symmetric (m, m) product S = op(P) op(Q) computed in row blocks, each from its diagonal on (MKL has no bfloat16
-// GEMMT): block i holds rows [r_i, r_{i+1}) and columns [r_i, m). With 4 blocks at m = 2048 it took 7.1 ms against
-// 10.5 ms for the whole product, with 2 at m = 1024 1.1 against 1.6 ms (one run; smaller blocks run slower per
-// flop). first_col(i) is the first column computed in row i; the rest of the row is mirrored after rounding.
+// GEMMT): block b holds rows [start(b), end(b)) and columns [start(b), m). With 4 blocks at m = 2048 it took 7.1 ms
+// against 10.5 ms for the whole product, with 2 at m = 1024 1.1 against 1.6 ms (one run; smaller blocks run slower
+// per flop). Blocks are whole kTile-row tiles (the last one takes the rest), so that no tile straddles two.
+constexpr int kTile = 64;
 struct SymBlocks {
   int m, count, rows;
-  explicit SymBlocks(int m_) : m(m_), count(std::clamp(m_ / 512, 1, 4)), rows(m_ / count) {}
+  explicit SymBlocks(int m_)
+      : m(m_), count(std::clamp(m_ / 512, 1, 4)), rows((m_ / count + kTile - 1) / kTile * kTile) {}
   int start(int b) const { return b * rows; }
   int end(int b) const { return b + 1 == count ? m : (b + 1) * rows; }
-  int first_col(int64_t i) const { return count == 1 ? 0 : start(std::min<int>(i / rows, count - 1)); }
+  int block_of(int64_t i) const { return std::min<int>(i / rows, count - 1); }
 };
 
 // S's computed blocks: a (m, k) row-major; b read as op(b) (k, m) with trans_b (kTrans: b is (m, k) row-major).
@@ -270,26 +272,31 @@ void gemm_sym(const SymBlocks& s, int k, const uint16_t* a, int lda, const uint1
   }
 }
 
-// dst (rows, cols) <- src^T, both row-major with leading dimension ld; a kTile x kTile tile at a time
-constexpr int kTile = 64;
-void transpose_tile(const uint16_t* __restrict src, uint16_t* __restrict dst, int ld, int rows, int cols) {
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) dst[size_t(i) * ld + j] = src[size_t(j) * ld + i];
-}
-
-// out[i][j] = out[j][i] for the columns left of row i's first computed one (block boundaries are multiples of
-// kTile when m is; other tiles are cut), tile rows dealt to the threads one at a time
-void mirror(const SymBlocks& s, uint16_t* out) {
-  if (s.count == 1) return;
-  const int tiles = (s.m + kTile - 1) / kTile;
-  for_rows(tiles, s.m * kTile, 1, [&](int64_t ti) {
-    const int i0 = ti * kTile, i1 = std::min(s.m, i0 + kTile);
-    for (int i = i0; i < i1;) {  // rows of one block share first_col
-      const int cols = s.first_col(i), block_end = std::min(i1, s.end(std::min<int>(i / s.rows, s.count - 1)));
-      for (int j0 = 0; j0 < cols; j0 += kTile)
-        transpose_tile(out + size_t(j0) * s.m + i, out + size_t(i) * s.m + j0, s.m, block_end - i,
-                       std::min(kTile, cols - j0));
-      i = block_end;
+// The whole symmetric out = round(alpha * acc + beta * c) (c: null for the plain rounding) from S's computed blocks,
+// in one pass of kTile x kTile tiles: each tile is rounded into a local buffer, copied to its place and, when it
+// lies right of its own block, to the transposed place too. (A separate mirror pass reading the stored triangle
+// with a 4 KB row stride took 1.5 ms a matrix at 2048.) Tile rows are dealt to the threads one at a time.
+void round_sym(const SymBlocks& s, const float* acc, float alpha, float beta, const uint16_t* c, uint16_t* out) {
+  const int m = s.m, tiles = (m + kTile - 1) / kTile;
+  for_rows(tiles, int64_t(m) * kTile, 1, [&](int64_t ti) {
+    alignas(64) uint16_t t[kTile][kTile];
+    const int i0 = ti * kTile, i1 = std::min(m, i0 + kTile), b = s.block_of(i0);
+    for (int j0 = s.start(b); j0 < m; j0 += kTile) {
+      const int j1 = std::min(m, j0 + kTile);
+      for (int i = i0; i < i1; ++i) {
+        const size_t o = size_t(i) * m + j0;
+        if (c) {
+          add_round_bf16(acc + o, alpha, beta, c + o, t[i - i0], j1 - j0);
+        } else {
+          round_bf16(acc + o, t[i - i0], j1 - j0);
+        }
+        std::memcpy(out + o, t[i - i0], sizeof(uint16_t) * (j1 - j0));
+      }
+      if (j0 < s.end(b)) continue;  // the block's own square: computed on both sides of the diagonal
+      for (int j = j0; j < j1; ++j) {
+        uint16_t* row = out + size_t(j) * m + i0;
+        for (int i = 0; i < i1 - i0; ++i) row[i] = t[i][j - j0];
+      }
     }
   });
 }
@@ -383,17 +390,9 @@ class Bf16NewtonSchulz : public mx::Primitive {
       for (size_t i = 0; i + 2 < coeffs.size(); i += 3) {
         const float w0 = coeffs[i], w1 = coeffs[i + 1], w2 = coeffs[i + 2];
         gemm_sym(sym, n, x, n, x, n, kTrans, pf);  // A = X X^T
-        for_rows(m, m, 16, [&](int64_t r) {
-          const size_t o = size_t(r) * m, j = sym.first_col(r);
-          round_bf16(pf + o + j, pa + o + j, m - j);
-        });
-        mirror(sym, pa);
+        round_sym(sym, pf, 1.0f, 0.0f, nullptr, pa);
         gemm_sym(sym, m, pa, m, pa, m, kNoTrans, pf);  // B = w1 A + w2 A A
-        for_rows(m, m, 16, [&](int64_t r) {
-          const size_t o = size_t(r) * m, j = sym.first_col(r);
-          add_round_bf16(pf + o + j, w2, w1, pa + o + j, pb + o + j, m - j);
-        });
-        mirror(sym, pb);
+        round_sym(sym, pf, w2, w1, pa, pb);
         gemm_bf16(kRowMajor, kNoTrans, kNoTrans, m, n, m, 1.0f, pb, m, x, n, 0.0f, pf, n);  // X = w0 X + B X
         for_rows(m, n, 16, [&](int64_t r) {
           const size_t o = size_t(r) * n;
