@@ -229,6 +229,11 @@ def enable(library: str | None = None) -> Loaded:
     return _LOADED
 
 
+def loaded_library() -> str | None:
+    """The path of the BLAS/LAPACK that :func:`enable` loaded for MLX, or None (MLX's bundled or the system's)."""
+    return _LOADED.path if _LOADED is not None and _LOADED.ok else None
+
+
 def _is_cli() -> bool:
     """Whether this process is the ``mlx-optim`` command (console script or ``python -m mlx_optim``)."""
     if os.path.basename(sys.argv[0] if sys.argv else "") == "mlx-optim":

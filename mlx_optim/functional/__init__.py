@@ -31,6 +31,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     check_ns_dtype,
     eigenvectors,
     fast_bf16_newton_schulz,
+    gram,
     gram_newton_schulz,
     identity,
     inverse_root_svd,
@@ -44,6 +45,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     ns_iteration_dtype,
     round_scalar,
     set_bf16_newton_schulz_provider,
+    set_gram_provider,
 )
 from mlx_optim.functional.moments import (  # noqa: F401
     ademamix_schedules,

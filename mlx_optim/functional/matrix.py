@@ -36,6 +36,33 @@ def set_bf16_newton_schulz_provider(
     _bf16_ns_provider, _bf16_ns_fast = provider, fast
 
 
+_gram_provider: Callable[[], Callable[[mx.array], mx.array] | None] | None = None
+
+
+def set_gram_provider(provider: Callable[[], Callable[[mx.array], mx.array] | None] | None) -> None:
+    """Register a native ``u @ u.T`` for float32 matrices on the CPU (see :mod:`mlx_optim.native`).
+
+    Args:
+        provider: called at each :func:`gram`; returns ``gram(u)`` or None to use MLX's matmul.
+    """
+    global _gram_provider
+    _gram_provider = provider
+
+
+def gram(u: mx.array) -> mx.array:
+    """``u @ u.T`` of a 2-D matrix: through the registered native SYRK (half the multiply-adds, exactly symmetric)
+    for float32 on the CPU backend when there is one, else MLX's matmul.
+
+    Args:
+        u: ``(m, k)`` matrix.
+    """
+    if _gram_provider is not None and u.dtype == mx.float32 and u.ndim == 2 and mx.default_device() == mx.cpu:
+        native = _gram_provider()
+        if native is not None:
+            return native(u)
+    return u @ u.T
+
+
 def low_precision_newton_schulz(x: mx.array, dtype: mx.Dtype = mx.bfloat16) -> Callable[..., mx.array] | None:
     """The native loop for a ``dtype`` iteration on ``x`` (2-D floating point, bfloat16 iterate, CPU backend), or
     None (MLX's matmul)."""

@@ -377,6 +377,7 @@ def adam_leaf(opt: Any, gradient: mx.array, parameter: mx.array, g: mx.array, st
 # ---------------------------------------------------------------------------- bfloat16 GEMM through MKL
 _mkl_failed: str | None = None
 _mkl_loaded = False
+_gram_state: str | None = None  # None: not tried; "": gram() runs; else why not
 
 
 def mkl_library() -> Path | None:
@@ -508,9 +509,43 @@ def _has_avx512() -> bool:
     return "avx512f" in _machine().decode(errors="replace").split()
 
 
+def gram_available() -> bool:
+    """True when :func:`gram` runs: the native paths are enabled, the extension loads, and the BLAS that
+    :mod:`mlx_optim.blas` loaded for MLX is OpenBLAS (its SYRK took 4.3 / 30.8 ms for 1024 / 2048 against 6.9 /
+    54.7 ms for the GEMM; MKL's SYRK took 8.3 ms at 1024, slower than its GEMM, so MKL is not used for it)."""
+    global _gram_state
+    if not enabled():
+        return False
+    if _gram_state is None:
+        lib = blas.loaded_library()
+        if lib is None or "openblas" not in Path(lib).name.lower():
+            _gram_state = "MLX does not run on OpenBLAS"
+        elif not available():
+            _gram_state = _failed or "the native extension is not available"
+        else:
+            _gram_state = load().gram_init(lib)
+    return _gram_state == ""
+
+
+def gram(u: mx.array) -> mx.array:
+    """``u @ u.T`` of a 2-D float32 matrix through OpenBLAS's ``cblas_ssyrk``: the upper triangle (half the
+    multiply-adds of the GEMM), mirrored, so the result is exactly symmetric. Call :func:`gram_available` first.
+
+    Args:
+        u: ``(m, k)`` float32, any strides (a transposed view is passed to SYRK as is).
+    """
+    return load().gram(u)
+
+
+def _gram_native() -> Any:
+    return gram if mx.default_device() == mx.cpu and gram_available() else None
+
+
 def _ns_native() -> Any:
     return bf16_newton_schulz if mx.default_device() == mx.cpu and bf16_available() else None
 
 
 # Newton-Schulz in bfloat16 on the CPU runs natively; the default dtype is bfloat16 where that is fast
 matrix.set_bf16_newton_schulz_provider(_ns_native, bf16_fast)
+# u @ u.T of float32 statistics (SOAP's) through OpenBLAS's SYRK where MLX runs on OpenBLAS
+matrix.set_gram_provider(_gram_native)

@@ -1,4 +1,6 @@
-// A bfloat16 GEMM for MLX's CPU backend through MKL's cblas_gemm_bf16bf16f32 (AMX / AVX512-BF16 where present).
+// A bfloat16 GEMM for MLX's CPU backend through MKL's cblas_gemm_bf16bf16f32 (AMX / AVX512-BF16 where present), the
+// bfloat16 Newton-Schulz loop built on it, and float32 Gram matrices u u^T through the SYRK of the BLAS that
+// mlx_optim.blas loaded for MLX.
 //
 // Built into the same extension as adam8.cpp (mlx_optim/native/__init__.py). MKL is not linked: its runtime
 // library (libmkl_rt, pip package `mkl`) is opened with dlopen by bf16gemm_init(path), called once from Python.
@@ -479,11 +481,97 @@ mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeff
                    std::make_shared<Bf16NewtonSchulz>(s, coeffs, eps.has_value(), eps.value_or(0.0f)), {x});
 }
 
+// ---- float32 Gram matrices through the loaded BLAS's cblas_ssyrk --------------------------------------------------
+
+using Ssyrk = void (*)(int layout, int uplo, int trans, int n, int k, float alpha, const float* a, int lda, float beta,
+                       float* c, int ldc);
+constexpr int kUpper = 121;
+Ssyrk ssyrk = nullptr;
+
+// cblas_ssyrk of the library at `path`, which must be loaded already (mlx_optim.blas loaded it for MLX); "" on success.
+std::string gram_init(const std::string& path) {
+  if (ssyrk != nullptr) return "";
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (handle == nullptr) return path + " is not loaded";
+  void* sym = dlsym(handle, "cblas_ssyrk");
+  if (sym == nullptr) return "no cblas_ssyrk in " + path;
+  ssyrk = reinterpret_cast<Ssyrk>(sym);
+  return "";
+}
+
+// c (m, m) row-major: the lower triangle <- the upper one, a kTile x kTile tile of the upper side at a time through
+// a local buffer (the rows of c are read and written contiguously)
+void mirror_upper(float* c, int m) {
+  for (int i0 = 0; i0 < m; i0 += kTile) {
+    const int i1 = std::min(m, i0 + kTile);
+    for (int i = i0; i < i1; ++i)  // the diagonal tile
+      for (int j = i0; j < i; ++j) c[size_t(i) * m + j] = c[size_t(j) * m + i];
+    alignas(64) float t[kTile][kTile];
+    for (int j0 = i1; j0 < m; j0 += kTile) {
+      const int j1 = std::min(m, j0 + kTile);
+      for (int i = i0; i < i1; ++i) std::memcpy(t[i - i0], c + size_t(i) * m + j0, sizeof(float) * (j1 - j0));
+      for (int j = j0; j < j1; ++j) {
+        float* row = c + size_t(j) * m + i0;
+        for (int i = 0; i < i1 - i0; ++i) row[i] = t[i][j - j0];
+      }
+    }
+  }
+}
+
+// u u^T of a float32 (m, k) matrix: SYRK's upper triangle (half the products of a GEMM), mirrored
+class Gram : public mx::Primitive {
+ public:
+  explicit Gram(mx::Stream stream) : mx::Primitive(stream) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    const mx::array& u = inputs[0];
+    mx::array& out = outputs[0];
+    encoder.set_input_array(u);
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    encoder.set_output_array(out);
+    const int m = u.shape(0), k = u.shape(1);
+    const Operand lu = layout_of(u);
+    std::optional<mx::array> tu;
+    if (lu.copy) tu = temporary(encoder, mx::float32, size_t(m) * k);
+    const float* pu = u.data<float>();
+    float* du = tu ? tu->data<float>() : nullptr;
+    float* c = out.data<float>();
+    encoder.dispatch([u, lu, pu, du, c, m, k]() {
+      if (m == 0) return;
+      if (k == 0) {
+        std::fill(c, c + size_t(m) * m, 0.0f);
+        return;
+      }
+      if (du) gather(u, pu, du);
+      ssyrk(kRowMajor, kUpper, lu.trans, m, k, 1.0f, du ? du : pu, lu.ld, 0.0f, c, m);
+      mirror_upper(c, m);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("mlx_optim native gram: CPU only");
+  }
+
+  const char* name() const override { return "MlxOptimGram"; }
+};
+
+mx::array gram(const mx::array& u) {
+  if (ssyrk == nullptr) throw std::invalid_argument("mlx_optim native gram: no SYRK loaded (gram_init)");
+  if (u.ndim() != 2 || u.dtype() != mx::float32)
+    throw std::invalid_argument("mlx_optim native gram: u must be a 2-D float32 matrix");
+  auto s = mx::default_stream(mx::Device::cpu);
+  return mx::array({u.shape(0), u.shape(0)}, mx::float32, std::make_shared<Gram>(s), {u});
+}
+
 }  // namespace
+
 
 void register_bf16gemm(nb::module_& m) {
   m.def("bf16gemm_init", &bf16gemm_init);
   m.def("bf16_gemm", &bf16_gemm, nb::arg("a"), nb::arg("b"), nb::arg("c").none() = nb::none(),
         nb::arg("alpha") = 1.0f, nb::arg("beta") = 0.0f, nb::arg("f32_out") = false);
+  m.def("gram_init", &gram_init);
+  m.def("gram", &gram, nb::arg("u"));
   m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"), nb::arg("eps").none() = nb::none());
 }

@@ -10,7 +10,7 @@ import mlx.core as mx
 from mlx_optim import functional as F
 from mlx_optim import linalg
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import as_matrix
+from mlx_optim.functional.matrix import as_matrix, gram
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -245,7 +245,7 @@ class Alice(HostRefresh, Optimizer):
         key = None
         if "key" in state:
             state["key"], key = mx.random.split(state["key"])
-        q_t = hp.beta3 * (u @ q @ u.T) + hp.one_minus_beta3 * (grad @ grad.T)
+        q_t = hp.beta3 * (u @ q @ u.T) + hp.one_minus_beta3 * gram(grad)
         # stored dense (the switch may return a transposed layout, which each matmul reading U would copy)
         u = self.refreshed(
             "refresh", lambda: mx.contiguous(alice_switch(q_t, u, rank, leading, key).astype(u.dtype)), u

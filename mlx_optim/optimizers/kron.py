@@ -11,7 +11,7 @@ import numpy as np
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import identity
+from mlx_optim.functional.matrix import gram, identity
 from mlx_optim.registry import register
 
 KRON_EPS = 2.0**-126  # torch.finfo(torch.bfloat16).tiny, the reference's eps
@@ -149,7 +149,7 @@ def kron_gram(a: mx.array, axis: int, diagonal: bool) -> mx.array:
     if diagonal:
         return a * a if a.ndim == 1 else mx.sum(a * a, axis=[j for j in range(a.ndim) if j != axis])
     u = mx.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
-    return u @ u.T
+    return gram(u)
 
 
 def kron_update_factors(qs: list[mx.array], v: mx.array, g: mx.array, step: float, eps: float) -> list:

@@ -11,7 +11,7 @@ import numpy as np
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import identity, inverse_root_svd, largest_eigenvalue, merge_small_dims
+from mlx_optim.functional.matrix import gram, identity, inverse_root_svd, largest_eigenvalue, merge_small_dims
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -335,7 +335,7 @@ class ScalableShampoo(HostRefresh, Optimizer):
             for axis in (a for a, sel in enumerate(dims) if sel):
                 u = mx.moveaxis(block, axis, 0).reshape(block.shape[axis], -1)
                 stat = state[f"statistics_{k}"]
-                stat = mx.where(hp.update_statistics, stat * hp.beta2 + w2 * (u @ u.T), stat)
+                stat = mx.where(hp.update_statistics, stat * hp.beta2 + w2 * gram(u), stat)
                 state[f"statistics_{k}"] = stat
                 root = partial(self._inverse_root, stat, exponent, early_stop=self.host_flag("refresh") is not None)
                 state[f"pre_conditioner_{k}"] = self.refreshed("refresh", root, state[f"pre_conditioner_{k}"])

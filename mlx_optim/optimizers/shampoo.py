@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import identity, inverse_root_svd
+from mlx_optim.functional.matrix import gram, identity, inverse_root_svd
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -118,7 +118,7 @@ def shampoo_precondition(g: mx.array, state: dict, refreshed: Callable) -> mx.ar
     stats = g
     for i, d in enumerate(shape):
         u = mx.moveaxis(stats, i, 0).reshape(d, -1)
-        pre = state[f"pre_cond_{i}"] + u @ u.T
+        pre = state[f"pre_cond_{i}"] + gram(u)
         inv = refreshed("refresh", partial(inverse_root_svd, pre, 2 * order), state[f"inv_pre_cond_{i}"])
         state[f"pre_cond_{i}"], state[f"inv_pre_cond_{i}"] = pre, inv
         g = mx.swapaxes(g, 0, i)

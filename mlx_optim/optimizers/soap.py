@@ -8,7 +8,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import eigenvectors, identity, merge_small_dims
+from mlx_optim.functional.matrix import eigenvectors, gram, identity, merge_small_dims
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -203,7 +203,7 @@ class SOAP(HostRefresh, Optimizer):
                 ggs.append(None)
                 continue
             u = mx.moveaxis(gm, i, 0).reshape(gm.shape[i], -1)
-            ggs.append(F.lerp(state[f"GG_{i}"], u @ u.T, 1 - hp.shampoo_beta))
+            ggs.append(F.lerp(state[f"GG_{i}"], gram(u), 1 - hp.shampoo_beta))
         refresh = self.host_flag("refresh")
         new_qs, permuted_sq = qs, exp_avg_sq
         if refresh is not False:

@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import eigenvectors, identity
+from mlx_optim.functional.matrix import eigenvectors, gram, identity
 from mlx_optim.refresh import HostRefresh, every
 from mlx_optim.registry import register
 
@@ -137,7 +137,7 @@ class SPlus(HostRefresh, Optimizer):
             update = F.sign(m)
             update = update if q0 is None else q0 @ update
             update = update if q1 is None else update @ q1.T
-            for i, outer in ((0, g @ g.T), (1, g.T @ g)):
+            for i, outer in ((0, gram(g)), (1, gram(g.T))):
                 if f"side_{i}" in state:
                     side = F.lerp(state[f"side_{i}"], outer, hp.one_minus_beta2)
                     state[f"side_{i}"] = side
