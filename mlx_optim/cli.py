@@ -679,9 +679,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         n = r["bf16_gemm_n"]
         gemm = f"{r['bf16_gemm_ms']:.1f} ms, {r['bf16_gemm_gflops']:.1f} GFLOP/s (MKL: {r['mkl']})"
         default = "bfloat16" if r["bf16_default"] else "float32 (no AVX-512: the float32 iteration is faster)"
-        rows += [("bf16 Newton-Schulz", f"native; ns_dtype=None is {default} here"), (f"gemm {n}^3 bf16 (cpu)", gemm)]
+        passes = f"passes on {r['bf16_openmp']}" if r["bf16_openmp"] else "passes serial (MKL is sequential)"
+        rows += [
+            ("bf16 Newton-Schulz", f"native ({passes}); ns_dtype=None is {default} here"),
+            (f"gemm {n}^3 bf16 (cpu)", gemm),
+        ]
     else:
         rows.append(("bf16 Newton-Schulz", f"MLX matmul, ns_dtype=None is float32 here ({r['bf16_reason']})"))
+    gram = "OpenBLAS SYRK" if native.gram_available() else f"MLX matmul ({native.gram_unavailable_reason()})"
+    rows.append(("Gram statistics u u^T", gram))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k + ':':<{width + 1}} {v}")

@@ -167,12 +167,16 @@ def test_doctor_reports_the_libraries_and_the_speed():
     assert "GFLOP/s" in fields["matmul 1024^3 f32 (cpu)"] and fields["eigh 512 f32 (cpu)"].endswith("ms")
     # the native extra (MKL) is installed by CI: the bfloat16 Newton-Schulz path and its GEMM's speed
     assert fields["bf16 Newton-Schulz"].startswith("native") and "GFLOP/s" in fields["gemm 1024^3 bf16 (cpu)"]
+    # the pip mkl package brings Intel's OpenMP runtime: the loop's passes run on MKL's threads
+    assert "passes on libiomp5.so" in fields["bf16 Newton-Schulz"], res.stdout
     avx512 = any(line.startswith("flags") and "avx512f" in line.split() for line in open("/proc/cpuinfo"))
     assert ("ns_dtype=None is bfloat16" in fields["bf16 Newton-Schulz"]) == avx512, res.stdout
     if LIB is not None:  # the command line loads it by default
         assert fields["fast BLAS"] == "yes" and fields["BLAS"] == os.path.realpath(LIB), res.stdout
+        assert fields["Gram statistics u u^T"] == "OpenBLAS SYRK", res.stdout
     else:
         assert fields["fast BLAS"].startswith("no") and "mlx_cpu.libs" in fields["BLAS"]
+        assert fields["Gram statistics u u^T"].startswith("MLX matmul"), res.stdout
 
 
 def test_doctor_off_json_and_library():

@@ -29,7 +29,7 @@ def exact(u: mx.array) -> np.ndarray:
 @on_openblas
 @pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 200), (300, 97), (700, 1030)])
 def test_gram_is_u_ut_and_exactly_symmetric(shape):
-    assert native.gram_available(), native._gram_state
+    assert native.gram_available(), native.gram_unavailable_reason()
     u = mx.random.normal(shape, key=mx.random.key(1))
     cases = [u, mx.random.normal(shape[::-1], key=mx.random.key(2)).T, u[:, ::2], u[::2]]  # dense, transposed, strided
     for v in cases:
@@ -86,4 +86,6 @@ def test_not_used_on_mkl(monkeypatch):
     monkeypatch.setattr(blas, "loaded_library", lambda: "/opt/lib/libmkl_rt.so.2")
     monkeypatch.setattr(native, "_gram_state", None)
     assert not native.gram_available()
-    assert native._gram_state == "MLX does not run on OpenBLAS"
+    assert native.gram_unavailable_reason() == "MLX does not run on OpenBLAS"
+    monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
+    assert native.gram_unavailable_reason() == "MLX_OPTIM_NATIVE=0"

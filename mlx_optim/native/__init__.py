@@ -14,11 +14,14 @@ the pure path.
 ``cblas_gemm_bf16bf16f32`` (AMX or AVX512-BF16 where the processor has them). MKL is not linked: its runtime
 library (``libmkl_rt`` of the pip package ``mkl``, in the ``native`` extra) is opened on first use.
 :func:`bf16_newton_schulz` runs the whole bfloat16 Newton-Schulz loop of :mod:`mlx_optim.functional.matrix` with it
-as one task (three GEMMs a step, buffers allocated once); the Muon family and SCION use it on the CPU for
+as one task (the normalization, then three GEMMs a step, the two symmetric ones in blocks on and above the
+diagonal, the passes between them on MKL's OpenMP threads); the Muon family and SCION use it on the CPU for
 ``ns_dtype="bfloat16"``, which is then also their default there on processors with AVX-512 (the reference's dtype,
 and faster than the float32 iteration: ``benchmarks/matrix.py``; see :func:`bf16_fast`).
 ``tests/test_native_bf16.py`` checks each product within one bfloat16 ulp of the rounded float32 product, the loop
-against the same GEMMs called one by one, and the result against pytorch_optimizer's iteration.
+against the same GEMMs called one by one, and the result against pytorch_optimizer's iteration. :func:`gram`
+computes float32 ``u @ u.T`` through the ``cblas_ssyrk`` of the OpenBLAS that :mod:`mlx_optim.blas` loaded for MLX
+(``tests/test_native_gram.py``).
 
 Its speed and memory against the float32-state step are measured by ``benchmarks/peak_memory.py`` (see the
 precision guide).
@@ -74,6 +77,9 @@ __all__ = [
     "build",
     "cache_dir",
     "enabled",
+    "gram",
+    "gram_available",
+    "gram_unavailable_reason",
     "load",
     "mkl_library",
 ]
@@ -483,6 +489,7 @@ def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
         out["bf16_reason"] = bf16_unavailable_reason() or "MLX_OPTIM_NATIVE=0"
         return out
     out.update(bf16_native=True, bf16_default=bf16_fast(), mkl=str(mkl_library()), bf16_gemm_n=n)
+    out["bf16_openmp"] = load().bf16_openmp() or None  # the runtime the loop's passes run on (None: serial)
     a = (mx.random.normal((n, n), key=mx.random.key(0)) / n).astype(mx.bfloat16)
     mx.eval(a)
     times = []
@@ -525,6 +532,14 @@ def gram_available() -> bool:
         else:
             _gram_state = load().gram_init(lib)
     return _gram_state == ""
+
+
+def gram_unavailable_reason() -> str | None:
+    """Why :func:`gram_available` is False (after it was called; ``MLX_OPTIM_NATIVE=0`` when switched off), else
+    None."""
+    if not enabled():
+        return "MLX_OPTIM_NATIVE=0"
+    return _gram_state or None
 
 
 def gram(u: mx.array) -> mx.array:

@@ -208,10 +208,14 @@ using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
 using OmpInt = int (*)();
 GompParallel gomp_parallel = nullptr;
 OmpInt omp_thread = nullptr, omp_threads = nullptr;
+std::string omp_library;  // which one, for mlx-optim doctor
 
 void find_openmp() {
   static std::once_flag once;
   std::call_once(once, [] {
+    const uint16_t one = 0x3F80;  // a 1 x 1 product: MKL loads its threading layer at its first call
+    float out = 0.0f;
+    gemm_bf16(kRowMajor, kNoTrans, kNoTrans, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &out, 1);
     for (const char* lib : {"libiomp5.so", "libgomp.so.1"}) {
       void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
       if (h == nullptr) continue;
@@ -219,11 +223,18 @@ void find_openmp() {
       auto num = reinterpret_cast<OmpInt>(dlsym(h, "omp_get_thread_num"));
       auto count = reinterpret_cast<OmpInt>(dlsym(h, "omp_get_num_threads"));
       if (par && num && count) {
-        omp_thread = num, omp_threads = count, gomp_parallel = par;
+        omp_thread = num, omp_threads = count, gomp_parallel = par, omp_library = lib;
         return;
       }
     }
   });
+}
+
+// the OpenMP runtime the passes run on ("" when serial); loads MKL's threading layer first
+std::string bf16_openmp() {
+  if (gemm_bf16 == nullptr) return "";
+  find_openmp();
+  return omp_library;
 }
 
 // f(row) for every row in [0, rows), rows dealt to the threads in chunks of `chunk`, round robin (the symmetric passes'
@@ -383,10 +394,7 @@ class Bf16NewtonSchulz : public mx::Primitive {
       float* pf = reinterpret_cast<float*>(scratch(bytes, own));
       uint16_t* pa = reinterpret_cast<uint16_t*>(pf + std::max(mm, mn));
       uint16_t* pb = pa + mm;
-      if (!coeffs.empty()) {  // loads MKL's threading layer, so that the first pass finds it
-        gemm_bf16(kRowMajor, kNoTrans, kNoTrans, 1, 1, 1, 1.0f, x, 1, x, 1, 0.0f, pf, 1);
-        find_openmp();
-      }
+      find_openmp();
       start(x0, x, m, n, normalize, eps);
       const SymBlocks sym(m);
       for (size_t i = 0; i + 2 < coeffs.size(); i += 3) {
@@ -571,6 +579,7 @@ void register_bf16gemm(nb::module_& m) {
   m.def("bf16gemm_init", &bf16gemm_init);
   m.def("bf16_gemm", &bf16_gemm, nb::arg("a"), nb::arg("b"), nb::arg("c").none() = nb::none(),
         nb::arg("alpha") = 1.0f, nb::arg("beta") = 0.0f, nb::arg("f32_out") = false);
+  m.def("bf16_openmp", &bf16_openmp);
   m.def("gram_init", &gram_init);
   m.def("gram", &gram, nb::arg("u"));
   m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"), nb::arg("eps").none() = nb::none());
