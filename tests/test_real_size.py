@@ -13,7 +13,8 @@ wrappers wrap AdamW. The steps run unfused (``fuse_updates = False``, as the res
 path is compiled, and its kernels would be built with g++ once per optimizer. Two processes run at a time.
 
 The classes in ``HEAVY`` (O(n^3) matrix work every step: minutes per optimizer at full size on the reference
-BLAS of MLX's Linux wheel) run on ``REDUCED_SHAPES`` unless ``MLX_OPTIM_REAL_SIZE=full``; each says why. The
+BLAS of MLX's Linux wheel) run on ``REDUCED_SHAPES`` unless ``MLX_OPTIM_REAL_SIZE=full`` (or, for the Newton-Schulz
+classes, the native bfloat16 loop is the default here: ``NATIVE_FULL_SIZE``); each says why. The
 tests carry the ``real_size`` marker: ``-m "not real_size"`` leaves them out of a local run (CI runs them).
 
 ``python -m tests.test_real_size [names...]`` runs the sweep outside pytest and prints each optimizer's time.
@@ -152,10 +153,23 @@ def run_one(name: str, shapes: dict = SHAPES) -> dict:
     return out
 
 
+# The Newton-Schulz classes whose bfloat16 iteration runs natively (mlx_optim.native.bf16_newton_schulz, MKL): where
+# that loop is the default (native.bf16_fast) they run at full size in the default run too, 1.2-1.5 s of steps each
+# (MLX_OPTIM_REAL_SIZE=full, one run), which takes the loop's blocked symmetric products (4 blocks at 2048) and its
+# tall-matrix transpose through real sizes. SpectralSphere is left out: its iterations stay float32 on the CPU.
+NATIVE_FULL_SIZE = {name for name, why in HEAVY.items() if why == _NEWTON_SCHULZ} - {"spectralsphere"}
+
+
 def shapes_for(name: str) -> dict:
-    """The tree ``name`` is run on: full size, or REDUCED_SHAPES for a HEAVY class unless MLX_OPTIM_REAL_SIZE=full."""
+    """The tree ``name`` is run on: full size, or REDUCED_SHAPES for a HEAVY class unless MLX_OPTIM_REAL_SIZE=full
+    (or the native bfloat16 Newton-Schulz loop runs it: NATIVE_FULL_SIZE)."""
     if name not in HEAVY or os.environ.get("MLX_OPTIM_REAL_SIZE") == "full":
         return SHAPES
+    if name in NATIVE_FULL_SIZE:
+        from mlx_optim import native  # noqa: PLC0415 (in the child: it may load MKL)
+
+        if native.bf16_fast():
+            return SHAPES
     return HEAVY_SHAPES.get(name, REDUCED_SHAPES)
 
 
