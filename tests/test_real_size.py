@@ -13,8 +13,8 @@ wrappers wrap AdamW. The steps run unfused (``fuse_updates = False``, as the res
 path is compiled, and its kernels would be built with g++ once per optimizer. Two processes run at a time.
 
 The classes in ``HEAVY`` (O(n^3) matrix work every step: minutes per optimizer at full size on the reference
-BLAS of MLX's Linux wheel) run on ``REDUCED_SHAPES`` unless ``MLX_OPTIM_REAL_SIZE=full`` (or, for the Newton-Schulz
-classes, the native bfloat16 loop is the default here: ``NATIVE_FULL_SIZE``); each says why. The
+BLAS of MLX's Linux wheel) run on ``REDUCED_SHAPES`` unless ``MLX_OPTIM_REAL_SIZE=full`` or what makes them
+affordable is here (``FULL_SIZE_IF``: the native bfloat16 Newton-Schulz loop, a fast BLAS); each says why. The
 tests carry the ``real_size`` marker: ``-m "not real_size"`` leaves them out of a local run (CI runs them).
 
 ``python -m tests.test_real_size [names...]`` runs the sweep outside pytest and prints each optimizer's time.
@@ -31,13 +31,19 @@ import sys
 import time
 import traceback
 
-import mlx.core as mx
+# The sweep's forkserver is a fresh interpreter that imports this module first: as conftest.py does for the test
+# process, MLX gets the BLAS users get (OpenBLAS where there is one), which needs mlx_optim imported before mlx.core.
+# (Before this, every child ran on the reference BLAS of MLX's wheel: SpectralSphere's two reduced steps took 183 s
+# there against 8 s in the test process.)
+os.environ.setdefault("MLX_OPTIM_BLAS", "auto")
+import mlx_optim  # noqa: E402, I001  (isort: skip)
+
+import mlx.core as mx  # noqa: E402
 import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-import mlx_optim
 from tests.test_contract import KWARGS, NAMES, train
 
 SHAPES = {"square": (2048, 2048), "tall": (4096, 512), "vector": (2048,)}
@@ -153,23 +159,35 @@ def run_one(name: str, shapes: dict = SHAPES) -> dict:
     return out
 
 
-# The Newton-Schulz classes whose bfloat16 iteration runs natively (mlx_optim.native.bf16_newton_schulz, MKL): where
-# that loop is the default (native.bf16_fast) they run at full size in the default run too, 1.2-1.5 s of steps each
-# (MLX_OPTIM_REAL_SIZE=full, one run), which takes the loop's blocked symmetric products (4 blocks at 2048) and its
-# tall-matrix transpose through real sizes. SpectralSphere is left out: its iterations stay float32 on the CPU.
-NATIVE_FULL_SIZE = {name for name, why in HEAVY.items() if why == _NEWTON_SCHULZ} - {"spectralsphere"}
+# HEAVY classes that run at full size in the default run too when what makes them affordable is here (times: two
+# full-size steps, MLX_OPTIM_REAL_SIZE=full, one run each, session 7):
+# - "native": the Newton-Schulz classes whose bfloat16 loop runs natively (native.bf16_fast: MKL): 1.0-1.5 s each,
+#   which takes the loop's blocked symmetric products (4 blocks at 2048) and its tall transpose through real sizes.
+#   SpectralSphere is not one: its iterations stay float32 on the CPU.
+# - "blas": MLX runs on OpenBLAS (or another library mlx_optim.blas loaded): Kron 7.1 s, GaLore 6.1, Fira 6.1,
+#   Conda 7.1, Conda_e 6.3, Alice 0.8. The others stay reduced there too: SOAP 19 s, SOAP_e 23, SPlus 20, DASH 16,
+#   Shampoo 201, SpectralSphere and L-BFGS longer.
+FULL_SIZE_IF = {
+    **{name: "native" for name, why in HEAVY.items() if why == _NEWTON_SCHULZ and name != "spectralsphere"},
+    **dict.fromkeys(["kron", "galore", "fira", "conda", "conda_e", "alice"], "blas"),
+}
+
+
+def _affordable(name: str) -> bool:
+    """Whether FULL_SIZE_IF's condition for ``name`` holds in this (child) process."""
+    from mlx_optim import blas, native  # noqa: PLC0415 (in the child: it may load MKL)
+
+    need = FULL_SIZE_IF.get(name)
+    if need == "native":
+        return native.bf16_fast()
+    return need == "blas" and blas.loaded_library() is not None
 
 
 def shapes_for(name: str) -> dict:
     """The tree ``name`` is run on: full size, or REDUCED_SHAPES for a HEAVY class unless MLX_OPTIM_REAL_SIZE=full
-    (or the native bfloat16 Newton-Schulz loop runs it: NATIVE_FULL_SIZE)."""
-    if name not in HEAVY or os.environ.get("MLX_OPTIM_REAL_SIZE") == "full":
+    or what makes it affordable is here (FULL_SIZE_IF)."""
+    if name not in HEAVY or os.environ.get("MLX_OPTIM_REAL_SIZE") == "full" or _affordable(name):
         return SHAPES
-    if name in NATIVE_FULL_SIZE:
-        from mlx_optim import native  # noqa: PLC0415 (in the child: it may load MKL)
-
-        if native.bf16_fast():
-            return SHAPES
     return HEAVY_SHAPES.get(name, REDUCED_SHAPES)
 
 
