@@ -38,6 +38,10 @@ def test_gram_is_u_ut_and_exactly_symmetric(shape):
         assert mx.array_equal(out, out.T).item()  # the mirrored triangle, not a second sum
         np.testing.assert_allclose(np.array(out), exact(v), rtol=2e-5, atol=2e-5 * v.shape[1])
     assert mx.array_equal(native.gram(mx.zeros((3, 0))), mx.zeros((3, 3))).item()
+    with pytest.raises(ValueError, match="2-D float32"):
+        native.gram(u.astype(mx.bfloat16))
+    with pytest.raises(ValueError, match="2-D float32"):
+        native.gram(mx.zeros((2, 3, 4)))
 
 
 @on_openblas

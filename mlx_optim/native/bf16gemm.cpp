@@ -285,6 +285,16 @@ void gemm_sym(const SymBlocks& s, int k, const uint16_t* a, int lda, const uint1
   }
 }
 
+// out[j][i] = t[i - i0][j - j0] for i in [i0, i1), j in [j0, j1): a tile held in a local buffer written to its
+// transposed place in m-wide rows, each destination row contiguously
+template <typename T>
+void write_transposed(const T (*t)[kTile], T* out, int m, int i0, int i1, int j0, int j1) {
+  for (int j = j0; j < j1; ++j) {
+    T* row = out + size_t(j) * m + i0;
+    for (int i = 0; i < i1 - i0; ++i) row[i] = t[i][j - j0];
+  }
+}
+
 // The whole symmetric out = round(alpha * acc + beta * c) (c: null for the plain rounding) from S's computed blocks,
 // in one pass of kTile x kTile tiles: each tile is rounded into a local buffer, copied to its place and, when it
 // lies right of its own block, to the transposed place too. (A separate mirror pass reading the stored triangle
@@ -306,10 +316,7 @@ void round_sym(const SymBlocks& s, const float* acc, float alpha, float beta, co
         std::memcpy(out + o, t[i - i0], sizeof(uint16_t) * (j1 - j0));
       }
       if (j0 < s.end(b)) continue;  // the block's own square: computed on both sides of the diagonal
-      for (int j = j0; j < j1; ++j) {
-        uint16_t* row = out + size_t(j) * m + i0;
-        for (int i = 0; i < i1 - i0; ++i) row[i] = t[i][j - j0];
-      }
+      write_transposed(t, out, m, i0, i1, j0, j1);
     }
   });
 }
@@ -518,10 +525,7 @@ void mirror_upper(float* c, int m) {
     for (int j0 = i1; j0 < m; j0 += kTile) {
       const int j1 = std::min(m, j0 + kTile);
       for (int i = i0; i < i1; ++i) std::memcpy(t[i - i0], c + size_t(i) * m + j0, sizeof(float) * (j1 - j0));
-      for (int j = j0; j < j1; ++j) {
-        float* row = c + size_t(j) * m + i0;
-        for (int i = 0; i < i1 - i0; ++i) row[i] = t[i][j - j0];
-      }
+      write_transposed(t, c, m, i0, i1, j0, j1);
     }
   }
 }
@@ -573,7 +577,6 @@ mx::array gram(const mx::array& u) {
 }
 
 }  // namespace
-
 
 void register_bf16gemm(nb::module_& m) {
   m.def("bf16gemm_init", &bf16gemm_init);
