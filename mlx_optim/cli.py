@@ -680,8 +680,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         gemm = f"{r['bf16_gemm_ms']:.1f} ms, {r['bf16_gemm_gflops']:.1f} GFLOP/s (MKL: {r['mkl']})"
         default = "bfloat16" if r["bf16_default"] else "float32 (no AVX-512: the float32 iteration is faster)"
         passes = f"passes on {r['bf16_openmp']}" if r["bf16_openmp"] else "passes serial (MKL is sequential)"
+        engine = "AMX tiles" if r["bf16_amx"] else "MKL GEMM"
         rows += [
-            ("bf16 Newton-Schulz", f"native ({passes}); ns_dtype=None is {default} here"),
+            ("bf16 Newton-Schulz", f"native, {engine} ({passes}); ns_dtype=None is {default} here"),
             (f"gemm {n}^3 bf16 (cpu)", gemm),
         ]
     else:

@@ -169,6 +169,11 @@ def test_doctor_reports_the_libraries_and_the_speed():
     assert fields["bf16 Newton-Schulz"].startswith("native") and "GFLOP/s" in fields["gemm 1024^3 bf16 (cpu)"]
     # the pip mkl package brings Intel's OpenMP runtime: the loop's passes run on MKL's threads
     assert "passes on libiomp5.so" in fields["bf16 Newton-Schulz"], res.stdout
+    # the loop's engine: AMX tiles where the processor has them (and Linux grants them), else MKL's GEMM
+    from mlx_optim import native
+
+    engine = "AMX tiles" if native.amx_available() else "MKL GEMM"
+    assert fields["bf16 Newton-Schulz"].startswith(f"native, {engine} ("), res.stdout
     avx512 = any(line.startswith("flags") and "avx512f" in line.split() for line in open("/proc/cpuinfo"))
     assert ("ns_dtype=None is bfloat16" in fields["bf16 Newton-Schulz"]) == avx512, res.stdout
     if LIB is not None:  # the command line loads it by default

@@ -1,5 +1,6 @@
 """The native bfloat16 GEMM (MKL's cblas_gemm_bf16bf16f32, mlx_optim/native/bf16gemm.cpp) and its use by the
-Newton-Schulz iterations. Needs the ``native`` extra (nanobind, mkl) and g++: no skip, CI installs them."""
+Newton-Schulz iterations. Needs the ``native`` extra (nanobind, mkl) and g++: no skip, CI installs them. The loop's
+AMX engine (amx.h) runs where the processor has AMX-BF16; elsewhere its cases skip, naming the reason."""
 
 from __future__ import annotations
 
@@ -101,6 +102,17 @@ def test_bad_inputs_raise():
         native.bf16_newton_schulz(a.astype(f32), [(1.0, 0.0, 0.0)])
 
 
+HAS_AMX = native.bf16_available() and native.amx_available()
+
+
+@pytest.fixture(
+    params=[False, pytest.param(True, marks=pytest.mark.skipif(not HAS_AMX, reason="no AMX here"))], ids=["mkl", "amx"]
+)
+def amx(request):
+    """The loop's engine: MKL's GEMM, or AMX tiles."""
+    return request.param
+
+
 def _spy(monkeypatch):
     used = []
     provider = matrix._bf16_ns_provider
@@ -122,19 +134,20 @@ def normalized(g: mx.array) -> mx.array:
     return (x.astype(f32) / mx.maximum(n, mx.array(1e-7).astype(bf16)).astype(f32)).astype(bf16)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (5, 1), (64, 96), (96, 64), (300, 700), (512, 512)])
-def test_fused_loop_is_three_gemms_per_step(shape):
-    """bf16_newton_schulz (one task) against the same step written as three bf16_gemm calls; the fused loop adds
-    the C term after MKL's product instead of through MKL's beta, so a few entries may differ by one ulp."""
+@pytest.mark.parametrize("shape", [(1, 1), (5, 1), (33, 65), (64, 96), (96, 64), (300, 700), (512, 512)])
+def test_fused_loop_is_three_gemms_per_step(shape, amx):
+    """bf16_newton_schulz (one task, either engine) against the same step written as three bf16_gemm calls; the
+    fused loop adds the C term after the plain product instead of through MKL's beta, so a few entries may differ by
+    one ulp. The shapes cover AMX's zero padding (sides not multiples of 32)."""
     x = normalized(mx.random.normal(shape, key=mx.random.key(21)))
     schedule = matrix.NS_COEFFICIENTS["quintic"][:3]
-    fused = native.bf16_newton_schulz(x, schedule)
+    fused = native.bf16_newton_schulz(x, schedule, amx=amx)
     want = x
     for w0, w1, w2 in schedule:
         a = native.bf16_gemm(want, want.T)
         b = native.bf16_gemm(a, a, a, w2, w1)
         want = native.bf16_gemm(b, want, want, 1.0, w0)
-    one = native.bf16_newton_schulz(x, schedule[:1])
+    one = native.bf16_newton_schulz(x, schedule[:1], amx=amx)
     w0, w1, w2 = schedule[0]
     a = native.bf16_gemm(x, x.T)
     first = native.bf16_gemm(native.bf16_gemm(a, a, a, w2, w1), x, x, 1.0, w0)
@@ -143,20 +156,22 @@ def test_fused_loop_is_three_gemms_per_step(shape):
     assert ulps(one, first) <= 2
     assert mx.mean((one == first).astype(f32)).item() > 0.999
     assert mx.max(mx.abs(fused.astype(f32) - want.astype(f32))).item() < 2e-2
-    assert mx.array_equal(native.bf16_newton_schulz(x, []), x).item()  # no step: the iterate, copied
-    assert mx.array_equal(native.bf16_newton_schulz(mx.zeros((0, 4), bf16), schedule), mx.zeros((0, 4), bf16)).item()
+    assert mx.array_equal(native.bf16_newton_schulz(x, [], amx=amx), x).item()  # no step: the iterate, copied
+    empty = native.bf16_newton_schulz(mx.zeros((0, 4), bf16), schedule, amx=amx)
+    assert mx.array_equal(empty, mx.zeros((0, 4), bf16)).item()
 
 
 @pytest.mark.parametrize("shape", [(1024, 1100), (1700, 1800)])
-def test_symmetric_blocks_are_the_full_products(shape):
-    """From 1024 rows the loop computes A = X X^T and A A in row blocks on and above the diagonal (2 blocks at 1024;
-    3 at 1700, the last one 548 rows ending in a partial 64 x 64 tile) and mirrors them: one step against three
-    full bf16_gemm calls (which round each entry of the other triangle from its own float32 sum)."""
+def test_symmetric_blocks_are_the_full_products(shape, amx):
+    """MKL's loop computes A = X X^T and A A from 1024 rows in row blocks on and above the diagonal (2 blocks at
+    1024; 3 at 1700, the last one 548 rows ending in a partial 64 x 64 tile), AMX's in 32 x 32 blocks (1700: a
+    partial last one), and mirrors them: one step against three full bf16_gemm calls (which round each entry of the
+    other triangle from its own float32 sum)."""
     x = normalized(mx.random.normal(shape, key=mx.random.key(22)))
     w0, w1, w2 = matrix.NS_COEFFICIENTS["original"][0]
     a = native.bf16_gemm(x, x.T)
     want = native.bf16_gemm(native.bf16_gemm(a, a, a, w2, w1), x, x, 1.0, w0)
-    one = native.bf16_newton_schulz(x, [(w0, w1, w2)])
+    one = native.bf16_newton_schulz(x, [(w0, w1, w2)], amx=amx)
     # entries up to ~5e-3 (one ulp there: 3e-5); where an entry cancels to ~1e-9, one ulp of an operand is many of it
     assert mx.max(mx.abs(one.astype(f32) - want.astype(f32))).item() <= 3.1e-5
     # a wrong mirror (a block left unfilled or transposed wrongly) would change whole rows of X, not single ulps
@@ -164,7 +179,7 @@ def test_symmetric_blocks_are_the_full_products(shape):
 
 
 @pytest.mark.parametrize("dtype", [f32, bf16, mx.float16])
-def test_normalization_in_the_task_is_matrix_newton_schulz(dtype):
+def test_normalization_in_the_task_is_matrix_newton_schulz(dtype, amx):
     """With eps the task rounds, normalizes and iterates: equal to normalizing in MLX and iterating, for each input
     dtype and for a transposed (strided) view."""
     g = mx.random.normal((300, 700), key=mx.random.key(23)).astype(dtype)
@@ -174,11 +189,11 @@ def test_normalization_in_the_task_is_matrix_newton_schulz(dtype):
         x16 = x.astype(bf16)
         norm = mx.array(np.sqrt(np.sum(np.square(np.array(x16.astype(f32), dtype=np.float64)))), f32).astype(bf16)
         start = (x16.astype(f32) / norm.astype(f32)).astype(bf16)
-        assert mx.array_equal(native.bf16_newton_schulz(x, [], 1e-7), start).item()
+        assert mx.array_equal(native.bf16_newton_schulz(x, [], 1e-7, amx=amx), start).item()
         assert ulps(start, normalized(x)) <= 2  # a norm one bfloat16 ulp apart moves the quotients up to 2 ulps
-        want = native.bf16_newton_schulz(start, schedule)
-        assert mx.array_equal(native.bf16_newton_schulz(x, schedule, 1e-7), want).item()
-    zero = native.bf16_newton_schulz(mx.zeros((4, 6), dtype), schedule[:1], 1e-7)  # the norm is eps: no NaN
+        want = native.bf16_newton_schulz(start, schedule, amx=amx)
+        assert mx.array_equal(native.bf16_newton_schulz(x, schedule, 1e-7, amx=amx), want).item()
+    zero = native.bf16_newton_schulz(mx.zeros((4, 6), dtype), schedule[:1], 1e-7, amx=amx)  # the norm is eps: no NaN
     assert mx.array_equal(zero, mx.zeros((4, 6), bf16)).item()
 
 
@@ -247,3 +262,34 @@ def test_muon_bf16_step_close_to_the_pure_path(monkeypatch):
     moved = mx.max(mx.abs(outs[1] - w)).item()
     assert moved > 1e-3
     assert mx.max(mx.abs(outs[0] - outs[1])).item() < 0.05 * moved
+
+
+@pytest.mark.skipif(not HAS_AMX, reason="no AMX here")
+@pytest.mark.parametrize("shape", [(1024, 2048), (2048, 2048)])
+def test_amx_loop_is_the_mkl_loop_at_real_size(shape):
+    """The two engines at the sizes Muon meets (the AMX products stream their B panels past row groups held in L2;
+    MKL blocks its own way): the same five steps, equal but for entries where a float32 sum rounds the other way."""
+    g = mx.random.normal(shape, key=mx.random.key(26))
+    schedule = matrix.NS_COEFFICIENTS["quintic"]
+    one = [native.bf16_newton_schulz(g, schedule[:1], 1e-7, amx=amx) for amx in (True, False)]
+    assert ulps(*one) <= 2 and mx.mean((one[0] == one[1]).astype(f32)).item() > 0.999
+    five = [native.bf16_newton_schulz(g, schedule, 1e-7, amx=amx) for amx in (True, False)]
+    assert mx.max(mx.abs(five[0].astype(f32) - five[1].astype(f32))).item() < 2e-2
+
+
+def test_amx_default_and_switch(monkeypatch):
+    """AMX is the default engine exactly where amx_available() says so; MLX_OPTIM_AMX=0 turns it off (for the
+    default: amx=True still asks for it where the processor has it)."""
+    calls = []
+    module = native.load()
+    real = module.bf16_newton_schulz
+    monkeypatch.setattr(module, "bf16_newton_schulz", lambda *a: calls.append(a[-1]) or real(*a))
+    x = normalized(mx.random.normal((40, 72), key=mx.random.key(27)))
+    mx.eval(native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1]))
+    monkeypatch.setenv("MLX_OPTIM_AMX", "0")
+    assert not native.amx_available()
+    mx.eval(native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1]))
+    assert calls == [HAS_AMX, False]
+    if not module.amx_available():
+        with pytest.raises(ValueError, match="AMX is not available"):
+            native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1], amx=True)

@@ -68,6 +68,7 @@ __all__ = [
     "adam8",
     "adam_leaf",
     "available",
+    "amx_available",
     "bf16_available",
     "bf16_fast",
     "bf16_gemm",
@@ -86,6 +87,7 @@ __all__ = [
 
 SOURCE = Path(__file__).with_name("adam8.cpp")
 SOURCES = (SOURCE, Path(__file__).with_name("bf16gemm.cpp"))
+HEADERS = (Path(__file__).with_name("amx.h"),)  # included by bf16gemm.cpp: part of the cache key
 MODULE = "_adam8"
 # C++20 as MLX's headers need; hidden visibility as nanobind expects; -ffp-contract=off: no fused multiply-adds,
 # so every float32 operation rounds as in MLX's element-wise kernels (its CPU JIT and libmlx are built without
@@ -151,7 +153,7 @@ def _machine() -> bytes:
 
 def _key() -> str:
     parts = [
-        *(src.read_bytes() for src in SOURCES),
+        *(src.read_bytes() for src in (*SOURCES, *HEADERS)),
         metadata.version("mlx").encode(),
         metadata.version("nanobind").encode(),
         sys.implementation.cache_tag.encode(),
@@ -450,14 +452,30 @@ def bf16_matmul(a: mx.array, b: mx.array) -> mx.array:
     return bf16_gemm(a, b)
 
 
-def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]], eps: float | None = None) -> mx.array:
+def amx_available() -> bool:
+    """True when :func:`bf16_newton_schulz` runs its loop on AMX tiles (the default then): :func:`bf16_available`,
+    the extension was built for a processor with AMX-BF16 (``-march=native``), Linux granted the process the tile
+    state, and ``MLX_OPTIM_AMX`` is not ``0`` (read at each call). Else the loop runs on MKL's bfloat16 GEMM."""
+    return os.environ.get("MLX_OPTIM_AMX", "1") != "0" and bf16_available() and bool(load().amx_available())
+
+
+def bf16_newton_schulz(
+    x: mx.array, weights: list[tuple[float, float, float]], eps: float | None = None, amx: bool | None = None
+) -> mx.array:
     """The bfloat16 Newton-Schulz loop as one native task: for each ``(a, b, c)`` of ``weights``,
     ``A = X X^T``, ``B = b A + c A A``, ``X = a X + B X``, each a :func:`bf16_gemm` (float32 accumulation, one
-    rounding to bfloat16), with the buffers allocated once. The scaling and the C term are added after MKL's
+    rounding to bfloat16), with the buffers allocated once. The scaling and the C term are added after the plain
     product, so an entry may differ from those three calls by one bfloat16 ulp where a float32 sum rounds the other
-    way. The symmetric ``A`` and ``A A`` are computed on and above the diagonal in row blocks (up to 4, of at least
-    512 rows) and mirrored; the passes between the products run on MKL's OpenMP threads. The thread keeps its scratch
-    memory (``4 max(m^2, m n) + 4 m^2`` bytes, up to 128 MiB) for the next call.
+    way. The symmetric ``A`` and ``A A`` are computed on and above the diagonal and mirrored. Two engines:
+
+    - AMX tiles (:func:`amx_available`, the default where it is true): each product in 32 x 32 blocks
+      (``amx.h``), whose scaling, C term, rounding and mirror are applied while the block is in cache and written
+      straight into the tile layouts the next products read; scratch ``8 M N + 6 M^2`` bytes (``M``, ``N``: the
+      sides rounded up to 32).
+    - MKL's ``cblas_gemm_bf16bf16f32``: the symmetric products in row blocks (up to 4, of at least 512 rows), the
+      passes between the products over a float32 accumulator; scratch ``4 max(m^2, m n) + 4 m^2`` bytes.
+
+    Both run on MKL's OpenMP threads; the calling thread keeps its scratch (up to 128 MiB) for the next call.
 
     With ``eps``, ``x`` is first normalized as :func:`mlx_optim.functional.matrix.newton_schulz` does:
     ``X = round(x / max(round(||x||_F), round(eps)))``, rounding to bfloat16.
@@ -469,8 +487,12 @@ def bf16_newton_schulz(x: mx.array, weights: list[tuple[float, float, float]], e
             ``eps`` the matrix to normalize (float32, bfloat16 or float16).
         weights: one ``(a, b, c)`` per step.
         eps: lower bound of the normalizing norm; None: ``x`` is already normalized.
+        amx: run on AMX tiles (True; raises ``ValueError`` where :func:`amx_available` is False) or on MKL's GEMM
+            (False); None: AMX where available.
     """
-    return load().bf16_newton_schulz(x, [float(w) for abc in weights for w in abc], None if eps is None else float(eps))
+    use_amx = amx_available() if amx is None else bool(amx)
+    flat = [float(w) for abc in weights for w in abc]
+    return load().bf16_newton_schulz(x, flat, None if eps is None else float(eps), use_amx)
 
 
 def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
@@ -489,6 +511,7 @@ def bf16_report(n: int = 1024, repeats: int = 3) -> dict[str, object]:
         out["bf16_reason"] = bf16_unavailable_reason() or "MLX_OPTIM_NATIVE=0"
         return out
     out.update(bf16_native=True, bf16_default=bf16_fast(), mkl=str(mkl_library()), bf16_gemm_n=n)
+    out["bf16_amx"] = amx_available()  # the loop's engine: AMX tiles, else MKL's GEMM
     out["bf16_openmp"] = load().bf16_openmp() or None  # the runtime the loop's passes run on (None: serial)
     a = (mx.random.normal((n, n), key=mx.random.key(0)) / n).astype(mx.bfloat16)
     mx.eval(a)

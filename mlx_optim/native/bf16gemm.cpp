@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,8 @@
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
+
+#include "amx.h"
 
 namespace mx = mlx::core;
 namespace nb = nanobind;
@@ -367,6 +370,151 @@ double sum_squares(const uint16_t* row, int n) {
   return sum;
 }
 
+#ifdef MLX_OPTIM_AMX
+namespace amx = mlx_optim_amx;
+
+// f(unit) for every unit in [0, count), handed to the threads one at a time as they finish (the symmetric products'
+// units differ in work, the heaviest first), each thread's tiles configured for the loop. Every unit writes its own
+// blocks whole, so the result does not depend on the number of threads.
+template <typename F>
+void for_units(int count, F&& f) {
+  struct Ctx {
+    F* f;
+    int count;
+    std::atomic<int> next;
+  } ctx{&f, count, 0};
+  auto work = [](void* p) {
+    auto& c = *static_cast<Ctx*>(p);
+    amx::configure();
+    for (int u; (u = c.next.fetch_add(1)) < c.count;) (*c.f)(u);
+    amx::release();
+  };
+  if (gomp_parallel == nullptr || count == 1) {
+    work(&ctx);
+  } else {
+    gomp_parallel(work, &ctx, 0, 0);
+  }
+}
+
+// C = A B over packed operands of `rows` x `cols` blocks summed over `steps`, epilogue(i0, j0, acc) for each 32 x 32
+// float32 block; with `upper`, only the blocks on and above the diagonal. Row panels go in groups whose A panels stay
+// in L2 (1 MiB) while the B panels stream past them (from memory, about 15 GB/s a core here: one B panel serves the
+// whole group); the columns are split as well when there are few groups, so that both threads get work.
+template <typename Epilogue>
+void amx_product(const uint16_t* a, const uint16_t* b, int rows, int cols, int steps, bool upper, Epilogue&& epilogue) {
+  const size_t panel = size_t(steps) * amx::kStep;
+  const int group = std::clamp(int((size_t(1) << 20) / (panel * sizeof(uint16_t))), 1, 8);
+  const int groups = (rows + group - 1) / group, splits = std::max(1, 8 / groups);
+  for_units(groups * splits, [&](int u) {
+    const int g = u / splits, part = u % splits, i_lo = g * group, i_hi = std::min(rows, i_lo + group);
+    const int j_lo = std::max(cols * part / splits, upper ? i_lo : 0), j_hi = cols * (part + 1) / splits;
+    alignas(64) float acc[amx::kBlock * amx::kBlock];
+    for (int j = j_lo; j < j_hi; ++j) {
+      for (int i = i_lo; i < (upper ? std::min(i_hi, j + 1) : i_hi); ++i) {
+        amx::block(a + i * panel, b + j * panel, steps, acc);
+        epilogue(i * amx::kBlock, j * amx::kBlock, acc);
+      }
+    }
+  });
+}
+
+// t = round(alpha acc + beta c) for a 32 x 32 block (c: the C term's block, or null), zero outside rows x cols
+void round_block(const float* acc, float alpha, float beta, const uint16_t* c, int rows, int cols,
+                 uint16_t (*t)[amx::kBlock]) {
+  constexpr int kB = amx::kBlock;
+  for (int r = 0; r < kB; ++r) {
+    if (r >= rows) {
+      std::memset(t[r], 0, sizeof(t[r]));
+      continue;
+    }
+    if (c) {
+      add_round_bf16(acc + r * kB, alpha, beta, c + r * kB, t[r], kB);
+    } else {
+      round_bf16(acc + r * kB, t[r], kB);
+    }
+    std::fill(t[r] + cols, t[r] + kB, uint16_t(0));
+  }
+}
+
+// The loop of Bf16NewtonSchulz on AMX tiles, X (m, n) bfloat16 row-major, updated in place: the same three products
+// and roundings as the MKL loop. Each product's epilogue rounds its 32 x 32 block while it is in cache and writes it
+// straight into the tile layouts (amx.h) that the next products read, so that only the start is packed:
+//   X as A operand (blocked rows) xa, as the B operand of X^T xt, as a B operand xv (two, the product writing the
+//   next while it reads the current one); A = X X^T blocked (aa) and as a B operand (av); B blocked (ba).
+// The symmetric products compute the blocks on and above the diagonal and write each block's transpose too.
+void amx_newton_schulz(uint16_t* x, int m, int n, const std::vector<float>& coeffs) {
+  constexpr int kB = amx::kBlock;
+  constexpr size_t kS = amx::kStep;
+  const int rm = amx::padded(m) / kB, rn = amx::padded(n) / kB;
+  const size_t mn = size_t(rm) * rn * kS, mm = size_t(rm) * rm * kS;
+  Scratch own;
+  auto* xa = reinterpret_cast<uint16_t*>(scratch(sizeof(uint16_t) * (4 * mn + 3 * mm), own));
+  uint16_t *xt = xa + mn, *xv[2] = {xt + mn, xt + 2 * mn}, *aa = xt + 3 * mn, *av = aa + mm, *ba = av + mm;
+  for_rows(rm + rm + rn, int64_t(std::max(m, n)) * kB, 1, [&](int64_t p) {
+    if (p < rm) {
+      amx::pack_a(x, n, m, n, int(p), xa);
+    } else if (p < 2 * rm) {
+      amx::pack_bt(x, n, m, n, int(p - rm), xt);
+    } else {
+      amx::pack_b(x, n, m, n, int(p - 2 * rm), xv[0]);
+    }
+  });
+  // block (i, j) of a (rows x cols blocks) matrix: blocked at (i cols + j), as a B operand at (j rows + i)
+  auto at = [](uint16_t* base, int i, int j, int cols) { return base + (size_t(i) * cols + j) * kS; };
+  int cur = 0;
+  for (size_t it = 0; it + 2 < coeffs.size(); it += 3) {
+    const float w0 = coeffs[it], w1 = coeffs[it + 1], w2 = coeffs[it + 2];
+    const bool last = it + 5 >= coeffs.size();
+    // A = X X^T and B = w1 A + w2 A A: symmetric, block (i, j) and its transpose (j, i)
+    auto symmetric = [&](int i0, int j0, const float* acc, float alpha, float beta, const uint16_t* c, uint16_t* out,
+                         uint16_t* operand) {
+      const int i = i0 / kB, j = j0 / kB;
+      alignas(64) uint16_t t[kB][kB], u[kB][kB];
+      round_block(acc, alpha, beta, c, std::min(kB, m - i0), std::min(kB, m - j0), t);
+      if (i == j)
+        for (int r = 1; r < kB; ++r)
+          for (int q = 0; q < r; ++q) t[r][q] = t[q][r];  // exactly symmetric by construction
+      std::memcpy(at(out, i, j, rm), t, sizeof(t));
+      if (operand) amx::vnni(t, at(operand, j, i, rm));
+      if (i == j) return;
+      amx::transpose(t, u);
+      std::memcpy(at(out, j, i, rm), u, sizeof(u));
+      if (operand) amx::vnni(u, at(operand, i, j, rm));
+    };
+    amx_product(xa, xt, rm, rm, rn, true, [&](int i0, int j0, const float* acc) {
+      symmetric(i0, j0, acc, 1.0f, 0.0f, nullptr, aa, av);
+    });
+    amx_product(aa, av, rm, rm, rm, true, [&](int i0, int j0, const float* acc) {
+      symmetric(i0, j0, acc, w2, w1, at(aa, i0 / kB, j0 / kB, rm), ba, nullptr);
+    });
+    // X = w0 X + B X, in place in xa (a block's C term is read where its result goes) and into xt and the other xv
+    amx_product(ba, xv[cur], rm, rn, rm, false, [&](int i0, int j0, const float* acc) {
+      const int i = i0 / kB, j = j0 / kB, rows = std::min(kB, m - i0), cols = std::min(kB, n - j0);
+      alignas(64) uint16_t t[kB][kB], u[kB][kB];
+      round_block(acc, 1.0f, w0, at(xa, i, j, rn), rows, cols, t);
+      if (last) {
+        for (int r = 0; r < rows; ++r) std::memcpy(x + size_t(i0 + r) * n + j0, t[r], sizeof(uint16_t) * cols);
+        return;
+      }
+      std::memcpy(at(xa, i, j, rn), t, sizeof(t));
+      amx::vnni(t, at(xv[cur ^ 1], j, i, rm));
+      amx::transpose(t, u);
+      amx::vnni(u, at(xt, i, j, rn));
+    });
+    cur ^= 1;
+  }
+}
+#endif
+
+// AMX tiles for the loop: compiled for this processor (amx.h) and granted by the kernel
+bool amx_available() {
+#ifdef MLX_OPTIM_AMX
+  return amx::available();
+#else
+  return false;
+#endif
+}
+
 // Newton-Schulz in bfloat16 as one task: for each (w0, w1, w2) of `coeffs`,
 //   A = round(X X^T);  B = round(w1 A + w2 A A);  X = round(w0 X + B X)
 // each product accumulated in float32 by MKL and rounded once, as bf16_gemm and torch's addmm; the scaling and the C
@@ -378,8 +526,8 @@ double sum_squares(const uint16_t* row, int n) {
 // its Frobenius norm as matrix.newton_schulz does: X = round(x / max(round(||x||), round(eps))).
 class Bf16NewtonSchulz : public mx::Primitive {
  public:
-  Bf16NewtonSchulz(mx::Stream stream, std::vector<float> coeffs, bool normalize, float eps)
-      : mx::Primitive(stream), coeffs_(std::move(coeffs)), normalize_(normalize), eps_(eps) {}
+  Bf16NewtonSchulz(mx::Stream stream, std::vector<float> coeffs, bool normalize, float eps, bool amx)
+      : mx::Primitive(stream), coeffs_(std::move(coeffs)), normalize_(normalize), eps_(eps), amx_(amx) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     auto& encoder = mx::cpu::get_command_encoder(stream());
@@ -394,8 +542,17 @@ class Bf16NewtonSchulz : public mx::Primitive {
     std::vector<float> coeffs = coeffs_;
     const bool normalize = normalize_;
     const float eps = eps_;
-    encoder.dispatch([x0, x, m, n, mm, mn, coeffs, normalize, eps]() {
+    const bool amx = amx_;
+    encoder.dispatch([x0, x, m, n, mm, mn, coeffs, normalize, eps, amx]() {
       if (m == 0 || n == 0) return;
+#ifdef MLX_OPTIM_AMX
+      if (amx) {
+        find_openmp();
+        start(x0, x, m, n, normalize, eps);
+        amx_newton_schulz(x, m, n, coeffs);
+        return;
+      }
+#endif
       Scratch own;  // float32 accumulator, then A and B in bfloat16
       const size_t bytes = std::max(mm, mn) * sizeof(float) + 2 * mm * sizeof(uint16_t);
       float* pf = reinterpret_cast<float*>(scratch(bytes, own));
@@ -458,6 +615,7 @@ class Bf16NewtonSchulz : public mx::Primitive {
   std::vector<float> coeffs_;
   bool normalize_;
   float eps_;
+  bool amx_;
 };
 
 void check(bool ok, const std::string& what) {
@@ -482,7 +640,8 @@ mx::array bf16_gemm(const mx::array& a, const mx::array& b, const std::optional<
   return mx::array({m, n}, out, std::make_shared<Bf16Gemm>(s, alpha, beta, c.has_value()), inputs);
 }
 
-mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeffs, std::optional<float> eps) {
+mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeffs, std::optional<float> eps,
+                             bool amx) {
   check(gemm_bf16 != nullptr, "MKL is not loaded (bf16gemm_init)");
   if (eps) {
     check(x.ndim() == 2 && (x.dtype() == mx::bfloat16 || x.dtype() == mx::float32 || x.dtype() == mx::float16),
@@ -491,9 +650,10 @@ mx::array bf16_newton_schulz(const mx::array& x, const std::vector<float>& coeff
     check(x.ndim() == 2 && x.dtype() == mx::bfloat16, "x must be a 2-D bfloat16 matrix (or pass eps)");
   }
   check(coeffs.size() % 3 == 0, "coeffs must hold (a, b, c) per step");
+  check(!amx || amx_available(), "AMX is not available (amx_available())");
   auto s = mx::default_stream(mx::Device::cpu);
   return mx::array(x.shape(), mx::bfloat16,
-                   std::make_shared<Bf16NewtonSchulz>(s, coeffs, eps.has_value(), eps.value_or(0.0f)), {x});
+                   std::make_shared<Bf16NewtonSchulz>(s, coeffs, eps.has_value(), eps.value_or(0.0f), amx), {x});
 }
 
 // ---- float32 Gram matrices through the loaded BLAS's cblas_ssyrk --------------------------------------------------
@@ -585,5 +745,7 @@ void register_bf16gemm(nb::module_& m) {
   m.def("bf16_openmp", &bf16_openmp);
   m.def("gram_init", &gram_init);
   m.def("gram", &gram, nb::arg("u"));
-  m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"), nb::arg("eps").none() = nb::none());
+  m.def("bf16_newton_schulz", &bf16_newton_schulz, nb::arg("x"), nb::arg("coeffs"), nb::arg("eps").none() = nb::none(),
+        nb::arg("amx") = false);
+  m.def("amx_available", &amx_available);
 }
