@@ -15,7 +15,8 @@ the pure path.
 library (``libmkl_rt`` of the pip package ``mkl``, in the ``native`` extra) is opened on first use.
 :func:`bf16_newton_schulz` runs the whole bfloat16 Newton-Schulz loop of :mod:`mlx_optim.functional.matrix` with it
 as one task (the normalization, then three GEMMs a step, the two symmetric ones in blocks on and above the
-diagonal, the passes between them on MKL's OpenMP threads); the Muon family and SCION use it on the CPU for
+diagonal, the passes between them on MKL's OpenMP threads; on processors with AMX-BF16 the products run on AMX
+tiles instead, ``amx.h``, see :func:`amx_available`); the Muon family and SCION use it on the CPU for
 ``ns_dtype="bfloat16"``, which is then also their default there on processors with AVX-512 (the reference's dtype,
 and faster than the float32 iteration: ``benchmarks/matrix.py``; see :func:`bf16_fast`).
 ``tests/test_native_bf16.py`` checks each product within one bfloat16 ulp of the rounded float32 product, the loop
