@@ -709,7 +709,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
     if only and plan_size(only) == 0:
-        raise CLIError(f"--only {args.only}: no parity row, optimizer or kernel matches")
+        raise CLIError(f"--only {args.only}: no parity row, optimizer, kernel or native check matches")
     return check(only=only, json_path=args.json, progress=not args.no_progress)
 
 

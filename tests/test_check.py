@@ -3,8 +3,8 @@
 The full check (every row, eager and compiled) is what users run on their devices; here: the command runs
 without PyTorch importable and passes on this CPU for a few rows of different programs, a corrupted golden makes
 it fail (exit 1, FAIL in the table and the report), ``--device gpu`` without a GPU exits 2 with one line, the
-kernel section runs (mocked backend) and catches a wrong kernel, and the drift check of ``tests/parity`` notices
-a changed reference or row.
+kernel section runs (mocked backend) and catches a wrong kernel, the native section passes here and catches a
+wrong native path, and the drift check of ``tests/parity`` notices a changed reference or row.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 from mlx_optim import kernels
 from mlx_optim.check import encode, goldens, runner
+from mlx_optim.check import native as native_checks
 from tests.fake_kernels import FakeKernels, mock_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def test_device_gpu_without_gpu_exits_2(tmp_path):
 
 def test_only_matching_nothing_exits_2(tmp_path):
     done = _cli(["check", "--only", "no-such-*"], tmp_path)
-    assert done.returncode == 2 and "no parity row, optimizer or kernel matches" in done.stderr
+    assert done.returncode == 2 and "no parity row, optimizer, kernel or native check matches" in done.stderr
 
 
 def _corrupt(tmp_path, label: str) -> Path:
@@ -177,3 +178,60 @@ def test_drift_check_notices_a_changed_reference_or_row(monkeypatch):
     changed = dataclasses.replace(row, atol=2e-5, note="x")
     (problem,) = harness.golden_drift(changed)
     assert "the row changed (atol)" in problem
+
+
+def _native_results(tmp_path, only=("native",)) -> tuple[int, list[dict]]:
+    report = tmp_path / "native.json"
+    code = runner.check(only=list(only), json_path=str(report), progress=False)
+    return code, [r for r in json.loads(report.read_text())["results"] if r["section"] == "native"]
+
+
+def test_native_section_passes_here(tmp_path):
+    """The native CPU paths built for this processor against the pure-MLX computations they replace: each engine
+    of the bfloat16 Newton-Schulz loop (AMX where the processor has it), int8 AdamW and the SYRK Gram matrix."""
+    from mlx_optim import native
+
+    code, results = _native_results(tmp_path)
+    assert code == 0, results
+    verdicts = {r["name"]: r["verdict"] for r in results}
+    assert list(verdicts) == native_checks.CHECKS and all(r["mode"] == "check" for r in results)
+    for name, verdict in verdicts.items():
+        expected = "pass"
+        if name.startswith("newton_schulz amx") and not native.amx_available():
+            expected = "skip"
+        if name.startswith("gram") and not native.gram_available():
+            expected = "skip"
+        assert verdict == expected, (name, results)
+
+
+def test_a_wrong_native_path_fails(tmp_path, monkeypatch):
+    """Each native check can fail: a Newton-Schulz result with two 32-column blocks swapped (a misplaced block), a
+    Gram matrix off by 1e-3 in one entry (not symmetric), an int8 step that flips one code."""
+    from mlx_optim import native
+
+    real_ns, real_gram, real_adam8 = native.bf16_newton_schulz, native.gram, native.adam8
+
+    def swapped(*args, **kwargs):
+        out = real_ns(*args, **kwargs)
+        return mx.concatenate([out[:, 32:64], out[:, :32], out[:, 64:]], axis=1)
+
+    def off_gram(u):
+        out = real_gram(u)
+        return out + mx.zeros_like(out).at[0, 1].add(1e-3)
+
+    def flipped(*args, **kwargs):
+        p, codes_m, *rest = real_adam8(*args, **kwargs)
+        return (p, codes_m ^ mx.zeros_like(codes_m).at[0].add(1), *rest)
+
+    monkeypatch.setattr(native, "bf16_newton_schulz", swapped)
+    monkeypatch.setattr(native, "gram", off_gram)
+    monkeypatch.setattr(native, "adam8", flipped)
+    code, results = _native_results(tmp_path)
+    assert code == 1
+    verdicts = {r["name"]: (r["verdict"], r["ratio"]) for r in results}
+    for name, (verdict, ratio) in verdicts.items():
+        if verdict == "skip":
+            continue
+        assert verdict == "FAIL", (name, verdict, ratio)
+        assert ratio == "inf" or ratio > 10, (name, ratio)
+    assert verdicts["newton_schulz mkl 300x700"][0] == "FAIL" and verdicts["adam8 int8 AdamW"][0] == "FAIL"

@@ -1,7 +1,7 @@
-"""``mlx-optim check``: the parity rows against their stored reference trajectories, the optimizer contract and
-the fused kernels, on this machine's default device (or the one asked for), without PyTorch.
+"""``mlx-optim check``: the parity rows against their stored reference trajectories, the optimizer contract, the
+fused kernels and the native CPU paths, on this machine's default device (or the one asked for), without PyTorch.
 
-Three sections, each a list of results (``pass`` / ``FAIL`` / ``error`` / ``skip``, and the worst error as a
+Four sections, each a list of results (``pass`` / ``FAIL`` / ``error`` / ``skip``, and the worst error as a
 fraction of its tolerance, ``<= 1`` passes):
 
 1. **parity**: every stored row (:mod:`mlx_optim.check.goldens`), eager and with the step under ``mx.compile``,
@@ -13,9 +13,13 @@ fraction of its tolerance, ``<= 1`` passes):
 3. **kernels**: each fused Metal / CUDA kernel (:mod:`mlx_optim.kernels`), every flag combination, with float32,
    float16 and bfloat16 parameters, against the same update in pure ``mx`` math on random values, zeros,
    ``-0.0``, ``+-1e-30`` and ``+-1e30`` (:func:`mlx_optim.kernels.tolerance`). Skipped without a GPU backend.
+4. **native** (:mod:`mlx_optim.check.native`): the C++ CPU paths built for this processor (the bfloat16
+   Newton-Schulz loop on each engine, int8 Adam, the SYRK Gram matrix) against the pure-MLX computations they
+   replace. On the CPU device only.
 
-``--only`` (comma-separated globs on row labels and optimizer names) restricts all three: the rows it matches, the
-optimizers it matches or whose rows it matches, and the kernels those optimizers use.
+``--only`` (comma-separated globs on row labels and optimizer names) restricts the first three: the rows it
+matches, the optimizers it matches or whose rows it matches, and the kernels those optimizers use; the native
+checks run without ``--only`` or when a pattern matches ``native`` or a check's name (``newton_schulz*``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 import mlx_optim
 from mlx_optim import kernels
 from mlx_optim.check import compare, contract, goldens, problems, programs
+from mlx_optim.check import native as native_checks
 
 __all__ = ["KERNEL_USERS", "Result", "check", "device_report", "plan", "plan_size"]
 
@@ -49,7 +54,8 @@ KERNEL_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 
 @dataclasses.dataclass
 class Result:
-    """One check: ``section`` (parity / contract / kernels), ``name`` (row, optimizer, kernel configuration),
+    """One check: ``section`` (parity / contract / kernels / native), ``name`` (row, optimizer, kernel
+    configuration, native path),
     ``mode`` (eager / compiled; compiled / resume / bf16; the input case), ``verdict``, ``ratio`` (worst error
     over its tolerance), ``detail`` and ``seconds``."""
 
@@ -182,6 +188,12 @@ def plan(
                                 lambda u=u, f=flags, d=dtype, c=case: _kernel_case(where, u, f, d, c),
                             )
                         )
+    natives = [(n, f) for n, f in native_checks.run() if not only or _matches(only, "native", n)]
+    if natives and on_gpu:
+        reason = "CPU paths: run mlx-optim check --device cpu"
+        items.append(("native", ",".join(n for n, _ in natives), "check", lambda r=reason: ("skip", None, r)))
+    elif natives:
+        items += [("native", n, "check", f) for n, f in natives]
     return items
 
 
@@ -252,6 +264,7 @@ def tables(results: list[Result]) -> list[tuple[str, list[str], list[list[str]]]
         ("parity", ("eager", "compiled"), ["row", "eager err/tol", "compiled err/tol", "verdict"]),
         ("contract", contract.CHECKS, ["optimizer", "compiled == eager", "resume exact", "bf16 finite", "verdict"]),
         ("kernels", KERNEL_CASES, ["kernel configuration", *KERNEL_CASES, "verdict"]),
+        ("native", ("check",), ["native path", "err/tol", "verdict"]),
     ):
         rows = []
         for (sec, name), rs in by.items():
@@ -260,6 +273,9 @@ def tables(results: list[Result]) -> list[tuple[str, list[str], list[list[str]]]
             verdict = _verdict(rs.values())
             if section == "kernels" and set(rs) == {"all"}:
                 rows.append([name, *[""] * len(modes), f"skip: {rs['all'].detail}"])
+                continue
+            if section == "native" and verdict == "skip":
+                rows.append([name, "", f"skip: {rs['check'].detail}"])
                 continue
             rows.append([name, *(_fmt(rs.get(m)) for m in modes), verdict])
         if rows:
@@ -342,7 +358,8 @@ def check(
         finally:
             bar.close()
     print_tables(results, stream)
-    counts = {s: {v: 0 for v in ("pass", "FAIL", "error", "skip")} for s in ("parity", "contract", "kernels")}
+    sections = ("parity", "contract", "kernels", "native")
+    counts = {s: {v: 0 for v in ("pass", "FAIL", "error", "skip")} for s in sections}
     for r in results:
         counts[r.section][r.verdict] += 1
     seconds = time.perf_counter() - t0
