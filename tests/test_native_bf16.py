@@ -265,10 +265,11 @@ def test_muon_bf16_step_close_to_the_pure_path(monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_AMX, reason="no AMX here")
-@pytest.mark.parametrize("shape", [(1024, 2048), (2048, 2048)])
+@pytest.mark.parametrize("shape", [(700, 300), (1024, 2048), (2048, 2048)])
 def test_amx_loop_is_the_mkl_loop_at_real_size(shape):
     """The two engines at the sizes Muon meets (the AMX products stream their B panels past row groups held in L2;
-    MKL blocks its own way): the same five steps, equal but for entries where a float32 sum rounds the other way."""
+    MKL blocks its own way), and on a tall matrix (the callers pass the wide orientation; the task takes either):
+    the same five steps, equal but for entries where a float32 sum rounds the other way."""
     g = mx.random.normal(shape, key=mx.random.key(26))
     schedule = matrix.NS_COEFFICIENTS["quintic"]
     one = [native.bf16_newton_schulz(g, schedule[:1], 1e-7, amx=amx) for amx in (True, False)]

@@ -1,10 +1,12 @@
 // AMX building blocks of the bfloat16 Newton-Schulz loop (bf16gemm.cpp): operands packed into tile order and the
 // 32 x 32 block product on the tile registers (TDPBF16PS: bfloat16 pairs multiplied and summed into float32).
+// A panel's step is one 32 x 32 block: the A operand's is the block itself (so a matrix packed as an A operand is
+// also "blocked": 32 x 32 blocks, each contiguous), the B operand's the block in VNNI order (vnni()).
 //
 // Compiled where the build machine has AMX-BF16 (-march=native defines __AMX_TILE__ and __AMX_BF16__, which then
 // defines MLX_OPTIM_AMX); usable at run time once available() is true (Linux hands a process the tile state only on
 // request). Everything here works on whole 32 x 32 blocks: rows, columns and the summed dimension are padded with
-// zeros to multiples of 32 by the packing, and the callers write back only the valid part of a block.
+// zeros to multiples of 32 (pack_a, and the callers' blocks), and the callers write back only a block's valid part.
 //
 // Packed layouts, for `steps` = padded k / 32 steps of 32 along the summed dimension:
 //   A operand (m, k): panel p (rows 32p .. 32p + 31), step s at (p * steps + s) * 1024: two 16 x 32 row-major halves.
@@ -110,47 +112,6 @@ inline void pack_a(const uint16_t* a, int lda, int m, int k, int p, uint16_t* pa
       if (count) std::memcpy(to, a + size_t(row) * lda + k0, sizeof(uint16_t) * count);
       std::memset(to + count, 0, sizeof(uint16_t) * (kBlock - count));
     }
-}
-
-// panel p of the B operand of a (k, n) row-major matrix b (row stride ldb): its rows interleaved in pairs
-inline void pack_b(const uint16_t* b, int ldb, int k, int n, int p, uint16_t* packed) {
-  const int steps = padded(k) / kBlock;
-  uint16_t* out = packed + size_t(p) * steps * kStep;
-  for (int s = 0; s < steps; ++s, out += kStep)
-    for (int h = 0; h < 2; ++h)
-      for (int r = 0; r < 16; ++r) {
-        uint16_t* to = out + h * 512 + r * 32;
-        const int r0 = s * kBlock + 2 * r, c0 = p * kBlock + 16 * h;
-        if (r0 + 1 < k && c0 + 16 <= n) {  // two whole rows of 16
-          interleave(b + size_t(r0) * ldb + c0, b + size_t(r0 + 1) * ldb + c0, to);
-          continue;
-        }
-        for (int c = 0; c < 16; ++c)
-          for (int t = 0; t < 2; ++t) {
-            const int row = r0 + t, col = c0 + c;
-            to[2 * c + t] = row < k && col < n ? b[size_t(row) * ldb + col] : 0;
-          }
-      }
-}
-
-// panel p of the B operand of b = x^T for a (n, k) row-major matrix x (row stride ldx): b's row pairs are pairs of
-// consecutive entries of x's rows, so each step's half is a 16 x 16 transpose of 32-bit words
-inline void pack_bt(const uint16_t* x, int ldx, int n, int k, int p, uint16_t* packed) {
-  const int steps = padded(k) / kBlock;
-  uint16_t* out = packed + size_t(p) * steps * kStep;
-  for (int s = 0; s < steps; ++s, out += kStep)
-    for (int h = 0; h < 2; ++h)
-      for (int c = 0; c < 16; ++c) {
-        const int col = p * kBlock + 16 * h + c, k0 = s * kBlock;
-        const uint16_t* from = x + size_t(col) * ldx + k0;
-        uint16_t* to = out + h * 512 + 2 * c;
-        if (col < n && k0 + kBlock <= k) {
-          for (int r = 0; r < 16; ++r) std::memcpy(to + r * 32, from + 2 * r, 2 * sizeof(uint16_t));
-          continue;
-        }
-        for (int r = 0; r < 16; ++r)
-          for (int t = 0; t < 2; ++t) to[r * 32 + t] = col < n && k0 + 2 * r + t < k ? from[2 * r + t] : 0;
-      }
 }
 
 }  // namespace mlx_optim_amx

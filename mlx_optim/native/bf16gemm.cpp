@@ -438,30 +438,40 @@ void round_block(const float* acc, float alpha, float beta, const uint16_t* c, i
 
 // The loop of Bf16NewtonSchulz on AMX tiles, X (m, n) bfloat16 row-major, updated in place: the same three products
 // and roundings as the MKL loop. Each product's epilogue rounds its 32 x 32 block while it is in cache and writes it
-// straight into the tile layouts (amx.h) that the next products read, so that only the start is packed:
-//   X as A operand (blocked rows) xa, as the B operand of X^T xt, as a B operand xv (two, the product writing the
-//   next while it reads the current one); A = X X^T blocked (aa) and as a B operand (av); B blocked (ba).
-// The symmetric products compute the blocks on and above the diagonal and write each block's transpose too.
+// straight into the tile layout (amx.h) that the next product reads: X blocked (xa, updated in place by B X), A
+// blocked and as a B operand, B blocked. Before X X^T and B X, X's B-operand layouts (of X^T, of X) are made from
+// its blocks. Four buffers (the layouts share them where their lives do not overlap): 3 M N + M^2 bfloat16 entries
+// for a wide X (M, N the sides rounded up to 32), as the MKL loop's float32 accumulator and two matrices. The
+// symmetric products compute the blocks on and above the diagonal and write each block's transpose too.
 void amx_newton_schulz(uint16_t* x, int m, int n, const std::vector<float>& coeffs) {
   constexpr int kB = amx::kBlock;
   constexpr size_t kS = amx::kStep;
   const int rm = amx::padded(m) / kB, rn = amx::padded(n) / kB;
-  const size_t mn = size_t(rm) * rn * kS, mm = size_t(rm) * rm * kS;
+  const size_t mn = size_t(rm) * rn * kS, mm = size_t(rm) * rm * kS, big = std::max(mn, mm);
   Scratch own;
-  auto* xa = reinterpret_cast<uint16_t*>(scratch(sizeof(uint16_t) * (4 * mn + 3 * mm), own));
-  uint16_t *xt = xa + mn, *xv[2] = {xt + mn, xt + 2 * mn}, *aa = xt + 3 * mn, *av = aa + mm, *ba = av + mm;
-  for_rows(rm + rm + rn, int64_t(std::max(m, n)) * kB, 1, [&](int64_t p) {
-    if (p < rm) {
-      amx::pack_a(x, n, m, n, int(p), xa);
-    } else if (p < 2 * rm) {
-      amx::pack_bt(x, n, m, n, int(p - rm), xt);
-    } else {
-      amx::pack_b(x, n, m, n, int(p - 2 * rm), xv[0]);
-    }
-  });
+  auto* xa = reinterpret_cast<uint16_t*>(scratch(sizeof(uint16_t) * (mn + 2 * big + mm), own));
+  uint16_t* one = xa + mn;    // X^T as a B operand (for X X^T), then B blocked (B X's A operand)
+  uint16_t* two = one + big;  // A blocked (A A's A operand and C term), then X as a B operand (for B X)
+  uint16_t *xt = one, *ba = one, *aa = two, *xv = two, *av = two + big;
+  const int64_t work = int64_t(std::max(m, n)) * kB;  // entries a panel holds (for_rows' serial threshold)
+  for_rows(rm, work, 1, [&](int64_t p) { amx::pack_a(x, n, m, n, int(p), xa); });
   // block (i, j) of a (rows x cols blocks) matrix: blocked at (i cols + j), as a B operand at (j rows + i)
   auto at = [](uint16_t* base, int i, int j, int cols) { return base + (size_t(i) * cols + j) * kS; };
-  int cur = 0;
+  // X's blocks in a B-operand layout: of X^T (block (i, j) at xt's (i, j)) or of X (at xv's (j, i))
+  auto relayout = [&](bool transposed, uint16_t* out) {
+    for_rows(rm, work, 1, [&](int64_t i) {
+      alignas(64) uint16_t u[kB][kB];
+      for (int j = 0; j < rn; ++j) {
+        const auto* t = reinterpret_cast<const uint16_t(*)[kB]>(at(xa, int(i), j, rn));
+        if (transposed) {
+          amx::transpose(t, u);
+          amx::vnni(u, at(out, int(i), j, rn));
+        } else {
+          amx::vnni(t, at(out, j, int(i), rm));
+        }
+      }
+    });
+  };
   for (size_t it = 0; it + 2 < coeffs.size(); it += 3) {
     const float w0 = coeffs[it], w1 = coeffs[it + 1], w2 = coeffs[it + 2];
     const bool last = it + 5 >= coeffs.size();
@@ -481,27 +491,25 @@ void amx_newton_schulz(uint16_t* x, int m, int n, const std::vector<float>& coef
       std::memcpy(at(out, j, i, rm), u, sizeof(u));
       if (operand) amx::vnni(u, at(operand, i, j, rm));
     };
+    relayout(true, xt);
     amx_product(xa, xt, rm, rm, rn, true, [&](int i0, int j0, const float* acc) {
       symmetric(i0, j0, acc, 1.0f, 0.0f, nullptr, aa, av);
     });
     amx_product(aa, av, rm, rm, rm, true, [&](int i0, int j0, const float* acc) {
       symmetric(i0, j0, acc, w2, w1, at(aa, i0 / kB, j0 / kB, rm), ba, nullptr);
     });
-    // X = w0 X + B X, in place in xa (a block's C term is read where its result goes) and into xt and the other xv
-    amx_product(ba, xv[cur], rm, rn, rm, false, [&](int i0, int j0, const float* acc) {
+    // X = w0 X + B X, in place in xa (a block's C term is read where its result goes; the product reads xv)
+    relayout(false, xv);
+    amx_product(ba, xv, rm, rn, rm, false, [&](int i0, int j0, const float* acc) {
       const int i = i0 / kB, j = j0 / kB, rows = std::min(kB, m - i0), cols = std::min(kB, n - j0);
-      alignas(64) uint16_t t[kB][kB], u[kB][kB];
+      alignas(64) uint16_t t[kB][kB];
       round_block(acc, 1.0f, w0, at(xa, i, j, rn), rows, cols, t);
       if (last) {
         for (int r = 0; r < rows; ++r) std::memcpy(x + size_t(i0 + r) * n + j0, t[r], sizeof(uint16_t) * cols);
-        return;
+      } else {
+        std::memcpy(at(xa, i, j, rn), t, sizeof(t));
       }
-      std::memcpy(at(xa, i, j, rn), t, sizeof(t));
-      amx::vnni(t, at(xv[cur ^ 1], j, i, rm));
-      amx::transpose(t, u);
-      amx::vnni(u, at(xt, i, j, rn));
     });
-    cur ^= 1;
   }
 }
 #endif
