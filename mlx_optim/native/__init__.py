@@ -471,7 +471,8 @@ def bf16_newton_schulz(
 
     - AMX tiles (:func:`amx_available`, the default where it is true): each product in 32 x 32 blocks
       (``amx.h``), whose scaling, C term, rounding and mirror are applied while the block is in cache and written
-      straight into the tile layouts the next products read; scratch ``6 M N + 2 M^2`` bytes for a wide ``x``
+      straight into the tile layouts the next products read (X's B-operand layouts made from its blocks);
+      scratch ``6 M N + 2 M^2`` bytes for a wide ``x``
       (``M``, ``N``: the sides rounded up to 32).
     - MKL's ``cblas_gemm_bf16bf16f32``: the symmetric products in row blocks (up to 4, of at least 512 rows), the
       passes between the products over a float32 accumulator; scratch ``4 max(m^2, m n) + 4 m^2`` bytes.
