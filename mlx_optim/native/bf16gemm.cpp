@@ -525,11 +525,12 @@ bool amx_available() {
 
 // Newton-Schulz in bfloat16 as one task: for each (w0, w1, w2) of `coeffs`,
 //   A = round(X X^T);  B = round(w1 A + w2 A A);  X = round(w0 X + B X)
-// each product accumulated in float32 by MKL and rounded once, as bf16_gemm and torch's addmm; the scaling and the C
-// term are applied after MKL's plain product, so an entry may differ from three bf16_gemm calls by one bfloat16 ulp
-// where the float32 sum rounds the other way. The symmetric A and A A are computed in blocks on and above the
-// diagonal and mirrored (exactly symmetric; the other triangle's products may round differently in a full GEMM). One
-// float32 accumulator serves the three products; the passes between them run on MKL's threads.
+// each product accumulated in float32 and rounded once, as bf16_gemm and torch's addmm; the scaling and the C term
+// are applied after the plain product, so an entry may differ from three bf16_gemm calls by one bfloat16 ulp where
+// the float32 sum rounds the other way. The symmetric A and A A are computed in blocks on and above the diagonal and
+// mirrored (exactly symmetric; the other triangle's products may round differently in a full GEMM). With `amx`, the
+// products run on AMX tiles (amx_newton_schulz); else on MKL's GEMM, one float32 accumulator serving the three
+// products and the passes between them running on MKL's threads.
 // With `normalize`, the input (float32, bfloat16 or float16, any strides) is first rounded to bfloat16 and divided by
 // its Frobenius norm as matrix.newton_schulz does: X = round(x / max(round(||x||), round(eps))).
 class Bf16NewtonSchulz : public mx::Primitive {
@@ -627,7 +628,7 @@ class Bf16NewtonSchulz : public mx::Primitive {
 };
 
 void check(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("mlx_optim native bf16_gemm: " + what);
+  if (!ok) throw std::invalid_argument("mlx_optim native: " + what);
 }
 
 mx::array bf16_gemm(const mx::array& a, const mx::array& b, const std::optional<mx::array>& c, float alpha,
