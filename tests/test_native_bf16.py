@@ -294,3 +294,19 @@ def test_amx_default_and_switch(monkeypatch):
     if not module.amx_available():
         with pytest.raises(ValueError, match="AMX is not available"):
             native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1], amx=True)
+
+
+def test_spectralsphere_msign_runs_natively(monkeypatch):
+    """SpectralSphere's msign (Polar Express schedule, its own normalization) iterates through the native loop for
+    bfloat16 on the CPU, with the products and roundings of its MLX loop: one step within two ulps, five close."""
+    from mlx_optim.optimizers.spectralsphere import msign
+
+    used = _spy(monkeypatch)
+    x = mx.random.normal((96, 200), key=mx.random.key(28))
+    native_one, native_five = msign(x, 1, bf16), msign(x.T, 5, bf16)  # the tall one runs on its transpose
+    monkeypatch.setenv("MLX_OPTIM_NATIVE", "0")
+    pure_one, pure_five = msign(x, 1, bf16), msign(x.T, 5, bf16)
+    assert used == [True, True, False, False]
+    assert native_one.dtype == f32 and native_five.shape == (200, 96)
+    assert ulps(native_one, pure_one) <= 2
+    assert mx.max(mx.abs(native_five - pure_five)).item() < 2e-2

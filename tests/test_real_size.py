@@ -163,7 +163,8 @@ def run_one(name: str, shapes: dict = SHAPES) -> dict:
 # full-size steps, MLX_OPTIM_REAL_SIZE=full, one run each, session 7):
 # - "native": the Newton-Schulz classes whose bfloat16 loop runs natively (native.bf16_fast: MKL): 1.0-1.5 s each,
 #   which takes the loop's blocked symmetric products (4 blocks at 2048) and its tall transpose through real sizes.
-#   SpectralSphere is not one: its iterations stay float32 on the CPU.
+#   SpectralSphere stays reduced: 111 msign evaluations a step took 46 s for the two full-size steps on the native
+#   loop (AMX, session 8; 299 s before, when its CPU iterations were float32).
 # - "blas": MLX runs on OpenBLAS (or another library mlx_optim.blas loaded): Kron 7.1 s, GaLore 6.1, Fira 6.1,
 #   Conda 7.1, Conda_e 6.3, Alice 0.8. The others stay reduced there too: SOAP 19 s, SOAP_e 23, SPlus 20, DASH 16,
 #   Shampoo 201, SpectralSphere and L-BFGS longer.

@@ -8,7 +8,7 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import NSDtype, check_ns_dtype, ns_iteration_dtype
+from mlx_optim.functional.matrix import NSDtype, check_ns_dtype, low_precision_newton_schulz, ns_iteration_dtype
 from mlx_optim.registry import register
 
 MSIGN_COEFFICIENTS = [  # sso.py's Polar Express schedule (rounded to 4 decimals there)
@@ -48,12 +48,16 @@ def leading_singular_vectors(w: mx.array, steps: int, dtype: mx.Dtype = mx.bfloa
 
 def msign(x: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> mx.array:
     """sso.py's ``msign``: Frobenius-normalize in float32, then Polar Express Newton–Schulz in ``dtype`` (bfloat16
-    there; every product computed in float32 and rounded once)."""
+    there; every product computed in float32 and rounded once). A bfloat16 iteration on the CPU backend runs as one
+    native task where :mod:`mlx_optim.native` provides it (the same products and roundings)."""
     transpose = x.shape[0] > x.shape[1]
     x = x.T if transpose else x
     x = _rounded(x / mx.maximum(mx.sqrt(mx.sum(mx.square(x))), 1e-7), dtype)
-    for i in range(steps):
-        ca, cb, cc = MSIGN_COEFFICIENTS[min(i, len(MSIGN_COEFFICIENTS) - 1)]
+    coeffs = [MSIGN_COEFFICIENTS[min(i, len(MSIGN_COEFFICIENTS) - 1)] for i in range(steps)]
+    iterate = low_precision_newton_schulz(x, dtype) if steps else None
+    if iterate is not None:
+        x = iterate(x.astype(dtype), coeffs).astype(mx.float32)
+    for ca, cb, cc in coeffs if iterate is None else ():
         a = _rounded(x @ x.T, dtype)
         b = _rounded(cb * a + cc * (a @ a), dtype)
         x = _rounded(ca * x + b @ x, dtype)
@@ -146,10 +150,10 @@ class SpectralSphere(Optimizer):
 
     with :math:`\hat m = m / \|m\|_F`, :math:`u, v` from ``power_iteration_steps`` of bilateral power
     iteration and msign ``msign_steps`` Polar Express Newton–Schulz steps (in ``ns_dtype``: bfloat16 as the
-    reference by default on a GPU, float32 on the CPU backend, which has no fast bfloat16 matmul). Weight decay
-    (``weight_decay`` at the learning rate) is decoupled unless ``weight_decouple=False``. The multiplier is
-    found by a bracket search and bisection without early exits: 11 + ``solver_max_iterations`` msign
-    evaluations per matrix per step, so keep ``solver_max_iterations`` small for big matrices (the float32
+    reference by default, except on a CPU backend without the native bfloat16 loop, where float32 is faster).
+    Weight decay (``weight_decay`` at the learning rate) is decoupled unless ``weight_decouple=False``. The
+    multiplier is found by a bracket search and bisection without early exits: 11 + ``solver_max_iterations``
+    msign evaluations per matrix per step, so keep ``solver_max_iterations`` small for big matrices (the float32
     bisection interval stops shrinking after about 30 halvings).
 
     Paper: arXiv:2601.08393 (controlled LLM training on the spectral sphere), 2026; the reference also cites
@@ -180,8 +184,9 @@ class SpectralSphere(Optimizer):
             ``None`` selects all, and every one must then be 2-D. Default ``None``.
         ns_dtype: dtype of the power iteration, the Newton–Schulz iterations and the multiplier search
             (keyword-only): ``mx.bfloat16`` (the reference's), ``mx.float16``, ``mx.float32`` or their names.
-            ``None`` (default): bfloat16 on a GPU, float32 on the CPU backend (MLX's CPU has no fast bfloat16
-            matmul; bfloat16 there is float32 products rounded after each operation).
+            ``None`` (default): bfloat16 on a GPU, and on the CPU backend where the Newton–Schulz loop runs natively
+            and fast (:func:`mlx_optim.functional.matrix.fast_bf16_newton_schulz`), else float32 (MLX's CPU has no
+            fast bfloat16 matmul; bfloat16 there is float32 products rounded after each operation).
         state_dtype: dtype of the optimizer state. ``None`` (default): float32 for bfloat16/float16
             parameters, the parameter's dtype otherwise; a bfloat16 state is written back with stochastic
             rounding.
@@ -251,6 +256,6 @@ class SpectralSphere(Optimizer):
             self.msign_steps,
             self.solver_tolerance_f,
             self.solver_max_iterations,
-            ns_iteration_dtype(self.ns_dtype, mx.bfloat16, native=False),
+            ns_iteration_dtype(self.ns_dtype, mx.bfloat16),
         )
         return p - hp.lr * u.astype(p.dtype)
