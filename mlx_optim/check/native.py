@@ -65,15 +65,6 @@ def _start(shape: tuple[int, int]) -> mx.array:
     return (x.astype(mx.float32) / norm.astype(mx.float32)).astype(mx.bfloat16)
 
 
-def _mlx_step(x: mx.array, w: tuple[float, float, float]) -> mx.array:
-    """One step of matrix.newton_schulz's MLX loop (the path without the native provider)."""
-    f32, bf16 = mx.float32, mx.bfloat16
-    xf = x.astype(f32)
-    a = (xf @ xf.T).astype(bf16).astype(f32)
-    b = (w[1] * a + w[2] * (a @ a)).astype(bf16).astype(f32)
-    return (w[0] * xf + b @ xf).astype(bf16)
-
-
 def newton_schulz(amx: bool, shape: tuple[int, int]) -> Outcome:
     """One native bfloat16 Newton-Schulz step on the MKL (``amx=False``) or AMX engine against MLX's."""
     if not native.bf16_available():
@@ -83,7 +74,7 @@ def newton_schulz(amx: bool, shape: tuple[int, int]) -> Outcome:
     x = _start(shape)
     w = matrix.NS_COEFFICIENTS["quintic"][0]
     got = np.array(native.bf16_newton_schulz(x, [w], amx=amx).astype(mx.float32))
-    want = np.array(_mlx_step(x, w).astype(mx.float32))
+    want = np.array(matrix.rounded_ns_step(x, w, mx.bfloat16))  # MLX's loop: float32 products, each rounded once
     biggest = float(np.abs(want).max())
     tol = 2.0 * 2.0 ** (np.floor(np.log2(biggest)) - 7)  # two bfloat16 ulps at the largest entry
     diff = float(np.abs(got - want).max())

@@ -44,6 +44,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     ns_coeff,
     ns_iteration_dtype,
     round_scalar,
+    rounded_ns_step,
     set_bf16_newton_schulz_provider,
     set_gram_provider,
 )

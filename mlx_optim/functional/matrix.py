@@ -188,12 +188,32 @@ def newton_schulz(
         return x.T if transpose else x
     x = normalized(x)
     for i in range(steps):
-        w0, w1, w2 = ns_coeff(weights, i)
-        xf = x.astype(f32)
-        a = (xf @ xf.T).astype(dtype).astype(f32)
-        b = (w1 * a + w2 * (a @ a)).astype(dtype).astype(f32)
-        x = (w0 * xf + b @ xf).astype(dtype)
+        x = rounded_ns_step(x, ns_coeff(weights, i), dtype).astype(dtype)
     return x.T if transpose else x
+
+
+def rounded_ns_step(x: mx.array, weights: Sequence[float], dtype: mx.Dtype) -> mx.array:
+    """One Newton-Schulz step ``A = X X^T, B = b A + c A A, X <- a X + B X`` with every fused product computed in
+    float32 and rounded once to ``dtype``, as torch's low-precision CPU kernels and the native loop do.
+
+    Args:
+        x: the iterate (values of ``dtype``, any float dtype), 2-D.
+        weights: ``(a, b, c)``.
+        dtype: the iteration dtype (float32: no rounding).
+
+    Returns:
+        The next iterate in float32, holding ``dtype`` values.
+    """
+    f32 = mx.float32
+
+    def rnd(t: mx.array) -> mx.array:
+        return t if dtype == f32 else t.astype(dtype).astype(f32)
+
+    w0, w1, w2 = weights
+    xf = x.astype(f32)
+    a = rnd(xf @ xf.T)
+    b = rnd(w1 * a + w2 * (a @ a))
+    return rnd(w0 * xf + b @ xf)
 
 
 def gram_newton_schulz(

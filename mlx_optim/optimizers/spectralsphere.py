@@ -8,7 +8,13 @@ import mlx.core as mx
 
 from mlx_optim import functional as F
 from mlx_optim.base import Optimizer, Tunable
-from mlx_optim.functional.matrix import NSDtype, check_ns_dtype, low_precision_newton_schulz, ns_iteration_dtype
+from mlx_optim.functional.matrix import (
+    NSDtype,
+    check_ns_dtype,
+    low_precision_newton_schulz,
+    ns_iteration_dtype,
+    rounded_ns_step,
+)
 from mlx_optim.registry import register
 
 MSIGN_COEFFICIENTS = [  # sso.py's Polar Express schedule (rounded to 4 decimals there)
@@ -57,10 +63,8 @@ def msign(x: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> mx.array:
     iterate = low_precision_newton_schulz(x, dtype) if steps else None
     if iterate is not None:
         x = iterate(x.astype(dtype), coeffs).astype(mx.float32)
-    for ca, cb, cc in coeffs if iterate is None else ():
-        a = _rounded(x @ x.T, dtype)
-        b = _rounded(cb * a + cc * (a @ a), dtype)
-        x = _rounded(ca * x + b @ x, dtype)
+    for w in coeffs if iterate is None else ():
+        x = rounded_ns_step(x, w, dtype)
     return x.T if transpose else x
 
 
