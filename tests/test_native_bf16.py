@@ -279,8 +279,9 @@ def test_amx_loop_is_the_mkl_loop_at_real_size(shape):
 
 
 def test_amx_default_and_switch(monkeypatch):
-    """AMX is the default engine exactly where amx_available() says so; MLX_OPTIM_AMX=0 turns it off (for the
-    default: amx=True still asks for it where the processor has it)."""
+    """AMX is the default engine exactly where amx_available() says so, except for thin matrices (MKL's loop was
+    faster there); MLX_OPTIM_AMX=0 turns it off (for the default: amx=True still asks for it where the processor
+    has it)."""
     calls = []
     module = native.load()
     real = module.bf16_newton_schulz
@@ -291,6 +292,10 @@ def test_amx_default_and_switch(monkeypatch):
     assert not native.amx_available()
     mx.eval(native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1]))
     assert calls == [HAS_AMX, False]
+    monkeypatch.delenv("MLX_OPTIM_AMX")
+    thin = normalized(mx.random.normal((32, 2048), key=mx.random.key(29)))  # thin: MKL's loop by default
+    mx.eval(native.bf16_newton_schulz(thin, matrix.NS_COEFFICIENTS["quintic"][:1]))
+    assert calls == [HAS_AMX, False, False]
     if not module.amx_available():
         with pytest.raises(ValueError, match="AMX is not available"):
             native.bf16_newton_schulz(x, matrix.NS_COEFFICIENTS["quintic"][:1], amx=True)

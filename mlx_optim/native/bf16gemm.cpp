@@ -458,17 +458,16 @@ void amx_newton_schulz(uint16_t* x, int m, int n, const std::vector<float>& coef
   // block (i, j) of a (rows x cols blocks) matrix: blocked at (i cols + j), as a B operand at (j rows + i)
   auto at = [](uint16_t* base, int i, int j, int cols) { return base + (size_t(i) * cols + j) * kS; };
   // X's blocks in a B-operand layout: of X^T (block (i, j) at xt's (i, j)) or of X (at xv's (j, i))
-  auto relayout = [&](bool transposed, uint16_t* out) {
-    for_rows(rm, work, 1, [&](int64_t i) {
-      alignas(64) uint16_t u[kB][kB];
-      for (int j = 0; j < rn; ++j) {
-        const auto* t = reinterpret_cast<const uint16_t(*)[kB]>(at(xa, int(i), j, rn));
-        if (transposed) {
-          amx::transpose(t, u);
-          amx::vnni(u, at(out, int(i), j, rn));
-        } else {
-          amx::vnni(t, at(out, j, int(i), rm));
-        }
+  auto relayout = [&](bool transposed, uint16_t* out) {  // blocks dealt to the threads 16 at a time
+    for_rows(int64_t(rm) * rn, kB * kB, 16, [&](int64_t b) {
+      const int i = int(b / rn), j = int(b % rn);
+      const auto* t = reinterpret_cast<const uint16_t(*)[kB]>(at(xa, i, j, rn));
+      if (transposed) {
+        alignas(64) uint16_t u[kB][kB];
+        amx::transpose(t, u);
+        amx::vnni(u, at(out, i, j, rn));
+      } else {
+        amx::vnni(t, at(out, j, i, rm));
       }
     });
   };
