@@ -57,21 +57,14 @@ def _verdict(ratio: float, detail: str) -> Outcome:
     return ("pass" if ratio <= 1.0 else "FAIL"), ratio, detail
 
 
-def _start(shape: tuple[int, int]) -> mx.array:
-    """A normalized bfloat16 iterate, as matrix.newton_schulz starts."""
-    g = mx.random.normal(shape, key=mx.random.key(shape[0] * 7919 + shape[1]))
-    x = g.astype(mx.bfloat16)
-    norm = mx.sqrt(mx.sum(mx.square(x.astype(mx.float32)))).astype(mx.bfloat16)
-    return (x.astype(mx.float32) / norm.astype(mx.float32)).astype(mx.bfloat16)
-
-
 def newton_schulz(amx: bool, shape: tuple[int, int]) -> Outcome:
     """One native bfloat16 Newton-Schulz step on the MKL (``amx=False``) or AMX engine against MLX's."""
     if not native.bf16_available():
         return "skip", None, f"not built here: {native.bf16_unavailable_reason()}"
     if amx and not native.amx_available():
         return "skip", None, "no AMX here (processor, kernel or MLX_OPTIM_AMX=0): the MKL engine runs"
-    x = _start(shape)
+    g = mx.random.normal(shape, key=mx.random.key(shape[0] * 7919 + shape[1]))
+    x = matrix.ns_start(g, 1e-7, mx.bfloat16)
     w = matrix.NS_COEFFICIENTS["quintic"][0]
     got = np.array(native.bf16_newton_schulz(x, [w], amx=amx).astype(mx.float32))
     want = np.array(matrix.rounded_ns_step(x, w, mx.bfloat16))  # MLX's loop: float32 products, each rounded once
@@ -150,7 +143,8 @@ def gram() -> Outcome:
     return _verdict(ratio, f"max |diff| {diff:.3g} (tol {tol:.3g})" + ("" if symmetric else ", not symmetric"))
 
 
-def _checks() -> list[tuple[str, Callable[[], Outcome]]]:
+def run() -> list[tuple[str, Callable[[], Outcome]]]:
+    """``(name, thunk)`` per native check; each thunk returns ``(verdict, error / tolerance, detail)``."""
     out: list[tuple[str, Callable[[], Outcome]]] = []
     for engine in ("mkl", "amx"):
         for shape in NS_SHAPES:
@@ -160,10 +154,5 @@ def _checks() -> list[tuple[str, Callable[[], Outcome]]]:
     return out
 
 
-CHECKS = [name for name, _ in _checks()]
+CHECKS = [name for name, _ in run()]
 """The native checks' names, in order."""
-
-
-def run() -> list[tuple[str, Callable[[], Outcome]]]:
-    """``(name, thunk)`` per native check; each thunk returns ``(verdict, error / tolerance, detail)``."""
-    return _checks()

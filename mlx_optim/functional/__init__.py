@@ -43,6 +43,7 @@ from mlx_optim.functional.matrix import (  # noqa: F401
     newton_schulz_weights,
     ns_coeff,
     ns_iteration_dtype,
+    ns_start,
     round_scalar,
     rounded_ns_step,
     set_bf16_newton_schulz_provider,

@@ -172,24 +172,32 @@ def newton_schulz(
     Generalizes :func:`newton_schulz5` (one fixed tuple).
     Returns ``dtype``.
     """
-    f32 = mx.float32
     transpose = g.shape[-2] > g.shape[-1]
     x = g.T if transpose else g
-
-    def normalized(x: mx.array) -> mx.array:
-        x = x.astype(dtype)
-        norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
-        return (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
-
     iterate = low_precision_newton_schulz(x, dtype)
     if iterate is not None:  # the same fused products in one native task, with the normalization when eps is known
         coeffs = [ns_coeff(weights, i) for i in range(steps)]
-        x = iterate(x, coeffs, eps) if isinstance(eps, (int, float)) else iterate(normalized(x), coeffs)
+        x = iterate(x, coeffs, eps) if isinstance(eps, (int, float)) else iterate(ns_start(x, eps, dtype), coeffs)
         return x.T if transpose else x
-    x = normalized(x)
+    x = ns_start(x, eps, dtype)
     for i in range(steps):
         x = rounded_ns_step(x, ns_coeff(weights, i), dtype).astype(dtype)
     return x.T if transpose else x
+
+
+def ns_start(x: mx.array, eps: float | mx.array, dtype: mx.Dtype) -> mx.array:
+    """:func:`newton_schulz`'s starting iterate: ``x`` rounded to ``dtype`` and divided by its Frobenius norm
+    (computed in float32, rounded to ``dtype``, at least ``eps`` rounded to ``dtype``), the quotient rounded.
+
+    Args:
+        x: 2-D matrix (any float dtype).
+        eps: lower bound of the norm (a float or a traced scalar).
+        dtype: the iteration dtype.
+    """
+    f32 = mx.float32
+    x = x.astype(dtype)
+    norm = mx.sqrt(mx.sum(mx.square(x.astype(f32)))).astype(dtype)
+    return (x.astype(f32) / mx.maximum(norm, mx.array(eps).astype(dtype)).astype(f32)).astype(dtype)
 
 
 def rounded_ns_step(x: mx.array, weights: Sequence[float], dtype: mx.Dtype) -> mx.array:

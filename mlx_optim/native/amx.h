@@ -107,7 +107,7 @@ inline void pack_a(const uint16_t* a, int lda, int m, int k, int p, uint16_t* pa
   uint16_t* out = packed + size_t(p) * steps * kStep;
   for (int s = 0; s < steps; ++s, out += kStep)
     for (int r = 0; r < kBlock; ++r) {
-      uint16_t* to = out + (r / 16) * 512 + (r % 16) * 32;
+      uint16_t* to = out + r * kBlock;  // the two 16-row halves of a step are the block's rows in order
       const int row = p * kBlock + r, k0 = s * kBlock, count = row < m ? std::max(0, std::min(kBlock, k - k0)) : 0;
       if (count) std::memcpy(to, a + size_t(row) * lda + k0, sizeof(uint16_t) * count);
       std::memset(to + count, 0, sizeof(uint16_t) * (kBlock - count));

@@ -63,8 +63,9 @@ def msign(x: mx.array, steps: int, dtype: mx.Dtype = mx.bfloat16) -> mx.array:
     iterate = low_precision_newton_schulz(x, dtype) if steps else None
     if iterate is not None:
         x = iterate(x.astype(dtype), coeffs).astype(mx.float32)
-    for w in coeffs if iterate is None else ():
-        x = rounded_ns_step(x, w, dtype)
+    else:
+        for w in coeffs:
+            x = rounded_ns_step(x, w, dtype)
     return x.T if transpose else x
 
 
